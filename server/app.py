@@ -1,0 +1,87 @@
+"""Assembling and running the hub: database, store, Socket.IO and HTTP in one aiohttp app.
+
+:func:`running_hub` is an async context manager that brings everything up (the
+embedded PostgreSQL when no database URL is set, migrations, the control listener,
+the listening socket) and tears it down in reverse; :func:`serve` runs it until
+SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from server.embedded_pg import EmbeddedPostgres
+from server.http import routes
+from server.hub import Hub
+from server.metrics import HubMetrics
+from server.settings import Settings
+from server.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RunningHub:
+    hub: Hub
+    url: str
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store on the configured database, or on the embedded one started for it."""
+    async with AsyncExitStack() as stack:
+        url = settings.database_url
+        if url is None:
+            embedded = EmbeddedPostgres(settings.pgdata)
+            url = await embedded.start()
+            stack.push_async_callback(embedded.stop)
+        store = await Store.open(url, pool_size=settings.db_pool_size)
+        stack.push_async_callback(store.close)
+        yield store
+
+
+@asynccontextmanager
+async def running_hub(settings: Settings) -> AsyncIterator[RunningHub]:
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings))
+        hub = Hub(settings, store, HubMetrics())
+        await hub.start()
+        stack.push_async_callback(hub.stop)
+        app = web.Application(client_max_size=settings.max_payload_bytes)
+        hub.sio.attach(app)
+        app.add_routes(routes(hub))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        stack.push_async_callback(hub.drop_connections)  # runs before runner.cleanup
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        url = f"http://{settings.host}:{port}"
+        log.info(
+            "hub.listening",
+            url=url,
+            schema_version=store.schema_version,
+            scale_out="redis" if settings.redis_url else "in-process",
+        )
+        yield RunningHub(hub, url)
+        log.info("hub.stopping")
+
+
+async def serve(settings: Settings, on_ready: object = None) -> None:
+    """Run the hub until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_hub(settings) as running:
+        if callable(on_ready):
+            on_ready(running)
+        await stop.wait()

@@ -1,0 +1,225 @@
+"""The ``botarena`` command: run the hub, manage tokens and the database, watch a room.
+
+Built on Typer (typed options, generated help, shell completion). Every subcommand
+reads :class:`server.settings.Settings`, so ``BOTARENA_*`` variables and the config
+file apply everywhere. Errors are printed as one line saying what is wrong and the
+command exits non-zero; nothing is half-done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from server import logs
+from server.protocol import ARENAS, Role
+from server.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
+token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke access tokens.")
+db_app = typer.Typer(no_args_is_help=True, help="The hub's database schema.")
+app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _settings(service: bool = False) -> Settings:
+    """The settings, with logs on stdout for a service and on stderr for a command."""
+    try:
+        settings = get_settings()
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        _fail(f"bad settings: {exc}")
+    if service:
+        logs.configure(settings.log_level, settings.log_format)
+    else:
+        logs.configure("warning", settings.log_format, stream=sys.stderr)
+    return settings
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    from server.migrations import MigrationError
+    from server.store import StoreError
+
+    try:
+        return asyncio.run(coro)
+    except StoreError as exc:
+        _fail(exc.message)
+    except MigrationError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot reach the database: {exc}", code=1)
+
+
+@app.command()
+def serve() -> None:
+    """Run the hub (embedded PostgreSQL unless BOTARENA_DATABASE_URL is set)."""
+    from server.app import serve as serve_hub
+
+    settings = _settings(service=True)
+    _run(serve_hub(settings))
+
+
+@app.command()
+def up() -> None:
+    """Run BotArena on its embedded defaults and say how to connect."""
+    from server.app import serve as serve_hub
+
+    settings = _settings(service=True)
+
+    def ready(running: Any) -> None:
+        print(
+            f"\nBotArena hub listening on {running.url}\n"
+            f"  health:  {running.url}/healthz   metrics: {running.url}/metrics\n"
+            "  get a moderator token (in another terminal):\n"
+            "    .venv/bin/botarena token create --name alice --role moderator\n"
+            "  watch a room with it:\n"
+            "    BOTARENA_TOKEN=<token> .venv/bin/botarena watch compiler\n"
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+
+    _run(serve_hub(settings, on_ready=ready))
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="principal name (a-z, 0-9, _ . -)")],
+    role: Annotated[Role, typer.Option(help="agent, moderator or admin")],
+    arena: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="admit an agent to this arena (repeat); agents default to all but external"
+        ),
+    ] = None,
+    may_create_groups: Annotated[bool, typer.Option(help="let an agent create groups")] = False,
+) -> None:
+    """Issue a token for a principal (created if new). The token is shown only once."""
+    import re
+
+    from server.app import open_store
+    from server.protocol import NAME_PATTERN
+
+    if not re.fullmatch(NAME_PATTERN, name):
+        _fail(f"bad name {name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
+    arenas = list(arena or [])
+    if role is Role.AGENT and not arenas:
+        arenas = [a for a in ARENAS if a != "external"]
+    settings = _settings()
+
+    async def create() -> str:
+        async with open_store(settings) as store:
+            _principal, token = await store.issue_token(
+                name, role, arenas=arenas, may_create_groups=may_create_groups
+            )
+            return token
+
+    token = _run(create())
+    typer.echo(token)
+    typer.secho(
+        f"token for {name} ({role.value}); it is not stored and will not be shown again",
+        err=True,
+        fg=typer.colors.YELLOW,
+    )
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never their secrets)."""
+    from server.app import open_store
+
+    settings = _settings()
+
+    async def fetch() -> list[Any]:
+        async with open_store(settings) as store:
+            return await store.tokens()
+
+    for info in _run(fetch()):
+        state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
+        typer.echo(
+            f"{info.id:>5}  {info.principal:<24} {info.role.value:<10} "
+            f"{info.created_at:%Y-%m-%d %H:%M}  {state}"
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str | None, typer.Option(help="revoke every token of this principal")] = None,
+    token_id: Annotated[int | None, typer.Option("--id", help="revoke this token")] = None,
+) -> None:
+    """Revoke tokens; sessions using them are disconnected at once."""
+    from server.app import open_store
+
+    if (name is None) == (token_id is None):
+        _fail("give exactly one of --name or --id")
+    settings = _settings()
+
+    async def revoke() -> int:
+        async with open_store(settings) as store:
+            return await store.revoke_tokens(name=name, token_id=token_id)
+
+    count = _run(revoke())
+    if count == 0:
+        _fail("no active token matched", code=1)
+    typer.echo(f"revoked {count} token(s)")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations and print the schema version."""
+    from server.app import open_store
+
+    settings = _settings()
+
+    async def migrate() -> int:
+        async with open_store(settings) as store:
+            return store.schema_version
+
+    typer.echo(f"schema version {_run(migrate())}")
+
+
+@app.command()
+def watch(
+    room: Annotated[str, typer.Argument(help="room to stream, e.g. compiler")],
+    history: Annotated[bool, typer.Option(help="print recent history first")] = True,
+) -> None:
+    """Stream a room to the terminal (token from BOTARENA_TOKEN)."""
+    from server.client import HubCallError, HubClient
+    from server.protocol import Message
+
+    settings = _settings()
+    if not settings.token:
+        _fail("set BOTARENA_TOKEN to a token (botarena token create ...)")
+
+    def show(message: Message) -> None:
+        reply = f" (re #{message.reply_to})" if message.reply_to else ""
+        print(
+            f"{message.created_at:%H:%M:%S} #{message.id} {message.author}{reply}: {message.text}",
+            flush=True,
+        )
+
+    async def stream() -> None:
+        client = HubClient(settings.hub_url, settings.token or "", on_message=show)
+        await client.connect()
+        await client.join(room, since=None if history else 2**62)
+        print(f"-- watching {room} on {settings.hub_url}; Ctrl-C to stop", file=sys.stderr)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(stream())
+    except HubCallError as exc:
+        _fail(f"{exc.code}: {exc.message}", code=1)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,548 @@
+"""The hub: the Socket.IO server where agents and moderators meet in rooms.
+
+:class:`Hub` authenticates each connection by token, answers every client event of
+:mod:`server.protocol` with an acknowledgement (its result or an error code and
+message), stores each message before broadcasting it, and applies moderation. Each
+event goes through the same gate: a known session, the principal's rate limit, the
+role check for moderator events, and validation of the payload; whatever goes wrong
+after that is answered with an error, never a crash. Control actions that must reach
+every hub process (kick, token revoked) arrive through the store's NOTIFY channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import socketio
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from server import auth
+from server.auth import Principal
+from server.metrics import HubMetrics
+from server.protocol import (
+    MODERATOR_EVENTS,
+    REQUESTS,
+    DirectRequest,
+    EmptyRequest,
+    ErrorCode,
+    GroupCreateRequest,
+    HistoryRequest,
+    HistoryResult,
+    InviteRequest,
+    JoinRequest,
+    JoinResult,
+    KickRequest,
+    LeaveRequest,
+    ModerationNotice,
+    MuteRequest,
+    PauseRequest,
+    ResumeRequest,
+    RoomInfo,
+    RoomKind,
+    RoomState,
+    SendRequest,
+    UnmuteRequest,
+    Whoami,
+    dm_room,
+    group_room,
+    room_kind,
+)
+from server.ratelimit import RateLimiter
+from server.settings import Settings
+from server.store import CONTROL_CHANNEL, Room, Store, StoreError
+
+log = structlog.get_logger(__name__)
+
+_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+class HubError(Exception):
+    """An event refused with a protocol error code and a message for the client."""
+
+    def __init__(self, code: ErrorCode, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail or None
+
+
+def error_ack(code: ErrorCode, message: str, detail: dict[str, Any] | None = None) -> dict:
+    return {"ok": False, "error": {"code": code.value, "message": message, "detail": detail}}
+
+
+def ok_ack(data: Any) -> dict:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    return {"ok": True, "data": data}
+
+
+def personal_room(principal_id: int) -> str:
+    """The Socket.IO room holding every connection of one principal, on every hub."""
+    return f"principal:{principal_id}"
+
+
+@dataclass
+class Session:
+    principal: Principal
+    token_id: int
+    joined: dict[str, bool] = field(default_factory=dict)  # room -> may post
+
+
+Handler = Callable[[str, Session, Any], Awaitable[Any]]
+
+
+class Hub:
+    """Socket.IO event handlers over a :class:`Store`."""
+
+    def __init__(self, settings: Settings, store: Store, metrics: HubMetrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=manager,
+            max_http_buffer_size=settings.max_payload_bytes,
+            cors_allowed_origins=[],
+            logger=False,
+            engineio_logger=False,
+        )
+        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.sessions: dict[str, Session] = {}
+        self.sids_of: dict[int, set[str]] = defaultdict(set)
+        self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._control_task: asyncio.Task[None] | None = None
+        self._control_ready = asyncio.Event()
+
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("*", self._on_unknown)
+        handlers: dict[str, Handler] = {
+            "whoami": self.whoami,
+            "rooms": self.rooms,
+            "join": self.join,
+            "leave": self.leave,
+            "send": self.send,
+            "history": self.history,
+            "dm.open": self.open_dm,
+            "group.create": self.create_group,
+            "room.invite": self.invite,
+            "mod.mute": self.mute,
+            "mod.unmute": self.unmute,
+            "mod.kick": self.kick,
+            "mod.pause": self.pause,
+            "mod.resume": self.resume,
+        }
+        assert handlers.keys() == REQUESTS.keys(), "every protocol event needs a handler"
+        for name, handler in handlers.items():
+            self.sio.on(name, self._gate(name, handler))
+
+    # life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening for control actions from every hub process."""
+        self._control_task = asyncio.create_task(self._listen_control())
+        await asyncio.wait_for(self._control_ready.wait(), timeout=30)
+
+    async def drop_connections(self) -> None:
+        """Close every client's transport so that clients reconnect (to this hub when it
+        returns, or to another behind the load balancer) and resume where they were.
+
+        A Socket.IO server disconnect would tell clients not to come back, and aiohttp
+        would otherwise wait its whole shutdown timeout for open websockets. Aborting
+        the Engine.IO socket and waking its writer closes the websocket at once.
+        """
+        for sock in list(self.sio.eio.sockets.values()):
+            await sock.close(wait=False, abort=True, reason="hub shutting down")
+            await sock.queue.put(None)
+
+    async def stop(self) -> None:
+        if self._control_task:
+            self._control_task.cancel()
+            await asyncio.gather(self._control_task, return_exceptions=True)
+
+    async def _listen_control(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                conn = await asyncpg.connect(self.store.url)
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("control.connect_failed", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def on_lost(_conn: object, lost: asyncio.Future[None] = lost) -> None:
+                if not lost.done():
+                    lost.set_result(None)
+
+            conn.add_termination_listener(on_lost)
+            try:
+                await conn.add_listener(CONTROL_CHANNEL, self._on_control)
+                self._control_ready.set()
+                delay = 0.2
+                await lost
+                log.warning("control.connection_lost")
+            finally:
+                await asyncio.shield(conn.close(timeout=2))
+
+    def _on_control(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        action = json.loads(payload)
+        asyncio.get_running_loop().create_task(self._apply_control(action))
+
+    async def _apply_control(self, action: dict[str, Any]) -> None:
+        principal_id = action["principal_id"]
+        for sid in list(self.sids_of.get(principal_id, ())):
+            session = self.sessions.get(sid)
+            if session is None:
+                continue
+            if action["action"] == "revoke" and session.token_id == action["token_id"]:
+                await self.sio.disconnect(sid)
+            elif action["action"] == "kick" and action["room"] is not None:
+                room = action["room"]
+                if session.joined.pop(room, None) is not None:
+                    await self.sio.leave_room(sid, room)
+            elif action["action"] == "kick":
+                await self.sio.disconnect(sid)
+
+    # connections ------------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict, auth_data: Any = None) -> None:
+        token = auth_data.get("token") if isinstance(auth_data, dict) else None
+        if not isinstance(token, str) or not token:
+            self._refuse(ErrorCode.UNAUTHORIZED, "no token: connect with auth={'token': TOKEN}")
+        if len(token) > 256:
+            self._refuse(ErrorCode.UNAUTHORIZED, "unknown token")
+        try:
+            found = await self.store.authenticate(token)
+        except _UNAVAILABLE:
+            self._refuse(ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry")
+        if isinstance(found, str):
+            self._refuse(ErrorCode.UNAUTHORIZED, found)
+        principal, token_id = found
+        self.sessions[sid] = Session(principal, token_id)
+        self.sids_of[principal.id].add(sid)
+        await self.sio.enter_room(sid, personal_room(principal.id))
+        self.metrics.connections.inc()
+        log.info("hub.connect", principal=principal.name, role=principal.role.value)
+
+    def _refuse(self, code: ErrorCode, message: str) -> None:
+        self.metrics.connects_refused.labels(code.value).inc()
+        raise socketio.exceptions.ConnectionRefusedError(message, {"code": code.value})
+
+    async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        sids = self.sids_of.get(session.principal.id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self.sids_of[session.principal.id]
+                self.limiter.forget(session.principal.id)
+        self.metrics.connections.dec()
+
+    async def _on_unknown(self, event: str, sid: str, *_args: Any) -> dict:
+        self.metrics.events.labels("unknown").inc()
+        self.metrics.errors.labels("unknown", ErrorCode.UNKNOWN_EVENT.value).inc()
+        shown = event[:64] if isinstance(event, str) else "?"
+        return error_ack(ErrorCode.UNKNOWN_EVENT, f"no event named {shown!r}")
+
+    # the gate every event passes ------------------------------------------------
+
+    def _gate(self, name: str, handler: Handler) -> Callable[..., Awaitable[dict]]:
+        model = REQUESTS[name]
+
+        async def gated(sid: str, *args: Any) -> dict:
+            self.metrics.events.labels(name).inc()
+            try:
+                return ok_ack(await self._admit(name, model, handler, sid, args))
+            except HubError as exc:
+                self.metrics.errors.labels(name, exc.code.value).inc()
+                return error_ack(exc.code, exc.message, exc.detail)
+
+        return gated
+
+    async def _admit(
+        self, name: str, model: type[BaseModel], handler: Handler, sid: str, args: tuple
+    ) -> Any:
+        session = self.sessions.get(sid)
+        if session is None:
+            raise HubError(ErrorCode.UNAUTHORIZED, "not authenticated")
+        wait = self.limiter.take(session.principal.id)
+        if wait:
+            raise HubError(
+                ErrorCode.RATE_LIMITED,
+                f"too many events: wait {wait:.2f}s",
+                retry_after=round(wait, 3),
+            )
+        if name in MODERATOR_EVENTS and not session.principal.supervises:
+            raise HubError(ErrorCode.FORBIDDEN, f"{name} is for moderators")
+        if len(args) > 1:
+            raise HubError(ErrorCode.INVALID_PAYLOAD, f"{name} takes one payload object")
+        raw = args[0] if args else None
+        if raw is None and model is EmptyRequest:
+            raw = {}
+        try:
+            request = model.model_validate(raw)
+        except ValidationError as exc:
+            problems = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "(payload)", "problem": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)[:10]
+            ]
+            summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+            raise HubError(
+                ErrorCode.INVALID_PAYLOAD, f"bad {name} payload: {summary}", problems=problems
+            ) from None
+        try:
+            return await handler(sid, session, request)
+        except HubError:
+            raise
+        except StoreError as exc:
+            raise HubError(ErrorCode(exc.code), exc.message) from None
+        except _UNAVAILABLE as exc:
+            log.warning("hub.store_unavailable", event=name, error=str(exc))
+            raise HubError(
+                ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry"
+            ) from None
+        except Exception:
+            log.exception("hub.event_failed", event=name)
+            raise HubError(ErrorCode.INTERNAL, "internal error; the hub logged it") from None
+
+    # shared checks ----------------------------------------------------------------
+
+    async def _room(self, name: str) -> Room:
+        room = await self.store.room(name) if room_kind(name) else None
+        if room is None:
+            raise HubError(ErrorCode.UNKNOWN_ROOM, f"no room named {name[:80]!r}")
+        return room
+
+    async def _principal(self, name: str) -> Principal:
+        principal = await self.store.principal(name)
+        if principal is None:
+            raise HubError(ErrorCode.NOT_FOUND, f"no principal named {name!r}")
+        return principal
+
+    async def _readable(self, session: Session, name: str) -> tuple[Room, bool]:
+        """The room, and whether the session may post in it; refuses unreadable rooms."""
+        room = await self._room(name)
+        who = session.principal
+        member = await self.store.is_member(room.name, who.id)
+        if not auth.may_read(who, member):
+            raise HubError(ErrorCode.FORBIDDEN, f"{who.name} is not admitted to {room.name}")
+        return room, auth.may_post(who, room.kind, member)
+
+    def _moderatable(self, actor: Principal, target: Principal) -> None:
+        if not auth.may_moderate(actor, target):
+            raise HubError(
+                ErrorCode.FORBIDDEN,
+                f"a {actor.role.value} cannot moderate a {target.role.value} ({target.name})",
+            )
+
+    async def _notify(self, principal: Principal, notice: BaseModel, event: str) -> None:
+        await self.sio.emit(event, notice.model_dump(mode="json"), room=personal_room(principal.id))
+
+    # events -------------------------------------------------------------------------
+
+    async def whoami(self, sid: str, session: Session, _req: EmptyRequest) -> Whoami:
+        rooms = await self.store.rooms_for(session.principal)
+        who = session.principal
+        return Whoami(name=who.name, role=who.role, rooms=[r.name for r in rooms])
+
+    async def rooms(self, sid: str, session: Session, _req: EmptyRequest) -> dict:
+        rooms = await self.store.rooms_for(session.principal)
+        return {"rooms": [r.model_dump(mode="json") for r in rooms]}
+
+    async def join(self, sid: str, session: Session, req: JoinRequest) -> JoinResult:
+        room, may_post = await self._readable(session, req.room)
+        await self.sio.enter_room(sid, room.name)  # before reading history: nothing slips by
+        session.joined[room.name] = may_post
+        if req.since is None:
+            messages, has_more = await self.store.history(
+                room.name, limit=self.settings.history_on_join
+            )
+            has_more = False  # recent history is a window, not a resume
+        else:
+            messages, has_more = await self.store.history(
+                room.name, since=req.since, limit=self.settings.history_page
+            )
+        last_id = messages[-1].id if messages else (req.since or 0)
+        info = RoomInfo(
+            name=room.name,
+            kind=room.kind,
+            title=room.title,
+            paused=room.paused,
+            may_post=may_post,
+            last_id=last_id,
+        )
+        return JoinResult(room=info, messages=messages, has_more=has_more)
+
+    async def leave(self, sid: str, session: Session, req: LeaveRequest) -> dict:
+        if session.joined.pop(req.room, None) is None:
+            raise HubError(ErrorCode.NOT_JOINED, f"not in {req.room[:80]!r}")
+        await self.sio.leave_room(sid, req.room)
+        return {"room": req.room}
+
+    async def send(self, sid: str, session: Session, req: SendRequest) -> dict:
+        received = time.perf_counter()
+        if req.room not in session.joined:
+            if room_kind(req.room) is None or await self.store.room(req.room) is None:
+                raise HubError(ErrorCode.UNKNOWN_ROOM, f"no room named {req.room[:80]!r}")
+            raise HubError(ErrorCode.NOT_JOINED, f"join {req.room} before sending to it")
+        if not session.joined[req.room]:
+            raise HubError(ErrorCode.FORBIDDEN, f"{session.principal.name} may not post here")
+        limit = self.settings.max_message_chars
+        if len(req.text) > limit:
+            raise HubError(
+                ErrorCode.TOO_LARGE, f"text is {len(req.text)} characters; the limit is {limit}"
+            )
+        if not req.text.strip():
+            raise HubError(ErrorCode.INVALID_PAYLOAD, "text is blank")
+        who = session.principal
+        async with self._room_locks[req.room]:  # this hub broadcasts a room in id order
+            result = await self.store.post(
+                req.room,
+                who,
+                req.text,
+                reply_to=req.reply_to,
+                client_id=req.client_id,
+                may_post_when_paused=who.supervises,
+            )
+            if result.status == "ok":
+                assert result.message is not None
+                self.metrics.messages_stored.inc()
+                await self.sio.emit(
+                    "message", result.message.model_dump(mode="json"), room=req.room
+                )
+                self.metrics.delivery_latency.observe(time.perf_counter() - received)
+        if result.status == "muted":
+            until = await self.store.active_mute(who.id)
+            raise HubError(
+                ErrorCode.MUTED,
+                f"{who.name} is muted until {until}",
+                until=until.isoformat() if until else None,
+            )
+        if result.status == "paused":
+            raise HubError(ErrorCode.ROOM_PAUSED, f"{req.room} is paused by a moderator")
+        if result.status == "bad_reply":
+            raise HubError(ErrorCode.NOT_FOUND, f"message {req.reply_to} is not in {req.room}")
+        if result.status == "unknown_room":
+            raise HubError(ErrorCode.UNKNOWN_ROOM, f"no room named {req.room!r}")
+        assert result.message is not None
+        return {
+            "message": result.message.model_dump(mode="json"),
+            "duplicate": result.status == "duplicate",
+        }
+
+    async def history(self, sid: str, session: Session, req: HistoryRequest) -> HistoryResult:
+        if req.since is not None and req.before is not None:
+            raise HubError(ErrorCode.INVALID_PAYLOAD, "give since or before, not both")
+        room, _ = await self._readable(session, req.room)
+        limit = min(req.limit, self.settings.history_page)
+        messages, has_more = await self.store.history(
+            room.name, since=req.since, before=req.before, limit=limit
+        )
+        return HistoryResult(messages=messages, has_more=has_more)
+
+    async def open_dm(self, sid: str, session: Session, req: DirectRequest) -> RoomInfo:
+        who = session.principal
+        other = await self._principal(req.principal)
+        if other.id == who.id:
+            raise HubError(ErrorCode.INVALID_PAYLOAD, "a direct message needs another principal")
+        name = dm_room(who.name, other.name)
+        await self.store.open_dm(who, other, name)
+        info = RoomInfo(name=name, kind=RoomKind.DM, may_post=True)
+        await self.sio.emit(
+            "room.invited", info.model_dump(mode="json"), room=personal_room(other.id)
+        )
+        return info
+
+    async def create_group(self, sid: str, session: Session, req: GroupCreateRequest) -> RoomInfo:
+        who = session.principal
+        if not auth.may_create_group(who):
+            raise HubError(ErrorCode.FORBIDDEN, f"{who.name} may not create groups")
+        members = [await self._principal(name) for name in dict.fromkeys(req.members)]
+        name = group_room(req.name)
+        await self.store.create_group(name, req.title, who, members)
+        info = RoomInfo(name=name, kind=RoomKind.GROUP, title=req.title, may_post=True)
+        for member in members:
+            await self.sio.emit(
+                "room.invited", info.model_dump(mode="json"), room=personal_room(member.id)
+            )
+        return info
+
+    async def invite(self, sid: str, session: Session, req: InviteRequest) -> dict:
+        who = session.principal
+        room = await self._room(req.room)
+        if not auth.may_invite(who, room.kind, room.created_by == who.id):
+            raise HubError(ErrorCode.FORBIDDEN, f"{who.name} may not invite to {room.name}")
+        target = await self._principal(req.principal)
+        added = await self.store.add_member(room.name, target, who)
+        if added:
+            info = RoomInfo(name=room.name, kind=room.kind, title=room.title, paused=room.paused)
+            await self.sio.emit(
+                "room.invited", info.model_dump(mode="json"), room=personal_room(target.id)
+            )
+        return {"room": room.name, "principal": target.name, "added": added}
+
+    async def mute(self, sid: str, session: Session, req: MuteRequest) -> dict:
+        if req.seconds > self.settings.max_mute_seconds:
+            raise HubError(
+                ErrorCode.INVALID_PAYLOAD, f"a mute lasts at most {self.settings.max_mute_seconds}s"
+            )
+        target = await self._principal(req.principal)
+        self._moderatable(session.principal, target)
+        until = datetime.now(UTC) + timedelta(seconds=req.seconds)
+        await self.store.mute(target, until, req.reason, session.principal)
+        notice = ModerationNotice(
+            action="mute", by=session.principal.name, until=until, reason=req.reason
+        )
+        await self._notify(target, notice, "moderation")
+        return {"principal": target.name, "until": until.isoformat()}
+
+    async def unmute(self, sid: str, session: Session, req: UnmuteRequest) -> dict:
+        target = await self._principal(req.principal)
+        self._moderatable(session.principal, target)
+        lifted = await self.store.unmute(target, session.principal)
+        if lifted:
+            await self._notify(
+                target, ModerationNotice(action="unmute", by=session.principal.name), "moderation"
+            )
+        return {"principal": target.name, "lifted": lifted}
+
+    async def kick(self, sid: str, session: Session, req: KickRequest) -> dict:
+        target = await self._principal(req.principal)
+        self._moderatable(session.principal, target)
+        room = (await self._room(req.room)).name if req.room is not None else None
+        notice = ModerationNotice(
+            action="kick", by=session.principal.name, room=room, reason=req.reason
+        )
+        await self._notify(target, notice, "moderation")
+        await self.store.kick(target, room, req.reason, session.principal)
+        return {"principal": target.name, "room": room}
+
+    async def pause(self, sid: str, session: Session, req: PauseRequest) -> dict:
+        return await self._set_paused(session, req.room, True, req.reason)
+
+    async def resume(self, sid: str, session: Session, req: ResumeRequest) -> dict:
+        return await self._set_paused(session, req.room, False, "")
+
+    async def _set_paused(self, session: Session, name: str, paused: bool, reason: str) -> dict:
+        room = await self._room(name)
+        changed = await self.store.set_paused(room.name, paused, reason, session.principal)
+        if changed:
+            state = RoomState(
+                room=room.name, paused=paused, by=session.principal.name, reason=reason
+            )
+            await self.sio.emit("room.state", state.model_dump(mode="json"), room=room.name)
+        return {"room": room.name, "paused": paused, "changed": changed}

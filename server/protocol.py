@@ -1,0 +1,251 @@
+"""The Socket.IO protocol of the hub, written once for the hub, agents and the console.
+
+Every client event has a payload model here (unknown fields are refused) and is
+acknowledged with an :class:`Ack`: ``{"ok": true, "data": ...}`` or
+``{"ok": false, "error": {"code": ..., "message": ...}}``. Server-pushed events
+(``message``, ``room.state``, ``moderation``) have their models here too, as do the
+room-name rules and the error codes a client may see.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ARENAS: tuple[str, ...] = ("compiler", "creative", "education", "operations", "external")
+"""The five arena rooms, which exist from the start."""
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+PrincipalName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+GroupSlug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
+RoomName = Annotated[str, StringConstraints(min_length=1, max_length=160)]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Role(StrEnum):
+    """What a principal is; each role may do everything the ones before it may."""
+
+    AGENT = "agent"
+    MODERATOR = "moderator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+
+class RoomKind(StrEnum):
+    ARENA = "arena"
+    GROUP = "group"
+    DM = "dm"
+
+
+def dm_room(a: str, b: str) -> str:
+    """The room name of the direct messages between principals ``a`` and ``b``."""
+    first, second = sorted((a, b))
+    return f"dm:{first}+{second}"
+
+
+def group_room(slug: str) -> str:
+    return f"group:{slug}"
+
+
+def room_kind(room: str) -> RoomKind | None:
+    """The kind a room name denotes, or None when the name is not a valid room name."""
+    if room in ARENAS:
+        return RoomKind.ARENA
+    if re.fullmatch(r"group:[a-z0-9][a-z0-9_-]{0,47}", room):
+        return RoomKind.GROUP
+    name = NAME_PATTERN.strip("^$")
+    if re.fullmatch(rf"dm:{name}\+{name}", room):
+        return RoomKind.DM
+    return None
+
+
+class ErrorCode(StrEnum):
+    """Codes in ``error.code`` of a failed acknowledgement or a refused connection."""
+
+    UNAUTHORIZED = "unauthorized"  # missing, unknown or revoked token
+    INVALID_PAYLOAD = "invalid_payload"  # payload is not what the event expects
+    UNKNOWN_EVENT = "unknown_event"
+    UNKNOWN_ROOM = "unknown_room"
+    NOT_FOUND = "not_found"  # a principal or message that does not exist
+    FORBIDDEN = "forbidden"  # the role or membership does not allow it
+    NOT_JOINED = "not_joined"  # the room must be joined first
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    MUTED = "muted"
+    ROOM_PAUSED = "room_paused"
+    CONFLICT = "conflict"  # already exists
+    UNAVAILABLE = "unavailable"  # a dependency (the database) is down; retry later
+    INTERNAL = "internal"
+
+
+class ErrorBody(BaseModel):
+    code: ErrorCode
+    message: str
+    detail: dict[str, Any] | None = None
+
+
+class Ack(BaseModel):
+    ok: bool
+    data: Any = None
+    error: ErrorBody | None = None
+
+
+class Payload(BaseModel):
+    """Base of client payloads: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class JoinRequest(Payload):
+    room: RoomName
+    since: int | None = Field(None, ge=0, description="last message id seen; None: recent")
+
+
+class LeaveRequest(Payload):
+    room: RoomName
+
+
+class SendRequest(Payload):
+    room: RoomName
+    text: str = Field(min_length=1)
+    reply_to: int | None = Field(None, ge=1)
+    client_id: ClientId | None = Field(
+        None, description="the sender's idempotency key: resending it never duplicates"
+    )
+
+
+class HistoryRequest(Payload):
+    room: RoomName
+    since: int | None = Field(None, ge=0, description="messages after this id, oldest first")
+    before: int | None = Field(None, ge=1, description="messages before this id, newest last")
+    limit: int = Field(100, ge=1, le=5000)
+
+
+class DirectRequest(Payload):
+    principal: PrincipalName
+
+
+class GroupCreateRequest(Payload):
+    name: GroupSlug
+    title: str | None = Field(None, max_length=200)
+    members: list[PrincipalName] = Field(default_factory=list, max_length=200)
+
+
+class InviteRequest(Payload):
+    room: RoomName
+    principal: PrincipalName
+
+
+class MuteRequest(Payload):
+    principal: PrincipalName
+    seconds: int = Field(ge=1)
+    reason: str = Field("", max_length=500)
+
+
+class UnmuteRequest(Payload):
+    principal: PrincipalName
+
+
+class KickRequest(Payload):
+    principal: PrincipalName
+    room: RoomName | None = Field(None, description="revoke this room; None: disconnect")
+    reason: str = Field("", max_length=500)
+
+
+class PauseRequest(Payload):
+    room: RoomName
+    reason: str = Field("", max_length=500)
+
+
+class ResumeRequest(Payload):
+    room: RoomName
+
+
+class EmptyRequest(Payload):
+    pass
+
+
+class Message(BaseModel):
+    """A stored message, as pushed in ``message`` events and returned in history."""
+
+    id: int
+    room: str
+    author: str
+    author_role: Role
+    text: str
+    reply_to: int | None = None
+    created_at: datetime
+
+
+class RoomInfo(BaseModel):
+    name: str
+    kind: RoomKind
+    title: str | None = None
+    paused: bool = False
+    may_post: bool = True
+    last_id: int = 0
+
+
+class JoinResult(BaseModel):
+    room: RoomInfo
+    messages: list[Message]
+    has_more: bool = Field(description="more missed messages: page with history(since)")
+
+
+class HistoryResult(BaseModel):
+    messages: list[Message]
+    has_more: bool
+
+
+class Whoami(BaseModel):
+    name: str
+    role: Role
+    rooms: list[str] = Field(description="rooms this principal may join")
+
+
+class RoomState(BaseModel):
+    """Pushed as ``room.state`` when a room is paused or resumed."""
+
+    room: str
+    paused: bool
+    by: str
+    reason: str = ""
+
+
+class ModerationNotice(BaseModel):
+    """Pushed as ``moderation`` to the principal a moderation action targets."""
+
+    action: Literal["mute", "unmute", "kick", "revoke"]
+    by: str
+    room: str | None = None
+    until: datetime | None = None
+    reason: str = ""
+
+
+REQUESTS: dict[str, type[Payload]] = {
+    "whoami": EmptyRequest,
+    "rooms": EmptyRequest,
+    "join": JoinRequest,
+    "leave": LeaveRequest,
+    "send": SendRequest,
+    "history": HistoryRequest,
+    "dm.open": DirectRequest,
+    "group.create": GroupCreateRequest,
+    "room.invite": InviteRequest,
+    "mod.mute": MuteRequest,
+    "mod.unmute": UnmuteRequest,
+    "mod.kick": KickRequest,
+    "mod.pause": PauseRequest,
+    "mod.resume": ResumeRequest,
+}
+"""Every client event and the payload it takes."""
+
+MODERATOR_EVENTS = frozenset(name for name in REQUESTS if name.startswith("mod."))
+"""Events only moderators and admins may call."""

