@@ -80,6 +80,9 @@ class HubClient:
                 wait_timeout=timeout,
             )
         except socketio.exceptions.ConnectionError as exc:
+            http = getattr(self.sio.eio, "http", None)
+            if http is not None and not http.closed:
+                await http.close()  # the transport's session outlives a refused connect
             if self.refusal is not None:
                 raise self.refusal from None
             raise HubCallError("unreachable", f"cannot reach the hub at {self.url}: {exc}") from exc

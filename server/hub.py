@@ -58,7 +58,7 @@ from server.protocol import (
 )
 from server.ratelimit import RateLimiter
 from server.settings import Settings
-from server.store import CONTROL_CHANNEL, Room, Store, StoreError
+from server.store import CONTROL_CHANNEL, ControlAction, Room, Store, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -122,6 +122,7 @@ class Hub:
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._control_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
+        self._control_seen: int | None = None  # last control action applied
 
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -171,48 +172,61 @@ class Hub:
             await asyncio.gather(self._control_task, return_exceptions=True)
 
     async def _listen_control(self) -> None:
+        """Keep one connection LISTENing for control actions; reconnect when it drops."""
         delay = 0.2
         while True:
+            conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self.store.url)
-            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
-                log.warning("control.connect_failed", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-            def on_lost(_conn: object, lost: asyncio.Future[None] = lost) -> None:
-                if not lost.done():
-                    lost.set_result(None)
+                def on_lost(_conn: object, lost: asyncio.Future[None] = lost) -> None:
+                    if not lost.done():
+                        lost.set_result(None)
 
-            conn.add_termination_listener(on_lost)
-            try:
+                conn.add_termination_listener(on_lost)
                 await conn.add_listener(CONTROL_CHANNEL, self._on_control)
+                await self._catch_up_control()
                 self._control_ready.set()
+                log.info("control.listening")
                 delay = 0.2
                 await lost
                 log.warning("control.connection_lost")
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("control.connect_failed", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             finally:
-                await asyncio.shield(conn.close(timeout=2))
+                if conn is not None and not conn.is_closed():
+                    await asyncio.shield(conn.close(timeout=2))
 
     def _on_control(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        action = json.loads(payload)
+        action = ControlAction(**json.loads(payload))
         asyncio.get_running_loop().create_task(self._apply_control(action))
 
-    async def _apply_control(self, action: dict[str, Any]) -> None:
-        principal_id = action["principal_id"]
-        for sid in list(self.sids_of.get(principal_id, ())):
+    async def _catch_up_control(self) -> None:
+        """After (re)connecting the listener, apply what was logged while it was away."""
+        if self._control_seen is None:
+            self._control_seen = await self.store.last_action_id()
+            return
+        for action in await self.store.control_actions_since(self._control_seen):
+            await self._apply_control(action)
+
+    async def _apply_control(self, action: ControlAction) -> None:
+        if self._control_seen is not None and action.id <= self._control_seen:
+            return
+        self._control_seen = max(self._control_seen or 0, action.id)
+        for sid in list(self.sids_of.get(action.principal_id, ())):
             session = self.sessions.get(sid)
             if session is None:
                 continue
-            if action["action"] == "revoke" and session.token_id == action["token_id"]:
-                await self.sio.disconnect(sid)
-            elif action["action"] == "kick" and action["room"] is not None:
-                room = action["room"]
-                if session.joined.pop(room, None) is not None:
-                    await self.sio.leave_room(sid, room)
-            elif action["action"] == "kick":
+            if action.action == "revoke":
+                if session.token_id == action.detail.get("token_id"):
+                    await self.sio.disconnect(sid)
+            elif action.room is not None:
+                if session.joined.pop(action.room, None) is not None:
+                    await self.sio.leave_room(sid, action.room)
+            else:
                 await self.sio.disconnect(sid)
 
     # connections ------------------------------------------------------------------
@@ -311,12 +325,12 @@ class Hub:
         except StoreError as exc:
             raise HubError(ErrorCode(exc.code), exc.message) from None
         except _UNAVAILABLE as exc:
-            log.warning("hub.store_unavailable", event=name, error=str(exc))
+            log.warning("hub.store_unavailable", event_name=name, error=str(exc))
             raise HubError(
                 ErrorCode.UNAVAILABLE, "the hub's database is unavailable; retry"
             ) from None
         except Exception:
-            log.exception("hub.event_failed", event=name)
+            log.exception("hub.event_failed", event_name=name)
             raise HubError(ErrorCode.INTERNAL, "internal error; the hub logged it") from None
 
     # shared checks ----------------------------------------------------------------

@@ -3,8 +3,10 @@
 :class:`Store` owns a connection pool, applies migrations when it opens, and offers one
 method per question or change the hub needs (principals and tokens, rooms and
 membership, messages and history, mutes, pauses and the moderation log). State changes
-that other hub processes must act on at once (a kick, a revoked token, a mute) are
-announced with ``NOTIFY botarena_control`` in the same transaction.
+that every hub process must act on at once (a kick, a revoked token) are logged in
+``moderation_actions`` and announced with ``NOTIFY botarena_control`` in the same
+transaction; a hub that lost its listening connection replays the log from the last
+action it applied, so no such action is missed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +49,17 @@ class Room:
 class PostResult:
     status: str  # ok | duplicate | muted | paused | unknown_room | bad_reply
     message: Message | None
+
+
+@dataclass(frozen=True)
+class ControlAction:
+    """A logged action every hub process applies to its own connections."""
+
+    id: int
+    action: str  # kick | revoke
+    principal_id: int
+    room: str | None
+    detail: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -203,10 +216,10 @@ class Store:
                 token_id,
             )
             for row in rows:
-                await self._notify(
-                    conn, action="revoke", principal_id=row["principal_id"], token_id=row["id"]
+                await self._log(
+                    conn, "revoke", None, row["principal_id"], None, "",
+                    detail={"token_id": row["id"]}, notify=True,
                 )
-                await self._log(conn, "revoke", None, row["principal_id"], None, "")
         return len(rows)
 
     # rooms and membership -------------------------------------------------------
@@ -436,8 +449,7 @@ class Store:
                     room,
                     target.id,
                 )
-            await self._log(conn, "kick", by.id, target.id, room, reason)
-            await self._notify(conn, action="kick", principal_id=target.id, room=room)
+            await self._log(conn, "kick", by.id, target.id, room, reason, notify=True)
 
     async def set_paused(self, room: str, paused: bool, reason: str, by: Principal) -> bool:
         """Pause or resume a room; False when it already was in that state."""
@@ -468,6 +480,22 @@ class Store:
         )
         return [dict(r) for r in rows]
 
+    async def last_action_id(self) -> int:
+        return await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM moderation_actions")
+
+    async def control_actions_since(self, after_id: int) -> list[ControlAction]:
+        """Kicks and revocations logged after ``after_id``, oldest first."""
+        rows = await self.pool.fetch(
+            """SELECT id, action, target_id, room, detail FROM moderation_actions
+               WHERE id > $1 AND action IN ('kick', 'revoke') ORDER BY id""",
+            after_id,
+        )
+        return [
+            ControlAction(r["id"], r["action"], r["target_id"], r["room"],
+                          json.loads(r["detail"]) if r["detail"] else {})
+            for r in rows
+        ]
+
     @staticmethod
     async def _log(
         conn: asyncpg.Connection,
@@ -476,17 +504,23 @@ class Store:
         target_id: int | None,
         room: str | None,
         reason: str,
+        *,
+        detail: dict[str, Any] | None = None,
+        notify: bool = False,
     ) -> None:
-        await conn.execute(
-            """INSERT INTO moderation_actions (action, actor_id, target_id, room, reason)
-               VALUES ($1, $2, $3, $4, $5)""",
+        """Log a moderation action; with ``notify``, tell every hub in the same commit."""
+        action_id = await conn.fetchval(
+            """INSERT INTO moderation_actions (action, actor_id, target_id, room, reason, detail)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
             action,
             actor_id,
             target_id,
             room,
             reason,
+            json.dumps(detail) if detail is not None else None,
         )
-
-    @staticmethod
-    async def _notify(conn: asyncpg.Connection, **payload: Any) -> None:
-        await conn.execute("SELECT pg_notify($1, $2)", CONTROL_CHANNEL, json.dumps(payload))
+        if notify:
+            control = ControlAction(action_id, action, target_id, room, detail or {})
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", CONTROL_CHANNEL, json.dumps(asdict(control))
+            )

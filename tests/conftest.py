@@ -103,6 +103,21 @@ class Arena:
     def url(self) -> str:
         return self.running.url
 
+    async def fingerprint(self) -> dict[str, str]:
+        """A digest of every row of every table: equal digests mean an unchanged store."""
+        async with self.store.pool.acquire() as conn:
+            tables = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+            digest = {}
+            for row in tables:
+                name = row["tablename"]
+                digest[name] = await conn.fetchval(
+                    f'SELECT md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
+                    f'FROM "{name}" t'
+                )
+            return digest
+
     async def token(self, name: str, role: Role | str = Role.AGENT, **kwargs: object) -> str:
         if "arenas" not in kwargs and Role(role) is Role.AGENT:
             kwargs["arenas"] = ["compiler", "creative", "education", "operations"]
@@ -136,7 +151,8 @@ async def hub_factory(tmp_path: Path, database_url: str) -> AsyncIterator[ArenaF
     arenas: list[Arena] = []
 
     async def start(**overrides: object) -> Arena:
-        context = running_hub(make_settings(tmp_path, database_url, **overrides))
+        url = str(overrides.pop("database_url", database_url))
+        context = running_hub(make_settings(tmp_path, url, **overrides))
         arena = Arena(await context.__aenter__(), context)
         arenas.append(arena)
         return arena

@@ -76,6 +76,7 @@ CREATE TABLE moderation_actions (
     target_id  bigint REFERENCES principals (id),
     room       text REFERENCES rooms (name),
     reason     text NOT NULL DEFAULT '',
+    detail     jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 

@@ -1,0 +1,16 @@
+"""The token bucket behind flood control, on a clock the test controls."""
+
+from server.ratelimit import RateLimiter
+
+
+def test_burst_then_steady_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [limiter.take(1) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take(1) == 0.5  # empty: the next token comes in half a second
+    assert limiter.take(2) == 0.0  # another principal has its own bucket
+    now[0] += 0.5
+    assert limiter.take(1) == 0.0
+    assert limiter.take(1) > 0
+    now[0] += 100
+    assert [limiter.take(1) for _ in range(4)][-1] > 0  # refills to the burst, no further

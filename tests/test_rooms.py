@@ -1,0 +1,89 @@
+"""Direct messages and groups: who may create, join, read and post."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.client import HubCallError
+from server.protocol import Message, dm_room
+from tests.conftest import Arena
+from tests.helpers import eventually
+
+
+async def test_direct_messages_reach_only_the_two_principals(arena: Arena) -> None:
+    inboxes: dict[str, list[Message]] = {"ann": [], "ben": [], "eve": []}
+    ann = await arena.client("ann", inbox=inboxes["ann"])
+    invited: list[dict] = []
+    ben = await arena.client("ben", inbox=inboxes["ben"])
+    ben.sio.on("room.invited", invited.append)
+    eve = await arena.client("eve", inbox=inboxes["eve"])
+
+    room = (await ann.call("dm.open", {"principal": "ben"}))["name"]
+    assert room == dm_room("ann", "ben") == "dm:ann+ben"
+    await eventually(lambda: invited, what="ben told of the DM")
+    await ann.join(room)
+    await ben.join(room)
+    await ann.send(room, "psst")
+    await eventually(lambda: inboxes["ben"], what="ben receives")
+    assert inboxes["ben"][0].text == "psst"
+    with pytest.raises(HubCallError) as err:
+        await eve.join(room)
+    assert err.value.code == "forbidden"
+    assert inboxes["eve"] == []
+
+    mod = await arena.client("mod", "moderator")
+    joined = await mod.join(room)  # moderators supervise direct messages
+    assert [m.text for m in joined.messages] == ["psst"]
+    assert joined.room.may_post is False
+    with pytest.raises(HubCallError) as err:
+        await mod.send(room, "moderators read but do not speak in others' DMs")
+    assert err.value.code == "forbidden"
+
+
+async def test_groups_are_created_by_the_allowed_and_joined_by_members(arena: Arena) -> None:
+    plain = await arena.client("plain")
+    with pytest.raises(HubCallError) as err:
+        await plain.call("group.create", {"name": "plotters"})
+    assert err.value.code == "forbidden"
+
+    lead = await arena.client("lead", may_create_groups=True)
+    await arena.token("member")
+    info = await lead.call(
+        "group.create", {"name": "reviewers", "title": "Code review", "members": ["member"]}
+    )
+    assert info["name"] == "group:reviewers"
+    with pytest.raises(HubCallError) as err:
+        await lead.call("group.create", {"name": "reviewers"})
+    assert err.value.code == "conflict"
+    with pytest.raises(HubCallError) as err:
+        await plain.join("group:reviewers")
+    assert err.value.code == "forbidden"
+
+    assert (await lead.call("room.invite", {"room": "group:reviewers", "principal": "plain"}))[
+        "added"
+    ]
+    await plain.join("group:reviewers")
+    assert (await plain.send("group:reviewers", "thanks")).room == "group:reviewers"
+    with pytest.raises(HubCallError) as err:  # members do not invite; the creator does
+        await plain.call("room.invite", {"room": "group:reviewers", "principal": "lead"})
+    assert err.value.code == "forbidden"
+
+
+async def test_moderators_admit_agents_to_arenas(arena: Arena) -> None:
+    mod = await arena.client("mod", "moderator")
+    agent = await arena.client("newcomer", arenas=["compiler"])
+    with pytest.raises(HubCallError):
+        await agent.join("external")
+    await mod.call("room.invite", {"room": "external", "principal": "newcomer"})
+    assert (await agent.join("external")).room.name == "external"
+    rooms = await agent.call("whoami")
+    assert sorted(rooms["rooms"]) == ["compiler", "external"]
+
+
+async def test_a_group_members_list_must_name_real_principals(arena: Arena) -> None:
+    mod = await arena.client("mod", "moderator")
+    before = await arena.fingerprint()
+    with pytest.raises(HubCallError) as err:
+        await mod.call("group.create", {"name": "ghosts", "members": ["nobody"]})
+    assert err.value.code == "not_found"
+    assert await arena.fingerprint() == before
