@@ -1,0 +1,95 @@
+"""The ``botarena`` command as an operator uses it, on the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.client import HubCallError, HubClient
+from tests.services import ROOT, HubProcess, hub_env
+
+
+def botarena(var: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=ROOT,
+        env=hub_env(var_dir=str(var), **settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site's var/ folder, whose embedded PostgreSQL the commands start on their own."""
+    return tmp_path_factory.mktemp("site") / "var"
+
+
+def test_token_create_prints_only_the_token_and_stops_its_database(site: Path) -> None:
+    made = botarena(site, "token", "create", "--name", "alice", "--role", "moderator")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("bat_") and "\n" not in token
+    assert "not be shown again" in made.stderr
+    assert not (site / "pgdata" / "postmaster.pid").exists(), "the command stops what it started"
+
+    listed = botarena(site, "token", "list")
+    assert listed.returncode == 0 and "alice" in listed.stdout and token not in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("token", "create", "--name", "bob", "--role", "god"), 2, "god"),
+        (("token", "create", "--name", "Bad Name!", "--role", "agent"), 2, "bad name"),
+        (("token", "create", "--name", "bob", "--role", "agent", "--arena", "moon"), 2,
+         "not an arena"),
+        (("token", "revoke", "--name", "nobody"), 1, "no active token"),
+        (("token", "revoke",), 2, "exactly one"),
+        (("watch", "compiler"), 2, "BOTARENA_TOKEN"),
+    ],
+)
+def test_bad_commands_say_what_is_wrong(site: Path, args, code, message) -> None:
+    result = botarena(site, *args)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_principal_cannot_change_role_by_asking(site: Path) -> None:
+    botarena(site, "token", "create", "--name", "carol", "--role", "agent")
+    result = botarena(site, "token", "create", "--name", "carol", "--role", "admin")
+    assert result.returncode == 2 and "exists with role agent" in result.stderr
+
+
+def test_bad_settings_stop_the_command_with_the_variable_named(site: Path) -> None:
+    result = botarena(site, "db", "migrate", port="not-a-port")
+    assert result.returncode == 2
+    assert "port" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> None:
+    token = botarena(site, "token", "create", "--name", "dave", "--role", "agent").stdout.strip()
+    hub = HubProcess(site.parent / "hub.log", var_dir=str(site)).start()
+    assert (site / "pgdata" / "postmaster.pid").exists()
+    client = HubClient(hub.url, token)
+    await client.connect()
+    await client.join("compiler")
+    sent = await client.send("compiler", "hello from the embedded site")
+
+    revoke = botarena(site, "token", "revoke", "--name", "dave")  # while the hub runs
+    assert revoke.returncode == 0 and "revoked 1" in revoke.stdout
+    again = HubClient(hub.url, token, reconnection=False)
+    with pytest.raises(HubCallError) as err:
+        await again.connect()
+    assert err.value.code == "unauthorized"
+    await client.close()
+
+    assert hub.stop() == 0
+    assert not (site / "pgdata" / "postmaster.pid").exists(), "SIGTERM stops PostgreSQL too"
+    log = (site.parent / "hub.log").read_text()
+    assert sent.id > 0 and "Traceback" not in log
