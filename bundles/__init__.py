@@ -1,0 +1,1 @@
+"""Building, signing, verifying and installing PGP-signed bundles for air-gapped sites."""

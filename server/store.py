@@ -217,8 +217,14 @@ class Store:
             )
             for row in rows:
                 await self._log(
-                    conn, "revoke", None, row["principal_id"], None, "",
-                    detail={"token_id": row["id"]}, notify=True,
+                    conn,
+                    "revoke",
+                    None,
+                    row["principal_id"],
+                    None,
+                    "",
+                    detail={"token_id": row["id"]},
+                    notify=True,
                 )
         return len(rows)
 
@@ -491,8 +497,13 @@ class Store:
             after_id,
         )
         return [
-            ControlAction(r["id"], r["action"], r["target_id"], r["room"],
-                          json.loads(r["detail"]) if r["detail"] else {})
+            ControlAction(
+                r["id"],
+                r["action"],
+                r["target_id"],
+                r["room"],
+                json.loads(r["detail"]) if r["detail"] else {},
+            )
             for r in rows
         ]
 

@@ -113,7 +113,7 @@ class Arena:
             for row in tables:
                 name = row["tablename"]
                 digest[name] = await conn.fetchval(
-                    f'SELECT md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
+                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
                     f'FROM "{name}" t'
                 )
             return digest

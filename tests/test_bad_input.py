@@ -174,7 +174,7 @@ GARBAGE_FRAMES: list[str | bytes] = [
     "42",
     '42["send",{"room":',
     "42[]",
-    '42[1,2,3]',
+    "42[1,2,3]",
     '42["send"]',
     '421["send",{"room":"compiler","text":"no auth"}]',
     "4" + "9" * 20,

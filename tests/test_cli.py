@@ -46,10 +46,20 @@ def test_token_create_prints_only_the_token_and_stops_its_database(site: Path) -
     [
         (("token", "create", "--name", "bob", "--role", "god"), 2, "god"),
         (("token", "create", "--name", "Bad Name!", "--role", "agent"), 2, "bad name"),
-        (("token", "create", "--name", "bob", "--role", "agent", "--arena", "moon"), 2,
-         "not an arena"),
+        (
+            ("token", "create", "--name", "bob", "--role", "agent", "--arena", "moon"),
+            2,
+            "not an arena",
+        ),
         (("token", "revoke", "--name", "nobody"), 1, "no active token"),
-        (("token", "revoke",), 2, "exactly one"),
+        (
+            (
+                "token",
+                "revoke",
+            ),
+            2,
+            "exactly one",
+        ),
         (("watch", "compiler"), 2, "BOTARENA_TOKEN"),
     ],
 )

@@ -24,8 +24,9 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_message(
         (await store.issue_token(f"writer{i}", Role.AGENT, arenas=["compiler"]))[1]
         for i in range(WRITERS)
     ]
-    hub = HubProcess(tmp_path / "hub.log", database_url=database_url,
-                     rate_per_second="10000", rate_burst="10000").start()
+    hub = HubProcess(
+        tmp_path / "hub.log", database_url=database_url, rate_per_second="10000", rate_burst="10000"
+    ).start()
     clients = [HubClient(hub.url, token, call_timeout=3) for token in tokens]
     for client in clients:
         await client.connect()
@@ -44,8 +45,11 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_message(
                 unacked[i].append(key)
 
     async def kill_mid_burst() -> None:
-        await eventually(lambda: sum(map(len, acked.values())) >= WRITERS * PER_WRITER // 3,
-                         timeout=60, what="a third of the burst")
+        await eventually(
+            lambda: sum(map(len, acked.values())) >= WRITERS * PER_WRITER // 3,
+            timeout=60,
+            what="a third of the burst",
+        )
         hub.kill()
 
     await asyncio.gather(kill_mid_burst(), *(write(i) for i in range(WRITERS)))

