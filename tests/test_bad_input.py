@@ -140,6 +140,8 @@ async def test_connections_without_a_valid_token_are_refused(arena: Arena, auth,
     sio.on("connect_error", lambda data: messages.append(data))
     with pytest.raises(socketio.exceptions.ConnectionError):
         await sio.connect(arena.url, auth=auth, transports=["websocket"], wait_timeout=5)
+    if sio.eio.http is not None:
+        await sio.eio.http.close()
     if reason is not None:  # an oversized handshake may be cut by the transport instead
         assert messages and messages[0]["data"]["code"] == "unauthorized"
         assert reason in messages[0]["message"]

@@ -1,11 +1,13 @@
 """Benchmark of the hub alone: deliveries per second and latency with many clients.
 
 For each client count (20, 100, 500 by default) a fresh hub process runs on a real
-PostgreSQL; the clients spread over the five arenas, each room's clients all send a
-burst of messages at once (every send waits for its acknowledgement before the next),
-and every client records when each message reaches it. Results: deliveries per second
-(messages received by clients), send-to-delivery latency p50/p99, send acknowledgement
-latency, and the hub process's CPU time and peak resident memory. All clients run in
+PostgreSQL and the clients spread over the five arenas. Two phases: a burst, where
+every client sends as fast as its acknowledgements return (throughput at saturation,
+where latency is mostly queueing), then a paced load of a fixed number of messages per
+second across all clients (latency when the hub keeps up). Every client records when
+each message reaches it. Results per phase: deliveries per second (messages received by
+clients), send-to-delivery latency p50/p99, acknowledgement latency, the hub process's
+CPU time; and the hub's peak resident memory. All clients run in
 this one process, so at the largest sizes the clients' own decoding shares the two
 cores with the hub; the JSON says so.
 
@@ -33,7 +35,9 @@ from server.protocol import ARENAS, Message, Role
 from server.store import Store
 from tests.services import HubProcess
 
-TOTAL_SENDS = 2000
+BURST_SENDS = 2000  # messages per size in the burst phase, spread over the clients
+PACED_RATE = 40.0  # messages per second offered in the paced phase, all clients together
+PACED_SECONDS = 5.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -75,75 +79,113 @@ async def run_size(admin_url: str, clients_n: int, workdir: Path) -> dict:
     ).start()
     proc = psutil.Process(hub.proc.pid)  # type: ignore[union-attr]
 
-    latencies: list[float] = []
-    sent_at: dict[str, float] = {}
-    received = 0
-    expected = 0
-    all_delivered = asyncio.Event()
-
-    def on_message(message: Message) -> None:
-        nonlocal received
-        received += 1
-        started = sent_at.get(message.text)
-        if started is not None:
-            latencies.append(time.perf_counter() - started)
-        if expected and received >= expected:
-            all_delivered.set()
-
+    tracker = Tracker()
     clients = [
-        HubClient(hub.url, token, on_message=on_message, call_timeout=60) for token in tokens
+        HubClient(hub.url, token, on_message=tracker.on_message, call_timeout=120)
+        for token in tokens
     ]
     for i in range(0, clients_n, 50):
         await asyncio.gather(*(c.connect(timeout=30) for c in clients[i : i + 50]))
     rooms = [ARENAS[i % len(ARENAS)] for i in range(clients_n)]
     await asyncio.gather(*(c.join(room) for c, room in zip(clients, rooms, strict=True)))
-    per_client = max(1, TOTAL_SENDS // clients_n)
     room_size = {room: rooms.count(room) for room in ARENAS}
-    expected = sum(per_client * room_size[room] for room in rooms)
-    ack_latencies: list[float] = []
 
-    async def burst(index: int, client: HubClient) -> None:
-        for n in range(per_client):
-            text = f"{index}:{n}"
-            sent_at[text] = started = time.perf_counter()
-            await client.send(rooms[index], text)
-            ack_latencies.append(time.perf_counter() - started)
+    async def phase(name: str, per_client: int, interval: float) -> dict:
+        """Every client sends ``per_client`` messages, one per ``interval`` seconds at
+        most (0: as fast as acknowledgements come back)."""
+        tracker.reset(sum(per_client * room_size[room] for room in rooms))
 
-    cpu_before = sum(proc.cpu_times()[:2])
-    started = time.perf_counter()
-    await asyncio.gather(*(burst(i, c) for i, c in enumerate(clients)))
-    try:
-        await asyncio.wait_for(all_delivered.wait(), timeout=120)
-    except TimeoutError:
-        pass  # reported: deliveries < deliveries_expected
-    elapsed = time.perf_counter() - started
-    cpu_used = sum(proc.cpu_times()[:2]) - cpu_before
-    peak = peak_rss_mb(proc.pid)
+        async def sender(index: int, client: HubClient) -> None:
+            await asyncio.sleep(interval * index / clients_n)  # spread the senders out
+            for n in range(per_client):
+                tick = time.perf_counter()
+                await tracker.send(client, rooms[index], f"{name}:{index}:{n}")
+                if interval and n < per_client - 1:
+                    await asyncio.sleep(max(0.0, interval - (time.perf_counter() - tick)))
+
+        cpu_before = sum(proc.cpu_times()[:2])
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(i, c) for i, c in enumerate(clients)))
+        try:
+            await asyncio.wait_for(tracker.all_delivered.wait(), timeout=120)
+        except TimeoutError:
+            pass  # reported: deliveries < deliveries_expected
+        elapsed = time.perf_counter() - started
+        cpu_used = sum(proc.cpu_times()[:2]) - cpu_before
+        return tracker.report(per_client * clients_n, elapsed, cpu_used)
+
+    burst_per_client = max(1, BURST_SENDS // clients_n)
+    paced_per_client = max(1, round(PACED_RATE * PACED_SECONDS / clients_n))
+    paced_interval = clients_n / PACED_RATE
+    result = {
+        "clients": clients_n,
+        "rooms": len(ARENAS),
+        "burst": await phase("burst", burst_per_client, 0.0),
+        "paced": {
+            "offered_messages_per_second": PACED_RATE,
+            **await phase("paced", paced_per_client, paced_interval),
+        },
+        "hub_peak_rss_mb": round(peak_rss_mb(proc.pid), 1),
+    }
     for i in range(0, clients_n, 100):
         await asyncio.gather(*(c.close() for c in clients[i : i + 100]))
     hub.stop()
-    return {
-        "clients": clients_n,
-        "rooms": len(ARENAS),
-        "messages_sent": per_client * clients_n,
-        "deliveries_expected": expected,
-        "deliveries": received,
-        "seconds": round(elapsed, 3),
-        "deliveries_per_second": round(received / elapsed, 1),
-        "messages_stored_per_second": round(per_client * clients_n / elapsed, 1),
-        "delivery_latency_ms": {
-            "p50": round(percentile(latencies, 50) * 1000, 2),
-            "p99": round(percentile(latencies, 99) * 1000, 2),
-            "mean": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
-        },
-        "send_ack_latency_ms": {
-            "p50": round(percentile(ack_latencies, 50) * 1000, 2),
-            "p99": round(percentile(ack_latencies, 99) * 1000, 2),
-        },
-        "hub_cpu_seconds": round(cpu_used, 2),
-        "hub_cpu_percent_of_one_core": round(100 * cpu_used / elapsed, 1),
-        "hub_peak_rss_mb": round(peak, 1),
-    }
+    return result
+
+
+class Tracker:
+    """Counts deliveries and measures latencies for one phase."""
+
+    def __init__(self) -> None:
+        self.reset(0)
+
+    def reset(self, expected: int) -> None:
+        self.expected = expected
+        self.received = 0
+        self.sent_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.ack_latencies: list[float] = []
+        self.all_delivered = asyncio.Event()
+
+    async def send(self, client: HubClient, room: str, text: str) -> None:
+        self.sent_at[text] = started = time.perf_counter()
+        await client.send(room, text)
+        self.ack_latencies.append(time.perf_counter() - started)
+
+    def on_message(self, message: Message) -> None:
+        started = self.sent_at.get(message.text)
+        if started is None:
+            return
+        self.received += 1
+        self.latencies.append(time.perf_counter() - started)
+        if self.received >= self.expected:
+            self.all_delivered.set()
+
+    def report(self, sent: int, elapsed: float, cpu_used: float) -> dict:
+        def ms(values: list[float], q: float) -> float:
+            return round(percentile(values, q) * 1000, 2)
+
+        return {
+            "messages_sent": sent,
+            "deliveries_expected": self.expected,
+            "deliveries": self.received,
+            "seconds": round(elapsed, 3),
+            "deliveries_per_second": round(self.received / elapsed, 1),
+            "messages_stored_per_second": round(sent / elapsed, 1),
+            "delivery_latency_ms": {
+                "p50": ms(self.latencies, 50),
+                "p99": ms(self.latencies, 99),
+                "mean": round(statistics.fmean(self.latencies) * 1000, 2)
+                if self.latencies
+                else None,
+            },
+            "send_ack_latency_ms": {
+                "p50": ms(self.ack_latencies, 50),
+                "p99": ms(self.ack_latencies, 99),
+            },
+            "hub_cpu_seconds": round(cpu_used, 2),
+            "hub_cpu_percent_of_one_core": round(100 * cpu_used / elapsed, 1),
+        }
 
 
 async def main(sizes: list[int]) -> dict:
