@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from server.embedded_pg import EmbeddedPostgres
-from server.http import routes
+from server.endpoints import routes
 from server.hub import Hub
 from server.metrics import HubMetrics
 from server.settings import Settings

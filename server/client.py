@@ -17,8 +17,9 @@ from typing import Any
 
 import socketio
 import structlog
+from pydantic import ValidationError
 
-from server.protocol import JoinResult, Message
+from server.protocol import Ack, ErrorBody, ErrorCode, JoinResult, Message
 
 log = structlog.get_logger(__name__)
 
@@ -80,15 +81,21 @@ class HubClient:
                 wait_timeout=timeout,
             )
         except socketio.exceptions.ConnectionError as exc:
-            http = getattr(self.sio.eio, "http", None)
-            if http is not None and not http.closed:
-                await http.close()  # the transport's session outlives a refused connect
+            await self._close_transport_session()
             if self.refusal is not None:
                 raise self.refusal from None
             raise HubCallError("unreachable", f"cannot reach the hub at {self.url}: {exc}") from exc
 
     async def close(self) -> None:
         await self.sio.disconnect()
+        await self._close_transport_session()
+
+    async def _close_transport_session(self) -> None:
+        """Close the HTTP session Engine.IO keeps for the transport (it outlives a
+        disconnect or a refused connect)."""
+        http = getattr(self.sio.eio, "http", None)
+        if http is not None and not http.closed:
+            await http.close()
 
     @property
     def connected(self) -> bool:
@@ -103,12 +110,14 @@ class HubClient:
             raise HubCallError("timeout", f"no answer to {event}") from None
         except socketio.exceptions.BadNamespaceError:
             raise HubCallError("disconnected", f"not connected; {event} not sent") from None
-        if not isinstance(ack, dict) or "ok" not in ack:
-            raise HubCallError("protocol", f"unexpected answer to {event}: {ack!r}")
-        if not ack["ok"]:
-            err = ack.get("error") or {}
-            raise HubCallError(err.get("code", "?"), err.get("message", ""), err.get("detail"))
-        return ack.get("data")
+        try:
+            answer = Ack.model_validate(ack)
+        except ValidationError:
+            raise HubCallError("protocol", f"unexpected answer to {event}: {ack!r:.200}") from None
+        if not answer.ok:
+            error = answer.error or ErrorBody(code=ErrorCode.INTERNAL, message="no error given")
+            raise HubCallError(error.code.value, error.message, error.detail)
+        return answer.data
 
     async def join(self, room: str, since: int | None = None) -> JoinResult:
         """Join ``room``; its recent (or, with ``since``, missed) messages are delivered."""

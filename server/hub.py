@@ -31,8 +31,10 @@ from server.metrics import HubMetrics
 from server.protocol import (
     MODERATOR_EVENTS,
     REQUESTS,
+    Ack,
     DirectRequest,
     EmptyRequest,
+    ErrorBody,
     ErrorCode,
     GroupCreateRequest,
     HistoryRequest,
@@ -76,13 +78,14 @@ class HubError(Exception):
 
 
 def error_ack(code: ErrorCode, message: str, detail: dict[str, Any] | None = None) -> dict:
-    return {"ok": False, "error": {"code": code.value, "message": message, "detail": detail}}
+    error = ErrorBody(code=code, message=message, detail=detail)
+    return Ack(ok=False, error=error).model_dump(mode="json")
 
 
 def ok_ack(data: Any) -> dict:
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
-    return {"ok": True, "data": data}
+    return {"ok": True, "data": data, "error": None}
 
 
 def personal_room(principal_id: int) -> str:
@@ -432,12 +435,10 @@ class Hub:
                 client_id=req.client_id,
                 may_post_when_paused=who.supervises,
             )
+            payload = result.message.model_dump(mode="json") if result.message else None
             if result.status == "ok":
-                assert result.message is not None
                 self.metrics.messages_stored.inc()
-                await self.sio.emit(
-                    "message", result.message.model_dump(mode="json"), room=req.room
-                )
+                await self.sio.emit("message", payload, room=req.room)
                 self.metrics.delivery_latency.observe(time.perf_counter() - received)
         if result.status == "muted":
             until = await self.store.active_mute(who.id)
@@ -452,11 +453,7 @@ class Hub:
             raise HubError(ErrorCode.NOT_FOUND, f"message {req.reply_to} is not in {req.room}")
         if result.status == "unknown_room":
             raise HubError(ErrorCode.UNKNOWN_ROOM, f"no room named {req.room!r}")
-        assert result.message is not None
-        return {
-            "message": result.message.model_dump(mode="json"),
-            "duplicate": result.status == "duplicate",
-        }
+        return {"message": payload, "duplicate": result.status == "duplicate"}
 
     async def history(self, sid: str, session: Session, req: HistoryRequest) -> HistoryResult:
         if req.since is not None and req.before is not None:

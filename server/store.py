@@ -403,9 +403,6 @@ class Store:
         )
         return [_message(r) for r in reversed(rows[:limit])], len(rows) > limit
 
-    async def count_messages(self) -> int:
-        return await self.pool.fetchval("SELECT count(*) FROM messages")
-
     # moderation -------------------------------------------------------------------
 
     async def mute(self, target: Principal, until: datetime, reason: str, by: Principal) -> None:
