@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,30 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
     client = HubClient(hub.url, token)
     await client.connect()
     await client.join("compiler")
-    sent = await client.send("compiler", "hello from the embedded site")
+    await client.send("compiler", "said before watching")
+
+    watcher_token = botarena(site, "token", "create", "--name", "erin", "--role", "moderator")
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "watch",
+        "compiler",
+        cwd=ROOT,
+        env=hub_env(var_dir=str(site), hub_url=hub.url, token=watcher_token.stdout.strip()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        first = await asyncio.wait_for(watch.stdout.readline(), 30)  # type: ignore[union-attr]
+        assert b"dave: said before watching" in first  # recent history first
+        await asyncio.wait_for(watch.stderr.readline(), 30)  # type: ignore[union-attr]
+        sent = await client.send("compiler", "hello from the embedded site")
+        live = await asyncio.wait_for(watch.stdout.readline(), 30)  # type: ignore[union-attr]
+        assert f"#{sent.id} dave: hello from the embedded site".encode() in live
+    finally:
+        watch.terminate()
+        await watch.wait()
 
     revoke = botarena(site, "token", "revoke", "--name", "dave")  # while the hub runs
     assert revoke.returncode == 0 and "revoked 1" in revoke.stdout
