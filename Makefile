@@ -1,5 +1,8 @@
 # BotArena's entry points for operators and developers. `make up` and `make test` work
 # on a fresh machine: they create .venv and install what BotArena needs from PyPI.
+# llama-cpp-python compiles from source the first time (about 10 minutes on 2 cores);
+# it is built portable (GGML_NATIVE=OFF): the native build crashes on some CPUs, and a
+# portable wheel can travel in a bundle. pip caches the wheel for later installs.
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with BotArena and its test tools

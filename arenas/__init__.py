@@ -1,3 +1,3 @@
-"""The five arenas as data: charters, turn-taking and initiative policy, knowledge weights
-and the kinds of proposal each may make. The arena rooms themselves exist in the hub from
-its first migration (:data:`server.protocol.ARENAS`)."""
+"""The five arenas as data: charters with each arena's mission, turn budget and
+initiative prompts (:mod:`arenas.charter`). The arena rooms themselves exist in the hub
+from its first migration (:data:`server.protocol.ARENAS`)."""

@@ -31,7 +31,11 @@ from server.metrics import HubMetrics
 from server.protocol import (
     MODERATOR_EVENTS,
     REQUESTS,
+    SUPERVISORS_ROOM,
     Ack,
+    AgentState,
+    AgentStateKind,
+    AgentStateReport,
     DirectRequest,
     EmptyRequest,
     ErrorBody,
@@ -48,6 +52,7 @@ from server.protocol import (
     MuteRequest,
     PauseRequest,
     ResumeRequest,
+    Role,
     RoomInfo,
     RoomKind,
     RoomState,
@@ -140,6 +145,8 @@ class Hub:
             "dm.open": self.open_dm,
             "group.create": self.create_group,
             "room.invite": self.invite,
+            "agent.state": self.report_agent_state,
+            "agents": self.agent_states,
             "mod.mute": self.mute,
             "mod.unmute": self.unmute,
             "mod.kick": self.kick,
@@ -250,6 +257,8 @@ class Hub:
         self.sessions[sid] = Session(principal, token_id)
         self.sids_of[principal.id].add(sid)
         await self.sio.enter_room(sid, personal_room(principal.id))
+        if principal.supervises:
+            await self.sio.enter_room(sid, SUPERVISORS_ROOM)
         self.metrics.connections.inc()
         log.info("hub.connect", principal=principal.name, role=principal.role.value)
 
@@ -267,7 +276,24 @@ class Hub:
             if not sids:
                 del self.sids_of[session.principal.id]
                 self.limiter.forget(session.principal.id)
+                if session.principal.role is Role.AGENT:
+                    await self._publish_agent_state(session.principal, AgentStateKind.OFFLINE)
         self.metrics.connections.dec()
+
+    async def _publish_agent_state(
+        self,
+        agent: Principal,
+        state: AgentStateKind,
+        detail: str = "",
+        drift: dict[str, float] | None = None,
+    ) -> AgentState | None:
+        try:
+            stored = await self.store.set_agent_state(agent, state.value, detail, drift or {})
+        except _UNAVAILABLE as exc:
+            log.warning("hub.agent_state_not_stored", agent=agent.name, error=str(exc))
+            return None
+        await self.sio.emit("agent.state", stored.model_dump(mode="json"), room=SUPERVISORS_ROOM)
+        return stored
 
     async def _on_unknown(self, event: str, sid: str, *_args: Any) -> dict:
         self.metrics.events.labels("unknown").inc()
@@ -505,6 +531,17 @@ class Hub:
                 "room.invited", info.model_dump(mode="json"), room=personal_room(target.id)
             )
         return {"room": room.name, "principal": target.name, "added": added}
+
+    async def report_agent_state(
+        self, sid: str, session: Session, req: AgentStateReport
+    ) -> AgentState | None:
+        if session.principal.role is not Role.AGENT:
+            raise HubError(ErrorCode.FORBIDDEN, "only agents report an agent state")
+        return await self._publish_agent_state(session.principal, req.state, req.detail, req.drift)
+
+    async def agent_states(self, sid: str, session: Session, _req: EmptyRequest) -> dict:
+        states = await self.store.agent_states()
+        return {"agents": [s.model_dump(mode="json") for s in states]}
 
     async def mute(self, sid: str, session: Session, req: MuteRequest) -> dict:
         if req.seconds > self.settings.max_mute_seconds:

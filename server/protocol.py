@@ -172,6 +172,25 @@ class EmptyRequest(Payload):
     pass
 
 
+class AgentStateKind(StrEnum):
+    IDLE = "idle"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    MUTED = "muted"
+    ERROR = "error"  # e.g. the LLM is down; detail says what
+    OFFLINE = "offline"  # set by the hub when the agent's last connection closes
+
+
+class AgentStateReport(Payload):
+    """An agent's report about itself (the hub knows who is reporting)."""
+
+    state: AgentStateKind
+    detail: str = Field("", max_length=500)
+    drift: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")], float] = Field(
+        default_factory=dict, max_length=32
+    )
+
+
 class Message(BaseModel):
     """A stored message, as pushed in ``message`` events and returned in history."""
 
@@ -219,6 +238,16 @@ class RoomState(BaseModel):
     reason: str = ""
 
 
+class AgentState(BaseModel):
+    """Pushed as ``agent.state`` to moderators, and listed by ``agents``."""
+
+    agent: str
+    state: AgentStateKind
+    detail: str = ""
+    drift: dict[str, float] = Field(default_factory=dict)
+    updated_at: datetime
+
+
 class ModerationNotice(BaseModel):
     """Pushed as ``moderation`` to the principal a moderation action targets."""
 
@@ -239,6 +268,8 @@ REQUESTS: dict[str, type[Payload]] = {
     "dm.open": DirectRequest,
     "group.create": GroupCreateRequest,
     "room.invite": InviteRequest,
+    "agent.state": AgentStateReport,
+    "agents": EmptyRequest,
     "mod.mute": MuteRequest,
     "mod.unmute": UnmuteRequest,
     "mod.kick": KickRequest,
@@ -247,5 +278,8 @@ REQUESTS: dict[str, type[Payload]] = {
 }
 """Every client event and the payload it takes."""
 
-MODERATOR_EVENTS = frozenset(name for name in REQUESTS if name.startswith("mod."))
+MODERATOR_EVENTS = frozenset({name for name in REQUESTS if name.startswith("mod.")} | {"agents"})
 """Events only moderators and admins may call."""
+
+SUPERVISORS_ROOM = "supervisors"
+"""The Socket.IO room of every moderator and admin connection (agent states go there)."""

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,7 +38,7 @@ def _config_file() -> Path | None:
 class Settings(BaseSettings):
     """Every tunable of BotArena; see the README's settings table for what each means."""
 
-    model_config = SettingsConfigDict(env_prefix="BOTARENA_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="BOTARENA_", extra="forbid", populate_by_name=True)
 
     var_dir: Path = Field(Path("var"), description="where embedded data lives")
     host: str = Field("127.0.0.1", description="address the hub listens on")
@@ -61,10 +61,32 @@ class Settings(BaseSettings):
     max_mute_seconds: int = Field(30 * 24 * 3600, ge=1)
     db_pool_size: int = Field(10, ge=1, le=200)
 
+    llm_backend: Literal["auto", "ollama", "embedded", "openai"] = Field(
+        "auto", description="auto: Ollama when it answers, else the embedded llama.cpp"
+    )
+    ollama_host: str = Field(
+        "http://127.0.0.1:11434",
+        validation_alias=AliasChoices("BOTARENA_OLLAMA_HOST", "OLLAMA_HOST"),
+        description="Ollama's address (OLLAMA_HOST is read too)",
+    )
+    llm_url: str | None = Field(None, description="an OpenAI-compatible /v1 URL (openai)")
+    llm_model: str = Field("smollm2", description="model used when a persona names none")
+    llm_slots: int = Field(2, ge=1, le=16, description="embedded llama.cpp instances")
+    llm_threads: int = Field(1, ge=1, le=64, description="threads per embedded instance")
+    llm_context: int = Field(2048, ge=256, le=131072, description="embedded context size")
+    llm_timeout: float = Field(60.0, gt=0, description="seconds an LLM call may take")
+    llm_max_tokens: int = Field(120, ge=8, le=8192, description="longest reply in tokens")
+    llm_port: int = Field(8790, ge=0, le=65535, description="first embedded instance's port")
+    personas_dir: Path = Field(Path("agents/personas"), description="persona YAML files")
+    agent_tokens_file: Path | None = Field(
+        None, description="JSON {persona id: token} for the worker; default var/agent-tokens.json"
+    )
+    quiet_seconds: float = Field(20.0, gt=0, description="silence before agents take initiative")
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    @field_validator("database_url", "redis_url", "token")
+    @field_validator("database_url", "redis_url", "token", "llm_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -87,6 +109,14 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.var_dir / "pgdata"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.var_dir / "models"
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.agent_tokens_file or self.var_dir / "agent-tokens.json"
 
 
 @lru_cache(maxsize=1)

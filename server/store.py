@@ -22,7 +22,15 @@ import asyncpg
 
 from server import migrations
 from server.auth import Principal, hash_token, may_post, new_token
-from server.protocol import ARENAS, Message, Role, RoomInfo, RoomKind
+from server.protocol import (
+    ARENAS,
+    AgentState,
+    AgentStateKind,
+    Message,
+    Role,
+    RoomInfo,
+    RoomKind,
+)
 
 CONTROL_CHANNEL = "botarena_control"
 
@@ -402,6 +410,46 @@ class Store:
             limit + 1,
         )
         return [_message(r) for r in reversed(rows[:limit])], len(rows) > limit
+
+    # agent states -------------------------------------------------------------------
+
+    async def set_agent_state(
+        self, agent: Principal, state: str, detail: str, drift: dict[str, float]
+    ) -> AgentState:
+        row = await self.pool.fetchrow(
+            """INSERT INTO agent_states (principal_id, state, detail, drift, updated_at)
+               VALUES ($1, $2, $3, $4, now())
+               ON CONFLICT (principal_id) DO UPDATE SET state = $2, detail = $3, drift = $4,
+                                                        updated_at = now()
+               RETURNING updated_at""",
+            agent.id,
+            state,
+            detail,
+            json.dumps(drift),
+        )
+        return AgentState(
+            agent=agent.name,
+            state=AgentStateKind(state),
+            detail=detail,
+            drift=drift,
+            updated_at=row["updated_at"],
+        )
+
+    async def agent_states(self) -> list[AgentState]:
+        rows = await self.pool.fetch(
+            """SELECT p.name, s.state, s.detail, s.drift, s.updated_at
+               FROM agent_states s JOIN principals p ON p.id = s.principal_id ORDER BY p.name"""
+        )
+        return [
+            AgentState(
+                agent=r["name"],
+                state=AgentStateKind(r["state"]),
+                detail=r["detail"],
+                drift=json.loads(r["drift"]),
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
 
     # moderation -------------------------------------------------------------------
 

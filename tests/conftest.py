@@ -103,8 +103,9 @@ class Arena:
     def url(self) -> str:
         return self.running.url
 
-    async def fingerprint(self) -> dict[str, str]:
-        """A digest of every row of every table: equal digests mean an unchanged store."""
+    async def fingerprint(self, *, ignore: tuple[str, ...] = ()) -> dict[str, str]:
+        """A digest of every row of every table (but ``ignore``): equal digests mean an
+        unchanged store."""
         async with self.store.pool.acquire() as conn:
             tables = await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
@@ -112,6 +113,8 @@ class Arena:
             digest = {}
             for row in tables:
                 name = row["tablename"]
+                if name in ignore:
+                    continue
                 digest[name] = await conn.fetchval(
                     f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
                     f'FROM "{name}" t'

@@ -165,10 +165,10 @@ async def test_an_oversized_frame_drops_only_that_connection(hub_factory) -> Non
     await bystander.join("compiler")
     big = await arena.client("big")
     await big.join("compiler")
-    before = await arena.fingerprint()
+    before = await arena.fingerprint(ignore=("agent_states",))  # big goes offline: fine
     with pytest.raises(HubCallError):
         await big.call("send", {"room": "compiler", "text": "y" * 50_000}, timeout=3)
-    assert await arena.fingerprint() == before
+    assert await arena.fingerprint(ignore=("agent_states",)) == before
     assert (await bystander.send("compiler", "still here")).text == "still here"
 
 

@@ -1,0 +1,209 @@
+"""Who speaks next: the turn scheduler of an agent worker.
+
+It watches every room the worker's agents are in and hands out turns in this order:
+
+1. mentions: a message naming an agent (``@id`` or its display name) gets that agent's
+   answer first;
+2. replies: a room whose last message came from someone else gets an answer from the
+   agent there that spoke least recently, never the room's last speaker, so no agent
+   dominates;
+3. initiative: a room quiet for ``quiet_seconds`` gets a turn from the agent that spoke
+   least recently, prompted by the arena's mission.
+
+Every turn must fit the arena's budget (turns per minute for all agents of that arena
+together, a token bucket) and the agent's own (its persona's turns per minute and
+cooldown), so the LLM is never flooded. Muted agents, paused rooms and agents already
+thinking get no turn. The scheduler is plain logic over a clock, with no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agents.persona import Persona
+from server.protocol import Message, RoomKind, room_kind
+from server.ratelimit import RateLimiter
+
+TurnKind = Literal["mention", "reply", "initiative"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    agent: str
+    room: str
+    kind: TurnKind
+    trigger: Message | None  # the message answered; None for initiative
+
+
+@dataclass
+class _Room:
+    name: str
+    arena: str | None
+    agents: set[str] = field(default_factory=set)
+    recent: deque[Message] = field(default_factory=lambda: deque(maxlen=30))
+    paused: bool = False
+    last_activity: float = 0.0
+    answered_id: int = 0  # newest message id that has been answered (or started)
+
+
+class TurnScheduler:
+    """Turn decisions for the agents of one worker."""
+
+    def __init__(
+        self,
+        personas: Iterable[Persona],
+        arena_budgets: dict[str, float],
+        *,
+        quiet_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.quiet_seconds = quiet_seconds
+        self.personas = {p.id: p for p in personas}
+        self.rooms: dict[str, _Room] = {}
+        self.muted_until: dict[str, float] = {}
+        self.busy: set[str] = set()
+        self.last_turn: dict[str, float] = {p: float("-inf") for p in self.personas}
+        self._arena_limit = {
+            arena: RateLimiter(rate / 60.0, max(1, int(rate // 6) or 1), clock)
+            for arena, rate in arena_budgets.items()
+        }
+        self._agent_limit = {
+            p.id: RateLimiter(p.limits.turns_per_minute / 60.0, 1, clock)
+            for p in self.personas.values()
+        }
+        self._mentions: deque[tuple[str, Message]] = deque()
+        self._patterns = {
+            p.id: re.compile(
+                rf"(?<![\w@])@?({re.escape(p.id)}|{re.escape(p.display_name)})\b", re.IGNORECASE
+            )
+            for p in self.personas.values()
+        }
+
+    # what the worker tells the scheduler ------------------------------------------
+
+    def enter(self, agent: str, room: str, *, paused: bool = False) -> None:
+        state = self.rooms.get(room)
+        if state is None:
+            arena = room if room_kind(room) is RoomKind.ARENA else None
+            state = self.rooms[room] = _Room(room, arena, last_activity=self.clock())
+        state.agents.add(agent)
+        state.paused = paused
+
+    def leave(self, agent: str, room: str) -> None:
+        if room in self.rooms:
+            self.rooms[room].agents.discard(agent)
+
+    def observe(self, message: Message) -> None:
+        """A message arrived in a room one of the agents is in."""
+        room = self.rooms.get(message.room)
+        if room is None or any(m.id == message.id for m in room.recent):
+            return
+        room.recent.append(message)
+        room.last_activity = self.clock()
+        for agent in room.agents:
+            if agent != message.author and self._patterns[agent].search(message.text):
+                self._mentions.append((agent, message))
+
+    def set_paused(self, room: str, paused: bool) -> None:
+        if room in self.rooms:
+            self.rooms[room].paused = paused
+            self.rooms[room].last_activity = self.clock()
+
+    def mute(self, agent: str, seconds: float) -> None:
+        self.muted_until[agent] = self.clock() + seconds
+
+    def unmute(self, agent: str) -> None:
+        self.muted_until.pop(agent, None)
+
+    def is_muted(self, agent: str) -> bool:
+        return self.muted_until.get(agent, float("-inf")) > self.clock()
+
+    def history(self, room: str) -> list[Message]:
+        return list(self.rooms[room].recent) if room in self.rooms else []
+
+    # turns ----------------------------------------------------------------------
+
+    def next_turn(self) -> Turn | None:
+        """The next turn to run, or None when nobody should speak now."""
+        return self._next_mention() or self._next_reply() or self._next_initiative()
+
+    def finish(self, turn: Turn, *, spoke: bool) -> None:
+        """The turn ended; a turn that did not speak still counted against the budgets."""
+        self.busy.discard(turn.agent)
+        if spoke and turn.room in self.rooms:
+            self.rooms[turn.room].last_activity = self.clock()
+
+    def _available(self, agent: str, room: _Room) -> bool:
+        persona = self.personas[agent]
+        return (
+            agent not in self.busy
+            and not self.is_muted(agent)
+            and not room.paused
+            and self.clock() - self.last_turn[agent] >= persona.limits.cooldown_seconds
+        )
+
+    def _take(
+        self, agent: str, room: _Room, kind: TurnKind, trigger: Message | None
+    ) -> Turn | None:
+        """Spend the budgets for a turn; None (and nothing spent) when one is empty."""
+        arena_limit = self._arena_limit.get(room.arena or "")
+        agent_limit = self._agent_limit[agent]
+        if arena_limit is not None and arena_limit.peek(room.arena or "") > 0:
+            return None
+        if agent_limit.peek(0) > 0:
+            return None
+        if arena_limit is not None:
+            arena_limit.take(room.arena or "")
+        agent_limit.take(0)
+        self.busy.add(agent)
+        self.last_turn[agent] = self.clock()
+        if trigger is not None:
+            room.answered_id = max(room.answered_id, trigger.id)
+        room.last_activity = self.clock()
+        return Turn(agent, room.name, kind, trigger)
+
+    def _next_mention(self) -> Turn | None:
+        for _ in range(len(self._mentions)):
+            agent, message = self._mentions.popleft()
+            room = self.rooms.get(message.room)
+            if room is None or agent not in room.agents or self.is_muted(agent):
+                continue  # dropped: the agent cannot answer there
+            if self._available(agent, room):
+                turn = self._take(agent, room, "mention", message)
+                if turn is not None:
+                    return turn
+            self._mentions.append((agent, message))  # wait for budget or cooldown
+        return None
+
+    def _least_recent(self, room: _Room, exclude: str | None) -> list[str]:
+        candidates = [a for a in room.agents if a != exclude and self._available(a, room)]
+        return sorted(candidates, key=lambda a: self.last_turn[a])
+
+    def _next_reply(self) -> Turn | None:
+        for room in self.rooms.values():
+            if not room.recent or room.recent[-1].id <= room.answered_id:
+                continue
+            last = room.recent[-1]
+            for agent in self._least_recent(room, exclude=last.author):
+                turn = self._take(agent, room, "reply", last)
+                if turn is not None:
+                    return turn
+        return None
+
+    def _next_initiative(self) -> Turn | None:
+        now = self.clock()
+        for room in self.rooms.values():
+            if room.arena is None or now - room.last_activity < self.quiet_seconds:
+                continue
+            last_author = room.recent[-1].author if room.recent else None
+            for agent in self._least_recent(room, exclude=last_author):
+                turn = self._take(agent, room, "initiative", None)
+                if turn is not None:
+                    return turn
+        return None

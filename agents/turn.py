@@ -1,0 +1,173 @@
+"""One agent turn through CrewAI: prompt, LLM call, and a reply fit to post.
+
+:class:`CrewTurns` builds a CrewAI ``Agent`` from each persona once (role, goal and
+backstory as written, CrewAI's memory and delegation off, one iteration: the tiny
+demo model cannot drive a tool loop) and runs each turn as a one-task ``Crew`` in a
+thread, so the worker's event loop never blocks. The room's recent history, the
+arena's mission and the persona's voice and traits go into the task. The answer is
+cleaned (labels, quotes, echoed instructions removed, cut to the persona's limit) and
+refused when nothing sensible is left. Each outcome carries the time spent in the LLM
+and in total, which the benchmark reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agents import offline
+from agents.llm import LLMBackend
+from agents.persona import Persona, Traits
+from agents.scheduler import Turn
+from arenas.charter import ArenaCharter
+from server.protocol import Message
+from server.settings import Settings
+
+_ECHOES = re.compile(
+    r"expected criteria|final answer|your final answer|you must return|"
+    r"this is the expected|begin! this is very important",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    text: str | None  # None: nothing to post (see reason)
+    reason: str
+    llm_seconds: float
+    total_seconds: float
+
+
+def clean_reply(raw: str, persona: Persona, history: list[Message]) -> tuple[str | None, str]:
+    """The reply to post, or None and why the raw answer is not fit to post."""
+    text = raw.strip()
+    text = re.sub(r"^(final answer|answer|reply|response)\s*:\s*", "", text, flags=re.I)
+    for name in (persona.display_name, persona.id):
+        text = re.sub(rf"^\**{re.escape(name)}\**\s*:\s*", "", text, flags=re.I)
+    text = text.strip().strip('"').strip()
+    text = re.sub(r"\s+", " ", text)
+    if not text:
+        return None, "empty answer"
+    if _ECHOES.search(text):
+        return None, "the model echoed its instructions"
+    if len(re.findall(r"[^\W\d_]{2,}", text)) < 2:
+        return None, "not enough words to be a message"
+    if any(text == m.text for m in history[-10:]):
+        return None, "repeats a recent message"
+    limit = persona.limits.max_reply_chars
+    if len(text) > limit:
+        cut = text[:limit]
+        sentence_end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+        text = cut[: sentence_end + 1] if sentence_end > limit // 3 else cut.rstrip() + "…"
+    return text, "ok"
+
+
+def build_task(
+    persona: Persona,
+    traits: Traits,
+    turn: Turn,
+    history: list[Message],
+    charter: ArenaCharter | None,
+    initiative: str,
+) -> str:
+    lines = [
+        f'You are {persona.display_name} in the "{turn.room}" room of a team chat.',
+    ]
+    if charter is not None:
+        lines.append(f"The room's mission: {charter.mission}")
+    if persona.voice:
+        lines.append(f"Your voice: {persona.voice}.")
+    if persona.traits:
+        lines.append(f"Your temperament: {traits.describe()}.")
+    if history:
+        lines.append("Recent messages, oldest first:")
+        lines.extend(f"{m.author}: {m.text[:400]}" for m in history[-8:])
+    if turn.kind == "mention" and turn.trigger is not None:
+        lines.append(
+            f'{turn.trigger.author} said to you: "{turn.trigger.text[:400]}". Answer them directly.'
+        )
+    elif turn.kind == "reply" and turn.trigger is not None:
+        lines.append(f"Reply to {turn.trigger.author}'s last message.")
+    else:
+        lines.append(f"The room is quiet. {initiative}")
+    lines.append("Write one short chat message (one or two sentences), without your name.")
+    return "\n".join(lines)
+
+
+class CrewTurns:
+    """Runs agent turns through CrewAI on one LLM backend."""
+
+    def __init__(self, backend: LLMBackend, settings: Settings) -> None:
+        offline.apply()
+        self.backend = backend
+        self.settings = settings
+        self._agents: dict[str, Any] = {}
+        self._llm_seconds = threading.local()
+        self._slots: dict[str, int] = {}
+
+    def _agent(self, persona: Persona) -> Any:
+        agent = self._agents.get(persona.id)
+        if agent is not None:
+            return agent
+        from crewai import Agent
+
+        slot = self._slots.setdefault(persona.id, len(self._slots))
+        llm = self.backend.crewai_llm(persona.model, slot, self.settings)
+        call = llm.call
+        seconds = self._llm_seconds
+
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                seconds.total = getattr(seconds, "total", 0.0) + time.perf_counter() - started
+
+        object.__setattr__(llm, "call", timed_call)  # measure the LLM's share of a turn
+        agent = Agent(
+            role=persona.role,
+            goal=persona.goal,
+            backstory=persona.backstory,
+            llm=llm,
+            memory=False,
+            allow_delegation=False,
+            max_iter=1,
+            max_retry_limit=0,
+            verbose=False,
+        )
+        self._agents[persona.id] = agent
+        return agent
+
+    def _kickoff(self, persona: Persona, description: str) -> tuple[str, float]:
+        from crewai import Crew, Task
+
+        self._llm_seconds.total = 0.0
+        agent = self._agent(persona)
+        task = Task(
+            description=description,
+            agent=agent,
+            expected_output="One short chat message in plain text.",
+        )
+        crew = Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
+        output = crew.kickoff()
+        return str(output.raw or ""), self._llm_seconds.total
+
+    async def run(
+        self,
+        persona: Persona,
+        traits: Traits,
+        turn: Turn,
+        history: list[Message],
+        charter: ArenaCharter | None,
+        initiative: str,
+    ) -> TurnOutcome:
+        """Run one turn; LLM failures propagate for the worker to back off on."""
+        started = time.perf_counter()
+        description = build_task(persona, traits, turn, history, charter, initiative)
+        raw, llm_seconds = await asyncio.to_thread(self._kickoff, persona, description)
+        text, reason = clean_reply(raw, persona, history)
+        return TurnOutcome(text, reason, llm_seconds, time.perf_counter() - started)

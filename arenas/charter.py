@@ -1,0 +1,35 @@
+"""Arena charters: each arena's mission, turn budget and initiative prompts, as YAML data.
+
+The agent worker reads them to decide how often an arena's agents may speak (turns per
+minute for the whole arena, so that the LLM is never flooded) and what to talk about
+when a room is quiet (an initiative prompt drawn in turn).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.protocol import ARENAS
+
+
+class ArenaCharter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    mission: str = Field(min_length=1)
+    turns_per_minute: float = Field(6.0, gt=0, le=600)
+    initiative: list[str] = Field(min_length=1, description="prompts for quiet rooms")
+
+
+@cache
+def charters() -> dict[str, ArenaCharter]:
+    """The five charters shipped with BotArena, by arena name."""
+    found = {}
+    for name in ARENAS:
+        text = resources.files("arenas").joinpath("charters", f"{name}.yaml").read_text()
+        found[name] = ArenaCharter.model_validate({"name": name, **yaml.safe_load(text)})
+    return found
