@@ -87,13 +87,18 @@ class TurnScheduler:
 
     # what the worker tells the scheduler ------------------------------------------
 
-    def enter(self, agent: str, room: str, *, paused: bool = False) -> None:
+    def enter(
+        self, agent: str, room: str, *, paused: bool = False, answered_through: int = 0
+    ) -> None:
+        """``agent`` is in ``room``; messages up to ``answered_through`` need no answer
+        (history from before the agent arrived)."""
         state = self.rooms.get(room)
         if state is None:
             arena = room if room_kind(room) is RoomKind.ARENA else None
             state = self.rooms[room] = _Room(room, arena, last_activity=self.clock())
         state.agents.add(agent)
         state.paused = paused
+        state.answered_id = max(state.answered_id, answered_through)
 
     def leave(self, agent: str, room: str) -> None:
         if room in self.rooms:

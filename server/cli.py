@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -70,24 +71,71 @@ def serve() -> None:
 
 @app.command()
 def up() -> None:
-    """Run BotArena on its embedded defaults and say how to connect."""
-    from server.app import serve as serve_hub
+    """Run the whole product on embedded defaults: hub, LLM, one agent per arena."""
+    from server.up import up as run_up
 
     settings = _settings(service=True)
+    raise typer.Exit(_run(run_up(settings)))
 
-    def ready(running: Any) -> None:
-        print(
-            f"\nBotArena hub listening on {running.url}\n"
-            f"  health:  {running.url}/healthz   metrics: {running.url}/metrics\n"
-            "  get a moderator token (in another terminal):\n"
-            "    .venv/bin/botarena token create --name alice --role moderator\n"
-            "  watch a room with it:\n"
-            "    BOTARENA_TOKEN=<token> .venv/bin/botarena watch compiler\n"
-            "  Ctrl-C stops everything.\n",
-            flush=True,
+
+@app.command()
+def worker() -> None:
+    """Run the agent worker: the personas in BOTARENA_PERSONAS_DIR, with the tokens in
+    BOTARENA_AGENT_TOKENS_FILE, on the configured LLM backend."""
+    from agents.llm import LLMUnavailable
+    from agents.run import run_worker
+
+    settings = _settings(service=True)
+    try:
+        _run(run_worker(settings))
+    except (LLMUnavailable, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc), code=1)
+
+
+@app.command()
+def personas(
+    directory: Annotated[Path | None, typer.Argument(help="default: BOTARENA_PERSONAS_DIR")] = None,
+) -> None:
+    """Check persona files: list the good ones, explain the bad ones."""
+    from agents.persona import load_personas
+
+    settings = _settings()
+    found, errors = load_personas(directory or settings.personas_dir)
+    for persona in found:
+        typer.echo(f"ok    {persona.id:<16} {persona.display_name:<16} {', '.join(persona.arenas)}")
+    for error in errors:
+        typer.secho(
+            f"error {error.path}: {error.field}: {error.reason}", fg=typer.colors.RED, err=True
         )
+    if errors or not found:
+        raise typer.Exit(1)
 
-    _run(serve_hub(settings, on_ready=ready))
+
+@app.command()
+def llm() -> None:
+    """Show which LLM backend would be used and whether it answers."""
+    from agents.llm import OllamaBackend, OpenAICompatibleBackend, choose_backend
+
+    settings = _settings()
+
+    async def status() -> tuple[str, object]:
+        kind = await choose_backend(settings)
+        if kind == "ollama":
+            return kind, await OllamaBackend(settings.ollama_host, settings.llm_model).health()
+        if kind == "openai" and settings.llm_url:
+            backend = OpenAICompatibleBackend(settings.llm_url.split(","), settings.llm_model)
+            return kind, await backend.health()
+        return kind, None
+
+    kind, health = _run(status())
+    if health is None:
+        typer.echo(f"backend: {kind} (llama.cpp with {settings.llm_model}, started by the worker)")
+        return
+    typer.echo(f"backend: {kind}: {health.detail}")  # type: ignore[attr-defined]
+    if health.models:  # type: ignore[attr-defined]
+        typer.echo("models: " + ", ".join(health.models))  # type: ignore[attr-defined]
+    if not health.ok:  # type: ignore[attr-defined]
+        raise typer.Exit(1)
 
 
 @token_app.command("create")

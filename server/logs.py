@@ -42,5 +42,5 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("engineio", "socketio", "aiohttp.access"):
+    for noisy in ("engineio", "socketio", "aiohttp.access", "httpx", "openai", "LiteLLM"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,76 @@
+"""Running the agent worker as a process (``botarena worker``): choose the LLM backend,
+start the embedded llama.cpp servers when that is the backend, load personas and tokens,
+and run the :class:`AgentWorker` until SIGINT or SIGTERM, then stop what was started."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+
+import structlog
+
+from agents import offline
+from agents.embedded_llm import EmbeddedLlama
+from agents.llm import LLMBackend, LLMUnavailable, OllamaBackend, OpenAICompatibleBackend
+from agents.llm import choose_backend as choose_backend_kind
+from agents.persona import Persona, load_personas
+from agents.turn import CrewTurns
+from agents.worker import AgentWorker, load_tokens
+from server.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def open_backend(settings: Settings, stack: AsyncExitStack) -> LLMBackend:
+    """The configured LLM backend, started if it is the embedded one."""
+    kind = await choose_backend_kind(settings)
+    if kind == "embedded":
+        llama = EmbeddedLlama.from_settings(settings)
+        await llama.start()
+        stack.push_async_callback(llama.stop)
+        return llama.backend()
+    if kind == "ollama":
+        return OllamaBackend(settings.ollama_host, settings.llm_model)
+    if not settings.llm_url:
+        raise LLMUnavailable("BOTARENA_LLM_BACKEND=openai needs BOTARENA_LLM_URL")
+    return OpenAICompatibleBackend(settings.llm_url.split(","), settings.llm_model)
+
+
+def personas_or_fail(settings: Settings) -> list[Persona]:
+    personas, errors = load_personas(settings.personas_dir)
+    for error in errors:
+        log.error("persona.refused", file=str(error.path), field=error.field, reason=error.reason)
+    if not personas:
+        raise LLMUnavailable(f"no usable persona in {settings.personas_dir}")
+    return personas
+
+
+async def run_worker(settings: Settings) -> None:
+    offline.apply()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    personas = personas_or_fail(settings)
+    tokens = load_tokens(settings.tokens_path)
+    personas = [p for p in personas if p.id in tokens] or personas
+    async with AsyncExitStack() as stack:
+        backend = await open_backend(settings, stack)
+        for model in {p.model or backend.default_model for p in personas}:
+            await backend.ensure_model(model)
+        log.info("worker.backend", backend=backend.name, model=backend.default_model)
+        slots = len(getattr(backend, "urls", [None]))
+        worker = AgentWorker(
+            settings.hub_url,
+            personas,
+            tokens,
+            CrewTurns(backend, settings),
+            slots=slots,
+            quiet_seconds=settings.quiet_seconds,
+            turn_timeout=settings.llm_timeout + 30,
+        )
+        task = asyncio.create_task(worker.run())
+        await stop.wait()
+        await worker.stop()
+        await asyncio.gather(task, return_exceptions=True)

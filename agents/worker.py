@@ -1,0 +1,317 @@
+"""The agent worker: one process running many agents, each its own hub client.
+
+Each persona connects with its own agent token, joins the rooms of its arenas and
+feeds what it sees to the shared :class:`TurnScheduler`. The worker loop takes turns
+from the scheduler and runs them through CrewAI, at most ``slots`` at once (the LLM's
+parallel capacity). It never dies from a failure: an LLM that is down, slow or talks
+nonsense costs a skipped turn with a logged reason, a reported ``error`` state and an
+exponential backoff (bounded) before the next call; a hub that restarts is reconnected
+to by each client, which resumes its rooms. Muted agents and paused rooms get no turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agents.persona import Persona, Traits
+from agents.scheduler import Turn, TurnScheduler
+from agents.turn import CrewTurns, TurnOutcome
+from arenas.charter import ArenaCharter, charters
+from server.client import HubCallError, HubClient
+from server.protocol import AgentStateKind, Message
+
+log = structlog.get_logger(__name__)
+
+TurnRunner = Callable[..., Awaitable[TurnOutcome]]
+
+
+def load_tokens(path: Path) -> dict[str, str]:
+    """The worker's agent tokens: a JSON object of persona id to token."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no agent tokens at {path}: create one per persona "
+            "(botarena token create --name ID --role agent) and list them there as JSON"
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError(f"{path} must be a JSON object of persona id to token")
+    return data
+
+
+@dataclass
+class TurnRecord:
+    """What one turn cost, for the benchmark and the logs."""
+
+    agent: str
+    kind: str
+    posted: bool
+    reason: str
+    llm_seconds: float
+    total_seconds: float
+
+
+@dataclass
+class AgentSeat:
+    persona: Persona
+    client: HubClient
+    traits: Traits
+    state: AgentStateKind = AgentStateKind.IDLE
+    detail: str = ""
+    initiative_index: int = field(default_factory=lambda: random.randrange(1000))
+
+
+class AgentWorker:
+    """Runs a set of personas against one hub with one turn runner."""
+
+    def __init__(
+        self,
+        hub_url: str,
+        personas: list[Persona],
+        tokens: dict[str, str],
+        turns: CrewTurns | Any,
+        *,
+        slots: int = 1,
+        quiet_seconds: float = 20.0,
+        arena_budgets: dict[str, float] | None = None,
+        turn_timeout: float = 90.0,
+        max_backoff: float = 30.0,
+    ) -> None:
+        missing = [p.id for p in personas if p.id not in tokens]
+        if missing:
+            raise ValueError(f"no token for: {', '.join(missing)}")
+        self.charters: dict[str, ArenaCharter] = charters()
+        budgets = arena_budgets or {n: c.turns_per_minute for n, c in self.charters.items()}
+        self.scheduler = TurnScheduler(personas, budgets, quiet_seconds=quiet_seconds)
+        self.turns = turns
+        self.turn_timeout = turn_timeout
+        self.max_backoff = max_backoff
+        self.slots = asyncio.Semaphore(slots)
+        self.records: list[TurnRecord] = []
+        self.seats: dict[str, AgentSeat] = {}
+        for persona in personas:
+            client = HubClient(hub_url, tokens[persona.id], on_message=self._observe)
+            self.seats[persona.id] = AgentSeat(persona, client, Traits(persona.traits))
+            self._listen(persona.id, client)
+        self._failures = 0
+        self._retry_at = 0.0
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # connecting -------------------------------------------------------------------
+
+    def _listen(self, agent: str, client: HubClient) -> None:
+        def on_moderation(notice: dict) -> None:
+            if notice.get("action") == "mute":
+                until = notice.get("until")
+                seconds = 3600.0
+                if until:
+                    from datetime import UTC, datetime
+
+                    end = datetime.fromisoformat(until)
+                    seconds = max(0.0, (end - datetime.now(UTC)).total_seconds())
+                self.scheduler.mute(agent, seconds)
+                self.seats[agent].traits.nudge("assertiveness", -0.2)
+                self._report_soon(agent, AgentStateKind.MUTED, "muted by a moderator")
+            elif notice.get("action") == "unmute":
+                self.scheduler.unmute(agent)
+                self._report_soon(agent, AgentStateKind.IDLE, "unmuted")
+            elif notice.get("action") == "kick" and notice.get("room"):
+                self.scheduler.leave(agent, notice["room"])
+
+        def on_room_state(state: dict) -> None:
+            self.scheduler.set_paused(state["room"], bool(state["paused"]))
+
+        client.sio.on("moderation", on_moderation)
+        client.sio.on("room.state", on_room_state)
+
+    async def _connect(self, seat: AgentSeat) -> None:
+        """Connect and join the persona's arenas, retrying while the hub is away."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await seat.client.connect()
+                break
+            except HubCallError as exc:
+                if exc.code == "unauthorized":
+                    raise
+                log.warning("worker.hub_unreachable", agent=seat.persona.id, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        for arena in seat.persona.arenas:
+            try:
+                joined = await seat.client.join(arena)
+            except HubCallError as exc:
+                log.warning(
+                    "worker.join_refused", agent=seat.persona.id, room=arena, error=exc.message
+                )
+                continue
+            self.scheduler.enter(
+                seat.persona.id,
+                arena,
+                paused=joined.room.paused,
+                answered_through=joined.room.last_id,
+            )
+        await self._report(seat.persona.id, AgentStateKind.IDLE, "connected")
+
+    def _observe(self, message: Message) -> None:
+        for agent, seat in self.seats.items():
+            if message.author != agent and agent.lower() in message.text.lower():
+                seat.traits.nudge("sociability", 0.05)
+        self.scheduler.observe(message)
+
+    # state reports ----------------------------------------------------------------
+
+    async def _report(self, agent: str, state: AgentStateKind, detail: str = "") -> None:
+        seat = self.seats[agent]
+        seat.state, seat.detail = state, detail
+        if not seat.client.connected:
+            return
+        try:
+            await seat.client.call(
+                "agent.state",
+                {"state": state.value, "detail": detail[:500], "drift": seat.traits.drift()},
+                timeout=5,
+            )
+        except HubCallError as exc:
+            log.info("worker.state_not_reported", agent=agent, error=exc.message)
+
+    def _report_soon(self, agent: str, state: AgentStateKind, detail: str) -> None:
+        self._spawn(self._report(agent, state, detail))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect every agent, then hand out turns until :meth:`stop`."""
+        await asyncio.gather(*(self._connect(seat) for seat in self.seats.values()))
+        log.info("worker.running", agents=list(self.seats))
+        while not self._stopping.is_set():
+            if time.monotonic() < self._retry_at or self.slots.locked():
+                await self._pause(0.1)
+                continue
+            turn = self.scheduler.next_turn()
+            if turn is None:
+                await self._pause(0.1)
+                continue
+            await self.slots.acquire()
+            self._spawn(self._take_turn(turn))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def stop(self) -> None:
+        """Stop handing out turns and disconnect every agent (each within 5 seconds)."""
+        self._stopping.set()
+        await asyncio.gather(
+            *(asyncio.wait_for(seat.client.close(), 5) for seat in self.seats.values()),
+            return_exceptions=True,
+        )
+
+    async def _take_turn(self, turn: Turn) -> None:
+        seat = self.seats[turn.agent]
+        posted = False
+        try:
+            await self._report(turn.agent, AgentStateKind.THINKING, f"{turn.kind} in {turn.room}")
+            outcome = await self._think(seat, turn)
+            if outcome is None:
+                return
+            if outcome.text is None:
+                log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=outcome.reason)
+                self._record(turn, outcome, posted=False)
+                await self._report(turn.agent, AgentStateKind.IDLE, f"skipped: {outcome.reason}")
+                return
+            posted = await self._post(seat, turn, outcome.text)
+            self._record(turn, outcome, posted=posted)
+            if posted:
+                log.info(
+                    "turn.posted",
+                    agent=turn.agent,
+                    room=turn.room,
+                    kind=turn.kind,
+                    llm_seconds=round(outcome.llm_seconds, 3),
+                    total_seconds=round(outcome.total_seconds, 3),
+                )
+                seat.traits.relax()
+                await self._report(turn.agent, AgentStateKind.IDLE, f"spoke in {turn.room}")
+        finally:
+            self.scheduler.finish(turn, spoke=posted)
+            self.slots.release()
+
+    async def _think(self, seat: AgentSeat, turn: Turn) -> TurnOutcome | None:
+        charter = self.charters.get(turn.room)
+        initiative = ""
+        if charter is not None:
+            seat.initiative_index += 1
+            initiative = charter.initiative[seat.initiative_index % len(charter.initiative)]
+        try:
+            outcome = await asyncio.wait_for(
+                self.turns.run(
+                    seat.persona,
+                    seat.traits,
+                    turn,
+                    self.scheduler.history(turn.room),
+                    charter,
+                    initiative,
+                ),
+                self.turn_timeout,
+            )
+        except Exception as exc:  # any LLM failure: skip, report, back off; never die
+            self._failures += 1
+            backoff = min(self.max_backoff, 0.5 * 2 ** min(self._failures, 10))
+            self._retry_at = time.monotonic() + backoff
+            reason = f"LLM failed ({type(exc).__name__}: {str(exc)[:200]}); retry in {backoff:.1f}s"
+            log.warning("turn.skipped", agent=turn.agent, room=turn.room, reason=reason)
+            await self._report(turn.agent, AgentStateKind.ERROR, reason)
+            return None
+        self._failures = 0
+        return outcome
+
+    async def _post(self, seat: AgentSeat, turn: Turn, text: str) -> bool:
+        reply_to = turn.trigger.id if turn.trigger is not None else None
+        await self._report(turn.agent, AgentStateKind.SPEAKING, f"in {turn.room}")
+        try:
+            await seat.client.send(turn.room, text, reply_to=reply_to)
+            return True
+        except HubCallError as exc:
+            if exc.code == "muted":
+                self.scheduler.mute(turn.agent, 60.0)
+                await self._report(turn.agent, AgentStateKind.MUTED, exc.message)
+            elif exc.code == "room_paused":
+                self.scheduler.set_paused(turn.room, True)
+                await self._report(turn.agent, AgentStateKind.IDLE, exc.message)
+            else:
+                log.warning("turn.not_posted", agent=turn.agent, room=turn.room, error=str(exc))
+            return False
+
+    def _record(self, turn: Turn, outcome: TurnOutcome, *, posted: bool) -> None:
+        self.records.append(
+            TurnRecord(
+                turn.agent,
+                turn.kind,
+                posted,
+                outcome.reason,
+                outcome.llm_seconds,
+                outcome.total_seconds,
+            )
+        )
+        del self.records[:-10_000]

@@ -1,0 +1,101 @@
+"""``botarena up``: the whole product on one machine with embedded defaults.
+
+It starts the embedded PostgreSQL and the hub in this process, gives each shipped
+persona a fresh agent token (admitted to its arenas; older tokens of that agent are
+revoked) in ``var/agent-tokens.json`` (mode 0600), issues a fresh moderator token and
+prints it with the command to watch a room, then runs the agent worker as a child
+process, which starts the embedded llama.cpp servers (or uses Ollama when it answers).
+Ctrl-C (or SIGTERM) stops the worker, its LLM servers, the hub and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+
+from server.app import running_hub
+from server.protocol import Role
+from server.settings import Settings
+from server.store import Store
+
+log = structlog.get_logger(__name__)
+
+MODERATOR = "moderator"
+
+
+async def issue_agent_tokens(store: Store, settings: Settings) -> dict[str, str]:
+    from agents.run import personas_or_fail
+
+    tokens = {}
+    for persona in personas_or_fail(settings):
+        if await store.principal(persona.id) is not None:
+            await store.revoke_tokens(name=persona.id)
+        _principal, tokens[persona.id] = await store.issue_token(
+            persona.id, Role.AGENT, arenas=persona.arenas
+        )
+    return tokens
+
+
+def write_secret(path: Path, data: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=1)
+    partial.replace(path)
+
+
+async def up(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_hub(settings) as running:
+        store = running.hub.store
+        tokens = await issue_agent_tokens(store, settings)
+        write_secret(settings.tokens_path, tokens)
+        if await store.principal(MODERATOR) is not None:
+            await store.revoke_tokens(name=MODERATOR)
+        _moderator, moderator_token = await store.issue_token(MODERATOR, Role.MODERATOR)
+        env = {
+            **os.environ,
+            "BOTARENA_HUB_URL": running.url,
+            "BOTARENA_AGENT_TOKENS_FILE": str(settings.tokens_path.resolve()),
+            "BOTARENA_VAR_DIR": str(settings.var_dir.resolve()),
+        }
+        from agents.offline import OFFLINE_ENV
+
+        env.update(OFFLINE_ENV)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server.cli", "worker", env=env
+        )
+        print(
+            f"\nBotArena is up: hub on {running.url}, agents {', '.join(tokens)}\n"
+            f"  health:  {running.url}/healthz   metrics: {running.url}/metrics\n"
+            f"  moderator token: {moderator_token}\n"
+            "  watch a room:\n"
+            f"    BOTARENA_TOKEN={moderator_token} BOTARENA_HUB_URL={running.url} "
+            ".venv/bin/botarena watch compiler\n"
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        waiter = asyncio.create_task(worker.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(worker.wait(), 60)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
+        else:
+            log.error("up.worker_exited", returncode=worker.returncode)
+        stopper.cancel()
+        return 0 if stop.is_set() else 1
