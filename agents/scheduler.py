@@ -38,6 +38,11 @@ class Turn:
     room: str
     kind: TurnKind
     trigger: Message | None  # the message answered; None for initiative
+    attempt: int = 1
+
+
+MENTION_ATTEMPTS = 3
+"""A mention whose answer was unusable is tried again, up to this many times in all."""
 
 
 @dataclass
@@ -77,7 +82,7 @@ class TurnScheduler:
             p.id: RateLimiter(p.limits.turns_per_minute / 60.0, 1, clock)
             for p in self.personas.values()
         }
-        self._mentions: deque[tuple[str, Message]] = deque()
+        self._mentions: deque[tuple[str, Message, int]] = deque()
         self._patterns = {
             p.id: re.compile(
                 rf"(?<![\w@])@?({re.escape(p.id)}|{re.escape(p.display_name)})\b", re.IGNORECASE
@@ -113,7 +118,7 @@ class TurnScheduler:
         room.last_activity = self.clock()
         for agent in room.agents:
             if agent != message.author and self._patterns[agent].search(message.text):
-                self._mentions.append((agent, message))
+                self._mentions.append((agent, message, 1))
 
     def set_paused(self, room: str, paused: bool) -> None:
         if room in self.rooms:
@@ -139,10 +144,14 @@ class TurnScheduler:
         return self._next_mention() or self._next_reply() or self._next_initiative()
 
     def finish(self, turn: Turn, *, spoke: bool) -> None:
-        """The turn ended; a turn that did not speak still counted against the budgets."""
+        """The turn ended; a turn that did not speak still counted against the budgets,
+        and a mention left unanswered is tried again (up to :data:`MENTION_ATTEMPTS`)."""
         self.busy.discard(turn.agent)
         if spoke and turn.room in self.rooms:
             self.rooms[turn.room].last_activity = self.clock()
+        if not spoke and turn.kind == "mention" and turn.attempt < MENTION_ATTEMPTS:
+            assert turn.trigger is not None
+            self._mentions.appendleft((turn.agent, turn.trigger, turn.attempt + 1))
 
     def _available(self, agent: str, room: _Room) -> bool:
         persona = self.personas[agent]
@@ -154,7 +163,7 @@ class TurnScheduler:
         )
 
     def _take(
-        self, agent: str, room: _Room, kind: TurnKind, trigger: Message | None
+        self, agent: str, room: _Room, kind: TurnKind, trigger: Message | None, attempt: int = 1
     ) -> Turn | None:
         """Spend the budgets for a turn; None (and nothing spent) when one is empty."""
         arena_limit = self._arena_limit.get(room.arena or "")
@@ -171,19 +180,19 @@ class TurnScheduler:
         if trigger is not None:
             room.answered_id = max(room.answered_id, trigger.id)
         room.last_activity = self.clock()
-        return Turn(agent, room.name, kind, trigger)
+        return Turn(agent, room.name, kind, trigger, attempt)
 
     def _next_mention(self) -> Turn | None:
         for _ in range(len(self._mentions)):
-            agent, message = self._mentions.popleft()
+            agent, message, attempt = self._mentions.popleft()
             room = self.rooms.get(message.room)
             if room is None or agent not in room.agents or self.is_muted(agent):
                 continue  # dropped: the agent cannot answer there
             if self._available(agent, room):
-                turn = self._take(agent, room, "mention", message)
+                turn = self._take(agent, room, "mention", message, attempt)
                 if turn is not None:
                     return turn
-            self._mentions.append((agent, message))  # wait for budget or cooldown
+            self._mentions.append((agent, message, attempt))  # wait for budget or cooldown
         return None
 
     def _least_recent(self, room: _Room, exclude: str | None) -> list[str]:

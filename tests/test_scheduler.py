@@ -1,0 +1,154 @@
+"""The turn scheduler on a clock the test controls: mentions first, nobody dominates,
+budgets hold, quiet rooms get initiative, muted agents and paused rooms stay silent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import count
+
+import pytest
+
+from agents.persona import Persona, TurnLimits
+from agents.scheduler import TurnScheduler
+
+_ids = count(1)
+
+
+def persona(pid: str, **limits: float) -> Persona:
+    return Persona(
+        id=pid, display_name=pid.title(), role="r", goal="g", backstory="b",
+        arenas=["compiler"], limits=TurnLimits(**{"turns_per_minute": 60,
+                                                  "cooldown_seconds": 0, **limits}),
+    )
+
+
+def message(author: str, text: str, room: str = "compiler"):
+    from server.protocol import Message
+
+    return Message(id=next(_ids), room=room, author=author, author_role="agent", text=text,
+                   created_at=datetime.now(UTC))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world():
+    clock = Clock()
+    scheduler = TurnScheduler(
+        [persona("ada"), persona("bob"), persona("cy")], {"compiler": 600},
+        quiet_seconds=10, clock=clock,
+    )
+    for agent in ("ada", "bob", "cy"):
+        scheduler.enter(agent, "compiler")
+    return scheduler, clock
+
+
+def run(scheduler, turn, spoke=True):
+    scheduler.finish(turn, spoke=spoke)
+    return turn
+
+
+def test_a_mention_is_answered_first_by_the_agent_mentioned(world) -> None:
+    scheduler, _ = world
+    scheduler.observe(message("human", "hello everyone"))
+    asked = message("human", "@cy can you look at the lexer?")
+    scheduler.observe(asked)
+    turn = scheduler.next_turn()
+    assert (turn.agent, turn.kind, turn.trigger) == ("cy", "mention", asked)
+    by_name = message("human", "Bob, what do you think?")
+    run(scheduler, turn)
+    scheduler.observe(by_name)
+    assert scheduler.next_turn().agent == "bob"
+
+
+def test_an_unusable_answer_to_a_mention_is_tried_again_a_bounded_number_of_times(world) -> None:
+    scheduler, clock = world
+    scheduler.observe(message("human", "@ada ping"))
+    attempts = []
+    while (turn := scheduler.next_turn()) is not None and turn.kind == "mention":
+        attempts.append(turn.attempt)
+        scheduler.finish(turn, spoke=False)
+        clock.now += 2
+    assert attempts == [1, 2, 3]
+
+
+def test_replies_rotate_so_no_agent_dominates(world) -> None:
+    scheduler, clock = world
+    speakers = []
+    scheduler.observe(message("human", "what should we fix first?"))
+    for _ in range(6):
+        clock.now += 2
+        turn = run(scheduler, scheduler.next_turn())
+        speakers.append(turn.agent)
+        scheduler.observe(message(turn.agent, f"{turn.agent} says something"))
+    assert all(a != b for a, b in zip(speakers, speakers[1:], strict=False))
+    assert {speakers.count(a) for a in ("ada", "bob", "cy")} == {2}
+
+
+def test_the_arena_budget_limits_turns_per_minute(world) -> None:
+    _, clock = world
+    scheduler = TurnScheduler([persona("ada"), persona("bob")], {"compiler": 6},
+                              quiet_seconds=10, clock=clock)
+    scheduler.enter("ada", "compiler")
+    scheduler.enter("bob", "compiler")
+    turns = 0
+    for second in range(60):
+        clock.now += 1
+        scheduler.observe(message("human", f"message {second}"))
+        turn = scheduler.next_turn()
+        if turn is not None:
+            turns += 1
+            run(scheduler, turn)
+    assert 5 <= turns <= 7
+
+
+def test_an_agents_cooldown_and_own_budget_hold(world) -> None:
+    _, clock = world
+    scheduler = TurnScheduler([persona("solo", turns_per_minute=60, cooldown_seconds=30)],
+                              {"compiler": 600}, quiet_seconds=1000, clock=clock)
+    scheduler.enter("solo", "compiler")
+    scheduler.observe(message("human", "first"))
+    run(scheduler, scheduler.next_turn())
+    scheduler.observe(message("human", "second"))
+    assert scheduler.next_turn() is None
+    clock.now += 31
+    assert scheduler.next_turn().kind == "reply"
+
+
+def test_a_quiet_room_gets_initiative(world) -> None:
+    scheduler, clock = world
+    assert scheduler.next_turn() is None
+    clock.now += 11
+    turn = scheduler.next_turn()
+    assert turn.kind == "initiative" and turn.trigger is None
+
+
+def test_muted_agents_and_paused_rooms_get_no_turn(world) -> None:
+    scheduler, clock = world
+    scheduler.mute("cy", 60)
+    scheduler.observe(message("human", "@cy are you there?"))
+    turn = scheduler.next_turn()
+    assert turn is None or turn.agent != "cy"
+    if turn:
+        run(scheduler, turn)
+    scheduler.set_paused("compiler", True)
+    scheduler.observe(message("human", "anyone?"))
+    clock.now += 100
+    assert scheduler.next_turn() is None
+    scheduler.set_paused("compiler", False)
+    scheduler.unmute("cy")
+    assert scheduler.next_turn() is not None
+
+
+def test_history_from_before_arrival_needs_no_answer(world) -> None:
+    scheduler, _ = world
+    old = message("human", "an old question")
+    scheduler.enter("ada", "creative", answered_through=old.id)
+    scheduler.observe(old.model_copy(update={"room": "creative"}))
+    assert scheduler.next_turn() is None
