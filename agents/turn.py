@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +105,7 @@ class CrewTurns:
         self.backend = backend
         self.settings = settings
         self._agents: dict[str, Any] = {}
-        self._llm_seconds = threading.local()
+        self._llm_seconds: dict[str, float] = {}  # per agent: one turn at a time each
         self._slots: dict[str, int] = {}
 
     def _agent(self, persona: Persona) -> Any:
@@ -118,14 +117,15 @@ class CrewTurns:
         slot = self._slots.setdefault(persona.id, len(self._slots))
         llm = self.backend.crewai_llm(persona.model, slot, self.settings)
         call = llm.call
-        seconds = self._llm_seconds
+        seconds, agent_id = self._llm_seconds, persona.id
 
         def timed_call(*args: Any, **kwargs: Any) -> Any:
+            # CrewAI may call the LLM from a thread of its own: account per agent
             started = time.perf_counter()
             try:
                 return call(*args, **kwargs)
             finally:
-                seconds.total = getattr(seconds, "total", 0.0) + time.perf_counter() - started
+                seconds[agent_id] = seconds.get(agent_id, 0.0) + time.perf_counter() - started
 
         object.__setattr__(llm, "call", timed_call)  # measure the LLM's share of a turn
         agent = Agent(
@@ -145,7 +145,7 @@ class CrewTurns:
     def _kickoff(self, persona: Persona, description: str) -> tuple[str, float]:
         from crewai import Crew, Task
 
-        self._llm_seconds.total = 0.0
+        self._llm_seconds[persona.id] = 0.0
         agent = self._agent(persona)
         task = Task(
             description=description,
@@ -154,7 +154,7 @@ class CrewTurns:
         )
         crew = Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
         output = crew.kickoff()
-        return str(output.raw or ""), self._llm_seconds.total
+        return str(output.raw or ""), self._llm_seconds[persona.id]
 
     async def run(
         self,

@@ -1,0 +1,109 @@
+"""A stand-in for Ollama's HTTP API, for tests only (Ollama cannot be installed here).
+
+It answers as Ollama's documented API does for the endpoints BotArena uses:
+``GET /api/version``, ``GET /api/tags`` (installed models with name, model, size,
+digest and details), ``GET /v1/models`` and ``POST /v1/chat/completions`` (the
+OpenAI-compatible chat API, including Ollama's 404 ``model "x" not found, try pulling it
+first`` for a model that is not installed). Every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+VERSION = "0.12.6"
+
+
+@dataclass
+class OllamaStandIn:
+    models: list[str]
+    reply: str = "The parser drops trailing commas; a test for that case would catch it."
+    requests: list[tuple[str, str, dict]] = field(default_factory=list)
+    url: str = ""
+
+    def _installed(self, name: str) -> bool:
+        return name in self.models or f"{name}:latest" in self.models
+
+    def app(self) -> web.Application:
+        async def version(request: web.Request) -> web.Response:
+            self.requests.append(("GET", request.path, {}))
+            return web.json_response({"version": VERSION})
+
+        async def tags(request: web.Request) -> web.Response:
+            self.requests.append(("GET", request.path, {}))
+            return web.json_response({"models": [
+                {
+                    "name": name,
+                    "model": name,
+                    "modified_at": "2026-11-01T10:00:00.000000000Z",
+                    "size": 4_661_224_676,
+                    "digest": f"{abs(hash(name)):064x}"[:64],
+                    "details": {"parent_model": "", "format": "gguf", "family": "llama",
+                                "families": ["llama"], "parameter_size": "8.0B",
+                                "quantization_level": "Q4_0"},
+                }
+                for name in self.models
+            ]})
+
+        async def openai_models(request: web.Request) -> web.Response:
+            self.requests.append(("GET", request.path, {}))
+            return web.json_response({"object": "list", "data": [
+                {"id": name, "object": "model", "created": 1_760_000_000, "owned_by": "library"}
+                for name in self.models
+            ]})
+
+        async def chat(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"error": {"message": "invalid JSON", "type":
+                                          "invalid_request_error", "param": None, "code": None}},
+                                         status=400)
+            self.requests.append(("POST", request.path, body))
+            model = body.get("model", "")
+            if not self._installed(model):
+                return web.json_response({"error": {
+                    "message": f'model "{model}" not found, try pulling it first',
+                    "type": "api_error", "param": None, "code": None,
+                }}, status=404)
+            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+            completion_tokens = len(self.reply.split())
+            return web.json_response({
+                "id": f"chatcmpl-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fp_ollama",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            })
+
+        app = web.Application()
+        app.add_routes([
+            web.get("/api/version", version),
+            web.get("/api/tags", tags),
+            web.get("/v1/models", openai_models),
+            web.post("/v1/chat/completions", chat),
+        ])
+        return app
+
+
+@asynccontextmanager
+async def ollama_standin(models: list[str]) -> AsyncIterator[OllamaStandIn]:
+    standin = OllamaStandIn(models)
+    runner = web.AppRunner(standin.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    standin.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield standin
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,80 @@
+"""LLM backends: Ollama's API (against a stand-in that answers as Ollama does), the
+choice between Ollama and the embedded llama.cpp, and a CrewAI turn through Ollama."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.llm import LLMUnavailable, OllamaBackend, choose_backend
+from agents.persona import Persona, Traits
+from agents.scheduler import Turn
+from agents.turn import CrewTurns
+from server.settings import Settings
+from tests.ollama_standin import VERSION, ollama_standin
+from tests.services import free_port
+
+
+def settings(**values: object) -> Settings:
+    return Settings(**{"llm_max_tokens": 60, "llm_timeout": 20, **values})
+
+
+async def test_ollama_health_lists_installed_models() -> None:
+    async with ollama_standin(["llama3:latest", "codellama:7b"]) as ollama:
+        health = await OllamaBackend(ollama.url, "llama3").health()
+    assert health.ok and VERSION in health.detail
+    assert health.models == ("llama3:latest", "codellama:7b")
+
+
+async def test_a_missing_model_says_how_to_bring_it_in_offline() -> None:
+    async with ollama_standin(["llama3:latest"]) as ollama:
+        backend = OllamaBackend(ollama.url, "llama3")
+        await backend.ensure_model("llama3")  # :latest is implied, as in Ollama
+        with pytest.raises(LLMUnavailable) as err:
+            await backend.ensure_model("mistral")
+        assert not any(path == "/api/pull" for _, path, _ in ollama.requests)
+    assert "bundle" in str(err.value) and "never pulls" in str(err.value)
+    assert "llama3:latest" in str(err.value)
+
+
+async def test_an_unreachable_ollama_is_reported_not_raised() -> None:
+    health = await OllamaBackend(f"http://127.0.0.1:{free_port()}", "llama3").health()
+    assert not health.ok and "does not answer" in health.detail
+
+
+async def test_auto_takes_ollama_when_it_answers_else_the_embedded_server() -> None:
+    async with ollama_standin(["llama3:latest"]) as ollama:
+        assert await choose_backend(settings(ollama_host=ollama.url)) == "ollama"
+        explicit = settings(ollama_host=ollama.url, llm_backend="embedded")
+        assert await choose_backend(explicit) == "embedded"
+    closed = settings(ollama_host=f"http://127.0.0.1:{free_port()}")
+    assert await choose_backend(closed) == "embedded"
+    assert await choose_backend(settings(llm_url="http://127.0.0.1:9/v1")) == "openai"
+
+
+def _persona(model: str | None) -> Persona:
+    return Persona(id="ada", display_name="Ada", role="Compiler engineer",
+                   goal="Keep the parser correct.", backstory="Reads code first.",
+                   arenas=["compiler"], model=model)
+
+
+async def test_a_crewai_turn_through_ollamas_openai_endpoint() -> None:
+    async with ollama_standin(["llama3:latest"]) as ollama:
+        turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
+        persona = _persona("llama3")
+        outcome = await turns.run(persona, Traits({}), Turn("ada", "compiler", "initiative", None),
+                                  [], None, "Say what could break.")
+        chats = [body for method, path, body in ollama.requests
+                 if path == "/v1/chat/completions"]
+    assert outcome.text == ollama.reply
+    assert chats and chats[0]["model"] == "llama3"
+    prompt = " ".join(str(m["content"]) for m in chats[0]["messages"])
+    assert "Compiler engineer" in prompt and "Say what could break." in prompt
+    assert 0 < outcome.llm_seconds <= outcome.total_seconds
+
+
+async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -> None:
+    async with ollama_standin(["llama3:latest"]) as ollama:
+        turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
+        with pytest.raises(Exception, match="not found"):
+            await turns.run(_persona("mistral"), Traits({}),
+                            Turn("ada", "compiler", "initiative", None), [], None, "Speak.")
