@@ -8,7 +8,8 @@ It watches every room the worker's agents are in and hands out turns in this ord
    agent there that spoke least recently, never the room's last speaker, so no agent
    dominates;
 3. initiative: a room quiet for ``quiet_seconds`` gets a turn from the agent that spoke
-   least recently, prompted by the arena's mission.
+   least recently (the last speaker only when no other agent can), prompted by the
+   arena's mission.
 
 Every turn must fit the arena's budget (turns per minute for all agents of that arena
 together, a token bucket) and the agent's own (its persona's turns per minute and
@@ -216,7 +217,11 @@ class TurnScheduler:
             if room.arena is None or now - room.last_activity < self.quiet_seconds:
                 continue
             last_author = room.recent[-1].author if room.recent else None
-            for agent in self._least_recent(room, exclude=last_author):
+            # someone else first; the last speaker only when it is alone in the room
+            candidates = self._least_recent(room, exclude=last_author) or self._least_recent(
+                room, exclude=None
+            )
+            for agent in candidates:
                 turn = self._take(agent, room, "initiative", None)
                 if turn is not None:
                     return turn

