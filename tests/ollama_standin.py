@@ -36,62 +36,108 @@ class OllamaStandIn:
 
         async def tags(request: web.Request) -> web.Response:
             self.requests.append(("GET", request.path, {}))
-            return web.json_response({"models": [
+            return web.json_response(
                 {
-                    "name": name,
-                    "model": name,
-                    "modified_at": "2026-11-01T10:00:00.000000000Z",
-                    "size": 4_661_224_676,
-                    "digest": f"{abs(hash(name)):064x}"[:64],
-                    "details": {"parent_model": "", "format": "gguf", "family": "llama",
-                                "families": ["llama"], "parameter_size": "8.0B",
-                                "quantization_level": "Q4_0"},
+                    "models": [
+                        {
+                            "name": name,
+                            "model": name,
+                            "modified_at": "2026-11-01T10:00:00.000000000Z",
+                            "size": 4_661_224_676,
+                            "digest": f"{abs(hash(name)):064x}"[:64],
+                            "details": {
+                                "parent_model": "",
+                                "format": "gguf",
+                                "family": "llama",
+                                "families": ["llama"],
+                                "parameter_size": "8.0B",
+                                "quantization_level": "Q4_0",
+                            },
+                        }
+                        for name in self.models
+                    ]
                 }
-                for name in self.models
-            ]})
+            )
 
         async def openai_models(request: web.Request) -> web.Response:
             self.requests.append(("GET", request.path, {}))
-            return web.json_response({"object": "list", "data": [
-                {"id": name, "object": "model", "created": 1_760_000_000, "owned_by": "library"}
-                for name in self.models
-            ]})
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": name,
+                            "object": "model",
+                            "created": 1_760_000_000,
+                            "owned_by": "library",
+                        }
+                        for name in self.models
+                    ],
+                }
+            )
 
         async def chat(request: web.Request) -> web.Response:
             try:
                 body = await request.json()
             except ValueError:
-                return web.json_response({"error": {"message": "invalid JSON", "type":
-                                          "invalid_request_error", "param": None, "code": None}},
-                                         status=400)
+                return web.json_response(
+                    {
+                        "error": {
+                            "message": "invalid JSON",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    },
+                    status=400,
+                )
             self.requests.append(("POST", request.path, body))
             model = body.get("model", "")
             if not self._installed(model):
-                return web.json_response({"error": {
-                    "message": f'model "{model}" not found, try pulling it first',
-                    "type": "api_error", "param": None, "code": None,
-                }}, status=404)
+                return web.json_response(
+                    {
+                        "error": {
+                            "message": f'model "{model}" not found, try pulling it first',
+                            "type": "api_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    },
+                    status=404,
+                )
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
             completion_tokens = len(self.reply.split())
-            return web.json_response({
-                "id": f"chatcmpl-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fp_ollama",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            })
+            return web.json_response(
+                {
+                    "id": f"chatcmpl-{len(self.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "system_fingerprint": "fp_ollama",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": self.reply},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                }
+            )
 
         app = web.Application()
-        app.add_routes([
-            web.get("/api/version", version),
-            web.get("/api/tags", tags),
-            web.get("/v1/models", openai_models),
-            web.post("/v1/chat/completions", chat),
-        ])
+        app.add_routes(
+            [
+                web.get("/api/version", version),
+                web.get("/api/tags", tags),
+                web.get("/v1/models", openai_models),
+                web.post("/v1/chat/completions", chat),
+            ]
+        )
         return app
 
 

@@ -4,6 +4,7 @@ answer mentions, respect mutes, and survive the LLM dying and coming back."""
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 
@@ -24,23 +25,35 @@ FAST = {"turns_per_minute": 60, "cooldown_seconds": 1.0, "max_reply_chars": 300}
 def compiler_pair() -> list[Persona]:
     personas = {p.id: p for p in load_personas(SHIPPED)[0]}
     return [
-        personas[pid].model_copy(update={
-            "arenas": ["compiler"],
-            "limits": personas[pid].limits.model_copy(update=FAST),
-        })
+        personas[pid].model_copy(
+            update={
+                "arenas": ["compiler"],
+                "limits": personas[pid].limits.model_copy(update=FAST),
+            }
+        )
         for pid in ("ada", "linus")
     ]
 
 
-async def start_worker(arena: Arena, backend_urls: list[str], personas: list[Persona],
-                       quiet: float = 1.0) -> tuple[AgentWorker, asyncio.Task[None]]:
+async def start_worker(
+    arena: Arena, backend_urls: list[str], personas: list[Persona], quiet: float = 1.0
+) -> tuple[AgentWorker, asyncio.Task[None]]:
     from agents.llm import OpenAICompatibleBackend
 
     tokens = {p.id: await arena.token(p.id, Role.AGENT, arenas=p.arenas) for p in personas}
     settings = Settings(llm_max_tokens=48, llm_timeout=30)
     turns = CrewTurns(OpenAICompatibleBackend(backend_urls, "smollm2"), settings)
-    worker = AgentWorker(arena.url, personas, tokens, turns, slots=1, quiet_seconds=quiet,
-                         arena_budgets={"compiler": 120}, turn_timeout=60, max_backoff=2)
+    worker = AgentWorker(
+        arena.url,
+        personas,
+        tokens,
+        turns,
+        slots=1,
+        quiet_seconds=quiet,
+        arena_budgets={"compiler": 120},
+        turn_timeout=60,
+        max_backoff=2,
+    )
     return worker, asyncio.create_task(worker.run())
 
 
@@ -55,18 +68,27 @@ async def test_two_agents_talk_and_answer_a_mention(arena: Arena, llama: Embedde
     await mod.join("compiler")
     worker, task = await start_worker(arena, llama.urls, compiler_pair())
     try:
+
         def agent_messages() -> list[Message]:
             return [m for m in inbox if m.author in ("ada", "linus")]
 
-        await eventually(lambda: len(agent_messages()) >= 3 and
-                         {m.author for m in agent_messages()} == {"ada", "linus"},
-                         timeout=180, what="both agents speak, three messages at least")
+        await eventually(
+            lambda: (
+                len(agent_messages()) >= 3
+                and {m.author for m in agent_messages()} == {"ada", "linus"}
+            ),
+            timeout=180,
+            what="both agents speak, three messages at least",
+        )
         authors = [m.author for m in agent_messages()]
-        assert all(a != b for a, b in zip(authors, authors[1:], strict=False)), authors
+        assert all(a != b for a, b in pairwise(authors)), authors
 
         question = await mod.send("compiler", "@linus which test is missing in the parser?")
-        await eventually(lambda: any(m.author == "linus" and m.reply_to == question.id
-                                     for m in inbox), timeout=120, what="linus answers")
+        await eventually(
+            lambda: any(m.author == "linus" and m.reply_to == question.id for m in inbox),
+            timeout=120,
+            what="linus answers",
+        )
         states = {s["agent"]: s for s in (await mod.call("agents"))["agents"]}
         assert states["linus"]["state"] in ("idle", "thinking", "speaking")
         assert set(states["ada"]["drift"]) == {"rigor", "sociability", "assertiveness"}
@@ -85,8 +107,11 @@ async def test_a_muted_agent_stays_silent(arena: Arena, llama: EmbeddedLlama) ->
     try:
         muted_from = len(inbox)
         await mod.send("compiler", "@linus are you there? @ada too?")
-        await eventually(lambda: sum(m.author == "ada" for m in inbox[muted_from:]) >= 2,
-                         timeout=180, what="ada keeps talking")
+        await eventually(
+            lambda: sum(m.author == "ada" for m in inbox[muted_from:]) >= 2,
+            timeout=180,
+            what="ada keeps talking",
+        )
         assert not [m for m in inbox if m.author == "linus"]
         states = {s["agent"]: s["state"] for s in (await mod.call("agents"))["agents"]}
         assert states["linus"] == "muted"
@@ -94,9 +119,7 @@ async def test_a_muted_agent_stays_silent(arena: Arena, llama: EmbeddedLlama) ->
         await stop_worker(worker, task)
 
 
-async def test_the_worker_survives_the_llm_dying_and_resumes(
-    arena: Arena, demo_gguf
-) -> None:
+async def test_the_worker_survives_the_llm_dying_and_resumes(arena: Arena, demo_gguf) -> None:
     own = EmbeddedLlama(demo_gguf, port=free_port(), slots=1, threads=2)
     await own.start()
     inbox: list[Message] = []
@@ -106,21 +129,30 @@ async def test_the_worker_survives_the_llm_dying_and_resumes(
     await mod.join("compiler")
     worker, task = await start_worker(arena, own.urls, compiler_pair()[:1], quiet=0.5)
     try:
-        await eventually(lambda: any(m.author == "ada" for m in inbox), timeout=120,
-                         what="ada speaks while the LLM is up")
+        await eventually(
+            lambda: any(m.author == "ada" for m in inbox),
+            timeout=120,
+            what="ada speaks while the LLM is up",
+        )
         for process in own.processes:
             process.kill()
         await own.stop()
-        await eventually(lambda: any(s["agent"] == "ada" and s["state"] == "error"
-                                     for s in states), timeout=60, what="error reported")
+        await eventually(
+            lambda: any(s["agent"] == "ada" and s["state"] == "error" for s in states),
+            timeout=60,
+            what="error reported",
+        )
         error = next(s for s in states if s["state"] == "error")
         assert "LLM failed" in error["detail"]
         assert not task.done(), "the worker is still running"
         spoken_before = sum(m.author == "ada" for m in inbox)
 
         await own.start()  # the same port again
-        await eventually(lambda: sum(m.author == "ada" for m in inbox) > spoken_before,
-                         timeout=120, what="ada speaks again once the LLM is back")
+        await eventually(
+            lambda: sum(m.author == "ada" for m in inbox) > spoken_before,
+            timeout=120,
+            what="ada speaks again once the LLM is back",
+        )
     finally:
         await stop_worker(worker, task)
         await own.stop()

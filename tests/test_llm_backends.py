@@ -52,19 +52,30 @@ async def test_auto_takes_ollama_when_it_answers_else_the_embedded_server() -> N
 
 
 def _persona(model: str | None) -> Persona:
-    return Persona(id="ada", display_name="Ada", role="Compiler engineer",
-                   goal="Keep the parser correct.", backstory="Reads code first.",
-                   arenas=["compiler"], model=model)
+    return Persona(
+        id="ada",
+        display_name="Ada",
+        role="Compiler engineer",
+        goal="Keep the parser correct.",
+        backstory="Reads code first.",
+        arenas=["compiler"],
+        model=model,
+    )
 
 
 async def test_a_crewai_turn_through_ollamas_openai_endpoint() -> None:
     async with ollama_standin(["llama3:latest"]) as ollama:
         turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
         persona = _persona("llama3")
-        outcome = await turns.run(persona, Traits({}), Turn("ada", "compiler", "initiative", None),
-                                  [], None, "Say what could break.")
-        chats = [body for method, path, body in ollama.requests
-                 if path == "/v1/chat/completions"]
+        outcome = await turns.run(
+            persona,
+            Traits({}),
+            Turn("ada", "compiler", "initiative", None),
+            [],
+            None,
+            "Say what could break.",
+        )
+        chats = [body for method, path, body in ollama.requests if path == "/v1/chat/completions"]
     assert outcome.text == ollama.reply
     assert chats and chats[0]["model"] == "llama3"
     prompt = " ".join(str(m["content"]) for m in chats[0]["messages"])
@@ -76,5 +87,11 @@ async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -
     async with ollama_standin(["llama3:latest"]) as ollama:
         turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
         with pytest.raises(Exception, match="not found"):
-            await turns.run(_persona("mistral"), Traits({}),
-                            Turn("ada", "compiler", "initiative", None), [], None, "Speak.")
+            await turns.run(
+                _persona("mistral"),
+                Traits({}),
+                Turn("ada", "compiler", "initiative", None),
+                [],
+                None,
+                "Speak.",
+            )

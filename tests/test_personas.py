@@ -65,8 +65,10 @@ def test_binary_and_huge_files_are_refused(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00\x01" * 10)
     huge = tmp_path / "huge.yaml"
     huge.write_text(GOOD + "# " + "x" * 70_000 + "\n")
-    assert "UTF-8" in pytest.raises(PersonaError, load_persona, binary).value.reason
-    assert "64 KiB" in pytest.raises(PersonaError, load_persona, huge).value.reason
+    with pytest.raises(PersonaError, match="UTF-8"):
+        load_persona(binary)
+    with pytest.raises(PersonaError, match="64 KiB"):
+        load_persona(huge)
 
 
 def test_a_directory_loads_the_good_and_reports_the_bad(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ budgets hold, quiet rooms get initiative, muted agents and paused rooms stay sil
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from itertools import count
+from itertools import count, pairwise
 
 import pytest
 
@@ -16,17 +16,27 @@ _ids = count(1)
 
 def persona(pid: str, **limits: float) -> Persona:
     return Persona(
-        id=pid, display_name=pid.title(), role="r", goal="g", backstory="b",
-        arenas=["compiler"], limits=TurnLimits(**{"turns_per_minute": 60,
-                                                  "cooldown_seconds": 0, **limits}),
+        id=pid,
+        display_name=pid.title(),
+        role="r",
+        goal="g",
+        backstory="b",
+        arenas=["compiler"],
+        limits=TurnLimits(**{"turns_per_minute": 60, "cooldown_seconds": 0, **limits}),
     )
 
 
 def message(author: str, text: str, room: str = "compiler"):
     from server.protocol import Message
 
-    return Message(id=next(_ids), room=room, author=author, author_role="agent", text=text,
-                   created_at=datetime.now(UTC))
+    return Message(
+        id=next(_ids),
+        room=room,
+        author=author,
+        author_role="agent",
+        text=text,
+        created_at=datetime.now(UTC),
+    )
 
 
 class Clock:
@@ -41,8 +51,10 @@ class Clock:
 def world():
     clock = Clock()
     scheduler = TurnScheduler(
-        [persona("ada"), persona("bob"), persona("cy")], {"compiler": 600},
-        quiet_seconds=10, clock=clock,
+        [persona("ada"), persona("bob"), persona("cy")],
+        {"compiler": 600},
+        quiet_seconds=10,
+        clock=clock,
     )
     for agent in ("ada", "bob", "cy"):
         scheduler.enter(agent, "compiler")
@@ -87,14 +99,15 @@ def test_replies_rotate_so_no_agent_dominates(world) -> None:
         turn = run(scheduler, scheduler.next_turn())
         speakers.append(turn.agent)
         scheduler.observe(message(turn.agent, f"{turn.agent} says something"))
-    assert all(a != b for a, b in zip(speakers, speakers[1:], strict=False))
+    assert all(a != b for a, b in pairwise(speakers))
     assert {speakers.count(a) for a in ("ada", "bob", "cy")} == {2}
 
 
 def test_the_arena_budget_limits_turns_per_minute(world) -> None:
     _, clock = world
-    scheduler = TurnScheduler([persona("ada"), persona("bob")], {"compiler": 6},
-                              quiet_seconds=10, clock=clock)
+    scheduler = TurnScheduler(
+        [persona("ada"), persona("bob")], {"compiler": 6}, quiet_seconds=10, clock=clock
+    )
     scheduler.enter("ada", "compiler")
     scheduler.enter("bob", "compiler")
     turns = 0
@@ -110,8 +123,12 @@ def test_the_arena_budget_limits_turns_per_minute(world) -> None:
 
 def test_an_agents_cooldown_and_own_budget_hold(world) -> None:
     _, clock = world
-    scheduler = TurnScheduler([persona("solo", turns_per_minute=60, cooldown_seconds=30)],
-                              {"compiler": 600}, quiet_seconds=1000, clock=clock)
+    scheduler = TurnScheduler(
+        [persona("solo", turns_per_minute=60, cooldown_seconds=30)],
+        {"compiler": 600},
+        quiet_seconds=1000,
+        clock=clock,
+    )
     scheduler.enter("solo", "compiler")
     scheduler.observe(message("human", "first"))
     run(scheduler, scheduler.next_turn())
