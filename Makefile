@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv with BotArena and its test tools
 
-up: setup  ## run BotArena on its embedded defaults (data under var/)
+up: setup  ## run BotArena on embedded defaults: PostgreSQL, hub, LLM, agents (var/)
 	$(BIN)/botarena up
 
 test: lint  ## lint, then run the whole test suite against real servers
@@ -35,6 +35,7 @@ format: setup
 
 bench: setup  ## benchmarks; JSON results under tests/bench/results/
 	$(BIN)/python -m tests.bench.hub_bench --out tests/bench/results/hub.json
+	$(BIN)/python -m tests.bench.agent_bench --out tests/bench/results/agents.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -60,17 +60,21 @@ async def run_worker(settings: Settings) -> None:
         for model in {p.model or backend.default_model for p in personas}:
             await backend.ensure_model(model)
         log.info("worker.backend", backend=backend.name, model=backend.default_model)
-        slots = len(getattr(backend, "urls", [None]))
+        turns = CrewTurns(backend, settings)
         worker = AgentWorker(
             settings.hub_url,
             personas,
             tokens,
-            CrewTurns(backend, settings),
-            slots=slots,
+            turns,
+            slots=turns.slot_count,
             quiet_seconds=settings.quiet_seconds,
             turn_timeout=settings.llm_timeout + 30,
         )
         task = asyncio.create_task(worker.run())
-        await stop.wait()
+        await asyncio.wait(
+            [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
         await worker.stop()
         await asyncio.gather(task, return_exceptions=True)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # e.g. a refused token: the worker cannot run

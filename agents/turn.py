@@ -3,7 +3,8 @@
 :class:`CrewTurns` builds a CrewAI ``Agent`` from each persona once (role, goal and
 backstory as written, CrewAI's memory and delegation off, one iteration: the tiny
 demo model cannot drive a tool loop) and runs each turn as a one-task ``Crew`` in a
-thread, so the worker's event loop never blocks. The room's recent history, the
+thread, so the worker's event loop never blocks. Each turn goes to whichever LLM slot
+(server instance) is idle. The room's recent history, the
 arena's mission and the persona's voice and traits go into the task. The answer is
 cleaned (labels, quotes, echoed instructions removed, cut to the persona's limit) and
 refused when nothing sensible is left. Each outcome carries the time spent in the LLM
@@ -13,6 +14,7 @@ and in total, which the benchmark reports.
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 import time
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ class TurnOutcome:
     reason: str
     llm_seconds: float
     total_seconds: float
+    completion_tokens: int = 0
 
 
 def clean_reply(raw: str, persona: Persona, history: list[Message]) -> tuple[str | None, str]:
@@ -100,27 +103,34 @@ def build_task(
 class CrewTurns:
     """Runs agent turns through CrewAI on one LLM backend."""
 
-    def __init__(self, backend: LLMBackend, settings: Settings) -> None:
+    def __init__(
+        self, backend: LLMBackend, settings: Settings, *, keep_prompts: bool = False
+    ) -> None:
+        """``keep_prompts``: keep what is sent to the LLM in :attr:`prompts` (benchmarks)."""
         offline.apply()
+        self.prompts: list[Any] | None = [] if keep_prompts else None
         self.backend = backend
         self.settings = settings
-        self._agents: dict[str, Any] = {}
+        self._agents: dict[tuple[str, int], Any] = {}
         self._llm_seconds: dict[str, float] = {}  # per agent: one turn at a time each
-        self._slots: dict[str, int] = {}
+        self.slot_count = len(getattr(backend, "urls", None) or [None])
+        self._free_slots: asyncio.Queue[int] | None = None
 
-    def _agent(self, persona: Persona) -> Any:
-        agent = self._agents.get(persona.id)
+    def _agent(self, persona: Persona, slot: int) -> Any:
+        """The CrewAI agent of ``persona`` on LLM slot ``slot`` (built once)."""
+        agent = self._agents.get((persona.id, slot))
         if agent is not None:
             return agent
         from crewai import Agent
 
-        slot = self._slots.setdefault(persona.id, len(self._slots))
         llm = self.backend.crewai_llm(persona.model, slot, self.settings)
         call = llm.call
-        seconds, agent_id = self._llm_seconds, persona.id
+        seconds, agent_id, prompts = self._llm_seconds, persona.id, self.prompts
 
         def timed_call(*args: Any, **kwargs: Any) -> Any:
             # CrewAI may call the LLM from a thread of its own: account per agent
+            if prompts is not None and args:
+                prompts.append(copy.deepcopy(args[0]))  # CrewAI reuses its message list
             started = time.perf_counter()
             try:
                 return call(*args, **kwargs)
@@ -139,14 +149,15 @@ class CrewTurns:
             max_retry_limit=0,
             verbose=False,
         )
-        self._agents[persona.id] = agent
+        self._agents[(persona.id, slot)] = agent
         return agent
 
-    def _kickoff(self, persona: Persona, description: str) -> tuple[str, float]:
+    def _kickoff(self, persona: Persona, slot: int, description: str) -> tuple[str, float, int]:
         from crewai import Crew, Task
 
         self._llm_seconds[persona.id] = 0.0
-        agent = self._agent(persona)
+        agent = self._agent(persona, slot)
+        tokens_before = agent.llm.get_token_usage_summary().completion_tokens
         task = Task(
             description=description,
             agent=agent,
@@ -154,7 +165,8 @@ class CrewTurns:
         )
         crew = Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
         output = crew.kickoff()
-        return str(output.raw or ""), self._llm_seconds[persona.id]
+        tokens = agent.llm.get_token_usage_summary().completion_tokens - tokens_before
+        return str(output.raw or ""), self._llm_seconds[persona.id], tokens
 
     async def run(
         self,
@@ -168,6 +180,16 @@ class CrewTurns:
         """Run one turn; LLM failures propagate for the worker to back off on."""
         started = time.perf_counter()
         description = build_task(persona, traits, turn, history, charter, initiative)
-        raw, llm_seconds = await asyncio.to_thread(self._kickoff, persona, description)
+        if self._free_slots is None:
+            self._free_slots = asyncio.Queue()
+            for slot in range(self.slot_count):
+                self._free_slots.put_nowait(slot)
+        slot = await self._free_slots.get()  # whichever LLM instance is idle
+        try:
+            raw, llm_seconds, tokens = await asyncio.to_thread(
+                self._kickoff, persona, slot, description
+            )
+        finally:
+            self._free_slots.put_nowait(slot)
         text, reason = clean_reply(raw, persona, history)
-        return TurnOutcome(text, reason, llm_seconds, time.perf_counter() - started)
+        return TurnOutcome(text, reason, llm_seconds, time.perf_counter() - started, tokens)

@@ -59,7 +59,8 @@ class TurnRecord:
     posted: bool
     reason: str
     llm_seconds: float
-    total_seconds: float
+    turn_seconds: float  # the whole turn: state reports, CrewAI, the LLM, posting
+    completion_tokens: int
 
 
 @dataclass
@@ -228,34 +229,43 @@ class AgentWorker:
         )
 
     async def _take_turn(self, turn: Turn) -> None:
-        seat = self.seats[turn.agent]
         posted = False
         try:
-            await self._report(turn.agent, AgentStateKind.THINKING, f"{turn.kind} in {turn.room}")
-            outcome = await self._think(seat, turn)
-            if outcome is None:
-                return
-            if outcome.text is None:
-                log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=outcome.reason)
-                self._record(turn, outcome, posted=False)
-                await self._report(turn.agent, AgentStateKind.IDLE, f"skipped: {outcome.reason}")
-                return
-            posted = await self._post(seat, turn, outcome.text)
-            self._record(turn, outcome, posted=posted)
-            if posted:
-                log.info(
-                    "turn.posted",
-                    agent=turn.agent,
-                    room=turn.room,
-                    kind=turn.kind,
-                    llm_seconds=round(outcome.llm_seconds, 3),
-                    total_seconds=round(outcome.total_seconds, 3),
-                )
-                seat.traits.relax()
-                await self._report(turn.agent, AgentStateKind.IDLE, f"spoke in {turn.room}")
+            posted = await self._turn(turn)
+        except Exception:  # a bug in one turn must not stop the worker: log it loudly
+            log.exception("turn.failed", agent=turn.agent, room=turn.room)
+            await self._report(turn.agent, AgentStateKind.ERROR, "internal error in a turn")
         finally:
             self.scheduler.finish(turn, spoke=posted)
             self.slots.release()
+
+    async def _turn(self, turn: Turn) -> bool:
+        """Think and post; True when a message was posted."""
+        seat = self.seats[turn.agent]
+        started = time.perf_counter()
+        await self._report(turn.agent, AgentStateKind.THINKING, f"{turn.kind} in {turn.room}")
+        outcome = await self._think(seat, turn)
+        if outcome is None:
+            return False
+        if outcome.text is None:
+            log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=outcome.reason)
+            self._record(turn, outcome, started, posted=False)
+            await self._report(turn.agent, AgentStateKind.IDLE, f"skipped: {outcome.reason}")
+            return False
+        posted = await self._post(seat, turn, outcome.text)
+        self._record(turn, outcome, started, posted=posted)
+        if posted:
+            log.info(
+                "turn.posted",
+                agent=turn.agent,
+                room=turn.room,
+                kind=turn.kind,
+                llm_seconds=round(outcome.llm_seconds, 3),
+                turn_seconds=round(time.perf_counter() - started, 3),
+            )
+            seat.traits.relax()
+            await self._report(turn.agent, AgentStateKind.IDLE, f"spoke in {turn.room}")
+        return posted
 
     async def _think(self, seat: AgentSeat, turn: Turn) -> TurnOutcome | None:
         charter = self.charters.get(turn.room)
@@ -303,7 +313,7 @@ class AgentWorker:
                 log.warning("turn.not_posted", agent=turn.agent, room=turn.room, error=str(exc))
             return False
 
-    def _record(self, turn: Turn, outcome: TurnOutcome, *, posted: bool) -> None:
+    def _record(self, turn: Turn, outcome: TurnOutcome, started: float, *, posted: bool) -> None:
         self.records.append(
             TurnRecord(
                 turn.agent,
@@ -311,7 +321,8 @@ class AgentWorker:
                 posted,
                 outcome.reason,
                 outcome.llm_seconds,
-                outcome.total_seconds,
+                time.perf_counter() - started,
+                outcome.completion_tokens,
             )
         )
         del self.records[:-10_000]

@@ -158,6 +158,36 @@ async def test_the_worker_survives_the_llm_dying_and_resumes(arena: Arena, demo_
         await own.stop()
 
 
+async def test_the_worker_survives_a_hub_restart(
+    hub_factory, llama: EmbeddedLlama, free_port: int
+) -> None:
+    first = await hub_factory(port=free_port)
+    inbox: list[Message] = []
+    mod_token = await first.token("mod", "moderator")
+    mod = await first.connect(mod_token, inbox=inbox)
+    await mod.join("compiler")
+    worker, task = await start_worker(first, llama.urls, compiler_pair()[:1], quiet=0.5)
+    try:
+        await eventually(
+            lambda: any(m.author == "ada" for m in inbox),
+            timeout=120,
+            what="ada speaks before the restart",
+        )
+        await first.stop()
+        await asyncio.sleep(1.0)
+        assert not task.done(), "the worker outlives the hub"
+        second = await hub_factory(port=free_port)
+        assert second.url == first.url
+        spoken = sum(m.author == "ada" for m in inbox)
+        await eventually(
+            lambda: mod.connected and sum(m.author == "ada" for m in inbox) > spoken,
+            timeout=120,
+            what="ada speaks again after the hub restarts",
+        )
+    finally:
+        await stop_worker(worker, task)
+
+
 @pytest.mark.parametrize("bad_reply", ["", "   ", "Final Answer: This is the expected criteria"])
 def test_unusable_answers_are_not_posted(bad_reply: str) -> None:
     from agents.turn import clean_reply

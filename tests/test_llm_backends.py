@@ -81,6 +81,7 @@ async def test_a_crewai_turn_through_ollamas_openai_endpoint() -> None:
     prompt = " ".join(str(m["content"]) for m in chats[0]["messages"])
     assert "Compiler engineer" in prompt and "Say what could break." in prompt
     assert 0 < outcome.llm_seconds <= outcome.total_seconds
+    assert outcome.completion_tokens == len(ollama.reply.split())  # the server's usage
 
 
 async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -> None:

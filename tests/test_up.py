@@ -1,0 +1,89 @@
+"""``botarena up`` (what ``make up`` runs), as an operator sees it: the whole product
+starts on embedded defaults, prints a moderator token that works, agents talk, and
+Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from server.client import HubClient
+from server.protocol import ARENAS, Message
+from tests.helpers import eventually
+from tests.services import ROOT, free_port, hub_env
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    hub_port, llm_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "up",
+        cwd=ROOT,
+        env=hub_env(
+            var_dir=str(var),
+            port=str(hub_port),
+            llm_port=str(llm_port),
+            llm_slots="1",
+            llm_threads="2",
+            llm_backend="embedded",
+            llm_max_tokens="40",
+            quiet_seconds="2",
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output: list[str] = []
+
+    async def read() -> None:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            output.append(line.decode(errors="replace"))
+
+    reader = asyncio.create_task(read())
+    try:
+        await eventually(
+            lambda: any("moderator token:" in line for line in output),
+            timeout=120,
+            what="the banner",
+        )
+        token = re.search(r"moderator token: (\S+)", "".join(output))[1]  # type: ignore[index]
+        assert f"http://127.0.0.1:{hub_port}" in "".join(output)
+        assert "botarena watch compiler" in "".join(output)
+        inbox: list[Message] = []
+        moderator = HubClient(f"http://127.0.0.1:{hub_port}", token, on_message=inbox.append)
+        await moderator.connect()
+        for arena in ARENAS:
+            await moderator.join(arena)
+        await eventually(
+            lambda: any(m.author_role == "agent" for m in inbox),
+            timeout=180,
+            what="an agent speaks",
+        )
+        states = (await moderator.call("agents"))["agents"]
+        assert {s["agent"] for s in states} >= {"ada", "grace", "maria", "sage", "scheherazade"}
+        assert port_open(llm_port)
+        await moderator.close()
+
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert await asyncio.wait_for(process.wait(), 90) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await reader
+    assert not port_open(hub_port) and not port_open(llm_port), "every server stopped"
+    assert not (var / "pgdata" / "postmaster.pid").exists(), "PostgreSQL stopped"
+    assert (var / "agent-tokens.json").stat().st_mode & 0o777 == 0o600
+    assert "Traceback" not in "".join(output), "".join(output)[-3000:]
