@@ -84,7 +84,7 @@ async def through_botarena(settings: Settings, llama: EmbeddedLlama, agents_n: i
             personas,
             tokens,
             turns,
-            slots=len(llama.urls),
+            slots=turns.slot_count,
             quiet_seconds=0.2,
             arena_budgets=dict.fromkeys(ARENAS, 600.0),
         )
