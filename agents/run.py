@@ -74,7 +74,10 @@ async def run_worker(settings: Settings) -> None:
         await asyncio.wait(
             [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
         )
-        await worker.stop()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            await worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+        except asyncio.CancelledError:  # a second signal while closing: finish the shutdown
+            log.warning("worker.stop_interrupted")
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # e.g. a refused token: the worker cannot run
