@@ -2,7 +2,9 @@
 
 The agent worker reads them to decide how often an arena's agents may speak (turns per
 minute for the whole arena, so that the LLM is never flooded) and what to talk about
-when a room is quiet (an initiative prompt drawn in turn).
+when a room is quiet (an initiative prompt drawn in turn); memory reads how much each
+knowledge collection counts when the arena's agents recall (compiler mostly code and
+rules, creative mostly narrative).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class ArenaCharter(BaseModel):
     mission: str = Field(min_length=1)
     turns_per_minute: float = Field(6.0, gt=0, le=600)
     initiative: list[str] = Field(min_length=1, description="prompts for quiet rooms")
+    knowledge: dict[str, float] = Field(
+        default_factory=dict, description="weight of each knowledge collection in recall"
+    )
 
 
 @cache

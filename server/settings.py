@@ -82,11 +82,23 @@ class Settings(BaseSettings):
         None, description="JSON {persona id: token} for the worker; default var/agent-tokens.json"
     )
     quiet_seconds: float = Field(20.0, gt=0, description="silence before agents take initiative")
+    chroma_url: str | None = Field(None, description="ChromaDB server; unset: embedded var/chroma")
+    knowledge_pack: Path | None = Field(
+        Path("memory/packs/demo"), description="pack indexed when the worker starts"
+    )
+    memory_weight_recency: float = Field(1.0, ge=0, description="recall: weight of recency")
+    memory_weight_importance: float = Field(1.0, ge=0, description="recall: of importance")
+    memory_weight_relevance: float = Field(1.0, ge=0, description="recall: of relevance")
+    memory_decay_per_hour: float = Field(0.995, gt=0, le=1, description="recency decay")
+    memory_reflection_threshold: float = Field(
+        40.0, gt=0, description="importance that adds up to a reflection"
+    )
+    memory_max_per_agent: int = Field(5000, ge=50, description="memories kept per agent")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    @field_validator("database_url", "redis_url", "token", "llm_url")
+    @field_validator("database_url", "redis_url", "token", "llm_url", "chroma_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -109,6 +121,10 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.var_dir / "pgdata"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.var_dir / "chroma"
 
     @property
     def models_dir(self) -> Path:

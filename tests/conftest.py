@@ -188,3 +188,20 @@ async def llama(demo_gguf: Path) -> AsyncIterator[EmbeddedLlama]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+def chroma_url() -> Iterator[str]:
+    with services.chroma_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["embedded", "server"])
+def chroma_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for ChromaDB embedded under var/, and for a ChromaDB server."""
+    from agents import offline
+
+    offline.apply()
+    if request.param == "server":
+        return Settings(var_dir=tmp_path / "var", chroma_url=request.getfixturevalue("chroma_url"))
+    return Settings(var_dir=tmp_path / "var")

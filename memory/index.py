@@ -1,0 +1,150 @@
+"""The shared knowledge index: knowledge packs in ChromaDB, searched with arena weights.
+
+ChromaDB runs embedded (a ``PersistentClient`` under ``var/chroma``, owned by one
+process) unless ``BOTARENA_CHROMA_URL`` names a ChromaDB server; telemetry is off either
+way. Each pack collection (``code``, ``rules``...) is the Chroma collection
+``knowledge_<name>`` with cosine distance; vectors come from the offline embedder, never
+from ChromaDB's default (downloading) one. Indexing upserts by chunk id and skips chunks
+whose text is unchanged, so re-indexing after canon changes is cheap. A search asks
+every collection the arena weighs, scores each hit as weight times cosine similarity and
+returns the best overall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+
+from memory.embedder import ChromaEmbedding, shared_embedder
+from memory.knowledge import Chunk
+from server.settings import Settings
+
+PREFIX = "knowledge_"
+
+
+def open_chroma(settings: Settings) -> chromadb.ClientAPI:
+    """The ChromaDB client the settings ask for, with telemetry off."""
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        return chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 8000,
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    collection: str
+    title: str
+    heading: str
+    text: str
+    similarity: float
+    score: float
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    added: int
+    unchanged: int
+
+
+class KnowledgeIndex:
+    """Knowledge collections in one ChromaDB."""
+
+    def __init__(self, client: chromadb.ClientAPI) -> None:
+        self.client = client
+        self.embedder = shared_embedder()
+
+    def _collection(self, name: str) -> chromadb.Collection:
+        return self.client.get_or_create_collection(
+            PREFIX + name,
+            embedding_function=ChromaEmbedding(),
+            metadata={"hnsw:space": "cosine"},
+        )
+
+    def collections(self) -> dict[str, int]:
+        """Each knowledge collection and its chunk count."""
+        found = {}
+        for collection in self.client.list_collections():
+            if collection.name.startswith(PREFIX):
+                found[collection.name[len(PREFIX) :]] = collection.count()
+        return found
+
+    def index(self, chunks: list[Chunk]) -> IndexReport:
+        """Upsert chunks; those whose text did not change are left alone."""
+        added = unchanged = 0
+        by_collection: dict[str, list[Chunk]] = {}
+        for chunk in chunks:
+            by_collection.setdefault(chunk.collection, []).append(chunk)
+        for name, group in by_collection.items():
+            collection = self._collection(name)
+            existing = collection.get(ids=[c.id for c in group], include=["metadatas"])
+            digests = {
+                i: (m or {}).get("digest")
+                for i, m in zip(existing["ids"], existing["metadatas"] or [], strict=False)
+            }
+            fresh = [c for c in group if digests.get(c.id) != c.digest]
+            unchanged += len(group) - len(fresh)
+            if not fresh:
+                continue
+            vectors = self.embedder.passages([f"{c.title}. {c.heading}. {c.text}" for c in fresh])
+            collection.upsert(
+                ids=[c.id for c in fresh],
+                embeddings=[v for v in vectors],
+                documents=[c.text for c in fresh],
+                metadatas=[
+                    {
+                        "document": c.document,
+                        "title": c.title,
+                        "heading": c.heading,
+                        "digest": c.digest,
+                    }
+                    for c in fresh
+                ],
+            )
+            added += len(fresh)
+        return IndexReport(added, unchanged)
+
+    def search(self, query: str, weights: dict[str, float], k: int = 4) -> list[Hit]:
+        """The ``k`` best chunks for ``query`` across the weighted collections."""
+        vector = self.embedder.query(query)
+        present = self.collections()
+        hits: list[Hit] = []
+        for name, weight in weights.items():
+            if weight <= 0 or not present.get(name):
+                continue
+            result = self._collection(name).query(
+                query_embeddings=[vector],
+                n_results=min(k, present[name]),
+                include=["documents", "metadatas", "distances"],
+            )
+            for chunk_id, text, meta, distance in zip(
+                result["ids"][0],
+                result["documents"][0],
+                result["metadatas"][0],
+                result["distances"][0],
+                strict=True,
+            ):
+                similarity = 1.0 - float(distance)
+                hits.append(
+                    Hit(
+                        chunk_id,
+                        name,
+                        str(meta.get("title", "")),
+                        str(meta.get("heading", "")),
+                        text or "",
+                        similarity,
+                        weight * similarity,
+                    )
+                )
+        hits.sort(key=lambda h: h.score, reverse=True)
+        return hits[:k]

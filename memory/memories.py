@@ -1,0 +1,267 @@
+"""Each agent's own memories in ChromaDB, recalled the Generative Agents way.
+
+An :class:`AgentMemory` is bound to one agent and reads and writes only that agent's
+collection (``memories_<agent id>``): there is no call that reaches another agent's
+memories. A memory is an observation (a message seen or said), a reflection or a
+summary, with an importance from 1 to 10, a creation time and a last-access time.
+
+Recall takes the most relevant candidates from ChromaDB, then ranks them by
+``w_recency * recency + w_importance * importance + w_relevance * relevance``, each
+min-max normalised over the candidates (Park et al., 2023). Recency decays
+exponentially with the hours since the memory was last recalled
+(``memory_decay_per_hour``, 0.995 as in the paper); the default weights are all 1, the
+paper's choice, so no signal dominates until a site tunes them. Recalled memories have
+their access time refreshed.
+
+Reflection: when the importance of observations since the last reflection adds up past
+``memory_reflection_threshold``, the most important of them are condensed into one
+reflection (by a summariser the caller gives, an LLM in the worker; otherwise an
+extractive summary), stored with the highest importance among them.
+
+Retention: past ``memory_max_per_agent`` memories, the oldest observations of low
+importance (below 5) are folded into summaries of 20 and deleted, oldest first; if
+that is not enough, the oldest observations whatever their importance go the same way.
+Reflections and summaries are kept. So a run of weeks stays bounded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import chromadb
+import numpy as np
+
+from memory.embedder import ChromaEmbedding, shared_embedder
+
+PREFIX = "memories_"
+FOLD = 20  # observations per retention summary
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: str
+    kind: str  # observation | reflection | summary
+    text: str
+    importance: float
+    created: float
+    accessed: float
+    room: str
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecallWeights:
+    recency: float = 1.0
+    importance: float = 1.0
+    relevance: float = 1.0
+    decay_per_hour: float = 0.995
+
+
+def importance_of(
+    text: str, *, author: str, agent: str, author_is_human: bool, display_name: str = ""
+) -> float:
+    """A cheap importance score (1-10) for an observation, without an LLM call:
+    mentions of the agent, humans' words, questions and length raise it."""
+    score = 2.0
+    names = {agent.lower(), display_name.lower()} - {""}
+    if author != agent and any(re.search(rf"\b{re.escape(n)}\b", text.lower()) for n in names):
+        score += 3
+    if author_is_human:
+        score += 2
+    if author == agent:
+        score += 1
+    score += min(2, text.count("?"))
+    score += min(1.0, len(text) / 400)
+    return min(10.0, score)
+
+
+def _normalise(values: np.ndarray) -> np.ndarray:
+    spread = values.max() - values.min()
+    return np.ones_like(values) if spread < 1e-9 else (values - values.min()) / spread
+
+
+class AgentMemory:
+    """One agent's memories."""
+
+    def __init__(
+        self,
+        client: chromadb.ClientAPI,
+        agent: str,
+        *,
+        weights: RecallWeights | None = None,
+        reflection_threshold: float = 40.0,
+        max_memories: int = 5000,
+        summarise: Callable[[list[str]], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.agent = agent
+        self.weights = weights or RecallWeights()
+        self.reflection_threshold = reflection_threshold
+        self.max_memories = max_memories
+        self.summarise = summarise
+        self.clock = clock
+        self.embedder = shared_embedder()
+        self.collection = client.get_or_create_collection(
+            PREFIX + agent,
+            embedding_function=ChromaEmbedding(),
+            metadata={"hnsw:space": "cosine"},
+        )
+        self._pending: list[tuple[str, float]] = []  # observations since the last reflection
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def remember(
+        self,
+        text: str,
+        *,
+        importance: float,
+        room: str = "",
+        kind: str = "observation",
+        vector: np.ndarray | None = None,
+    ) -> str:
+        """Store a memory (``vector``: its passage embedding, when already computed)."""
+        now = self.clock()
+        memory_id = uuid.uuid4().hex
+        embedding = vector if vector is not None else self.embedder.passages([text])[0]
+        self.collection.add(
+            ids=[memory_id],
+            embeddings=[embedding],
+            documents=[text],
+            metadatas=[
+                {
+                    "kind": kind,
+                    "importance": float(importance),
+                    "created": now,
+                    "accessed": now,
+                    "room": room,
+                }
+            ],
+        )
+        if kind == "observation":
+            self._pending.append((text, importance))
+            if sum(i for _, i in self._pending) >= self.reflection_threshold:
+                self.reflect()
+        if self.collection.count() > self.max_memories:
+            self.retain()
+        return memory_id
+
+    def reflect(self) -> str | None:
+        """Condense the observations since the last reflection into one reflection."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return None
+        best = sorted(pending, key=lambda p: p[1], reverse=True)[:8]
+        texts = [t for t, _ in best]
+        summary = self._summary(texts, "What stood out")
+        return self.remember(summary, importance=max(i for _, i in best), kind="reflection")
+
+    def _summary(self, texts: list[str], heading: str) -> str:
+        if self.summarise is not None:
+            try:
+                written = self.summarise(texts).strip()
+                if written:
+                    return written[:1500]
+            except Exception:  # an LLM failure must not lose the memory: fall back
+                pass
+        return f"{heading}: " + " | ".join(t[:160] for t in texts)
+
+    def retain(self) -> int:
+        """Fold old, unimportant observations into summaries until within bounds;
+        return how many memories were removed."""
+        removed = 0
+        excess = self.collection.count() - self.max_memories
+        if excess <= 0:
+            return 0
+        rows = self.collection.get(
+            where={"kind": "observation"}, include=["documents", "metadatas"]
+        )
+        entries = sorted(
+            zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True),
+            key=lambda r: r[2]["created"],
+        )
+        low = [e for e in entries if e[2]["importance"] < 5]
+        victims = low + [e for e in entries if e[2]["importance"] >= 5]
+        while excess > 0 and victims:
+            batch, victims = victims[:FOLD], victims[FOLD:]
+            self.collection.delete(ids=[e[0] for e in batch])
+            removed += len(batch)
+            self.remember(
+                self._summary([e[1] for e in batch], "Earlier"),
+                importance=max(e[2]["importance"] for e in batch),
+                kind="summary",
+                room=str(batch[-1][2].get("room", "")),
+            )
+            excess -= len(batch) - 1
+        return removed
+
+    def recall(self, query: str, k: int = 5, candidates: int = 40) -> list[Memory]:
+        """The ``k`` memories ranked by recency, importance and relevance to ``query``."""
+        total = self.collection.count()
+        if total == 0:
+            return []
+        result = self.collection.query(
+            query_embeddings=[self.embedder.query(query)],
+            n_results=min(candidates, total),
+            include=["documents", "metadatas", "distances"],
+        )
+        ids = result["ids"][0]
+        metas = result["metadatas"][0]
+        now = self.clock()
+        relevance = 1.0 - np.array(result["distances"][0], dtype=float)
+        importance = np.array([m["importance"] for m in metas], dtype=float) / 10.0
+        hours = np.array([(now - m["accessed"]) / 3600.0 for m in metas], dtype=float)
+        recency = np.power(self.weights.decay_per_hour, np.maximum(hours, 0.0))
+        w = self.weights
+        score = (
+            w.recency * _normalise(recency)
+            + w.importance * _normalise(importance)
+            + w.relevance * _normalise(relevance)
+        )
+        order = np.argsort(-score)[:k]
+        chosen = [
+            Memory(
+                ids[i],
+                metas[i]["kind"],
+                result["documents"][0][i] or "",
+                metas[i]["importance"],
+                metas[i]["created"],
+                metas[i]["accessed"],
+                str(metas[i].get("room", "")),
+                float(score[i]),
+            )
+            for i in order
+        ]
+        if chosen:
+            self.collection.update(
+                ids=[m.id for m in chosen],
+                metadatas=[{"accessed": now} for _ in chosen],
+            )
+        return chosen
+
+    def recent(self, limit: int = 20) -> list[Memory]:
+        """The newest memories, for inspection (``botarena memory show``)."""
+        rows = self.collection.get(include=["documents", "metadatas"])
+        memories = [
+            Memory(
+                i,
+                m["kind"],
+                d or "",
+                m["importance"],
+                m["created"],
+                m["accessed"],
+                str(m.get("room", "")),
+            )
+            for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True)
+        ]
+        return sorted(memories, key=lambda m: m.created, reverse=True)[:limit]
+
+
+def agents_with_memories(client: chromadb.ClientAPI) -> Sequence[str]:
+    return sorted(
+        c.name[len(PREFIX) :] for c in client.list_collections() if c.name.startswith(PREFIX)
+    )

@@ -1,0 +1,188 @@
+"""Agent memories and shared knowledge, with the real offline embedder and real ChromaDB
+(embedded, and a server started by the tests)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from arenas.charter import charters
+from memory.embedder import shared_embedder
+from memory.index import KnowledgeIndex, open_chroma
+from memory.knowledge import load_pack
+from memory.memories import AgentMemory, RecallWeights, importance_of
+from server.settings import Settings
+
+DEMO_PACK = Path(__file__).resolve().parent.parent / "memory" / "packs" / "demo"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def test_the_embedder_ranks_by_meaning_offline_in_two_languages() -> None:
+    embedder = shared_embedder()
+    docs = embedder.passages(
+        [
+            "To roll back an update, install the previous bundle and restart the hub.",
+            "The dragon slept under the mountain for a thousand years.",
+            "Pour revenir en arrière, réinstallez le paquet précédent.",
+        ]
+    )
+    scores = docs @ embedder.query("how do I undo a failed upgrade?")
+    assert scores[0] > scores[1] and scores[2] > scores[1]
+    assert np.allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-3)
+
+
+def test_recall_puts_relevant_and_recent_before_the_rest(chroma_settings: Settings) -> None:
+    clock = Clock()
+    memory = AgentMemory(open_chroma(chroma_settings), unique("ada"), clock=clock)
+    old = memory.remember("The tokenizer rejects decimal numbers like 3.5.", importance=5)
+    clock.now += 72 * 3600
+    memory.remember("The story's city is lit by firefly lanterns.", importance=5)
+    recent = memory.remember("Decimal numbers break the tokenizer again today.", importance=5)
+    for n in range(10):
+        memory.remember(f"Small talk number {n} about the weather.", importance=2)
+    found = memory.recall("why does the tokenizer fail on decimals?", k=3)
+    assert [m.id for m in found[:2]] == [recent, old]
+    assert all("weather" not in m.text for m in found[:2])
+
+
+def test_importance_lifts_a_memory_and_recall_refreshes_access(
+    chroma_settings: Settings,
+) -> None:
+    clock = Clock()
+    memory = AgentMemory(
+        open_chroma(chroma_settings),
+        unique("ada"),
+        clock=clock,
+        weights=RecallWeights(recency=0, importance=1, relevance=1),
+    )
+    for n in range(5):
+        memory.remember(f"Unrelated chatter {n} about lunch.", importance=5)
+    memory.remember("Linus mentioned the lexer in passing.", importance=1)
+    key = memory.remember("A moderator ruled: the lexer must not change this week.", importance=9)
+    clock.now += 3600
+    top = memory.recall("what about the lexer?", k=1)[0]
+    assert top.id == key
+    again = {m.id: m for m in memory.recent(10)}
+    assert again[key].accessed == clock.now and again[key].importance == 9
+
+
+def test_reflections_appear_once_importance_adds_up(chroma_settings: Settings) -> None:
+    memory = AgentMemory(
+        open_chroma(chroma_settings),
+        unique("ada"),
+        reflection_threshold=20,
+        summarise=lambda texts: "Reflection: the parser keeps failing.",
+    )
+    for n in range(4):
+        memory.remember(f"Observation {n}: the parser failed.", importance=4)
+    assert not [m for m in memory.recent(50) if m.kind == "reflection"]
+    memory.remember("Observation 4: the parser failed again.", importance=4)
+    reflections = [m for m in memory.recent(50) if m.kind == "reflection"]
+    assert [r.text for r in reflections] == ["Reflection: the parser keeps failing."]
+    assert reflections[0].importance == 4
+
+
+def test_an_agent_never_reads_another_agents_memories(chroma_settings: Settings) -> None:
+    client = open_chroma(chroma_settings)
+    ada, bob = unique("ada"), unique("bob")
+    AgentMemory(client, ada).remember("Ada's secret: the release is on Friday.", importance=8)
+    bob_memory = AgentMemory(client, bob)
+    bob_memory.remember("Bob likes tea.", importance=2)
+    recalled = bob_memory.recall("when is the release?", k=10)
+    assert [m.text for m in recalled] == ["Bob likes tea."]
+
+
+def test_retention_keeps_memory_bounded_over_a_long_run(chroma_settings: Settings) -> None:
+    clock = Clock()
+    memory = AgentMemory(
+        open_chroma(chroma_settings),
+        unique("ada"),
+        max_memories=60,
+        reflection_threshold=10_000,
+        clock=clock,
+    )
+    important = memory.remember("The root password must never be posted.", importance=9)
+    vectors = shared_embedder().passages([f"routine message {n}" for n in range(10)])
+    for n in range(400):  # weeks of chatter, simulated
+        clock.now += 600
+        memory.remember(f"routine message {n}", importance=2, vector=vectors[n % 10])
+        assert memory.count() <= 60 + 1
+    kinds = [m.kind for m in memory.recent(100)]
+    assert "summary" in kinds
+    assert important in {m.id for m in memory.recent(100)}, "important memories stay"
+
+
+def test_importance_heuristic() -> None:
+    plain = importance_of("ok", author="bob", agent="ada", author_is_human=False)
+    asked = importance_of("@ada can you check?", author="mod", agent="ada", author_is_human=True)
+    assert 1 <= plain < asked <= 10
+
+
+def test_the_demo_pack_loads_whole() -> None:
+    chunks, errors = load_pack(DEMO_PACK)
+    assert errors == []
+    assert {c.collection for c in chunks} == {
+        "rules",
+        "charters",
+        "code",
+        "runbooks",
+        "narrative",
+        "lessons",
+    }
+
+
+def test_a_bad_pack_reports_each_bad_file_and_loads_the_rest(tmp_path: Path) -> None:
+    good = "---\ncollection: rules\ntitle: Good\nid: good\n---\nBe kind.\n"
+    (tmp_path / "good.md").write_text(good)
+    (tmp_path / "huge.md").write_text(good.replace("id: good", "id: huge") + "x" * 600_000)
+    (tmp_path / "binary.md").write_bytes(b"---\n\x00\x01\x02")
+    (tmp_path / "latin1.md").write_bytes("---\ncollection: rules\ntitle: é\n".encode("latin-1"))
+    (tmp_path / "empty.md").write_text(good.replace("Be kind.", "").replace("good", "empty"))
+    (tmp_path / "nofront.md").write_text("# Just a heading\ntext\n")
+    (tmp_path / "badyaml.md").write_text("---\ncollection: [rules\n---\ntext\n")
+    (tmp_path / "noid.md").write_text("---\ncollection: rules\ntitle: T\n---\ntext\n")
+    (tmp_path / "badcoll.md").write_text("---\ncollection: Rules!\ntitle: T\nid: x\n---\nt\n")
+    (tmp_path / "dup.md").write_text(good)
+    (tmp_path / "notes.txt").write_text("not markdown")
+    chunks, errors = load_pack(tmp_path)
+    assert [c.document for c in chunks] == ["good"]
+    reasons = {e.path.name: e.reason for e in errors}
+    assert "at most" in reasons["huge.md"]
+    assert "binary" in reasons["binary.md"]
+    assert "UTF-8" in reasons["latin1.md"]
+    assert "no text" in reasons["empty.md"]
+    assert "no front matter" in reasons["nofront.md"]
+    assert "YAML" in reasons["badyaml.md"]
+    assert "id" in reasons["noid.md"]
+    assert "collection" in reasons["badcoll.md"]
+    assert "also used" in reasons.get("good.md", "")  # dup.md came first and won
+    assert "Markdown" in reasons["notes.txt"]
+
+
+def test_knowledge_search_follows_each_arenas_weights(chroma_settings: Settings) -> None:
+    index = KnowledgeIndex(open_chroma(chroma_settings))
+    chunks, _ = load_pack(DEMO_PACK)
+    report = index.index(chunks)
+    assert report.added == len(chunks) or report.unchanged  # the server is shared
+    assert index.index(chunks).added == 0, "unchanged chunks are not embedded again"
+    ops = index.search("how do I roll back a failed update?", charters()["operations"].knowledge)
+    assert ops[0].collection == "runbooks"
+    story = index.search("who makes the lanterns?", charters()["creative"].knowledge)
+    assert story[0].collection == "narrative" and "Mira" in story[0].text
+    query = "what does the tokenizer do with numbers?"
+    compiler = index.search(query, charters()["compiler"].knowledge, k=1)[0]
+    creative = index.search(query, {"narrative": 1.0}, k=1)[0]
+    assert compiler.collection == "code" and creative.collection == "narrative"
