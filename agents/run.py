@@ -17,6 +17,7 @@ from agents.llm import choose_backend as choose_backend_kind
 from agents.persona import Persona, load_personas
 from agents.turn import CrewTurns
 from agents.worker import AgentWorker, load_tokens
+from memory.service import MemoryService
 from server.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,7 @@ async def run_worker(settings: Settings) -> None:
             slots=turns.slot_count,
             quiet_seconds=settings.quiet_seconds,
             turn_timeout=settings.llm_timeout + 30,
+            memory=MemoryService(settings, personas),
         )
         task = asyncio.create_task(worker.run())
         await asyncio.wait(

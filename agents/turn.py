@@ -25,6 +25,7 @@ from agents.llm import LLMBackend
 from agents.persona import Persona, Traits
 from agents.scheduler import Turn
 from arenas.charter import ArenaCharter
+from memory.service import TurnMemory
 from server.protocol import Message
 from server.settings import Settings
 
@@ -75,6 +76,7 @@ def build_task(
     history: list[Message],
     charter: ArenaCharter | None,
     initiative: str,
+    recalled: TurnMemory | None = None,
 ) -> str:
     lines = [
         f'You are {persona.display_name} in the "{turn.room}" room of a team chat.',
@@ -85,6 +87,12 @@ def build_task(
         lines.append(f"Your voice: {persona.voice}.")
     if persona.traits:
         lines.append(f"Your temperament: {traits.describe()}.")
+    if recalled is not None and recalled.knowledge:
+        lines.append("From the knowledge base:")
+        lines.extend(f"- {k[:500]}" for k in recalled.knowledge)
+    if recalled is not None and recalled.memories:
+        lines.append("Things you remember:")
+        lines.extend(f"- {m[:300]}" for m in recalled.memories)
     if history:
         lines.append("Recent messages, oldest first:")
         lines.extend(f"{m.author}: {m.text[:400]}" for m in history[-8:])
@@ -176,10 +184,11 @@ class CrewTurns:
         history: list[Message],
         charter: ArenaCharter | None,
         initiative: str,
+        recalled: TurnMemory | None = None,
     ) -> TurnOutcome:
         """Run one turn; LLM failures propagate for the worker to back off on."""
         started = time.perf_counter()
-        description = build_task(persona, traits, turn, history, charter, initiative)
+        description = build_task(persona, traits, turn, history, charter, initiative, recalled)
         if self._free_slots is None:
             self._free_slots = asyncio.Queue()
             for slot in range(self.slot_count):

@@ -7,6 +7,9 @@ parallel capacity). It never dies from a failure: an LLM that is down, slow or t
 nonsense costs a skipped turn with a logged reason, a reported ``error`` state and an
 exponential backoff (bounded) before the next call; a hub that restarts is reconnected
 to by each client, which resumes its rooms. Muted agents and paused rooms get no turn.
+With a :class:`MemoryService`, every message seen is remembered by the agents in its
+room and each turn brings recalled memories and arena-weighted knowledge; without
+ChromaDB the agents talk on and report ``degraded``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from agents.persona import Persona, Traits
 from agents.scheduler import Turn, TurnScheduler
 from agents.turn import CrewTurns, TurnOutcome
 from arenas.charter import ArenaCharter, charters
+from memory.service import MemoryService, TurnMemory
 from server.client import HubCallError, HubClient
 from server.protocol import AgentStateKind, Message
 
@@ -88,6 +92,7 @@ class AgentWorker:
         arena_budgets: dict[str, float] | None = None,
         turn_timeout: float = 90.0,
         max_backoff: float = 30.0,
+        memory: MemoryService | None = None,
     ) -> None:
         missing = [p.id for p in personas if p.id not in tokens]
         if missing:
@@ -96,6 +101,7 @@ class AgentWorker:
         budgets = arena_budgets or {n: c.turns_per_minute for n, c in self.charters.items()}
         self.scheduler = TurnScheduler(personas, budgets, quiet_seconds=quiet_seconds)
         self.turns = turns
+        self.memory = memory
         self.turn_timeout = turn_timeout
         self.max_backoff = max_backoff
         self.slots = asyncio.Semaphore(slots)
@@ -107,6 +113,7 @@ class AgentWorker:
             self._listen(persona.id, client)
         self._failures = 0
         self._retry_at = 0.0
+        self._remembered: set[int] = set()  # message ids already given to memory
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -170,12 +177,19 @@ class AgentWorker:
         for agent, seat in self.seats.items():
             if message.author != agent and agent.lower() in message.text.lower():
                 seat.traits.nudge("sociability", 0.05)
+        if self.memory is not None and message.id not in self._remembered:
+            self._remembered.add(message.id)
+            room = self.scheduler.rooms.get(message.room)
+            if room is not None:
+                self._spawn(self.memory.observe(message, set(room.agents)))
         self.scheduler.observe(message)
 
     # state reports ----------------------------------------------------------------
 
     async def _report(self, agent: str, state: AgentStateKind, detail: str = "") -> None:
         seat = self.seats[agent]
+        if state is AgentStateKind.IDLE and self.memory is not None and self.memory.degraded:
+            state, detail = AgentStateKind.DEGRADED, f"{self.memory.degraded}; {detail}"
         seat.state, seat.detail = state, detail
         if not seat.client.connected:
             return
@@ -200,6 +214,8 @@ class AgentWorker:
 
     async def run(self) -> None:
         """Connect every agent, then hand out turns until :meth:`stop`."""
+        if self.memory is not None:
+            await self.memory.start()
         await asyncio.gather(*(self._connect(seat) for seat in self.seats.values()))
         log.info("worker.running", agents=list(self.seats))
         while not self._stopping.is_set():
@@ -273,6 +289,7 @@ class AgentWorker:
         if charter is not None:
             seat.initiative_index += 1
             initiative = charter.initiative[seat.initiative_index % len(charter.initiative)]
+        recalled = await self._recall(seat, turn, charter, initiative)
         try:
             outcome = await asyncio.wait_for(
                 self.turns.run(
@@ -282,6 +299,7 @@ class AgentWorker:
                     self.scheduler.history(turn.room),
                     charter,
                     initiative,
+                    recalled,
                 ),
                 self.turn_timeout,
             )
@@ -295,6 +313,18 @@ class AgentWorker:
             return None
         self._failures = 0
         return outcome
+
+    async def _recall(
+        self, seat: AgentSeat, turn: Turn, charter: ArenaCharter | None, initiative: str
+    ) -> TurnMemory | None:
+        """Memories and knowledge for the turn; None (and a degraded report) without."""
+        if self.memory is None:
+            return None
+        query = turn.trigger.text if turn.trigger is not None else initiative
+        recalled = await self.memory.for_turn(
+            seat.persona, query or turn.room, charter.knowledge if charter else {}
+        )
+        return None if self.memory.degraded else recalled
 
     async def _post(self, seat: AgentSeat, turn: Turn, text: str) -> bool:
         reply_to = turn.trigger.id if turn.trigger is not None else None

@@ -6,12 +6,16 @@ memories. A memory is an observation (a message seen or said), a reflection or a
 summary, with an importance from 1 to 10, a creation time and a last-access time.
 
 Recall takes the most relevant candidates from ChromaDB, then ranks them by
-``w_recency * recency + w_importance * importance + w_relevance * relevance``, each
-min-max normalised over the candidates (Park et al., 2023). Recency decays
-exponentially with the hours since the memory was last recalled
-(``memory_decay_per_hour``, 0.995 as in the paper); the default weights are all 1, the
-paper's choice, so no signal dominates until a site tunes them. Recalled memories have
-their access time refreshed.
+``w_recency * recency + w_importance * importance + w_relevance * relevance``
+(Park et al., 2023), each in [0, 1]. Recency decays exponentially with the hours since
+the memory was last recalled (``memory_decay_per_hour``, 0.995 as in the paper);
+importance is the 1-10 score over 10; relevance (cosine similarity) is min-max
+normalised over the candidates, because the embedder's similarities bunch together.
+Unlike the paper, recency and importance are not min-max normalised: over a chat of a
+few minutes that would turn seconds of age into the whole scale and let the newest
+small talk beat the memory that answers the question. The default weights are all 1,
+the paper's choice, so no signal dominates until a site tunes them. Recalled memories
+have their access time refreshed.
 
 Reflection: when the importance of observations since the last reflection adds up past
 ``memory_reflection_threshold``, the most important of them are condensed into one
@@ -218,9 +222,7 @@ class AgentMemory:
         recency = np.power(self.weights.decay_per_hour, np.maximum(hours, 0.0))
         w = self.weights
         score = (
-            w.recency * _normalise(recency)
-            + w.importance * _normalise(importance)
-            + w.relevance * _normalise(relevance)
+            w.recency * recency + w.importance * importance + w.relevance * _normalise(relevance)
         )
         order = np.argsort(-score)[:k]
         chosen = [

@@ -178,6 +178,7 @@ class AgentStateKind(StrEnum):
     SPEAKING = "speaking"
     MUTED = "muted"
     ERROR = "error"  # e.g. the LLM is down; detail says what
+    DEGRADED = "degraded"  # talking, but without a dependency (memory); detail says what
     OFFLINE = "offline"  # set by the hub when the agent's last connection closes
 
 

@@ -1,0 +1,176 @@
+"""Memory for the agent worker: what each agent saw and said, and the shared knowledge,
+behind calls that never block the event loop and never stop an agent from talking.
+
+:class:`MemoryService` opens ChromaDB (embedded or server) lazily, indexes the site's
+knowledge pack on start, stores each observed message once per agent in the room (one
+embedding, shared), and builds each turn's context: the agent's recalled memories and
+the knowledge its arena weighs. Every ChromaDB call runs in a thread. When ChromaDB
+fails, the service turns degraded (the worker reports it to the hub), answers with
+empty context, and tries again after ``retry_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import chromadb
+import structlog
+
+from agents.persona import Persona
+from memory.embedder import shared_embedder
+from memory.index import KnowledgeIndex, open_chroma
+from memory.knowledge import load_pack
+from memory.memories import AgentMemory, RecallWeights, importance_of
+from server.protocol import Message
+from server.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TurnMemory:
+    """What an agent brings to a turn besides the room's recent messages."""
+
+    memories: list[str] = field(default_factory=list)
+    knowledge: list[str] = field(default_factory=list)
+
+
+class MemoryService:
+    def __init__(
+        self,
+        settings: Settings,
+        personas: list[Persona],
+        *,
+        retry_seconds: float = 30.0,
+        summarise: Callable[[list[str]], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.personas = {p.id: p for p in personas}
+        self.retry_seconds = retry_seconds
+        self.summarise = summarise
+        self.degraded: str | None = None
+        self._client: chromadb.ClientAPI | None = None
+        self._index: KnowledgeIndex | None = None
+        self._memories: dict[str, AgentMemory] = {}
+        self._retry_at = 0.0
+
+    # opening ----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self._client is not None:
+            return
+        if time.monotonic() < self._retry_at:
+            raise RuntimeError(self.degraded or "memory unavailable")
+        client = open_chroma(self.settings)
+        client.heartbeat()
+        self._client = client
+        self._index = KnowledgeIndex(client)
+        s = self.settings
+        weights = RecallWeights(
+            s.memory_weight_recency,
+            s.memory_weight_importance,
+            s.memory_weight_relevance,
+            s.memory_decay_per_hour,
+        )
+        self._memories = {
+            pid: AgentMemory(
+                client,
+                pid,
+                weights=weights,
+                reflection_threshold=s.memory_reflection_threshold,
+                max_memories=s.memory_max_per_agent,
+                summarise=self.summarise,
+            )
+            for pid in self.personas
+        }
+
+    async def _call(self, what: str, fn: Callable[[], object]) -> object | None:
+        """Run a ChromaDB operation in a thread; on failure turn degraded, return None."""
+
+        def run() -> object:
+            self._open()
+            return fn()
+
+        try:
+            result = await asyncio.to_thread(run)
+        except Exception as exc:  # ChromaDB down or broken: talk on without memory
+            reason = f"memory unavailable ({type(exc).__name__}: {str(exc)[:160]})"
+            if self.degraded is None:
+                log.warning("memory.degraded", during=what, reason=reason)
+            self.degraded = reason
+            self._client = None
+            self._retry_at = time.monotonic() + self.retry_seconds
+            return None
+        if self.degraded is not None:
+            log.info("memory.recovered")
+            self.degraded = None
+        return result
+
+    async def start(self) -> None:
+        """Open ChromaDB and index the configured knowledge pack (errors per file logged)."""
+        pack = self.settings.knowledge_pack
+        if pack is None:
+            await self._call("open", lambda: None)
+            return
+        chunks, errors = load_pack(pack)
+        for error in errors:
+            log.warning("knowledge.file_refused", file=str(error.path), reason=error.reason)
+
+        def index() -> object:
+            assert self._index is not None
+            return self._index.index(chunks)
+
+        report = await self._call("index", index)
+        if report is not None:
+            log.info("knowledge.indexed", pack=str(pack), report=str(report))
+
+    # during the run -----------------------------------------------------------------
+
+    async def observe(self, message: Message, agents: set[str]) -> None:
+        """Remember ``message`` for each of ``agents`` (those in its room)."""
+        mine = [a for a in agents if a in self.personas]
+        if not mine:
+            return
+
+        def store() -> None:
+            vector = shared_embedder().passages([f"{message.author}: {message.text}"])[0]
+            human = message.author_role.value != "agent"
+            for agent in mine:
+                persona = self.personas[agent]
+                importance = importance_of(
+                    message.text,
+                    author=message.author,
+                    agent=agent,
+                    author_is_human=human,
+                    display_name=persona.display_name,
+                )
+                self._memories[agent].remember(
+                    f"{message.author}: {message.text}",
+                    importance=importance,
+                    room=message.room,
+                    vector=vector,
+                )
+
+        await self._call("observe", store)
+
+    async def for_turn(
+        self,
+        persona: Persona,
+        query: str,
+        weights: dict[str, float],
+        k_memories: int = 4,
+        k_knowledge: int = 3,
+    ) -> TurnMemory:
+        def build() -> TurnMemory:
+            assert self._index is not None
+            recalled = self._memories[persona.id].recall(query, k=k_memories)
+            hits = self._index.search(query, weights, k=k_knowledge) if weights else []
+            return TurnMemory(
+                [m.text for m in recalled], [f"{h.title} / {h.heading}: {h.text}" for h in hits]
+            )
+
+        result = await self._call("recall", build)
+        return result if isinstance(result, TurnMemory) else TurnMemory()
