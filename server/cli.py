@@ -24,8 +24,10 @@ from server.settings import Settings, get_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
 token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke access tokens.")
 db_app = typer.Typer(no_args_is_help=True, help="The hub's database schema.")
+memory_app = typer.Typer(no_args_is_help=True, help="Agents' memories and shared knowledge.")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
+app.add_typer(memory_app, name="memory")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -267,6 +269,71 @@ def watch(
         _fail(f"{exc.code}: {exc.message}", code=1)
     except KeyboardInterrupt:
         pass
+
+
+def _chroma(settings: Settings) -> Any:
+    from agents import offline
+
+    offline.apply()
+    from memory.index import open_chroma
+
+    try:
+        client = open_chroma(settings)
+        client.heartbeat()
+    except Exception as exc:  # any ChromaDB failure: say which store and why
+        where = settings.chroma_url or settings.chroma_dir
+        _fail(f"cannot open ChromaDB at {where}: {exc}", code=1)
+    return client
+
+
+@memory_app.command("agents")
+def memory_agents() -> None:
+    """List the agents that have memories, with their counts."""
+    from memory.memories import AgentMemory, agents_with_memories
+
+    client = _chroma(_settings())
+    for agent in agents_with_memories(client):
+        typer.echo(f"{agent:<24} {AgentMemory(client, agent).count():>7} memories")
+
+
+@memory_app.command("show")
+def memory_show(
+    agent: Annotated[str, typer.Argument(help="the agent's id")],
+    query: Annotated[str | None, typer.Option(help="recall for this question instead")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """Show an agent's newest memories, or what it would recall for a question."""
+    from memory.memories import AgentMemory, agents_with_memories
+
+    client = _chroma(_settings())
+    if agent not in agents_with_memories(client):
+        _fail(f"no memories for {agent!r}", code=1)
+    memory = AgentMemory(client, agent)
+    found = memory.recall(query, k=limit) if query else memory.recent(limit)
+    for m in found:
+        score = f" score {m.score:.2f}" if query else ""
+        typer.echo(f"[{m.kind:<11}] importance {m.importance:4.1f}{score}  {m.room:<12} {m.text}")
+
+
+@memory_app.command("load-pack")
+def memory_load_pack(
+    folder: Annotated[Path, typer.Argument(help="a folder of Markdown files with front matter")],
+) -> None:
+    """Index a knowledge pack; each refused file is named with its reason."""
+    from memory.index import KnowledgeIndex
+    from memory.knowledge import load_pack
+
+    settings = _settings()
+    chunks, errors = load_pack(folder)
+    for error in errors:
+        typer.secho(f"refused {error}", fg=typer.colors.RED, err=True)
+    report = KnowledgeIndex(_chroma(settings)).index(chunks)
+    typer.echo(
+        f"indexed {report.added} chunk(s), {report.unchanged} unchanged, "
+        f"{len(errors)} file(s) refused"
+    )
+    if errors:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -127,3 +127,35 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
     assert not (site / "pgdata" / "postmaster.pid").exists(), "SIGTERM stops PostgreSQL too"
     log = (site.parent / "hub.log").read_text()
     assert sent.id > 0 and "Traceback" not in log
+
+
+def test_memory_commands_load_a_pack_and_show_an_agents_memories(tmp_path: Path) -> None:
+    from agents import offline
+
+    offline.apply()
+    from memory.index import open_chroma
+    from memory.memories import AgentMemory
+    from server.settings import Settings
+
+    var = tmp_path / "var"
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "ok.md").write_text("---\ncollection: rules\ntitle: T\nid: ok\n---\nBe brief.\n")
+    (pack / "bad.md").write_text("no front matter here\n")
+    loaded = botarena(var, "memory", "load-pack", str(pack))
+    assert loaded.returncode == 1  # a refused file makes it fail, the rest still loads
+    assert "indexed 1 chunk(s)" in loaded.stdout and "bad.md" in loaded.stderr
+
+    memory = AgentMemory(open_chroma(Settings(var_dir=var)), "ada")
+    memory.remember("mod: the release code word is bluebird", importance=7, room="compiler")
+    memory.remember("linus: lunch is at noon", importance=2, room="compiler")
+    del memory  # the embedded store has one owner at a time
+
+    listed = botarena(var, "memory", "agents")
+    assert "ada" in listed.stdout and "2 memories" in listed.stdout
+    shown = botarena(
+        var, "memory", "show", "ada", "--query", "what is the code word?", "--limit", "1"
+    )
+    assert shown.returncode == 0 and "bluebird" in shown.stdout and "lunch" not in shown.stdout
+    missing = botarena(var, "memory", "show", "nobody")
+    assert missing.returncode == 1 and "no memories" in missing.stderr
