@@ -36,6 +36,7 @@ format: setup
 bench: setup  ## benchmarks; JSON results under tests/bench/results/
 	$(BIN)/python -m tests.bench.hub_bench --out tests/bench/results/hub.json
 	$(BIN)/python -m tests.bench.agent_bench --out tests/bench/results/agents.json
+	$(BIN)/python -m tests.bench.memory_bench --out tests/bench/results/memory.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,2 +1,3 @@
-"""Agent memory in ChromaDB: per-agent memories, shared knowledge collections, the offline
-embedder and retrieval scoring."""
+"""Agent memory in ChromaDB: the offline embedder, knowledge packs and their index,
+per-agent memories with blended recall, reflections and retention, and the worker's
+memory service."""
