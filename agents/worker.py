@@ -18,8 +18,10 @@ import asyncio
 import json
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +115,7 @@ class AgentWorker:
             self._listen(persona.id, client)
         self._failures = 0
         self._retry_at = 0.0
-        self._remembered: set[int] = set()  # message ids already given to memory
+        self._remembered: OrderedDict[int, None] = OrderedDict()  # ids given to memory
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -125,8 +127,6 @@ class AgentWorker:
                 until = notice.get("until")
                 seconds = 3600.0
                 if until:
-                    from datetime import UTC, datetime
-
                     end = datetime.fromisoformat(until)
                     seconds = max(0.0, (end - datetime.now(UTC)).total_seconds())
                 self.scheduler.mute(agent, seconds)
@@ -178,7 +178,9 @@ class AgentWorker:
             if message.author != agent and agent.lower() in message.text.lower():
                 seat.traits.nudge("sociability", 0.05)
         if self.memory is not None and message.id not in self._remembered:
-            self._remembered.add(message.id)
+            self._remembered[message.id] = None  # every agent client sees it: store once
+            if len(self._remembered) > 10_000:
+                self._remembered.popitem(last=False)
             room = self.scheduler.rooms.get(message.room)
             if room is not None:
                 self._spawn(self.memory.observe(message, set(room.agents)))

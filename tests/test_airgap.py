@@ -1,11 +1,11 @@
 """The product runs with no network but loopback, and never tries to leave it.
 
 The hub (with its embedded PostgreSQL), the embedded llama.cpp server and two CrewAI
-agents run inside a fresh network namespace (``unshare -n``, as root) whose only
-interface is loopback. Every Python process of the run records each connection, send
-and name lookup it attempts (an audit hook loaded through ``sitecustomize``); the test
-requires that the agents talked and that no attempt named anything but loopback or a
-Unix socket.
+agents with memory (embedded ChromaDB, the offline embedder) run inside a fresh
+network namespace (``unshare -n``, as root) whose only interface is loopback. Every
+Python process of the run records each connection, send and name lookup it attempts
+(an audit hook loaded through ``sitecustomize``); the test requires that the agents
+talked and that no attempt named anything but loopback or a Unix socket.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def test_the_product_runs_air_gapped_and_reaches_nothing_outside(
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["agent_messages"] >= 2 and {"ada", "linus"} <= set(summary["authors"])
+    assert summary["memory_degraded"] is None, "memory worked offline"
 
     events = [json.loads(line) for line in audit.read_text().splitlines()]
     started = [e for e in events if e["event"] == "audit.start"]

@@ -1,5 +1,6 @@
-"""The air-gapped run: PostgreSQL, the hub, the embedded llama.cpp server and two agents,
-started inside a network namespace that has only loopback. Prints a JSON summary and
+"""The air-gapped run: PostgreSQL, the hub, the embedded llama.cpp server and two agents
+with memory (embedded ChromaDB, the offline embedder, the demo knowledge pack), started
+inside a network namespace that has only loopback. Prints a JSON summary and
 exits 0 when the agents talked."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ async def main(model: Path) -> dict:
     from agents.persona import load_personas
     from agents.turn import CrewTurns
     from agents.worker import AgentWorker
+    from memory.service import MemoryService
     from server.app import running_hub
     from server.client import HubClient
     from server.protocol import Role
@@ -51,6 +53,7 @@ async def main(model: Path) -> dict:
         )
         for p in ("ada", "linus")
     ]
+    memory = MemoryService(settings, pair)  # ChromaDB and the embedder, offline too
     llama = EmbeddedLlama(model, port=18790, slots=1, threads=2)
     await llama.start()
     try:
@@ -82,7 +85,11 @@ async def main(model: Path) -> dict:
             await watcher.close()
     finally:
         await llama.stop()
-    return {"agent_messages": len([a for a in seen if a in tokens]), "authors": sorted(set(seen))}
+    return {
+        "agent_messages": len([a for a in seen if a in tokens]),
+        "authors": sorted(set(seen)),
+        "memory_degraded": memory.degraded,
+    }
 
 
 if __name__ == "__main__":
