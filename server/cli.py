@@ -25,6 +25,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split
 token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke access tokens.")
 db_app = typer.Typer(no_args_is_help=True, help="The hub's database schema.")
 memory_app = typer.Typer(no_args_is_help=True, help="Agents' memories and shared knowledge.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 app.add_typer(memory_app, name="memory")
@@ -269,6 +271,43 @@ def watch(
         _fail(f"{exc.code}: {exc.message}", code=1)
     except KeyboardInterrupt:
         pass
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the whole audit chain; name the first entry that does not hold."""
+    from server import audit
+    from server.app import open_store
+
+    settings = _settings()
+
+    async def check() -> audit.Verdict:
+        async with open_store(settings) as store, store.pool.acquire() as conn:
+            return await audit.verify(conn)
+
+    verdict = _run(check())
+    if not verdict.ok:
+        _fail(f"audit chain broken after {verdict.entries} good entries: {verdict.problem}", code=1)
+    typer.echo(f"audit chain intact: {verdict.entries} entries, head {verdict.head}")
+
+
+@audit_app.command("log")
+def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> None:
+    """Show the newest audit entries."""
+    from server import audit
+    from server.app import open_store
+
+    settings = _settings()
+
+    async def fetch() -> list[audit.AuditEntry]:
+        async with open_store(settings) as store, store.pool.acquire() as conn:
+            return await audit.entries(conn, limit)
+
+    for entry in reversed(_run(fetch())):
+        typer.echo(
+            f"{entry.seq:>6} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<22} "
+            f"{entry.actor or '-':<14} {entry.subject or '-':<18} {entry.detail}"
+        )
 
 
 def _chroma(settings: Settings) -> Any:

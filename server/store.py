@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from server import migrations
+from server import audit, migrations
 from server.auth import Principal, hash_token, may_post, new_token
 from server.protocol import (
     ARENAS,
@@ -135,6 +135,7 @@ class Store:
         *,
         arenas: Sequence[str] = (),
         may_create_groups: bool = False,
+        issued_by: str = "operator",
     ) -> tuple[Principal, str]:
         """Create the principal if new, admit it to ``arenas``, and return a fresh token.
 
@@ -173,10 +174,17 @@ class Store:
                    ON CONFLICT DO NOTHING""",
                 [(arena, principal.id) for arena in arenas],
             )
-            await conn.execute(
-                "INSERT INTO tokens (principal_id, token_hash) VALUES ($1, $2)",
+            token_id = await conn.fetchval(
+                "INSERT INTO tokens (principal_id, token_hash) VALUES ($1, $2) RETURNING id",
                 principal.id,
                 hash_token(token),
+            )
+            await audit.append(
+                conn,
+                "token.issued",
+                actor=issued_by,
+                subject=name,
+                detail={"role": role.value, "token_id": token_id, "arenas": sorted(arenas)},
             )
         return principal, token
 
@@ -290,12 +298,20 @@ class Store:
 
     async def open_dm(self, a: Principal, b: Principal, room: str) -> None:
         async with self.transaction() as conn:
-            await conn.execute(
+            created = await conn.fetchval(
                 """INSERT INTO rooms (name, kind, created_by) VALUES ($1, 'dm', $2)
-                   ON CONFLICT DO NOTHING""",
+                   ON CONFLICT DO NOTHING RETURNING true""",
                 room,
                 a.id,
             )
+            if created:
+                await audit.append(
+                    conn,
+                    "room.created",
+                    actor=a.name,
+                    subject=room,
+                    detail={"members": sorted((a.name, b.name))},
+                )
             await conn.executemany(
                 """INSERT INTO room_members (room, principal_id, added_by) VALUES ($1, $2, $3)
                    ON CONFLICT DO NOTHING""",
@@ -315,6 +331,13 @@ class Store:
             )
             if not created:
                 raise StoreError("conflict", f"{room} already exists")
+            await audit.append(
+                conn,
+                "room.created",
+                actor=creator.name,
+                subject=room,
+                detail={"members": sorted(m.name for m in members)},
+            )
             await conn.executemany(
                 """INSERT INTO room_members (room, principal_id, added_by) VALUES ($1, $2, $3)
                    ON CONFLICT DO NOTHING""",
@@ -564,7 +587,8 @@ class Store:
         detail: dict[str, Any] | None = None,
         notify: bool = False,
     ) -> None:
-        """Log a moderation action; with ``notify``, tell every hub in the same commit."""
+        """Log a moderation action in the moderation log and the audit chain; with
+        ``notify``, tell every hub in the same commit."""
         action_id = await conn.fetchval(
             """INSERT INTO moderation_actions (action, actor_id, target_id, room, reason, detail)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
@@ -574,6 +598,19 @@ class Store:
             room,
             reason,
             json.dumps(detail) if detail is not None else None,
+        )
+        names = dict(
+            await conn.fetch(
+                "SELECT id, name FROM principals WHERE id = ANY($1::bigint[])",
+                [i for i in (actor_id, target_id) if i is not None],
+            )
+        )
+        await audit.append(
+            conn,
+            f"moderation.{action}",
+            actor=names.get(actor_id),
+            subject=names.get(target_id),
+            detail={"room": room, "reason": reason, **(detail or {})},
         )
         if notify:
             control = ControlAction(action_id, action, target_id, room, detail or {})
