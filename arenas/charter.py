@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +26,9 @@ class ArenaCharter(BaseModel):
     mission: str = Field(min_length=1)
     turns_per_minute: float = Field(6.0, gt=0, le=600)
     initiative: list[str] = Field(min_length=1, description="prompts for quiet rooms")
+    proposals: list[Literal["document", "patch", "tutorial", "script", "ticket_answer"]] = Field(
+        default_factory=list, description="the kinds of proposal the arena may make"
+    )
     knowledge: dict[str, float] = Field(
         default_factory=dict, description="weight of each knowledge collection in recall"
     )

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ValidationError
 from server import auth
 from server.auth import Principal
 from server.metrics import HubMetrics
+from server.patching import unified_diff
+from server.proposals import ProposalStore
 from server.protocol import (
     MODERATOR_EVENTS,
     REQUESTS,
@@ -36,6 +38,7 @@ from server.protocol import (
     AgentState,
     AgentStateKind,
     AgentStateReport,
+    CanonRequest,
     DirectRequest,
     EmptyRequest,
     ErrorBody,
@@ -51,6 +54,10 @@ from server.protocol import (
     ModerationNotice,
     MuteRequest,
     PauseRequest,
+    ProposalCreate,
+    ProposalQuery,
+    ProposalRef,
+    ProposalReview,
     ResumeRequest,
     Role,
     RoomInfo,
@@ -125,6 +132,7 @@ class Hub:
             engineio_logger=False,
         )
         self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.proposals = ProposalStore(store.pool)
         self.sessions: dict[str, Session] = {}
         self.sids_of: dict[int, set[str]] = defaultdict(set)
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -147,6 +155,11 @@ class Hub:
             "room.invite": self.invite,
             "agent.state": self.report_agent_state,
             "agents": self.agent_states,
+            "proposal.create": self.propose,
+            "proposal.review": self.review,
+            "proposals": self.list_proposals,
+            "proposal.get": self.get_proposal,
+            "canon.get": self.get_canon,
             "mod.mute": self.mute,
             "mod.unmute": self.unmute,
             "mod.kick": self.kick,
@@ -542,6 +555,84 @@ class Hub:
     async def agent_states(self, sid: str, session: Session, _req: EmptyRequest) -> dict:
         states = await self.store.agent_states()
         return {"agents": [s.model_dump(mode="json") for s in states]}
+
+    async def propose(self, sid: str, session: Session, req: ProposalCreate) -> dict:
+        proposal = await self.proposals.create(
+            session.principal,
+            arena=req.arena,
+            kind=req.kind,
+            path=req.path,
+            base_version=req.base_version,
+            title=req.title,
+            content=req.content,
+        )
+        await self.sio.emit("proposal.new", proposal.public(), room=SUPERVISORS_ROOM)
+        return proposal.public()
+
+    async def review(self, sid: str, session: Session, req: ProposalReview) -> dict:
+        who = session.principal
+        if req.decision == "reject":
+            proposal = await self.proposals.reject(req.id, who, req.reason)
+        elif req.decision == "edit":
+            if not req.content:
+                raise HubError(ErrorCode.INVALID_PAYLOAD, "edit needs the edited content")
+            proposal = await self.proposals.approve(req.id, who, edited_content=req.content)
+        else:
+            proposal = await self.proposals.approve(req.id, who)
+        author = await self.store.principal(proposal.author)
+        for room in {SUPERVISORS_ROOM, personal_room(author.id) if author else SUPERVISORS_ROOM}:
+            await self.sio.emit("proposal.reviewed", proposal.public(), room=room)
+        if proposal.status == "approved":
+            merged = {
+                "path": proposal.path,
+                "version": proposal.merged_version,
+                "arena": proposal.arena,
+                "proposal": proposal.id,
+            }
+            await self.sio.emit("canon.merged", merged, room=proposal.arena)
+        return proposal.public()
+
+    async def _visible(self, session: Session, arena: str) -> None:
+        who = session.principal
+        if not who.supervises and not await self.store.is_member(arena, who.id):
+            raise HubError(ErrorCode.FORBIDDEN, f"{who.name} is not admitted to {arena}")
+
+    async def list_proposals(self, sid: str, session: Session, req: ProposalQuery) -> dict:
+        if req.arena is None and not session.principal.supervises:
+            raise HubError(ErrorCode.INVALID_PAYLOAD, "name the arena whose proposals to list")
+        if req.arena is not None:
+            await self._visible(session, req.arena)
+        found = await self.proposals.list(arena=req.arena, status=req.status, limit=req.limit)
+        return {"proposals": [p.public() for p in found]}
+
+    async def get_proposal(self, sid: str, session: Session, req: ProposalRef) -> dict:
+        proposal = await self.proposals.get(req.id)
+        if proposal is None:
+            raise HubError(ErrorCode.NOT_FOUND, f"no proposal {req.id}")
+        await self._visible(session, proposal.arena)
+        head = await self.proposals.canon(proposal.path)
+        version, current = head if head else (0, "")
+        diff = (
+            proposal.content
+            if proposal.kind == "patch"
+            else unified_diff(current, proposal.content, proposal.path)
+        )
+        return {
+            **proposal.public(),
+            "canon_version": version,
+            "diff": diff,
+            "stale": proposal.status == "pending" and proposal.base_version != version,
+        }
+
+    async def get_canon(self, sid: str, session: Session, req: CanonRequest) -> dict:
+        found = await self.proposals.canon(req.path, req.version)
+        if found is None:
+            raise HubError(
+                ErrorCode.NOT_FOUND,
+                f"no canon document {req.path}"
+                + (f" version {req.version}" if req.version else ""),
+            )
+        return {"path": req.path, "version": found[0], "content": found[1]}
 
     async def mute(self, sid: str, session: Session, req: MuteRequest) -> dict:
         if req.seconds > self.settings.max_mute_seconds:

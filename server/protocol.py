@@ -192,6 +192,45 @@ class AgentStateReport(Payload):
     )
 
 
+ProposalKind = Literal["document", "patch", "tutorial", "script", "ticket_answer"]
+CanonPath = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_./-]{0,199}$", max_length=200)
+]
+
+
+class ProposalCreate(Payload):
+    """Propose a change; the author is always the connection's principal."""
+
+    arena: RoomName
+    kind: ProposalKind
+    path: CanonPath
+    base_version: int = Field(ge=0, description="the canon version seen; 0 for a new one")
+    title: str = Field(min_length=1, max_length=200)
+    content: str = Field(min_length=1, description="the text, or a unified diff for patch")
+
+
+class ProposalReview(Payload):
+    id: int = Field(ge=1)
+    decision: Literal["approve", "reject", "edit"]
+    reason: str = Field("", max_length=2000)
+    content: str | None = Field(None, description="the edited text, for edit")
+
+
+class ProposalQuery(Payload):
+    arena: RoomName | None = None
+    status: Literal["pending", "approved", "rejected", "conflict"] | None = None
+    limit: int = Field(100, ge=1, le=500)
+
+
+class ProposalRef(Payload):
+    id: int = Field(ge=1)
+
+
+class CanonRequest(Payload):
+    path: CanonPath
+    version: int | None = Field(None, ge=1)
+
+
 class Message(BaseModel):
     """A stored message, as pushed in ``message`` events and returned in history."""
 
@@ -271,6 +310,11 @@ REQUESTS: dict[str, type[Payload]] = {
     "room.invite": InviteRequest,
     "agent.state": AgentStateReport,
     "agents": EmptyRequest,
+    "proposal.create": ProposalCreate,
+    "proposal.review": ProposalReview,
+    "proposals": ProposalQuery,
+    "proposal.get": ProposalRef,
+    "canon.get": CanonRequest,
     "mod.mute": MuteRequest,
     "mod.unmute": UnmuteRequest,
     "mod.kick": KickRequest,
@@ -279,7 +323,9 @@ REQUESTS: dict[str, type[Payload]] = {
 }
 """Every client event and the payload it takes."""
 
-MODERATOR_EVENTS = frozenset({name for name in REQUESTS if name.startswith("mod.")} | {"agents"})
+MODERATOR_EVENTS = frozenset(
+    {name for name in REQUESTS if name.startswith("mod.")} | {"agents", "proposal.review"}
+)
 """Events only moderators and admins may call."""
 
 SUPERVISORS_ROOM = "supervisors"

@@ -1,0 +1,232 @@
+"""Proposals over Socket.IO: agents propose, humans review, approved work becomes a new
+canon version; conflicts, edits, rejections, authorization and immutability."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from server import audit
+from server.client import HubCallError, HubClient
+from server.patching import unified_diff
+from tests.conftest import Arena
+from tests.helpers import eventually
+
+V1 = "def add(a, b):\n    return a + b\n"
+
+
+async def setup(arena: Arena) -> tuple[HubClient, HubClient, list, list, list]:
+    new: list[dict] = []
+    reviewed: list[dict] = []
+    merged: list[dict] = []
+    mod = await arena.client("mod", "moderator")
+    mod.sio.on("proposal.new", new.append)
+    agent = await arena.client("ada", arenas=["compiler"])
+    agent.sio.on("proposal.reviewed", reviewed.append)
+    agent.sio.on("canon.merged", merged.append)
+    await agent.join("compiler")
+    return mod, agent, new, reviewed, merged
+
+
+async def propose(client: HubClient, **fields) -> dict:
+    payload = {
+        "arena": "compiler",
+        "kind": "document",
+        "path": "src/calc.py",
+        "base_version": 0,
+        "title": "calc",
+        "content": V1,
+        **fields,
+    }
+    return await client.call("proposal.create", payload)
+
+
+async def test_an_approved_proposal_becomes_a_canon_version(arena: Arena) -> None:
+    mod, agent, new, reviewed, merged = await setup(arena)
+    proposal = await propose(agent)
+    assert proposal["status"] == "pending" and proposal["author"] == "ada"
+    await eventually(lambda: new, what="moderators told of the proposal")
+    detail = await mod.call("proposal.get", {"id": proposal["id"]})
+    assert "+def add(a, b):" in detail["diff"] and detail["canon_version"] == 0
+
+    approved = await mod.call("proposal.review", {"id": proposal["id"], "decision": "approve"})
+    assert approved["status"] == "approved" and approved["merged_version"] == 1
+    canon = await agent.call("canon.get", {"path": "src/calc.py"})
+    assert canon == {"path": "src/calc.py", "version": 1, "content": V1}
+    await eventually(lambda: reviewed and merged, what="author and arena told")
+    assert merged[0] == {
+        "path": "src/calc.py",
+        "version": 1,
+        "arena": "compiler",
+        "proposal": proposal["id"],
+    }
+
+    v2 = V1 + "\n\ndef sub(a, b):\n    return a - b\n"
+    patch = await propose(
+        agent, kind="patch", base_version=1, content=unified_diff(V1, v2, "src/calc.py")
+    )
+    await mod.call("proposal.review", {"id": patch["id"], "decision": "approve"})
+    assert (await agent.call("canon.get", {"path": "src/calc.py"}))["content"] == v2
+    old = await agent.call("canon.get", {"path": "src/calc.py", "version": 1})
+    assert old["content"] == V1, "earlier versions stay"
+
+    async with arena.store.pool.acquire() as conn:
+        verdict = await audit.verify(conn)
+        actions = [e.action for e in await audit.entries(conn, 20)]
+    assert verdict.ok
+    assert actions.count("proposal.approved") == 2 and actions.count("proposal.created") == 2
+
+
+async def test_a_proposal_on_an_older_version_is_a_conflict(arena: Arena) -> None:
+    mod, agent, *_ = await setup(arena)
+    first = await propose(agent)
+    await mod.call("proposal.review", {"id": first["id"], "decision": "approve"})
+    a = await propose(agent, base_version=1, content=V1 + "# a\n")
+    b = await propose(agent, base_version=1, content=V1 + "# b\n")
+    await mod.call("proposal.review", {"id": a["id"], "decision": "approve"})
+    stale = await mod.call("proposal.get", {"id": b["id"]})
+    assert stale["stale"] is True
+    result = await mod.call("proposal.review", {"id": b["id"], "decision": "approve"})
+    assert result["status"] == "conflict" and "version 2" in result["reason"]
+    canon = await agent.call("canon.get", {"path": "src/calc.py"})
+    assert canon["version"] == 2 and canon["content"].endswith("# a\n")
+
+
+async def test_edit_then_approve_and_reject_with_a_reason(arena: Arena) -> None:
+    mod, agent, *_ = await setup(arena)
+    proposal = await propose(agent)
+    edited = await mod.call(
+        "proposal.review",
+        {"id": proposal["id"], "decision": "edit", "content": V1 + "# reviewed\n"},
+    )
+    assert edited["edited"] is True and edited["status"] == "approved"
+    assert (await agent.call("canon.get", {"path": "src/calc.py"}))["content"].endswith(
+        "# reviewed\n"
+    )
+
+    second = await propose(agent, base_version=1, content="x = 1\n")
+    with pytest.raises(HubCallError) as err:
+        await mod.call("proposal.review", {"id": second["id"], "decision": "reject"})
+    assert err.value.code == "invalid_payload" and "reason" in err.value.message
+    rejected = await mod.call(
+        "proposal.review",
+        {"id": second["id"], "decision": "reject", "reason": "drops the function"},
+    )
+    assert rejected["status"] == "rejected" and rejected["reason"] == "drops the function"
+    with pytest.raises(HubCallError) as err:
+        await mod.call("proposal.review", {"id": second["id"], "decision": "approve"})
+    assert err.value.code == "conflict"
+
+
+async def test_who_may_propose_and_review(arena: Arena) -> None:
+    mod, agent, *_ = await setup(arena)
+    proposal = await propose(agent)
+    before = await arena.fingerprint()
+    cases = [
+        ("proposal.review", {"id": proposal["id"], "decision": "approve"}, "forbidden"),
+        (
+            "proposal.create",
+            {
+                "arena": "external",
+                "kind": "ticket_answer",
+                "path": "t/1",
+                "base_version": 0,
+                "title": "t",
+                "content": "x",
+            },
+            "forbidden",
+        ),
+        (
+            "proposal.create",
+            {
+                "arena": "compiler",
+                "kind": "ticket_answer",
+                "path": "t/1",
+                "base_version": 0,
+                "title": "t",
+                "content": "x",
+            },
+            "forbidden",
+        ),
+        (
+            "proposal.create",
+            {
+                "arena": "compiler",
+                "kind": "document",
+                "path": "a.md",
+                "base_version": 0,
+                "title": "t",
+                "content": "x",
+                "author": "linus",
+            },
+            "invalid_payload",
+        ),
+        (
+            "proposal.create",
+            {
+                "arena": "compiler",
+                "kind": "document",
+                "path": "../etc/passwd",
+                "base_version": 0,
+                "title": "t",
+                "content": "x",
+            },
+            "invalid_payload",
+        ),
+        (
+            "proposal.create",
+            {
+                "arena": "compiler",
+                "kind": "patch",
+                "path": "src/calc.py",
+                "base_version": 0,
+                "title": "t",
+                "content": "@@ nonsense",
+            },
+            "invalid_payload",
+        ),
+        (
+            "proposal.create",
+            {
+                "arena": "compiler",
+                "kind": "document",
+                "path": "a.md",
+                "base_version": 7,
+                "title": "t",
+                "content": "x",
+            },
+            "invalid_payload",
+        ),
+        ("proposal.get", {"id": 10**9}, "not_found"),
+        ("proposals", {}, "invalid_payload"),
+        ("proposals", {"arena": "external"}, "forbidden"),
+    ]
+    for event, payload, code in cases:
+        with pytest.raises(HubCallError) as err:
+            await agent.call(event, payload)
+        assert err.value.code == code, (event, payload, err.value)
+    assert await arena.fingerprint() == before
+    own = await mod.call(
+        "proposal.create",
+        {
+            "arena": "compiler",
+            "kind": "document",
+            "path": "notes.md",
+            "base_version": 0,
+            "title": "n",
+            "content": "hello",
+        },
+    )
+    assert own["author"] == "mod", "a proposal's author is always whoever sent it"
+    listed = await agent.call("proposals", {"arena": "compiler", "status": "pending"})
+    assert {p["author"] for p in listed["proposals"]} == {"ada", "mod"}
+
+
+async def test_the_canon_cannot_be_rewritten_in_the_database(arena: Arena) -> None:
+    mod, agent, *_ = await setup(arena)
+    proposal = await propose(agent)
+    await mod.call("proposal.review", {"id": proposal["id"], "decision": "approve"})
+    for sql in ("UPDATE canon_versions SET content = 'evil'", "DELETE FROM canon_versions"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await arena.store.pool.execute(sql)
+    assert (await agent.call("canon.get", {"path": "src/calc.py"}))["content"] == V1
