@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -26,6 +26,8 @@ token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke acces
 db_app = typer.Typer(no_args_is_help=True, help="The hub's database schema.")
 memory_app = typer.Typer(no_args_is_help=True, help="Agents' memories and shared knowledge.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+proposals_app = typer.Typer(no_args_is_help=True, help="Review proposals without the console.")
+app.add_typer(proposals_app, name="proposals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
@@ -308,6 +310,128 @@ def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> Non
             f"{entry.seq:>6} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<22} "
             f"{entry.actor or '-':<14} {entry.subject or '-':<18} {entry.detail}"
         )
+
+
+def _with_proposals(action: Callable[[Any, Any], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``action(proposal_store, store)`` against the configured database."""
+    from server.app import open_store
+    from server.proposals import ProposalStore
+
+    settings = _settings()
+
+    async def run() -> Any:
+        async with open_store(settings) as store:
+            return await action(ProposalStore(store.pool), store)
+
+    return _run(run())
+
+
+async def _reviewer(store: Any, name: str) -> Any:
+    from server.store import StoreError
+
+    principal = await store.principal(name)
+    if principal is None or not principal.supervises:
+        raise StoreError("forbidden", f"{name!r} is not a moderator or admin")
+    return principal
+
+
+@proposals_app.command("list")
+def proposals_list(
+    arena: Annotated[str | None, typer.Option(help="only this arena")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, approved, rejected, conflict")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """List proposals, newest first."""
+    found = _with_proposals(
+        lambda proposals, _s: proposals.list(arena=arena, status=status, limit=limit)
+    )
+    for p in found:
+        typer.echo(
+            f"{p.id:>6} {p.status:<9} {p.arena:<11} {p.kind:<13} {p.author:<14} "
+            f"{p.path} (base v{p.base_version}) {p.title}"
+        )
+
+
+@proposals_app.command("show")
+def proposals_show(proposal_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Show a proposal and its diff against the canon."""
+    from server.patching import unified_diff
+
+    async def show(proposals: Any, _store: Any) -> tuple[Any, Any]:
+        found = await proposals.get(proposal_id)
+        return found, (await proposals.canon(found.path) if found else None)
+
+    proposal, canon = _with_proposals(show)
+    if proposal is None:
+        _fail(f"no proposal {proposal_id}", code=1)
+    version, current = canon if canon else (0, "")
+    typer.echo(
+        f"#{proposal.id} {proposal.title} by {proposal.author} in {proposal.arena}: "
+        f"{proposal.status} {proposal.reason}".rstrip()
+    )
+    typer.echo(
+        f"{proposal.kind} {proposal.path}, based on v{proposal.base_version}, canon at v{version}"
+    )
+    typer.echo(
+        proposal.content
+        if proposal.kind == "patch"
+        else unified_diff(current, proposal.content, proposal.path)
+    )
+
+
+@proposals_app.command("approve")
+def proposals_approve(
+    proposal_id: Annotated[int, typer.Argument(min=1)],
+    reviewer: Annotated[str, typer.Option("--as", help="the moderator approving")],
+) -> None:
+    """Approve: merge into the canon as a new version (or mark a conflict)."""
+
+    async def approve(proposals: Any, store: Any) -> Any:
+        return await proposals.approve(proposal_id, await _reviewer(store, reviewer))
+
+    result = _with_proposals(approve)
+    if result.status == "conflict":
+        _fail(f"conflict: {result.reason}", code=1)
+    typer.echo(f"approved: {result.path} is now at version {result.merged_version}")
+
+
+@proposals_app.command("reject")
+def proposals_reject(
+    proposal_id: Annotated[int, typer.Argument(min=1)],
+    reviewer: Annotated[str, typer.Option("--as", help="the moderator rejecting")],
+    reason: Annotated[str, typer.Option(help="why (required)")],
+) -> None:
+    """Reject with a reason."""
+
+    async def reject(proposals: Any, store: Any) -> Any:
+        return await proposals.reject(proposal_id, await _reviewer(store, reviewer), reason)
+
+    _with_proposals(reject)
+    typer.echo(f"rejected #{proposal_id}")
+
+
+@proposals_app.command("edit")
+def proposals_edit(
+    proposal_id: Annotated[int, typer.Argument(min=1)],
+    reviewer: Annotated[str, typer.Option("--as", help="the moderator editing")],
+    content_file: Annotated[
+        Path, typer.Option("--file", help="the edited text", exists=True, dir_okay=False)
+    ],
+) -> None:
+    """Edit then approve: the file's text becomes the new canon version."""
+    text = content_file.read_text(encoding="utf-8")
+
+    async def edit(proposals: Any, store: Any) -> Any:
+        return await proposals.approve(
+            proposal_id, await _reviewer(store, reviewer), edited_content=text
+        )
+
+    result = _with_proposals(edit)
+    if result.status == "conflict":
+        _fail(f"conflict: {result.reason}", code=1)
+    typer.echo(f"edited and approved: {result.path} is now at version {result.merged_version}")
 
 
 def _chroma(settings: Settings) -> Any:

@@ -230,3 +230,59 @@ async def test_the_canon_cannot_be_rewritten_in_the_database(arena: Arena) -> No
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await arena.store.pool.execute(sql)
     assert (await agent.call("canon.get", {"path": "src/calc.py"}))["content"] == V1
+
+
+def test_moderators_review_from_the_command_line(tmp_path) -> None:
+    import asyncio
+
+    from server.app import open_store
+    from server.proposals import ProposalStore
+    from server.protocol import Role
+    from server.settings import Settings
+    from tests.test_cli import botarena
+
+    var = tmp_path / "var"
+    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
+    botarena(var, "token", "create", "--name", "ada", "--role", "agent", "--arena", "compiler")
+
+    async def make() -> list[int]:
+        async with open_store(Settings(var_dir=var)) as store:
+            ada = await store.principal("ada")
+            assert ada is not None and ada.role is Role.AGENT
+            proposals = ProposalStore(store.pool)
+            made = []
+            for content in (V1, "x = 1\n", "y = 2\n"):
+                p = await proposals.create(
+                    ada,
+                    arena="compiler",
+                    kind="document",
+                    path=f"doc{len(made)}.py",
+                    base_version=0,
+                    title=f"t{len(made)}",
+                    content=content,
+                )
+                made.append(p.id)
+            return made
+
+    first, second, third = asyncio.run(make())
+    listed = botarena(var, "proposals", "list", "--status", "pending")
+    assert listed.returncode == 0 and listed.stdout.count("pending") == 3
+    shown = botarena(var, "proposals", "show", str(first))
+    assert "+def add(a, b):" in shown.stdout
+    refused = botarena(var, "proposals", "approve", str(first), "--as", "ada")
+    assert refused.returncode == 2 and "not a moderator" in refused.stderr
+    approved = botarena(var, "proposals", "approve", str(first), "--as", "mod")
+    assert approved.returncode == 0 and "version 1" in approved.stdout
+    no_reason = botarena(var, "proposals", "reject", str(second), "--as", "mod")
+    assert no_reason.returncode == 2  # --reason is required
+    rejected = botarena(
+        var, "proposals", "reject", str(second), "--as", "mod", "--reason", "not needed"
+    )
+    assert rejected.returncode == 0
+    edited_file = tmp_path / "edited.py"
+    edited_file.write_text("y = 3\n")
+    edited = botarena(
+        var, "proposals", "edit", str(third), "--as", "mod", "--file", str(edited_file)
+    )
+    assert edited.returncode == 0 and "version 1" in edited.stdout
+    assert "intact" in botarena(var, "audit", "verify").stdout
