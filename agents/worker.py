@@ -116,6 +116,7 @@ class AgentWorker:
         self._failures = 0
         self._retry_at = 0.0
         self._remembered: OrderedDict[int, None] = OrderedDict()  # ids given to memory
+        self._canon_seen: set[tuple[object, object]] = set()  # merges already indexed
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -141,8 +142,15 @@ class AgentWorker:
         def on_room_state(state: dict) -> None:
             self.scheduler.set_paused(state["room"], bool(state["paused"]))
 
+        def on_canon_merged(merged: dict) -> None:
+            key = (merged.get("path"), merged.get("version"))
+            if self.memory is not None and key not in self._canon_seen:
+                self._canon_seen.add(key)
+                self._spawn(self._index_canon(client, str(key[0]), int(key[1] or 0)))
+
         client.sio.on("moderation", on_moderation)
         client.sio.on("room.state", on_room_state)
+        client.sio.on("canon.merged", on_canon_merged)
 
     async def _connect(self, seat: AgentSeat) -> None:
         """Connect and join the persona's arenas, retrying while the hub is away."""
@@ -172,6 +180,16 @@ class AgentWorker:
                 answered_through=joined.room.last_id,
             )
         await self._report(seat.persona.id, AgentStateKind.IDLE, "connected")
+
+    async def _index_canon(self, client: HubClient, path: str, version: int) -> None:
+        """Fetch a newly merged canon version and add it to the shared knowledge."""
+        assert self.memory is not None
+        try:
+            canon = await client.call("canon.get", {"path": path, "version": version})
+        except HubCallError as exc:
+            log.warning("worker.canon_not_fetched", path=path, error=exc.message)
+            return
+        await self.memory.index_canon(path, version, canon["content"])
 
     def _observe(self, message: Message) -> None:
         for agent, seat in self.seats.items():

@@ -114,6 +114,13 @@ class KnowledgeIndex:
             added += len(fresh)
         return IndexReport(added, unchanged)
 
+    def replace_document(self, chunks: list[Chunk]) -> IndexReport:
+        """Index a document's chunks after removing every chunk it had before (a new
+        version may have fewer chunks than the last)."""
+        for document, collection in {(c.document, c.collection) for c in chunks}:
+            self._collection(collection).delete(where={"document": document})
+        return self.index(chunks)
+
     def search(self, query: str, weights: dict[str, float], k: int = 4) -> list[Hit]:
         """The ``k`` best chunks for ``query`` across the weighted collections."""
         vector = self.embedder.query(query)

@@ -12,6 +12,7 @@ empty context, and tries again after ``retry_seconds``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import structlog
 from agents.persona import Persona
 from memory.embedder import shared_embedder
 from memory.index import KnowledgeIndex, open_chroma
-from memory.knowledge import load_pack
+from memory.knowledge import FrontMatter, chunk_document, load_pack
 from memory.memories import AgentMemory, RecallWeights, importance_of
 from server.protocol import Message
 from server.settings import Settings
@@ -155,6 +156,24 @@ class MemoryService:
                 )
 
         await self._call("observe", store)
+
+    async def index_canon(self, path: str, version: int, content: str) -> bool:
+        """Put a new canon version into the ``canon`` knowledge collection; True if done."""
+        front = FrontMatter(
+            collection="canon",
+            title=f"{path} (canon v{version})",
+            id=re.sub(r"[^A-Za-z0-9_.-]", "_", path),
+        )
+        chunks = chunk_document(front, content)
+
+        def index() -> object:
+            assert self._index is not None
+            return self._index.replace_document(chunks)
+
+        report = await self._call("index canon", index)
+        if report is not None:
+            log.info("knowledge.canon_indexed", path=path, version=version)
+        return report is not None
 
     async def for_turn(
         self,

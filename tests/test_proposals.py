@@ -286,3 +286,52 @@ def test_moderators_review_from_the_command_line(tmp_path) -> None:
     )
     assert edited.returncode == 0 and "version 1" in edited.stdout
     assert "intact" in botarena(var, "audit", "verify").stdout
+
+
+async def test_agents_see_the_new_canon_in_their_knowledge(arena: Arena, tmp_path) -> None:
+    import asyncio
+
+    from agents.worker import AgentWorker
+    from arenas.charter import charters
+    from memory.service import MemoryService
+    from server.protocol import Role
+    from server.settings import Settings
+    from tests.test_agents_e2e import compiler_pair, stop_worker
+
+    persona = compiler_pair()[0]
+    token = await arena.token(persona.id, Role.AGENT, arenas=["compiler"])
+    memory = MemoryService(Settings(var_dir=tmp_path / "var", knowledge_pack=None), [persona])
+    worker = AgentWorker(
+        arena.url, [persona], {persona.id: token}, turns=None, quiet_seconds=3600, memory=memory
+    )
+    task = asyncio.create_task(worker.run())
+    mod = await arena.client("mod", "moderator")
+    try:
+        await eventually(lambda: all(s.client.connected for s in worker.seats.values()))
+        proposal = await mod.call(
+            "proposal.create",
+            {
+                "arena": "compiler",
+                "kind": "document",
+                "path": "src/tally.py",
+                "base_version": 0,
+                "title": "tally",
+                "content": "def tally(votes):\n    return sum(votes)  # counts the ballots\n",
+            },
+        )
+        await mod.call("proposal.review", {"id": proposal["id"], "decision": "approve"})
+
+        async def found() -> list:
+            return await memory.for_turn(
+                persona, "which function counts the ballots?", charters()["compiler"].knowledge
+            )
+
+        hits: list[str] = []
+        for _ in range(100):
+            hits = (await found()).knowledge
+            if any("tally" in h for h in hits):
+                break
+            await asyncio.sleep(0.1)
+        assert any("src/tally.py (canon v1)" in h and "sum(votes)" in h for h in hits), hits
+    finally:
+        await stop_worker(worker, task)
