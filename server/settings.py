@@ -95,10 +95,13 @@ class Settings(BaseSettings):
     )
     memory_max_per_agent: int = Field(5000, ge=50, description="memories kept per agent")
 
+    gnupg_home: Path | None = Field(None, description="the site's GnuPG home; default var/gnupg")
+    site_key: str | None = Field(None, description="fingerprint of the site's signing key")
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    @field_validator("database_url", "redis_url", "token", "llm_url", "chroma_url")
+    @field_validator("database_url", "redis_url", "token", "llm_url", "chroma_url", "site_key")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -121,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.var_dir / "pgdata"
+
+    @property
+    def gnupg_dir(self) -> Path:
+        return self.gnupg_home or self.var_dir / "gnupg"
 
     @property
     def chroma_dir(self) -> Path:

@@ -1,0 +1,144 @@
+"""Audit checkpoints: the chain head and a Merkle root of the canon, signed with the
+site's PGP key — the offline counterpart of anchoring.
+
+A checkpoint records the audit chain's last entry (sequence and hash), every canon
+document's newest version and the SHA-256 of its content, and the Merkle root over
+those leaves (sorted by path). It is written as JSON with a detached, ASCII-armoured
+signature made by python-gnupg with the key named by fingerprint. Verifying checks
+the signature against that pinned fingerprint (python-gnupg calls any good signature
+from any key in the keyring valid, so the fingerprint is compared explicitly; an
+expired or revoked key does not count), that the audit chain still verifies and still
+has that entry with that hash, and recomputes every recorded canon document, naming
+each one whose content no longer matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from server import audit
+
+
+def merkle_root(leaves: list[str]) -> str:
+    """The Merkle root (SHA-256, last node duplicated on odd levels) of hex leaves."""
+    level = [bytes.fromhex(leaf) for leaf in leaves] or [hashlib.sha256(b"").digest()]
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [
+            hashlib.sha256(a + b).digest() for a, b in zip(level[::2], level[1::2], strict=True)
+        ]
+    return level[0].hex()
+
+
+def leaf(path: str, version: int, digest: str) -> str:
+    return hashlib.sha256(f"{path}\0{version}\0{digest}".encode()).hexdigest()
+
+
+async def canon_state(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (path) path, version, content FROM canon_versions
+           ORDER BY path, version DESC"""
+    )
+    return {
+        r["path"]: {
+            "version": r["version"],
+            "sha256": hashlib.sha256(r["content"].encode()).hexdigest(),
+        }
+        for r in rows
+    }
+
+
+def root_of(canon: dict[str, dict[str, Any]]) -> str:
+    return merkle_root([leaf(p, d["version"], d["sha256"]) for p, d in sorted(canon.items())])
+
+
+async def make(conn: asyncpg.Connection) -> dict[str, Any]:
+    """The checkpoint document of the database's current state (chain must verify)."""
+    verdict = await audit.verify(conn)
+    if not verdict.ok:
+        raise ValueError(f"the audit chain is broken, no checkpoint: {verdict.problem}")
+    canon = await canon_state(conn)
+    return {
+        "created": datetime.now(UTC).isoformat(),
+        "audit_seq": verdict.entries,
+        "audit_head": verdict.head,
+        "canon_root": root_of(canon),
+        "canon": canon,
+    }
+
+
+class Signer:
+    """Detached signatures with the site's key, in a GnuPG home of its own."""
+
+    def __init__(self, home: Path) -> None:
+        import gnupg
+
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.home = home
+        self.gpg = gnupg.GPG(gnupghome=str(home))
+
+    def sign(self, data: bytes, fingerprint: str) -> str:
+        signed = self.gpg.sign(data, keyid=fingerprint, detach=True, clearsign=False)
+        if not signed.data:
+            raise ValueError(f"cannot sign with {fingerprint}: {signed.status or signed.stderr}")
+        return str(signed)
+
+    def verify(self, data: bytes, signature: str, fingerprint: str) -> str | None:
+        """None when ``signature`` is a good, current signature by ``fingerprint``;
+        otherwise why not."""
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".asc", dir=self.home) as sig:
+            sig.write(signature)
+            sig.flush()
+            result = self.gpg.verify_data(sig.name, data)
+        if not result.valid:
+            return f"bad signature ({result.status or 'no valid signature'})"
+        signer = (result.pubkey_fingerprint or result.fingerprint or "").upper()
+        if signer != fingerprint.upper().replace(" ", ""):
+            return f"signed by {signer}, not the site key {fingerprint}"
+        return None
+
+
+@dataclass
+class CheckpointReport:
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    changed_documents: list[str] = field(default_factory=list)
+
+
+async def verify_checkpoint(conn: asyncpg.Connection, document: dict[str, Any]) -> CheckpointReport:
+    """Compare a checkpoint (already signature-checked) with the database."""
+    report = CheckpointReport(ok=True)
+    if root_of(document["canon"]) != document["canon_root"]:
+        report.problems.append("the checkpoint's own canon list does not give its root")
+    verdict = await audit.verify(conn)
+    if not verdict.ok:
+        report.problems.append(f"the audit chain is broken: {verdict.problem}")
+    head = await conn.fetchval("SELECT hash FROM audit_log WHERE seq = $1", document["audit_seq"])
+    if head != document["audit_head"]:
+        report.problems.append(f"audit entry {document['audit_seq']} is not the one checkpointed")
+    for path, recorded in sorted(document["canon"].items()):
+        content = await conn.fetchval(
+            "SELECT content FROM canon_versions WHERE path = $1 AND version = $2",
+            path,
+            recorded["version"],
+        )
+        if content is None:
+            report.changed_documents.append(f"{path} v{recorded['version']} is gone")
+        elif hashlib.sha256(content.encode()).hexdigest() != recorded["sha256"]:
+            report.changed_documents.append(f"{path} v{recorded['version']} changed")
+    report.ok = not report.problems and not report.changed_documents
+    return report
+
+
+def dump(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()

@@ -1,0 +1,140 @@
+"""Signed audit checkpoints: the chain head and the canon's Merkle root, signed with the
+site's PGP key; a changed canon document is named, a forged or foreign signature refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.checkpoint import leaf, merkle_root
+from tests.test_cli import botarena
+
+
+def make_key(home: Path, name: str) -> str:
+    subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            f"{name} <{name}@site.local>",
+            "ed25519",
+            "sign",
+            "1y",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    listing = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--with-colons",
+            "--list-secret-keys",
+            f"{name}@site.local",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
+
+
+@pytest.fixture
+def gnupg_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="bag-", dir="/tmp"))  # short: gpg-agent's socket
+    home.chmod(0o700)
+    yield home
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_merkle_root_changes_with_any_leaf() -> None:
+    leaves = [leaf(f"doc{i}", 1, f"{i:064x}") for i in range(5)]
+    root = merkle_root(leaves)
+    assert root != merkle_root([*leaves[:2], leaf("doc2", 2, f"{2:064x}"), *leaves[3:]])
+    assert merkle_root(leaves) == root and len(root) == 64
+
+
+def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
+    tmp_path: Path, gnupg_home: Path
+) -> None:
+    site = make_key(gnupg_home, "site")
+    other = make_key(gnupg_home, "intruder")
+    var = tmp_path / "var"
+    env = {"gnupg_home": str(gnupg_home), "site_key": site}
+    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
+
+    async def canon() -> None:
+        from server.app import open_store
+        from server.proposals import ProposalStore
+        from server.settings import Settings
+
+        async with open_store(Settings(var_dir=var)) as store:
+            mod = await store.principal("mod")
+            proposals = ProposalStore(store.pool)
+            for path in ("src/a.py", "src/b.py", "docs/c.md"):
+                p = await proposals.create(
+                    mod,
+                    arena="compiler",
+                    kind="document",
+                    path=path,
+                    base_version=0,
+                    title=path,
+                    content=f"# {path}\n",
+                )
+                await proposals.approve(p.id, mod)
+
+    asyncio.run(canon())
+    made = botarena(var, "audit", "checkpoint", **env)
+    assert made.returncode == 0, made.stderr
+    checkpoint = next((var / "checkpoints").glob("checkpoint-*.json"))
+    document = json.loads(checkpoint.read_text())
+    assert set(document["canon"]) == {"src/a.py", "src/b.py", "docs/c.md"}
+    good = botarena(var, "audit", "verify-checkpoint", str(checkpoint), **env)
+    assert good.returncode == 0 and "holds" in good.stdout
+
+    foreign = botarena(
+        var,
+        "audit",
+        "verify-checkpoint",
+        str(checkpoint),
+        gnupg_home=str(gnupg_home),
+        site_key=other,
+    )
+    assert foreign.returncode == 1 and "not the site key" in foreign.stderr
+
+    forged = tmp_path / "forged.json"
+    forged.write_text(checkpoint.read_text().replace(document["canon_root"], "0" * 64))
+    shutil.copy(checkpoint.with_suffix(".json.asc"), forged.with_suffix(".json.asc"))
+    refused = botarena(var, "audit", "verify-checkpoint", str(forged), **env)
+    assert refused.returncode == 1 and "signature refused" in refused.stderr
+
+    async def tamper() -> None:
+        from server.app import open_store
+        from server.settings import Settings
+
+        async with open_store(Settings(var_dir=var)) as store:
+            async with store.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL session_replication_role = replica")
+                await conn.execute(
+                    "UPDATE canon_versions SET content = 'evil' WHERE path = 'src/b.py'"
+                )
+
+    asyncio.run(tamper())
+    changed = botarena(var, "audit", "verify-checkpoint", str(checkpoint), **env)
+    assert changed.returncode == 1
+    assert "src/b.py v1 changed" in changed.stderr and "src/a.py" not in changed.stderr
