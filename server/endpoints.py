@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -53,6 +54,10 @@ def routes(hub: Hub) -> list[web.RouteDef]:
         return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
+        try:
+            hub.metrics.set_work(await hub.proposals.stats())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pass  # the database is away: the other metrics are still worth serving
         body = generate_latest(hub.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -64,6 +64,8 @@ from server.protocol import (
     RoomKind,
     RoomState,
     SendRequest,
+    TicketFile,
+    TicketQuery,
     UnmuteRequest,
     Whoami,
     dm_room,
@@ -160,6 +162,8 @@ class Hub:
             "proposals": self.list_proposals,
             "proposal.get": self.get_proposal,
             "canon.get": self.get_canon,
+            "ticket.file": self.file_ticket,
+            "tickets": self.list_tickets,
             "mod.mute": self.mute,
             "mod.unmute": self.unmute,
             "mod.kick": self.kick,
@@ -633,6 +637,24 @@ class Hub:
                 + (f" version {req.version}" if req.version else ""),
             )
         return {"path": req.path, "version": found[0], "content": found[1]}
+
+    async def file_ticket(self, sid: str, session: Session, req: TicketFile) -> dict:
+        """A moderator files a ticket; it is announced in the external arena."""
+        ticket_id = await self.proposals.file_ticket(session.principal, req.title, req.body)
+        text = (
+            f"Ticket #{ticket_id}: {req.title}\n{req.body}\n(answer with a ticket_answer "
+            f"proposal on tickets/{ticket_id})"
+        )[: self.settings.max_message_chars]
+        result = await self.store.post(
+            "external", session.principal, text, may_post_when_paused=True
+        )
+        if result.status == "ok" and result.message is not None:
+            await self.sio.emit("message", result.message.model_dump(mode="json"), room="external")
+        return {"id": ticket_id, "path": f"tickets/{ticket_id}"}
+
+    async def list_tickets(self, sid: str, session: Session, req: TicketQuery) -> dict:
+        await self._visible(session, "external")
+        return {"tickets": await self.proposals.tickets(req.status, req.limit)}
 
     async def mute(self, sid: str, session: Session, req: MuteRequest) -> dict:
         if req.seconds > self.settings.max_mute_seconds:

@@ -1,10 +1,13 @@
 """The hub's Prometheus metrics, served at ``/metrics``.
 
 Labels are bounded on purpose: events by their protocol name (unknown names count as
-``unknown``), errors by code; never a principal, room or token.
+``unknown``), errors by code, proposals by arena and status; never a principal or token.
+The proposal and ticket gauges are read from the database when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -42,9 +45,52 @@ class HubMetrics:
             "Messages persisted by this hub",
             registry=self.registry,
         )
+        self.proposals = Gauge(
+            "botarena_proposals",
+            "Proposals by arena and status",
+            ["arena", "status"],
+            registry=self.registry,
+        )
+        self.approval_ratio = Gauge(
+            "botarena_proposal_approval_ratio",
+            "Approved among reviewed proposals (approved, rejected, conflict), by arena",
+            ["arena"],
+            registry=self.registry,
+        )
+        self.tickets = Gauge(
+            "botarena_tickets",
+            "Tickets by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.human_intervention = Gauge(
+            "botarena_ticket_human_intervention_ratio",
+            "Closed tickets whose answer a human wrote or edited, among closed tickets",
+            registry=self.registry,
+        )
         self.delivery_latency = Histogram(
             "botarena_delivery_latency_seconds",
             "From receiving a message to handing it to the room's clients",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
+        )
+
+    def set_work(self, stats: dict[str, Any]) -> None:
+        """Refresh the proposal and ticket gauges from :meth:`ProposalStore.stats`."""
+        reviewed: dict[str, int] = {}
+        approved: dict[str, int] = {}
+        self.proposals.clear()
+        for arena, status, count in stats["proposals"]:
+            self.proposals.labels(arena, status).set(count)
+            if status != "pending":
+                reviewed[arena] = reviewed.get(arena, 0) + count
+            if status == "approved":
+                approved[arena] = count
+        for arena, count in reviewed.items():
+            self.approval_ratio.labels(arena).set(approved.get(arena, 0) / count)
+        tickets = stats["tickets"]
+        self.tickets.labels("open").set(tickets["open"])
+        self.tickets.labels("closed").set(tickets["closed"])
+        self.human_intervention.set(
+            tickets["human"] / tickets["closed"] if tickets["closed"] else 0.0
         )

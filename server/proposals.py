@@ -13,6 +13,7 @@ appended to the audit chain in the same transaction.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,6 +118,8 @@ class ProposalStore:
                     "invalid_payload",
                     f"{path} has no version {base_version} (the canon is at {head})",
                 )
+            if kind == "ticket_answer":
+                await self._open_ticket(conn, path)
             if kind == "patch":
                 base = await conn.fetchval(
                     "SELECT content FROM canon_versions WHERE path = $1 AND version = $2",
@@ -158,6 +161,71 @@ class ProposalStore:
                 },
             )
             return _proposal(await conn.fetchrow(f"{_SELECT} WHERE p.id = $1", proposal_id))
+
+    @staticmethod
+    async def _open_ticket(conn: asyncpg.Connection, path: str) -> int:
+        match = re.fullmatch(r"tickets/(\d{1,18})", path)
+        if match is None:
+            raise StoreError("invalid_payload", "a ticket answer's path is tickets/<id>")
+        status = await conn.fetchval("SELECT status FROM tickets WHERE id = $1", int(match[1]))
+        if status != "open":
+            raise StoreError(
+                "not_found" if status is None else "conflict",
+                f"ticket {match[1]} is {status or 'unknown'}",
+            )
+        return int(match[1])
+
+    async def file_ticket(self, filer: Principal, title: str, body: str) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            ticket_id = await conn.fetchval(
+                "INSERT INTO tickets (title, body, filed_by) VALUES ($1, $2, $3) RETURNING id",
+                title,
+                body,
+                filer.id,
+            )
+            await audit.append(
+                conn,
+                "ticket.filed",
+                actor=filer.name,
+                subject=f"ticket:{ticket_id}",
+                detail={"title": title},
+            )
+        return ticket_id
+
+    async def tickets(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            """SELECT t.id, t.title, t.body, p.name AS filed_by, t.status,
+                      t.answer_proposal_id, t.human_intervention, t.created_at, t.closed_at
+               FROM tickets t JOIN principals p ON p.id = t.filed_by
+               WHERE $1::text IS NULL OR t.status = $1 ORDER BY t.id DESC LIMIT $2""",
+            status,
+            limit,
+        )
+        return [
+            {
+                **dict(r),
+                "created_at": r["created_at"].isoformat(),
+                "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
+            }
+            for r in rows
+        ]
+
+    async def stats(self) -> dict[str, Any]:
+        """Proposal counts per arena and status, and tickets with their human
+        intervention, for /metrics."""
+        by_arena = await self.pool.fetch(
+            "SELECT arena, status, count(*) AS n FROM proposals GROUP BY arena, status"
+        )
+        tickets = await self.pool.fetchrow(
+            """SELECT count(*) FILTER (WHERE status = 'open') AS open,
+                      count(*) FILTER (WHERE status = 'closed') AS closed,
+                      count(*) FILTER (WHERE status = 'closed' AND human_intervention)
+                          AS human FROM tickets"""
+        )
+        return {
+            "proposals": [(r["arena"], r["status"], r["n"]) for r in by_arena],
+            "tickets": dict(tickets),
+        }
 
     async def get(self, proposal_id: int) -> Proposal | None:
         row = await self.pool.fetchrow(f"{_SELECT} WHERE p.id = $1", proposal_id)
@@ -279,6 +347,25 @@ class ProposalStore:
                     reviewer.id,
                     head + 1,
                 )
+                if row["kind"] == "ticket_answer":
+                    ticket_id = await self._open_ticket(conn, row["path"])
+                    author_supervises = await conn.fetchval(
+                        "SELECT role <> 'agent' FROM principals WHERE id = $1", row["author_id"]
+                    )
+                    await conn.execute(
+                        """UPDATE tickets SET status = 'closed', closed_at = now(),
+                           answer_proposal_id = $2, human_intervention = $3 WHERE id = $1""",
+                        ticket_id,
+                        proposal_id,
+                        edited_content is not None or author_supervises,
+                    )
+                    await audit.append(
+                        conn,
+                        "ticket.closed",
+                        actor=reviewer.name,
+                        subject=f"ticket:{ticket_id}",
+                        detail={"proposal": proposal_id},
+                    )
                 await audit.append(
                     conn,
                     "proposal.approved",

@@ -231,6 +231,16 @@ class CanonRequest(Payload):
     version: int | None = Field(None, ge=1)
 
 
+class TicketFile(Payload):
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=20_000)
+
+
+class TicketQuery(Payload):
+    status: Literal["open", "closed"] | None = None
+    limit: int = Field(100, ge=1, le=500)
+
+
 class Message(BaseModel):
     """A stored message, as pushed in ``message`` events and returned in history."""
 
@@ -315,6 +325,8 @@ REQUESTS: dict[str, type[Payload]] = {
     "proposals": ProposalQuery,
     "proposal.get": ProposalRef,
     "canon.get": CanonRequest,
+    "ticket.file": TicketFile,
+    "tickets": TicketQuery,
     "mod.mute": MuteRequest,
     "mod.unmute": UnmuteRequest,
     "mod.kick": KickRequest,
@@ -324,7 +336,8 @@ REQUESTS: dict[str, type[Payload]] = {
 """Every client event and the payload it takes."""
 
 MODERATOR_EVENTS = frozenset(
-    {name for name in REQUESTS if name.startswith("mod.")} | {"agents", "proposal.review"}
+    {name for name in REQUESTS if name.startswith("mod.")}
+    | {"agents", "proposal.review", "ticket.file"}
 )
 """Events only moderators and admins may call."""
 

@@ -335,3 +335,70 @@ async def test_agents_see_the_new_canon_in_their_knowledge(arena: Arena, tmp_pat
         assert any("src/tally.py (canon v1)" in h and "sum(votes)" in h for h in hits), hits
     finally:
         await stop_worker(worker, task)
+
+
+async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
+    import aiohttp
+
+    from server.protocol import Message
+
+    inbox: list[Message] = []
+    mod = await arena.client("mod", "moderator")
+    helper = await arena.client("sage", arenas=["external"], inbox=inbox)
+    await helper.join("external")
+    with pytest.raises(HubCallError) as err:
+        await helper.call("ticket.file", {"title": "t", "body": "b"})
+    assert err.value.code == "forbidden"
+    ticket = await mod.call("ticket.file", {"title": "Backups", "body": "How old may they be?"})
+    await eventually(
+        lambda: any(f"Ticket #{ticket['id']}" in m.text for m in inbox),
+        what="the ticket announced in external",
+    )
+    with pytest.raises(HubCallError) as err:
+        await helper.call(
+            "proposal.create",
+            {
+                "arena": "external",
+                "kind": "ticket_answer",
+                "path": "tickets/999",
+                "base_version": 0,
+                "title": "a",
+                "content": "x",
+            },
+        )
+    assert err.value.code == "not_found"
+    answer = await helper.call(
+        "proposal.create",
+        {
+            "arena": "external",
+            "kind": "ticket_answer",
+            "path": ticket["path"],
+            "base_version": 0,
+            "title": "Answer",
+            "content": "Fourteen days, then deleted.",
+        },
+    )
+    await mod.call("proposal.review", {"id": answer["id"], "decision": "approve"})
+    closed = (await mod.call("tickets", {"status": "closed"}))["tickets"]
+    assert [(t["id"], t["human_intervention"]) for t in closed] == [(ticket["id"], False)]
+
+    second = await mod.call("ticket.file", {"title": "Disk", "body": "Is it full?"})
+    draft = await helper.call(
+        "proposal.create",
+        {
+            "arena": "external",
+            "kind": "ticket_answer",
+            "path": second["path"],
+            "base_version": 0,
+            "title": "Answer",
+            "content": "Maybe.",
+        },
+    )
+    await mod.call(
+        "proposal.review", {"id": draft["id"], "decision": "edit", "content": "No: 41% used."}
+    )
+    async with aiohttp.ClientSession() as http, http.get(arena.url + "/metrics") as answer:
+        text = await answer.text()
+    assert 'botarena_tickets{status="closed"} 2.0' in text
+    assert "botarena_ticket_human_intervention_ratio 0.5" in text
+    assert 'botarena_proposal_approval_ratio{arena="external"} 1.0' in text
