@@ -419,6 +419,15 @@ async def _reviewer(store: Any, name: str) -> Any:
     return principal
 
 
+@app.command()
+def sync() -> None:
+    """Reset the working copy from the canon: flag pending proposals on old versions."""
+    flagged = _with_proposals(lambda proposals, _store: proposals.sync())
+    for p in flagged:
+        typer.echo(f"conflict #{p.id} {p.path}: {p.reason}")
+    typer.echo(f"working copy in line with the canon; {len(flagged)} proposal(s) flagged")
+
+
 @proposals_app.command("list")
 def proposals_list(
     arena: Annotated[str | None, typer.Option(help="only this arena")] = None,

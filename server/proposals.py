@@ -227,6 +227,30 @@ class ProposalStore:
             "tickets": dict(tickets),
         }
 
+    async def sync(self, actor: str = "operator") -> list[Proposal]:
+        """Bring the working copy in line with the canon: every pending proposal based on
+        an older version than the canon's current one is flagged as a conflict (its
+        author must propose again from the new version). Returns those flagged."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            stale = await conn.fetch(
+                """UPDATE proposals p SET status = 'conflict',
+                       reason = 'based on version ' || p.base_version || ' of ' || p.path
+                                || ', but the canon is at version ' || c.head
+                   FROM (SELECT path, max(version) AS head FROM canon_versions GROUP BY path) c
+                   WHERE p.status = 'pending' AND p.kind <> 'ticket_answer'
+                     AND c.path = p.path AND p.base_version < c.head
+                   RETURNING p.id"""
+            )
+            await audit.append(
+                conn,
+                "canon.sync",
+                actor=actor,
+                subject="working copy",
+                detail={"flagged": [r["id"] for r in stale]},
+            )
+        flagged = [await self.get(r["id"]) for r in stale]
+        return [p for p in flagged if p is not None]
+
     async def get(self, proposal_id: int) -> Proposal | None:
         row = await self.pool.fetchrow(f"{_SELECT} WHERE p.id = $1", proposal_id)
         return _proposal(row) if row else None

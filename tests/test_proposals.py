@@ -402,3 +402,19 @@ async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
     assert 'botarena_tickets{status="closed"} 2.0' in text
     assert "botarena_ticket_human_intervention_ratio 0.5" in text
     assert 'botarena_proposal_approval_ratio{arena="external"} 1.0' in text
+
+
+async def test_sync_flags_pending_proposals_on_old_versions(arena: Arena) -> None:
+    from server.proposals import ProposalStore
+
+    mod, agent, *_ = await setup(arena)
+    first = await propose(agent)
+    await mod.call("proposal.review", {"id": first["id"], "decision": "approve"})
+    on_v1 = await propose(agent, base_version=1, content=V1 + "# one\n")
+    fresh = await propose(agent, path="docs/new.md", content="new\n")
+    again = await propose(agent, base_version=1, content=V1 + "# two\n")
+    await mod.call("proposal.review", {"id": again["id"], "decision": "approve"})  # canon v2
+    flagged = await ProposalStore(arena.store.pool).sync()
+    assert [p.id for p in flagged] == [on_v1["id"]]
+    assert "canon is at version 2" in flagged[0].reason
+    assert (await mod.call("proposal.get", {"id": fresh["id"]}))["status"] == "pending"
