@@ -109,10 +109,7 @@ class ProposalStore:
                 author.id,
             ):
                 raise StoreError("forbidden", f"{author.name} is not admitted to {arena}")
-            head = (
-                await conn.fetchval("SELECT max(version) FROM canon_versions WHERE path = $1", path)
-                or 0
-            )
+            head = await self._head(conn, path)
             if base_version > head:
                 raise StoreError(
                     "invalid_payload",
@@ -121,11 +118,7 @@ class ProposalStore:
             if kind == "ticket_answer":
                 await self._open_ticket(conn, path)
             if kind == "patch":
-                base = await conn.fetchval(
-                    "SELECT content FROM canon_versions WHERE path = $1 AND version = $2",
-                    path,
-                    base_version,
-                )
+                base = await self._content(conn, path, base_version)
                 if base is None:
                     raise StoreError("invalid_payload", "a patch needs an existing version")
                 try:
@@ -267,6 +260,40 @@ class ProposalStore:
         )
         return [_proposal(r) for r in rows]
 
+    @staticmethod
+    async def _head(conn: asyncpg.Connection, path: str) -> int:
+        """The canon's newest version of ``path`` (0: none yet)."""
+        return await conn.fetchval(
+            "SELECT coalesce(max(version), 0) FROM canon_versions WHERE path = $1", path
+        )
+
+    @staticmethod
+    async def _content(conn: asyncpg.Connection, path: str, version: int) -> str | None:
+        return await conn.fetchval(
+            "SELECT content FROM canon_versions WHERE path = $1 AND version = $2", path, version
+        )
+
+    @staticmethod
+    async def _close(
+        conn: asyncpg.Connection, proposal_id: int, status: str, reason: str, reviewer: Principal
+    ) -> None:
+        """End a review without a merge (rejected, conflict), audited."""
+        await conn.execute(
+            """UPDATE proposals SET status = $2, reason = $3, reviewed_by = $4,
+               reviewed_at = now() WHERE id = $1""",
+            proposal_id,
+            status,
+            reason,
+            reviewer.id,
+        )
+        await audit.append(
+            conn,
+            f"proposal.{status}",
+            actor=reviewer.name,
+            subject=f"proposal:{proposal_id}",
+            detail={"reason": reason},
+        )
+
     async def _pending(self, conn: asyncpg.Connection, proposal_id: int) -> asyncpg.Record:
         row = await conn.fetchrow("SELECT * FROM proposals WHERE id = $1 FOR UPDATE", proposal_id)
         if row is None:
@@ -280,20 +307,7 @@ class ProposalStore:
             raise StoreError("invalid_payload", "a rejection needs a reason")
         async with self.pool.acquire() as conn, conn.transaction():
             await self._pending(conn, proposal_id)
-            await conn.execute(
-                """UPDATE proposals SET status = 'rejected', reason = $2, reviewed_by = $3,
-                   reviewed_at = now() WHERE id = $1""",
-                proposal_id,
-                reason,
-                reviewer.id,
-            )
-            await audit.append(
-                conn,
-                "proposal.rejected",
-                actor=reviewer.name,
-                subject=f"proposal:{proposal_id}",
-                detail={"reason": reason},
-            )
+            await self._close(conn, proposal_id, "rejected", reason, reviewer)
         proposal = await self.get(proposal_id)
         assert proposal is not None
         return proposal
@@ -307,42 +321,19 @@ class ProposalStore:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('botarena.canon:' || $1))", row["path"]
             )
-            head = (
-                await conn.fetchval(
-                    "SELECT max(version) FROM canon_versions WHERE path = $1", row["path"]
-                )
-                or 0
-            )
-            subject = f"proposal:{proposal_id}"
+            head = await self._head(conn, row["path"])
             if row["base_version"] != head:
                 reason = (
                     f"based on version {row['base_version']} of {row['path']}, but the "
                     f"canon is at version {head}"
                 )
-                await conn.execute(
-                    """UPDATE proposals SET status = 'conflict', reason = $2, reviewed_by = $3,
-                       reviewed_at = now() WHERE id = $1""",
-                    proposal_id,
-                    reason,
-                    reviewer.id,
-                )
-                await audit.append(
-                    conn,
-                    "proposal.conflict",
-                    actor=reviewer.name,
-                    subject=subject,
-                    detail={"reason": reason},
-                )
+                await self._close(conn, proposal_id, "conflict", reason, reviewer)
             else:
                 if edited_content is not None:
                     content = edited_content
                 elif row["kind"] == "patch":
-                    base = await conn.fetchval(
-                        "SELECT content FROM canon_versions WHERE path = $1 AND version = $2",
-                        row["path"],
-                        head,
-                    )
                     try:
+                        base = await self._content(conn, row["path"], head) or ""
                         content = apply_unified_diff(base, row["content"])
                     except PatchError as exc:
                         raise StoreError(
@@ -394,7 +385,7 @@ class ProposalStore:
                     conn,
                     "proposal.approved",
                     actor=reviewer.name,
-                    subject=subject,
+                    subject=f"proposal:{proposal_id}",
                     detail={
                         "path": row["path"],
                         "version": head + 1,
