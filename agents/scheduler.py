@@ -110,6 +110,17 @@ class TurnScheduler:
         if room in self.rooms:
             self.rooms[room].agents.discard(agent)
 
+    def mentioned(self, message: Message) -> set[str]:
+        """The agents in the message's room that it names (``@id`` or display name)."""
+        room = self.rooms.get(message.room)
+        if room is None:
+            return set()
+        return {
+            agent
+            for agent in room.agents
+            if agent != message.author and self._patterns[agent].search(message.text)
+        }
+
     def observe(self, message: Message) -> None:
         """A message arrived in a room one of the agents is in."""
         room = self.rooms.get(message.room)
@@ -117,9 +128,8 @@ class TurnScheduler:
             return
         room.recent.append(message)
         room.last_activity = self.clock()
-        for agent in room.agents:
-            if agent != message.author and self._patterns[agent].search(message.text):
-                self._mentions.append((agent, message, 1))
+        for agent in sorted(self.mentioned(message)):
+            self._mentions.append((agent, message, 1))
 
     def set_paused(self, room: str, paused: bool) -> None:
         if room in self.rooms:

@@ -74,8 +74,6 @@ class AgentSeat:
     persona: Persona
     client: HubClient
     traits: Traits
-    state: AgentStateKind = AgentStateKind.IDLE
-    detail: str = ""
     initiative_index: int = field(default_factory=lambda: random.randrange(1000))
 
 
@@ -115,7 +113,7 @@ class AgentWorker:
             self._listen(persona.id, client)
         self._failures = 0
         self._retry_at = 0.0
-        self._remembered: OrderedDict[int, None] = OrderedDict()  # ids given to memory
+        self._seen: OrderedDict[int, None] = OrderedDict()  # message ids already handled
         self._canon_seen: set[tuple[object, object]] = set()  # merges already indexed
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -192,16 +190,17 @@ class AgentWorker:
         await self.memory.index_canon(path, version, canon["content"])
 
     def _observe(self, message: Message) -> None:
-        for agent, seat in self.seats.items():
-            if message.author != agent and agent.lower() in message.text.lower():
-                seat.traits.nudge("sociability", 0.05)
-        if self.memory is not None and message.id not in self._remembered:
-            self._remembered[message.id] = None  # every agent client sees it: store once
-            if len(self._remembered) > 10_000:
-                self._remembered.popitem(last=False)
-            room = self.scheduler.rooms.get(message.room)
-            if room is not None:
-                self._spawn(self.memory.observe(message, set(room.agents)))
+        if message.id in self._seen:
+            return  # every agent client in the room receives it: handle it once
+        self._seen[message.id] = None
+        if len(self._seen) > 10_000:
+            self._seen.popitem(last=False)
+        mentioned = self.scheduler.mentioned(message)
+        for agent in mentioned:
+            self.seats[agent].traits.nudge("sociability", 0.05)
+        room = self.scheduler.rooms.get(message.room)
+        if self.memory is not None and room is not None:
+            self._spawn(self.memory.observe(message, set(room.agents), mentioned))
         self.scheduler.observe(message)
 
     # state reports ----------------------------------------------------------------
@@ -210,7 +209,6 @@ class AgentWorker:
         seat = self.seats[agent]
         if state is AgentStateKind.IDLE and self.memory is not None and self.memory.degraded:
             state, detail = AgentStateKind.DEGRADED, f"{self.memory.degraded}; {detail}"
-        seat.state, seat.detail = state, detail
         if not seat.client.connected:
             return
         try:

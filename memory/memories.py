@@ -30,7 +30,6 @@ Reflections and summaries are kept. So a run of weeks stays bounded.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -66,13 +65,12 @@ class RecallWeights:
 
 
 def importance_of(
-    text: str, *, author: str, agent: str, author_is_human: bool, display_name: str = ""
+    text: str, *, author: str, agent: str, author_is_human: bool, mentioned: bool
 ) -> float:
-    """A cheap importance score (1-10) for an observation, without an LLM call:
-    mentions of the agent, humans' words, questions and length raise it."""
+    """A cheap importance score (1-10) for an observation, without an LLM call: being
+    mentioned (as the scheduler detects it), humans' words, questions and length raise it."""
     score = 2.0
-    names = {agent.lower(), display_name.lower()} - {""}
-    if author != agent and any(re.search(rf"\b{re.escape(n)}\b", text.lower()) for n in names):
+    if mentioned:
         score += 3
     if author_is_human:
         score += 2

@@ -130,8 +130,11 @@ class MemoryService:
 
     # during the run -----------------------------------------------------------------
 
-    async def observe(self, message: Message, agents: set[str]) -> None:
-        """Remember ``message`` for each of ``agents`` (those in its room)."""
+    async def observe(
+        self, message: Message, agents: set[str], mentioned: set[str] = frozenset()
+    ) -> None:
+        """Remember ``message`` for each of ``agents`` (those in its room); ``mentioned``:
+        the agents it names, for whom it matters more."""
         mine = [a for a in agents if a in self.personas]
         if not mine:
             return
@@ -140,13 +143,12 @@ class MemoryService:
             vector = shared_embedder().passages([f"{message.author}: {message.text}"])[0]
             human = message.author_role.value != "agent"
             for agent in mine:
-                persona = self.personas[agent]
                 importance = importance_of(
                     message.text,
                     author=message.author,
                     agent=agent,
                     author_is_human=human,
-                    display_name=persona.display_name,
+                    mentioned=agent in mentioned,
                 )
                 self._memories[agent].remember(
                     f"{message.author}: {message.text}",

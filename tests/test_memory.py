@@ -126,8 +126,10 @@ def test_retention_keeps_memory_bounded_over_a_long_run(chroma_settings: Setting
 
 
 def test_importance_heuristic() -> None:
-    plain = importance_of("ok", author="bob", agent="ada", author_is_human=False)
-    asked = importance_of("@ada can you check?", author="mod", agent="ada", author_is_human=True)
+    plain = importance_of("ok", author="bob", agent="ada", author_is_human=False, mentioned=False)
+    asked = importance_of(
+        "@ada can you check?", author="mod", agent="ada", author_is_human=True, mentioned=True
+    )
     assert 1 <= plain < asked <= 10
 
 
