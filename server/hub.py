@@ -596,16 +596,11 @@ class Hub:
             await self.sio.emit("canon.merged", merged, room=proposal.arena)
         return proposal.public()
 
-    async def _visible(self, session: Session, arena: str) -> None:
-        who = session.principal
-        if not who.supervises and not await self.store.is_member(arena, who.id):
-            raise HubError(ErrorCode.FORBIDDEN, f"{who.name} is not admitted to {arena}")
-
     async def list_proposals(self, sid: str, session: Session, req: ProposalQuery) -> dict:
         if req.arena is None and not session.principal.supervises:
             raise HubError(ErrorCode.INVALID_PAYLOAD, "name the arena whose proposals to list")
         if req.arena is not None:
-            await self._visible(session, req.arena)
+            await self._readable(session, req.arena)
         found = await self.proposals.list(arena=req.arena, status=req.status, limit=req.limit)
         return {"proposals": [p.public() for p in found]}
 
@@ -613,7 +608,7 @@ class Hub:
         proposal = await self.proposals.get(req.id)
         if proposal is None:
             raise HubError(ErrorCode.NOT_FOUND, f"no proposal {req.id}")
-        await self._visible(session, proposal.arena)
+        await self._readable(session, proposal.arena)
         head = await self.proposals.canon(proposal.path)
         version, current = head if head else (0, "")
         diff = (
@@ -653,7 +648,7 @@ class Hub:
         return {"id": ticket_id, "path": f"tickets/{ticket_id}"}
 
     async def list_tickets(self, sid: str, session: Session, req: TicketQuery) -> dict:
-        await self._visible(session, "external")
+        await self._readable(session, "external")
         return {"tickets": await self.proposals.tickets(req.status, req.limit)}
 
     async def mute(self, sid: str, session: Session, req: MuteRequest) -> dict:
