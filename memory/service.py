@@ -116,7 +116,7 @@ class MemoryService:
         if pack is None:
             await self._call("open", lambda: None)
             return
-        chunks, errors = load_pack(pack)
+        chunks, errors = await asyncio.to_thread(load_pack, pack)  # reads every file
         for error in errors:
             log.warning("knowledge.file_refused", file=str(error.path), reason=error.reason)
 

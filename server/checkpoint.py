@@ -43,17 +43,13 @@ def leaf(path: str, version: int, digest: str) -> str:
 
 
 async def canon_state(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+    """Each document's newest version and the digest recorded when it was merged (the
+    content itself need not travel; verification recomputes it)."""
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (path) path, version, content FROM canon_versions
+        """SELECT DISTINCT ON (path) path, version, sha256 FROM canon_versions
            ORDER BY path, version DESC"""
     )
-    return {
-        r["path"]: {
-            "version": r["version"],
-            "sha256": hashlib.sha256(r["content"].encode()).hexdigest(),
-        }
-        for r in rows
-    }
+    return {r["path"]: {"version": r["version"], "sha256": r["sha256"]} for r in rows}
 
 
 def root_of(canon: dict[str, dict[str, Any]]) -> str:
