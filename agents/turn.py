@@ -176,19 +176,10 @@ class CrewTurns:
         tokens = agent.llm.get_token_usage_summary().completion_tokens - tokens_before
         return str(output.raw or ""), self._llm_seconds[persona.id], tokens
 
-    async def run(
-        self,
-        persona: Persona,
-        traits: Traits,
-        turn: Turn,
-        history: list[Message],
-        charter: ArenaCharter | None,
-        initiative: str,
-        recalled: TurnMemory | None = None,
-    ) -> TurnOutcome:
-        """Run one turn; LLM failures propagate for the worker to back off on."""
+    async def run(self, persona: Persona, description: str, history: list[Message]) -> TurnOutcome:
+        """Run one turn on the task :func:`build_task` wrote; ``history`` is what the reply
+        must not repeat. LLM failures propagate for the worker to back off on."""
         started = time.perf_counter()
-        description = build_task(persona, traits, turn, history, charter, initiative, recalled)
         if self._free_slots is None:
             self._free_slots = asyncio.Queue()
             for slot in range(self.slot_count):

@@ -29,7 +29,7 @@ import structlog
 
 from agents.persona import Persona, Traits
 from agents.scheduler import Turn, TurnScheduler
-from agents.turn import CrewTurns, TurnOutcome
+from agents.turn import CrewTurns, TurnOutcome, build_task
 from arenas.charter import ArenaCharter, charters
 from memory.service import MemoryService, TurnMemory
 from server.client import HubCallError, HubClient
@@ -308,17 +308,11 @@ class AgentWorker:
             seat.initiative_index += 1
             initiative = charter.initiative[seat.initiative_index % len(charter.initiative)]
         recalled = await self._recall(seat, turn, charter, initiative)
+        history = self.scheduler.history(turn.room)
+        task = build_task(seat.persona, seat.traits, turn, history, charter, initiative, recalled)
         try:
             outcome = await asyncio.wait_for(
-                self.turns.run(
-                    seat.persona,
-                    seat.traits,
-                    turn,
-                    self.scheduler.history(turn.room),
-                    charter,
-                    initiative,
-                    recalled,
-                ),
+                self.turns.run(seat.persona, task, history),
                 self.turn_timeout,
             )
         except Exception as exc:  # any LLM failure: skip, report, back off; never die

@@ -8,7 +8,7 @@ import pytest
 from agents.llm import LLMUnavailable, OllamaBackend, choose_backend
 from agents.persona import Persona, Traits
 from agents.scheduler import Turn
-from agents.turn import CrewTurns
+from agents.turn import CrewTurns, build_task
 from server.settings import Settings
 from tests.ollama_standin import VERSION, ollama_standin
 from tests.services import free_port
@@ -51,6 +51,11 @@ async def test_auto_takes_ollama_when_it_answers_else_the_embedded_server() -> N
     assert await choose_backend(settings(llm_url="http://127.0.0.1:9/v1")) == "openai"
 
 
+def quiet_room_task(persona: Persona, initiative: str) -> str:
+    turn = Turn(persona.id, "compiler", "initiative", None)
+    return build_task(persona, Traits({}), turn, [], None, initiative)
+
+
 def _persona(model: str | None) -> Persona:
     return Persona(
         id="ada",
@@ -67,14 +72,7 @@ async def test_a_crewai_turn_through_ollamas_openai_endpoint() -> None:
     async with ollama_standin(["llama3:latest"]) as ollama:
         turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
         persona = _persona("llama3")
-        outcome = await turns.run(
-            persona,
-            Traits({}),
-            Turn("ada", "compiler", "initiative", None),
-            [],
-            None,
-            "Say what could break.",
-        )
+        outcome = await turns.run(persona, quiet_room_task(persona, "Say what could break."), [])
         chats = [body for method, path, body in ollama.requests if path == "/v1/chat/completions"]
     assert outcome.text == ollama.reply
     assert chats and chats[0]["model"] == "llama3"
@@ -88,11 +86,5 @@ async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -
     async with ollama_standin(["llama3:latest"]) as ollama:
         turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
         with pytest.raises(Exception, match="not found"):
-            await turns.run(
-                _persona("mistral"),
-                Traits({}),
-                Turn("ada", "compiler", "initiative", None),
-                [],
-                None,
-                "Speak.",
-            )
+            persona = _persona("mistral")
+            await turns.run(persona, quiet_room_task(persona, "Speak."), [])
