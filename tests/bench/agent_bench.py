@@ -35,7 +35,7 @@ from agents.worker import AgentWorker
 from server.app import running_hub
 from server.protocol import ARENAS, Role
 from server.settings import Settings
-from tests.bench.hub_bench import percentile
+from tests.bench.common import percentile, write_report
 
 MAX_TOKENS = 48
 TURNS_PER_AGENT_COUNT = {1: 12, 5: 20, 20: 40}
@@ -209,6 +209,4 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("tests/bench/results/agents.json"))
     args = parser.parse_args()
     report = asyncio.run(main(args.agents, args.slots))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.out}")
+    write_report(report, args.out)

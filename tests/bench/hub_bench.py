@@ -33,19 +33,12 @@ import psutil
 from server.client import HubClient
 from server.protocol import ARENAS, Message, Role
 from server.store import Store
+from tests.bench.common import percentile, write_report
 from tests.services import HubProcess
 
 BURST_SENDS = 2000  # messages per size in the burst phase, spread over the clients
 PACED_RATE = 40.0  # messages per second offered in the paced phase, all clients together
 PACED_SECONDS = 5.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -218,6 +211,4 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("tests/bench/results/hub.json"))
     args = parser.parse_args()
     report = asyncio.run(main(args.clients))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.out}")
+    write_report(report, args.out)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from agents import offline
-from tests.bench.hub_bench import percentile
+from tests.bench.common import percentile, write_report
 
 BASE_TEXTS = 2000
 QUERIES = [
@@ -205,6 +205,4 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("tests/bench/results/memory.json"))
     args = parser.parse_args()
     report = main(args.sizes)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.out}")
+    write_report(report, args.out)
