@@ -113,6 +113,7 @@ class AgentMemory:
             metadata={"hnsw:space": "cosine"},
         )
         self._pending: list[tuple[str, float]] = []  # observations since the last reflection
+        self._stored = self.collection.count()  # kept here: remember() runs for every message
 
     def count(self) -> int:
         return self.collection.count()
@@ -148,7 +149,8 @@ class AgentMemory:
             self._pending.append((text, importance))
             if sum(i for _, i in self._pending) >= self.reflection_threshold:
                 self.reflect()
-        if self.collection.count() > self.max_memories:
+        self._stored += 1
+        if self._stored > self.max_memories:
             self.retain()
         return memory_id
 
@@ -176,7 +178,8 @@ class AgentMemory:
         """Fold old, unimportant observations into summaries until within bounds;
         return how many memories were removed."""
         removed = 0
-        excess = self.collection.count() - self.max_memories
+        self._stored = self.collection.count()
+        excess = self._stored - self.max_memories
         if excess <= 0:
             return 0
         rows = self.collection.get(
@@ -199,6 +202,7 @@ class AgentMemory:
                 room=str(batch[-1][2].get("room", "")),
             )
             excess -= len(batch) - 1
+        self._stored = self.collection.count()
         return removed
 
     def recall(self, query: str, k: int = 5, candidates: int = 40) -> list[Memory]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,10 +58,15 @@ class MemoryService:
         self._index: KnowledgeIndex | None = None
         self._memories: dict[str, AgentMemory] = {}
         self._retry_at = 0.0
+        self._opening = threading.Lock()
 
     # opening ----------------------------------------------------------------------
 
     def _open(self) -> None:
+        with self._opening:  # observe and recall run in threads, possibly at once
+            self._open_once()
+
+    def _open_once(self) -> None:
         if self._client is not None:
             return
         if time.monotonic() < self._retry_at:
