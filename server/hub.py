@@ -584,8 +584,8 @@ class Hub:
         else:
             proposal = await self.proposals.approve(req.id, who)
         author = await self.store.principal(proposal.author)
-        for room in {SUPERVISORS_ROOM, personal_room(author.id) if author else SUPERVISORS_ROOM}:
-            await self.sio.emit("proposal.reviewed", proposal.public(), room=room)
+        rooms = [SUPERVISORS_ROOM] + ([personal_room(author.id)] if author else [])
+        await self.sio.emit("proposal.reviewed", proposal.public(), to=rooms)  # each sid once
         if proposal.status == "approved":
             merged = {
                 "path": proposal.path,
