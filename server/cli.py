@@ -9,6 +9,7 @@ command exits non-zero; nothing is half-done.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -426,6 +427,31 @@ def sync() -> None:
     for p in flagged:
         typer.echo(f"conflict #{p.id} {p.path}: {p.reason}")
     typer.echo(f"working copy in line with the canon; {len(flagged)} proposal(s) flagged")
+
+
+@app.command()
+def reputation(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Agents by reputation, and who may enter the external arena now."""
+    from server import reputation as rep
+
+    fraction = _settings().external_top_fraction
+    board = _with_proposals(lambda _proposals, store: rep.standings(store.pool, fraction))
+    if as_json:
+        typer.echo(json.dumps([s.public() for s in board], indent=1))
+        return
+    typer.echo(
+        f"{'agent':<16}{'rep':>6}{'ok':>5}{'edit':>5}{'rej':>5}{'conf':>5}{'+/-':>9}"
+        f"{'approved':>10}  external (top {fraction:.0%})"
+    )
+    for s in board:
+        ratio = f"{s.approval_ratio:.0%}" if s.approval_ratio is not None else "-"
+        desk = ("yes" if s.external else "no") if s.candidate else "-"
+        typer.echo(
+            f"{s.agent:<16}{s.reputation:>6}{s.approved:>5}{s.edited:>5}{s.rejected:>5}"
+            f"{s.conflicts:>5}{f'{s.reactions_up}/{s.reactions_down}':>9}{ratio:>10}  {desk}"
+        )
 
 
 @proposals_app.command("list")

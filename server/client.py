@@ -136,6 +136,11 @@ class HubClient:
         await self._deliver_all(sorted(held, key=lambda m: m.id))
         return result
 
+    async def leave(self, room: str) -> None:
+        """Leave ``room``: no more of its messages, and it is not rejoined on reconnect."""
+        self.last_seen.pop(room, None)
+        await self.call("leave", {"room": room})
+
     async def send(
         self,
         room: str,

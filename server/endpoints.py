@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server import reputation
 from server.hub import Hub
 
 _CHECK_TIMEOUT = 2.0
@@ -56,6 +57,9 @@ def routes(hub: Hub) -> list[web.RouteDef]:
     async def metrics(_request: web.Request) -> web.Response:
         try:
             hub.metrics.set_work(await hub.proposals.stats())
+            hub.metrics.set_agents(
+                await reputation.standings(hub.store.pool, hub.settings.external_top_fraction)
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass  # the database is away: the other metrics are still worth serving
         body = generate_latest(hub.metrics.registry)

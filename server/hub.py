@@ -25,7 +25,7 @@ import socketio
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from server import auth
+from server import auth, reputation
 from server.auth import Principal
 from server.metrics import HubMetrics
 from server.patching import unified_diff
@@ -58,6 +58,7 @@ from server.protocol import (
     ProposalQuery,
     ProposalRef,
     ProposalReview,
+    ReactRequest,
     ResumeRequest,
     Role,
     RoomInfo,
@@ -71,6 +72,8 @@ from server.protocol import (
     dm_room,
     group_room,
     room_kind,
+    ticket_announcement,
+    ticket_path,
 )
 from server.ratelimit import RateLimiter
 from server.settings import Settings
@@ -157,6 +160,8 @@ class Hub:
             "room.invite": self.invite,
             "agent.state": self.report_agent_state,
             "agents": self.agent_states,
+            "message.react": self.react,
+            "reputation": self.standings,
             "proposal.create": self.propose,
             "proposal.review": self.review,
             "proposals": self.list_proposals,
@@ -400,7 +405,18 @@ class Hub:
         member = await self.store.is_member(room.name, who.id)
         if not auth.may_read(who, member):
             raise HubError(ErrorCode.FORBIDDEN, f"{who.name} is not admitted to {room.name}")
+        await self._reputation_gate(who, room.name)
         return room, auth.may_post(who, room.kind, member)
+
+    async def _reputation_gate(self, who: Principal, room: str) -> None:
+        """Agents enter the external arena only while their reputation ranks high enough."""
+        if room != reputation.EXTERNAL or who.role is not Role.AGENT:
+            return
+        refusal = await reputation.external_refusal(
+            self.store.pool, who.name, self.settings.external_top_fraction
+        )
+        if refusal is not None:
+            raise HubError(ErrorCode.FORBIDDEN, refusal)
 
     def _moderatable(self, actor: Principal, target: Principal) -> None:
         if not auth.may_moderate(actor, target):
@@ -461,6 +477,7 @@ class Hub:
             raise HubError(ErrorCode.NOT_JOINED, f"join {req.room} before sending to it")
         if not session.joined[req.room]:
             raise HubError(ErrorCode.FORBIDDEN, f"{session.principal.name} may not post here")
+        await self._reputation_gate(session.principal, req.room)  # standings change
         limit = self.settings.max_message_chars
         if len(req.text) > limit:
             raise HubError(
@@ -560,7 +577,30 @@ class Hub:
         states = await self.store.agent_states()
         return {"agents": [s.model_dump(mode="json") for s in states]}
 
+    async def react(self, sid: str, session: Session, req: ReactRequest) -> dict:
+        """React to a message in a room the session has joined; the room sees it."""
+        if req.room not in session.joined:
+            raise HubError(ErrorCode.NOT_JOINED, f"join {req.room[:80]} before reacting in it")
+        await self._reputation_gate(session.principal, req.room)
+        author = await self.store.react(session.principal, req.room, req.message_id, req.value)
+        reaction = {
+            "room": req.room,
+            "message_id": req.message_id,
+            "author": author,
+            "by": session.principal.name,
+            "value": req.value,
+        }
+        await self.sio.emit("reaction", reaction, room=req.room)
+        return reaction
+
+    async def standings(self, sid: str, session: Session, _req: EmptyRequest) -> dict:
+        """Every agent's reputation and who may enter the external arena now."""
+        fraction = self.settings.external_top_fraction
+        board = await reputation.standings(self.store.pool, fraction)
+        return {"agents": [s.public() for s in board], "external_top_fraction": fraction}
+
     async def propose(self, sid: str, session: Session, req: ProposalCreate) -> dict:
+        await self._reputation_gate(session.principal, req.arena)
         proposal = await self.proposals.create(
             session.principal,
             arena=req.arena,
@@ -636,16 +676,14 @@ class Hub:
     async def file_ticket(self, sid: str, session: Session, req: TicketFile) -> dict:
         """A moderator files a ticket; it is announced in the external arena."""
         ticket_id = await self.proposals.file_ticket(session.principal, req.title, req.body)
-        text = (
-            f"Ticket #{ticket_id}: {req.title}\n{req.body}\n(answer with a ticket_answer "
-            f"proposal on tickets/{ticket_id})"
-        )[: self.settings.max_message_chars]
+        text = ticket_announcement(ticket_id, req.title, req.body)
+        text = text[: self.settings.max_message_chars]
         result = await self.store.post(
             "external", session.principal, text, may_post_when_paused=True
         )
         if result.status == "ok" and result.message is not None:
             await self.sio.emit("message", result.message.model_dump(mode="json"), room="external")
-        return {"id": ticket_id, "path": f"tickets/{ticket_id}"}
+        return {"id": ticket_id, "path": ticket_path(ticket_id)}
 
     async def list_tickets(self, sid: str, session: Session, req: TicketQuery) -> dict:
         await self._readable(session, "external")

@@ -1,8 +1,9 @@
 """The hub's Prometheus metrics, served at ``/metrics``.
 
 Labels are bounded on purpose: events by their protocol name (unknown names count as
-``unknown``), errors by code, proposals by arena and status; never a principal or token.
-The proposal and ticket gauges are read from the database when ``/metrics`` is scraped.
+``unknown``), errors by code, proposals by arena and status, agents by name (the site's
+personas, a handful); never a human principal or a token. The proposal, ticket and
+agent gauges are read from the database when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from server.reputation import Standing
 
 
 class HubMetrics:
@@ -68,6 +71,18 @@ class HubMetrics:
             "Closed tickets whose answer a human wrote or edited, among closed tickets",
             registry=self.registry,
         )
+        self.agent_reputation = Gauge(
+            "botarena_agent_reputation",
+            "An agent's reputation (reviews of its proposals, reactions to its messages)",
+            ["agent"],
+            registry=self.registry,
+        )
+        self.agent_approval_ratio = Gauge(
+            "botarena_agent_approval_ratio",
+            "Approved among an agent's reviewed proposals (agents with a review)",
+            ["agent"],
+            registry=self.registry,
+        )
         self.delivery_latency = Histogram(
             "botarena_delivery_latency_seconds",
             "From receiving a message to handing it to the room's clients",
@@ -94,3 +109,12 @@ class HubMetrics:
         self.human_intervention.set(
             tickets["human"] / tickets["closed"] if tickets["closed"] else 0.0
         )
+
+    def set_agents(self, board: list[Standing]) -> None:
+        """Refresh the per-agent gauges from :func:`reputation.standings`."""
+        self.agent_reputation.clear()
+        self.agent_approval_ratio.clear()
+        for standing in board:
+            self.agent_reputation.labels(standing.agent).set(standing.reputation)
+            if standing.approval_ratio is not None:
+                self.agent_approval_ratio.labels(standing.agent).set(standing.approval_ratio)

@@ -241,6 +241,31 @@ class TicketQuery(Payload):
     limit: int = Field(100, ge=1, le=500)
 
 
+def ticket_path(ticket_id: int) -> str:
+    """The canon path a ticket's answer is proposed on."""
+    return f"tickets/{ticket_id}"
+
+
+def ticket_announcement(ticket_id: int, title: str, body: str) -> str:
+    """How a filed ticket is announced in the external arena (agents recognise it)."""
+    return (
+        f"Ticket #{ticket_id}: {title}\n{body}\n(answer with a ticket_answer proposal on "
+        f"{ticket_path(ticket_id)})"
+    )
+
+
+TICKET_ANNOUNCEMENT = re.compile(r"\ATicket #(\d{1,18}): ")
+"""Matches :func:`ticket_announcement`; group 1 is the ticket id."""
+
+
+class ReactRequest(Payload):
+    """React to someone else's message: +1, -1, or 0 to take a reaction back."""
+
+    room: RoomName
+    message_id: int = Field(ge=1)
+    value: Literal[-1, 0, 1]
+
+
 class Message(BaseModel):
     """A stored message, as pushed in ``message`` events and returned in history."""
 
@@ -320,6 +345,8 @@ REQUESTS: dict[str, type[Payload]] = {
     "room.invite": InviteRequest,
     "agent.state": AgentStateReport,
     "agents": EmptyRequest,
+    "message.react": ReactRequest,
+    "reputation": EmptyRequest,
     "proposal.create": ProposalCreate,
     "proposal.review": ProposalReview,
     "proposals": ProposalQuery,

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     llm_context: int = Field(2048, ge=256, le=131072, description="embedded context size")
     llm_timeout: float = Field(60.0, gt=0, description="seconds an LLM call may take")
     llm_max_tokens: int = Field(120, ge=8, le=8192, description="longest reply in tokens")
+    llm_tools: bool = Field(
+        False, description="agents get the propose tool (models with function calling)"
+    )
     llm_port: int = Field(8790, ge=0, le=65535, description="first embedded instance's port")
     personas_dir: Path = Field(Path("agents/personas"), description="persona YAML files")
     agent_tokens_file: Path | None = Field(
@@ -94,6 +97,10 @@ class Settings(BaseSettings):
         40.0, gt=0, description="importance that adds up to a reflection"
     )
     memory_max_per_agent: int = Field(5000, ge=50, description="memories kept per agent")
+
+    external_top_fraction: float = Field(
+        0.10, gt=0, le=1, description="share of help-desk agents, by reputation, in external"
+    )
 
     gnupg_home: Path | None = Field(None, description="the site's GnuPG home; default var/gnupg")
     site_key: str | None = Field(None, description="fingerprint of the site's signing key")

@@ -434,6 +434,44 @@ class Store:
         )
         return [_message(r) for r in reversed(rows[:limit])], len(rows) > limit
 
+    async def react(self, who: Principal, room: str, message_id: int, value: int) -> str:
+        """Set (+1, -1) or take back (0) ``who``'s reaction to a message in ``room``;
+        returns the message's author. Reacting to one's own message is refused."""
+        async with self.transaction() as conn:
+            author = await conn.fetchrow(
+                """SELECT p.id, p.name FROM messages m JOIN principals p ON p.id = m.author_id
+                   WHERE m.id = $1 AND m.room = $2""",
+                message_id,
+                room,
+            )
+            if author is None:
+                raise StoreError("not_found", f"message {message_id} is not in {room}")
+            if author["id"] == who.id:
+                raise StoreError("invalid_payload", "a reaction is for someone else's message")
+            if value:
+                await conn.execute(
+                    """INSERT INTO reactions (message_id, principal_id, value) VALUES ($1, $2, $3)
+                       ON CONFLICT (message_id, principal_id)
+                       DO UPDATE SET value = excluded.value, created_at = now()""",
+                    message_id,
+                    who.id,
+                    value,
+                )
+            else:
+                await conn.execute(
+                    "DELETE FROM reactions WHERE message_id = $1 AND principal_id = $2",
+                    message_id,
+                    who.id,
+                )
+            await audit.append(
+                conn,
+                "reaction.set",
+                actor=who.name,
+                subject=f"message:{message_id}",
+                detail={"room": room, "author": author["name"], "value": value},
+            )
+        return author["name"]
+
     # agent states -------------------------------------------------------------------
 
     async def set_agent_state(

@@ -32,7 +32,7 @@ async def test_healthz_reports_ready_with_each_dependency(arena: Arena) -> None:
 
 
 async def test_metrics_count_events_errors_and_messages(arena: Arena) -> None:
-    alice = await arena.client("alice-secret-name")
+    alice = await arena.client("alice-secret-name", "moderator")  # a human
     await alice.join("compiler")
     await alice.send("compiler", "one")
     await alice.send("compiler", "two")
@@ -45,6 +45,7 @@ async def test_metrics_count_events_errors_and_messages(arena: Arena) -> None:
     assert 'botarena_event_errors_total{code="not_joined",event="send"} 1.0' in text
     assert "botarena_connections 1.0" in text
     assert "botarena_delivery_latency_seconds_count 2.0" in text
+    # no human principal, token or room appears; agents (a handful of personas) do
     assert "alice-secret-name" not in text and "compiler" not in text
 
 

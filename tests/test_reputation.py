@@ -1,0 +1,204 @@
+"""Reputation: reviews and reactions move it, and only the best help-desk agents may
+enter the external arena."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from server.client import HubClient
+from server.protocol import Message
+from tests.conftest import Arena
+from tests.helpers import eventually
+from tests.test_cli import botarena
+
+
+async def propose(agent: HubClient, arena: str, path: str) -> int:
+    created = await agent.call(
+        "proposal.create",
+        {
+            "arena": arena,
+            "kind": "document",
+            "path": path,
+            "base_version": 0,
+            "title": path,
+            "content": f"notes on {path}\n",
+        },
+    )
+    return created["id"]
+
+
+def board(standings: dict) -> dict[str, dict]:
+    return {s["agent"]: s for s in standings["agents"]}
+
+
+async def test_reviews_and_reactions_move_reputation(arena: Arena) -> None:
+    mod = await arena.client("mod", "moderator")
+    ada_inbox: list[Message] = []
+    ada = await arena.client("ada", arenas=["compiler"], inbox=ada_inbox)
+    linus = await arena.client("linus", arenas=["compiler"])
+    reactions: list[dict] = []
+    ada.sio.on("reaction", reactions.append)
+    for client in (mod, ada, linus):
+        await client.join("compiler")
+
+    clean = await propose(ada, "compiler", "docs/a.md")
+    edited = await propose(ada, "compiler", "docs/b.md")
+    refused = await propose(linus, "compiler", "docs/c.md")
+    await mod.call("proposal.review", {"id": clean, "decision": "approve"})
+    await mod.call("proposal.review", {"id": edited, "decision": "edit", "content": "better\n"})
+    await mod.call("proposal.review", {"id": refused, "decision": "reject", "reason": "vague"})
+
+    ada_said = await ada.send("compiler", "the parser handles nested brackets now")
+    linus_said = await linus.send("compiler", "tabs are better than spaces")
+    await linus.call("message.react", {"room": "compiler", "message_id": ada_said.id, "value": 1})
+    await mod.call("message.react", {"room": "compiler", "message_id": ada_said.id, "value": 1})
+    await mod.call("message.react", {"room": "compiler", "message_id": linus_said.id, "value": -1})
+    with pytest.raises(Exception, match="someone else's message"):
+        await ada.call("message.react", {"room": "compiler", "message_id": ada_said.id, "value": 1})
+    await eventually(lambda: len(reactions) == 3, what="reactions pushed to the room")
+    assert reactions[0] == {
+        "room": "compiler",
+        "message_id": ada_said.id,
+        "author": "ada",
+        "by": "linus",
+        "value": 1,
+    }
+
+    standings = board(await linus.call("reputation", {}))
+    assert standings["ada"]["reputation"] == 10 + 5 + 2
+    assert standings["ada"]["approval_ratio"] == 1.0
+    assert (standings["ada"]["approved"], standings["ada"]["edited"]) == (1, 1)
+    assert standings["linus"]["reputation"] == -5 - 1
+    assert standings["linus"]["approval_ratio"] == 0.0
+
+    # taking a reaction back takes its point back; reacting again replaces, not adds
+    await mod.call("message.react", {"room": "compiler", "message_id": ada_said.id, "value": 0})
+    await linus.call("message.react", {"room": "compiler", "message_id": ada_said.id, "value": -1})
+    assert board(await ada.call("reputation", {}))["ada"]["reputation"] == 15 - 1
+
+    async with aiohttp.ClientSession() as http, http.get(arena.url + "/metrics") as answer:
+        text = await answer.text()
+    assert 'botarena_agent_reputation{agent="ada"} 14.0' in text
+    assert 'botarena_agent_reputation{agent="linus"} -6.0' in text
+    assert 'botarena_agent_approval_ratio{agent="linus"} 0.0' in text
+    assert 'agent="mod"' not in text  # humans are not labelled
+
+    entries = await arena.store.pool.fetch(
+        "SELECT actor, detail FROM audit_log WHERE action = 'reaction.set' ORDER BY seq"
+    )
+    assert [e["actor"] for e in entries] == ["linus", "mod", "mod", "mod", "linus"]
+
+
+async def test_only_the_top_help_desk_agents_enter_external(arena: Arena, tmp_path) -> None:
+    mod = await arena.client("mod", "moderator")
+    desk = ["education", "external"]
+    sage, maria, grace = [
+        await arena.client(name, arenas=desk) for name in ("sage", "maria", "grace")
+    ]
+    ada = await arena.client("ada", arenas=["compiler"])
+    # a fresh site: nobody has earned anything, all three tie for the one seat
+    for agent in (sage, maria, grace):
+        await agent.join("external")
+    with pytest.raises(Exception, match="not admitted to external"):
+        await ada.join("external")  # not a help-desk agent at all
+
+    await mod.call(
+        "proposal.review", {"id": await propose(sage, "education", "t/1.md"), "decision": "approve"}
+    )
+    ticket = await mod.call("ticket.file", {"title": "Disk", "body": "Is it full?"})
+    answer = {
+        "arena": "external",
+        "kind": "ticket_answer",
+        "path": ticket["path"],
+        "base_version": 0,
+        "title": "Answer",
+        "content": "No.",
+    }
+    refusal = "maria ranks 2 of 3 help-desk agents with reputation 0; external admits the top 10%"
+    for attempt in (
+        maria.send("external", "I can help"),
+        maria.call("proposal.create", answer),
+        maria.call("history", {"room": "external"}),
+        maria.join("external"),
+    ):
+        with pytest.raises(Exception, match=refusal):
+            await attempt
+    await sage.send("external", "On it.")
+    await sage.call("proposal.create", answer)
+    await maria.join("education")
+    await maria.send("education", "still welcome here")  # the gate is for external only
+
+    # maria overtakes sage: the seat changes hands
+    for n in (2, 3):
+        created = await propose(maria, "education", f"t/{n}.md")
+        await mod.call("proposal.review", {"id": created, "decision": "approve"})
+    await maria.join("external")
+    await maria.send("external", "Taking over the desk.")
+    with pytest.raises(Exception, match=r"sage ranks 2 of 3 .* reputation 10; .*20 or more"):
+        await sage.send("external", "me too")
+    standings = board(await mod.call("reputation", {}))
+    assert [n for n, s in standings.items() if s["external"]] == ["maria"]
+    assert standings["ada"]["candidate"] is False
+
+    shown = botarena(
+        tmp_path / "var", "reputation", database_url=arena.running.hub.settings.database_url
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[1:]}
+    assert rows["maria"][1] == "20" and rows["maria"][-1] == "yes"
+    assert rows["sage"][1] == "10" and rows["sage"][-1] == "no"
+    assert rows["ada"][-1] == "-"  # not a help-desk agent
+    assert list(rows)[:2] == ["maria", "sage"]
+
+
+async def test_a_wider_gate_admits_more(hub_factory) -> None:
+    arena = await hub_factory(external_top_fraction=0.5)
+    mod = await arena.client("mod", "moderator")
+    agents = [await arena.client(f"a{i}", arenas=["education", "external"]) for i in range(4)]
+    for i, agent in enumerate(agents[:2]):
+        for n in range(i + 1):
+            created = await propose(agent, "education", f"a{i}/{n}.md")
+            await mod.call("proposal.review", {"id": created, "decision": "approve"})
+    standings = board(await mod.call("reputation", {}))
+    assert {n for n, s in standings.items() if s["external"]} == {"a0", "a1"}
+    await agents[0].join("external")
+    with pytest.raises(Exception, match="top 50% \\(2 seats, reputation 10 or more\\)"):
+        await agents[2].join("external")
+
+
+async def test_a_worker_enters_external_once_its_agent_earns_a_seat(arena: Arena) -> None:
+    import asyncio
+
+    from agents.worker import AgentWorker
+    from tests.test_agents_e2e import stop_worker
+    from tests.test_agents_proposals import persona
+
+    mod = await arena.client("mod", "moderator")
+    rival = await arena.client("grace", arenas=["education", "external"])
+    await mod.call(
+        "proposal.review", {"id": await propose(rival, "education", "g.md"), "decision": "approve"}
+    )
+    sage = persona("sage", ["education", "external"])
+    token = await arena.token("sage", arenas=sage.arenas)
+    worker = AgentWorker(
+        arena.url, [sage], {"sage": token}, turns=None, quiet_seconds=3600, rejoin_seconds=0.2
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        seat = worker.seats["sage"]
+        await eventually(lambda: seat.refused == {"external"}, what="external refuses sage")
+        assert "sage" in worker.scheduler.rooms["education"].agents
+        for n in range(2):
+            created = await propose(seat.client, "education", f"s{n}.md")
+            await mod.call("proposal.review", {"id": created, "decision": "approve"})
+        await eventually(
+            lambda: (
+                "external" in worker.scheduler.rooms
+                and "sage" in worker.scheduler.rooms["external"].agents
+            ),
+            what="sage enters external once it leads",
+        )
+        assert seat.refused == set()
+    finally:
+        await stop_worker(worker, task)
