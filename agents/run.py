@@ -72,6 +72,7 @@ async def run_worker(settings: Settings) -> None:
             quiet_seconds=settings.quiet_seconds,
             turn_timeout=settings.llm_timeout + 30,
             memory=MemoryService(settings, personas),
+            tools=settings.llm_tools,
         )
         task = asyncio.create_task(worker.run())
         await asyncio.wait(

@@ -1,11 +1,12 @@
 """One agent turn through CrewAI: prompt, LLM call, and a reply fit to post.
 
 :class:`CrewTurns` builds a CrewAI ``Agent`` from each persona once (role, goal and
-backstory as written, CrewAI's memory and delegation off, one iteration: the tiny
-demo model cannot drive a tool loop) and runs each turn as a one-task ``Crew`` in a
-thread, so the worker's event loop never blocks. Each turn goes to whichever LLM slot
-(server instance) is idle. The room's recent history, the
-arena's mission and the persona's voice and traits go into the task. The answer is
+backstory as written, CrewAI's memory and delegation off, one iteration: a model with
+function calling gets one round of tool calls, then CrewAI asks for its answer) and runs
+each turn as a one-task ``Crew`` in a thread, so the worker's event loop never blocks.
+Each turn goes to whichever LLM slot (server instance) is idle. The room's recent
+history, the arena's mission and the persona's voice and traits go into the task. The
+answer is
 cleaned (labels, quotes, echoed instructions removed, cut to the persona's limit) and
 refused when nothing sensible is left. Each outcome carries the time spent in the LLM
 and in total, which the benchmark reports.
@@ -43,6 +44,7 @@ class TurnOutcome:
     llm_seconds: float
     total_seconds: float
     completion_tokens: int = 0
+    raw: str = ""  # the model's answer before cleaning (a draft is parsed from it)
 
 
 def clean_reply(raw: str, persona: Persona, history: list[Message]) -> tuple[str | None, str]:
@@ -77,7 +79,9 @@ def build_task(
     charter: ArenaCharter | None,
     initiative: str,
     recalled: TurnMemory | None = None,
+    draft: str | None = None,
 ) -> str:
+    """The task of one turn; ``draft``: what to write instead of a chat message."""
     lines = [
         f'You are {persona.display_name} in the "{turn.room}" room of a team chat.',
     ]
@@ -104,7 +108,7 @@ def build_task(
         lines.append(f"Reply to {turn.trigger.author}'s last message.")
     else:
         lines.append(f"The room is quiet. {initiative}")
-    lines.append("Write one short chat message (one or two sentences), without your name.")
+    lines.append(draft or "Write one short chat message (one or two sentences), without your name.")
     return "\n".join(lines)
 
 
@@ -160,7 +164,9 @@ class CrewTurns:
         self._agents[(persona.id, slot)] = agent
         return agent
 
-    def _kickoff(self, persona: Persona, slot: int, description: str) -> tuple[str, float, int]:
+    def _kickoff(
+        self, persona: Persona, slot: int, description: str, tools: list[Any]
+    ) -> tuple[str, float, int]:
         from crewai import Crew, Task
 
         self._llm_seconds[persona.id] = 0.0
@@ -170,15 +176,24 @@ class CrewTurns:
             description=description,
             agent=agent,
             expected_output="One short chat message in plain text.",
+            tools=tools,
         )
         crew = Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
         output = crew.kickoff()
         tokens = agent.llm.get_token_usage_summary().completion_tokens - tokens_before
         return str(output.raw or ""), self._llm_seconds[persona.id], tokens
 
-    async def run(self, persona: Persona, description: str, history: list[Message]) -> TurnOutcome:
+    async def run(
+        self,
+        persona: Persona,
+        description: str,
+        history: list[Message],
+        tools: list[Any] | None = None,
+    ) -> TurnOutcome:
         """Run one turn on the task :func:`build_task` wrote; ``history`` is what the reply
-        must not repeat. LLM failures propagate for the worker to back off on."""
+        must not repeat; ``tools`` are CrewAI tools the model may call during the turn (one
+        round of calls, then its answer). LLM failures propagate for the worker to back
+        off on."""
         started = time.perf_counter()
         if self._free_slots is None:
             self._free_slots = asyncio.Queue()
@@ -187,9 +202,10 @@ class CrewTurns:
         slot = await self._free_slots.get()  # whichever LLM instance is idle
         try:
             raw, llm_seconds, tokens = await asyncio.to_thread(
-                self._kickoff, persona, slot, description
+                self._kickoff, persona, slot, description, tools or []
             )
         finally:
             self._free_slots.put_nowait(slot)
         text, reason = clean_reply(raw, persona, history)
-        return TurnOutcome(text, reason, llm_seconds, time.perf_counter() - started, tokens)
+        elapsed = time.perf_counter() - started
+        return TurnOutcome(text, reason, llm_seconds, elapsed, tokens, raw)

@@ -9,7 +9,10 @@ exponential backoff (bounded) before the next call; a hub that restarts is recon
 to by each client, which resumes its rooms. Muted agents and paused rooms get no turn.
 With a :class:`MemoryService`, every message seen is remembered by the agents in its
 room and each turn brings recalled memories and arena-weighted knowledge; without
-ChromaDB the agents talk on and report ``degraded``.
+ChromaDB the agents talk on and report ``degraded``. Some turns draft a proposal
+(:mod:`agents.drafting`): the agent submits it with the propose tool, or the worker
+submits the draft parsed from the reply, and says so in the room. An arena that refuses
+an agent (the external arena admits only the best by reputation) is retried later.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from agents import drafting
 from agents.persona import Persona, Traits
 from agents.scheduler import Turn, TurnScheduler
 from agents.turn import CrewTurns, TurnOutcome, build_task
@@ -75,6 +79,8 @@ class AgentSeat:
     client: HubClient
     traits: Traits
     initiative_index: int = field(default_factory=lambda: random.randrange(1000))
+    quiet_turns: int = 0  # initiative turns taken (every charter.draft_every-th drafts)
+    refused: set[str] = field(default_factory=set)  # arenas that refused it, to retry
 
 
 class AgentWorker:
@@ -93,7 +99,11 @@ class AgentWorker:
         turn_timeout: float = 90.0,
         max_backoff: float = 30.0,
         memory: MemoryService | None = None,
+        tools: bool = False,
+        rejoin_seconds: float = 30.0,
     ) -> None:
+        """``tools``: agents get the propose tool (a model with function calling);
+        otherwise a drafting turn's reply is parsed as the draft."""
         missing = [p.id for p in personas if p.id not in tokens]
         if missing:
             raise ValueError(f"no token for: {', '.join(missing)}")
@@ -102,6 +112,8 @@ class AgentWorker:
         self.scheduler = TurnScheduler(personas, budgets, quiet_seconds=quiet_seconds)
         self.turns = turns
         self.memory = memory
+        self.tools = tools
+        self.rejoin_seconds = rejoin_seconds
         self.turn_timeout = turn_timeout
         self.max_backoff = max_backoff
         self.slots = asyncio.Semaphore(slots)
@@ -164,20 +176,40 @@ class AgentWorker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         for arena in seat.persona.arenas:
-            try:
-                joined = await seat.client.join(arena)
-            except HubCallError as exc:
-                log.warning(
-                    "worker.join_refused", agent=seat.persona.id, room=arena, error=exc.message
-                )
-                continue
-            self.scheduler.enter(
-                seat.persona.id,
-                arena,
-                paused=joined.room.paused,
-                answered_through=joined.room.last_id,
-            )
+            await self._join(seat, arena)
         await self._report(seat.persona.id, AgentStateKind.IDLE, "connected")
+
+    async def _join(self, seat: AgentSeat, arena: str) -> None:
+        """Join an arena; one that refuses the agent (the external arena's reputation
+        gate) is tried again every ``rejoin_seconds``."""
+        try:
+            joined = await seat.client.join(arena)
+        except HubCallError as exc:
+            log.info("worker.join_refused", agent=seat.persona.id, room=arena, error=exc.message)
+            if exc.code == "forbidden":
+                seat.refused.add(arena)
+            return
+        seat.refused.discard(arena)
+        self.scheduler.enter(
+            seat.persona.id, arena, paused=joined.room.paused, answered_through=joined.room.last_id
+        )
+
+    async def _left_out(self, seat: AgentSeat, room: str) -> None:
+        """The hub no longer admits the agent to ``room``: leave it, try again later."""
+        self.scheduler.leave(seat.persona.id, room)
+        seat.refused.add(room)
+        try:
+            await seat.client.leave(room)
+        except HubCallError as exc:
+            log.info("worker.leave_failed", agent=seat.persona.id, room=room, error=exc.message)
+
+    async def _rejoin_refused(self) -> None:
+        while not self._stopping.is_set():
+            await self._pause(self.rejoin_seconds)
+            for seat in self.seats.values():
+                if seat.client.connected:
+                    for room in sorted(seat.refused):
+                        await self._join(seat, room)
 
     async def _index_canon(self, client: HubClient, path: str, version: int) -> None:
         """Fetch a newly merged canon version and add it to the shared knowledge."""
@@ -236,6 +268,7 @@ class AgentWorker:
             await self.memory.start()
         await asyncio.gather(*(self._connect(seat) for seat in self.seats.values()))
         log.info("worker.running", agents=list(self.seats))
+        self._spawn(self._rejoin_refused())
         while not self._stopping.is_set():
             if time.monotonic() < self._retry_at or self.slots.locked():
                 await self._pause(0.1)
@@ -278,15 +311,22 @@ class AgentWorker:
         seat = self.seats[turn.agent]
         started = time.perf_counter()
         await self._report(turn.agent, AgentStateKind.THINKING, f"{turn.kind} in {turn.room}")
-        outcome = await self._think(seat, turn)
+        charter = self.charters.get(turn.room)
+        if turn.kind == "initiative":
+            seat.quiet_turns += 1
+        draft = drafting.plan(turn, charter, seat.quiet_turns)
+        outcome = await self._think(seat, turn, charter, draft)
         if outcome is None:
             return False
-        if outcome.text is None:
-            log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=outcome.reason)
+        text, reason = outcome.text, outcome.reason
+        if draft is not None and not self.tools:
+            text, reason = await self._propose_draft(seat, turn, draft, outcome)
+        if text is None:
+            log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=reason)
             self._record(turn, outcome, started, posted=False)
-            await self._report(turn.agent, AgentStateKind.IDLE, f"skipped: {outcome.reason}")
+            await self._report(turn.agent, AgentStateKind.IDLE, f"skipped: {reason}")
             return False
-        posted = await self._post(seat, turn, outcome.text)
+        posted = await self._post(seat, turn, text)
         self._record(turn, outcome, started, posted=posted)
         if posted:
             log.info(
@@ -301,18 +341,29 @@ class AgentWorker:
             await self._report(turn.agent, AgentStateKind.IDLE, f"spoke in {turn.room}")
         return posted
 
-    async def _think(self, seat: AgentSeat, turn: Turn) -> TurnOutcome | None:
-        charter = self.charters.get(turn.room)
+    async def _think(
+        self,
+        seat: AgentSeat,
+        turn: Turn,
+        charter: ArenaCharter | None,
+        draft: drafting.DraftPlan | None,
+    ) -> TurnOutcome | None:
         initiative = ""
         if charter is not None:
             seat.initiative_index += 1
             initiative = charter.initiative[seat.initiative_index % len(charter.initiative)]
         recalled = await self._recall(seat, turn, charter, initiative)
         history = self.scheduler.history(turn.room)
-        task = build_task(seat.persona, seat.traits, turn, history, charter, initiative, recalled)
+        ending = drafting.instructions(draft, with_tool=self.tools) if draft else None
+        task = build_task(
+            seat.persona, seat.traits, turn, history, charter, initiative, recalled, ending
+        )
+        tools = []
+        if self.tools and charter is not None and charter.proposals:
+            tools.append(drafting.propose_tool(self._submitter(seat, turn.room)))
         try:
             outcome = await asyncio.wait_for(
-                self.turns.run(seat.persona, task, history),
+                self.turns.run(seat.persona, task, history, tools),
                 self.turn_timeout,
             )
         except Exception as exc:  # any LLM failure: skip, report, back off; never die
@@ -338,6 +389,65 @@ class AgentWorker:
         )
         return None if self.memory.degraded else recalled
 
+    # proposals ----------------------------------------------------------------------
+
+    async def _submit(self, seat: AgentSeat, arena: str, fields: dict[str, str]) -> dict:
+        """Propose ``fields`` (kind, path, title, content) in ``arena``, based on the
+        canon's current version of the path."""
+        base = 0
+        if fields["kind"] != "ticket_answer":
+            try:
+                canon = await seat.client.call("canon.get", {"path": fields["path"]})
+                base = canon["version"]
+            except HubCallError as exc:
+                if exc.code != "not_found":
+                    raise
+        proposal = await seat.client.call(
+            "proposal.create", {"arena": arena, **fields, "base_version": base}
+        )
+        log.info(
+            "turn.proposed",
+            agent=seat.persona.id,
+            arena=arena,
+            proposal=proposal["id"],
+            kind=proposal["kind"],
+            path=proposal["path"],
+        )
+        return proposal
+
+    def _submitter(self, seat: AgentSeat, arena: str) -> Callable[[dict[str, str]], str]:
+        """The propose tool's way to the hub: called in CrewAI's thread, it runs
+        :meth:`_submit` on the worker's loop and tells the model the hub's answer."""
+        loop = asyncio.get_running_loop()
+
+        def submit(fields: dict[str, str]) -> str:
+            future = asyncio.run_coroutine_threadsafe(self._submit(seat, arena, fields), loop)
+            try:
+                proposal = future.result(timeout=30)
+            except HubCallError as exc:
+                return f"The hub refused the proposal: {exc.message}"
+            return f"Proposal #{proposal['id']} is waiting for human review."
+
+        return submit
+
+    async def _propose_draft(
+        self, seat: AgentSeat, turn: Turn, draft: drafting.DraftPlan, outcome: TurnOutcome
+    ) -> tuple[str | None, str]:
+        """Submit the draft in a model's reply; the chat message that says so, or None
+        and why nothing was proposed."""
+        parsed = drafting.parse(outcome.raw, draft, seat.persona.id)
+        if isinstance(parsed, str):
+            return None, parsed
+        try:
+            proposal = await self._submit(seat, turn.room, asdict(parsed))
+        except HubCallError as exc:
+            log.warning("turn.not_proposed", agent=turn.agent, room=turn.room, error=str(exc))
+            return None, f"proposal refused: {exc.message}"
+        if draft.ticket is not None:
+            said = outcome.text or f"I answered ticket #{draft.ticket}."
+            return f"{said} (proposal #{proposal['id']})", "ok"
+        return f'I proposed the {parsed.kind} "{parsed.title}" (#{proposal["id"]}).', "ok"
+
     async def _post(self, seat: AgentSeat, turn: Turn, text: str) -> bool:
         reply_to = turn.trigger.id if turn.trigger is not None else None
         await self._report(turn.agent, AgentStateKind.SPEAKING, f"in {turn.room}")
@@ -351,6 +461,9 @@ class AgentWorker:
             elif exc.code == "room_paused":
                 self.scheduler.set_paused(turn.room, True)
                 await self._report(turn.agent, AgentStateKind.IDLE, exc.message)
+            elif exc.code == "forbidden":
+                log.info("worker.left_out", agent=turn.agent, room=turn.room, error=exc.message)
+                await self._left_out(seat, turn.room)
             else:
                 log.warning("turn.not_posted", agent=turn.agent, room=turn.room, error=str(exc))
             return False

@@ -2,7 +2,8 @@
 
 The agent worker reads them to decide how often an arena's agents may speak (turns per
 minute for the whole arena, so that the LLM is never flooded) and what to talk about
-when a room is quiet (an initiative prompt drawn in turn); memory reads how much each
+when a room is quiet (an initiative prompt drawn in turn, every ``draft_every``-th of
+them a draft proposal of a kind the arena may make); memory reads how much each
 knowledge collection counts when the arena's agents recall (compiler mostly code and
 rules, creative mostly narrative).
 """
@@ -28,6 +29,9 @@ class ArenaCharter(BaseModel):
     initiative: list[str] = Field(min_length=1, description="prompts for quiet rooms")
     proposals: list[Literal["document", "patch", "tutorial", "script", "ticket_answer"]] = Field(
         default_factory=list, description="the kinds of proposal the arena may make"
+    )
+    draft_every: int = Field(
+        0, ge=0, le=1000, description="every Nth quiet-room turn drafts a proposal; 0: never"
     )
     knowledge: dict[str, float] = Field(
         default_factory=dict, description="weight of each knowledge collection in recall"

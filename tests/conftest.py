@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -205,3 +206,13 @@ def chroma_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "server":
         return Settings(var_dir=tmp_path / "var", chroma_url=request.getfixturevalue("chroma_url"))
     return Settings(var_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def gnupg_home() -> Iterator[Path]:
+    """A GnuPG home of its own (short path: gpg-agent's socket); its agent is stopped after."""
+    home = Path(tempfile.mkdtemp(prefix="bag-", dir="/tmp"))  # short: gpg-agent's socket
+    home.chmod(0o700)
+    yield home
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    shutil.rmtree(home, ignore_errors=True)

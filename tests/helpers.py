@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
@@ -24,3 +26,40 @@ async def stays(predicate: Callable[[], bool], duration: float = 0.5) -> bool:
             return False
         await asyncio.sleep(0.02)
     return predicate()
+
+
+def make_key(home: Path, name: str) -> str:
+    """A new ed25519 signing key in GnuPG home ``home``; its fingerprint."""
+    subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            f"{name} <{name}@site.local>",
+            "ed25519",
+            "sign",
+            "1y",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    listing = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--with-colons",
+            "--list-secret-keys",
+            f"{name}@site.local",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))

@@ -4,7 +4,10 @@ It answers as Ollama's documented API does for the endpoints BotArena uses:
 ``GET /api/version``, ``GET /api/tags`` (installed models with name, model, size,
 digest and details), ``GET /v1/models`` and ``POST /v1/chat/completions`` (the
 OpenAI-compatible chat API, including Ollama's 404 ``model "x" not found, try pulling it
-first`` for a model that is not installed). Every request is recorded for assertions.
+first`` for a model that is not installed, and tool calls as Ollama returns them:
+``tool_calls`` with the arguments as a JSON string and ``finish_reason`` ``tool_calls``).
+Every request is recorded for assertions; ``script`` queues the assistant messages the
+next chats answer with (then ``reply`` again).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class OllamaStandIn:
     models: list[str]
     reply: str = "The parser drops trailing commas; a test for that case would catch it."
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
+    script: list[dict] = field(default_factory=list)
     url: str = ""
 
     def _installed(self, name: str) -> bool:
@@ -106,7 +110,10 @@ class OllamaStandIn:
                     status=404,
                 )
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-            completion_tokens = len(self.reply.split())
+            message = (
+                self.script.pop(0) if self.script else {"role": "assistant", "content": self.reply}
+            )
+            completion_tokens = len(str(message.get("content") or message).split())
             return web.json_response(
                 {
                     "id": f"chatcmpl-{len(self.requests)}",
@@ -117,8 +124,8 @@ class OllamaStandIn:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": self.reply},
-                            "finish_reason": "stop",
+                            "message": message,
+                            "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                         }
                     ],
                     "usage": {

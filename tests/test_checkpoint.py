@@ -6,60 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from server.checkpoint import leaf, merkle_root
+from tests.helpers import make_key
 from tests.test_cli import botarena
-
-
-def make_key(home: Path, name: str) -> str:
-    subprocess.run(
-        [
-            "gpg",
-            "--homedir",
-            str(home),
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            f"{name} <{name}@site.local>",
-            "ed25519",
-            "sign",
-            "1y",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    listing = subprocess.run(
-        [
-            "gpg",
-            "--homedir",
-            str(home),
-            "--with-colons",
-            "--list-secret-keys",
-            f"{name}@site.local",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
-
-
-@pytest.fixture
-def gnupg_home() -> Iterator[Path]:
-    home = Path(tempfile.mkdtemp(prefix="bag-", dir="/tmp"))  # short: gpg-agent's socket
-    home.chmod(0o700)
-    yield home
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_merkle_root_changes_with_any_leaf() -> None:
