@@ -69,6 +69,11 @@ class Persona(BaseModel):
         if unknown:
             raise ValueError(f"arenas: not an arena: {', '.join(unknown)}")
 
+    def summary(self) -> str:
+        """One line for moderators: name, role, and the traits' anchors."""
+        anchors = ", ".join(f"{name} {t.anchor:.2f}" for name, t in self.traits.items())
+        return f"{self.display_name}, {self.role}" + (f" (anchors: {anchors})" if anchors else "")
+
 
 def load_persona(path: Path) -> Persona:
     """Read and validate one persona file."""

@@ -237,7 +237,13 @@ class AgentWorker:
 
     # state reports ----------------------------------------------------------------
 
-    async def _report(self, agent: str, state: AgentStateKind, detail: str = "") -> None:
+    async def _report(
+        self,
+        agent: str,
+        state: AgentStateKind,
+        detail: str = "",
+        llm_seconds: float | None = None,
+    ) -> None:
         seat = self.seats[agent]
         if state is AgentStateKind.IDLE and self.memory is not None and self.memory.degraded:
             state, detail = AgentStateKind.DEGRADED, f"{self.memory.degraded}; {detail}"
@@ -246,7 +252,13 @@ class AgentWorker:
         try:
             await seat.client.call(
                 "agent.state",
-                {"state": state.value, "detail": detail[:500], "drift": seat.traits.drift()},
+                {
+                    "state": state.value,
+                    "detail": detail[:500],
+                    "drift": seat.traits.drift(),
+                    "summary": seat.persona.summary()[:300],
+                    "llm_seconds": llm_seconds,
+                },
                 timeout=5,
             )
         except HubCallError as exc:
@@ -324,7 +336,9 @@ class AgentWorker:
         if text is None:
             log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=reason)
             self._record(turn, outcome, started, posted=False)
-            await self._report(turn.agent, AgentStateKind.IDLE, f"skipped: {reason}")
+            await self._report(
+                turn.agent, AgentStateKind.IDLE, f"skipped: {reason}", outcome.llm_seconds
+            )
             return False
         posted = await self._post(seat, turn, text)
         self._record(turn, outcome, started, posted=posted)
@@ -338,7 +352,9 @@ class AgentWorker:
                 turn_seconds=round(time.perf_counter() - started, 3),
             )
             seat.traits.relax()
-            await self._report(turn.agent, AgentStateKind.IDLE, f"spoke in {turn.room}")
+            await self._report(
+                turn.agent, AgentStateKind.IDLE, f"spoke in {turn.room}", outcome.llm_seconds
+            )
         return posted
 
     async def _think(

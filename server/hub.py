@@ -308,9 +308,13 @@ class Hub:
         state: AgentStateKind,
         detail: str = "",
         drift: dict[str, float] | None = None,
+        **extra: Any,
     ) -> AgentState | None:
+        """Store and push an agent's state; ``extra``: summary, llm_seconds."""
         try:
-            stored = await self.store.set_agent_state(agent, state.value, detail, drift or {})
+            stored = await self.store.set_agent_state(
+                agent, state.value, detail, drift or {}, **extra
+            )
         except _UNAVAILABLE as exc:
             log.warning("hub.agent_state_not_stored", agent=agent.name, error=str(exc))
             return None
@@ -571,7 +575,14 @@ class Hub:
     ) -> AgentState | None:
         if session.principal.role is not Role.AGENT:
             raise HubError(ErrorCode.FORBIDDEN, "only agents report an agent state")
-        return await self._publish_agent_state(session.principal, req.state, req.detail, req.drift)
+        return await self._publish_agent_state(
+            session.principal,
+            req.state,
+            req.detail,
+            req.drift,
+            summary=req.summary,
+            llm_seconds=req.llm_seconds,
+        )
 
     async def agent_states(self, sid: str, session: Session, _req: EmptyRequest) -> dict:
         states = await self.store.agent_states()

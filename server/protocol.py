@@ -190,6 +190,12 @@ class AgentStateReport(Payload):
     drift: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")], float] = Field(
         default_factory=dict, max_length=32
     )
+    summary: str | None = Field(
+        None, max_length=300, description="who the agent is; None: as before"
+    )
+    llm_seconds: float | None = Field(
+        None, ge=0, le=3600, description="LLM time of the last turn; None: as before"
+    )
 
 
 ProposalKind = Literal["document", "patch", "tutorial", "script", "ticket_answer"]
@@ -320,6 +326,8 @@ class AgentState(BaseModel):
     state: AgentStateKind
     detail: str = ""
     drift: dict[str, float] = Field(default_factory=dict)
+    summary: str = ""
+    llm_seconds: float | None = None
     updated_at: datetime
 
 

@@ -475,42 +475,42 @@ class Store:
     # agent states -------------------------------------------------------------------
 
     async def set_agent_state(
-        self, agent: Principal, state: str, detail: str, drift: dict[str, float]
+        self,
+        agent: Principal,
+        state: str,
+        detail: str,
+        drift: dict[str, float],
+        *,
+        summary: str | None = None,
+        llm_seconds: float | None = None,
     ) -> AgentState:
+        """Store what an agent reports; a summary or LLM time left out stays as it was."""
         row = await self.pool.fetchrow(
-            """INSERT INTO agent_states (principal_id, state, detail, drift, updated_at)
-               VALUES ($1, $2, $3, $4, now())
+            """INSERT INTO agent_states AS s (principal_id, state, detail, drift, summary,
+                                              llm_seconds, updated_at)
+               VALUES ($1, $2, $3, $4, coalesce($5, ''), $6, now())
                ON CONFLICT (principal_id) DO UPDATE SET state = $2, detail = $3, drift = $4,
-                                                        updated_at = now()
-               RETURNING updated_at""",
+                   summary = coalesce($5, s.summary), llm_seconds = coalesce($6, s.llm_seconds),
+                   updated_at = now()
+               RETURNING summary, llm_seconds, updated_at""",
             agent.id,
             state,
             detail,
             json.dumps(drift),
+            summary,
+            llm_seconds,
         )
         return AgentState(
-            agent=agent.name,
-            state=AgentStateKind(state),
-            detail=detail,
-            drift=drift,
-            updated_at=row["updated_at"],
+            agent=agent.name, state=AgentStateKind(state), detail=detail, drift=drift, **dict(row)
         )
 
     async def agent_states(self) -> list[AgentState]:
         rows = await self.pool.fetch(
-            """SELECT p.name, s.state, s.detail, s.drift, s.updated_at
+            """SELECT p.name AS agent, s.state, s.detail, s.drift, s.summary, s.llm_seconds,
+                      s.updated_at
                FROM agent_states s JOIN principals p ON p.id = s.principal_id ORDER BY p.name"""
         )
-        return [
-            AgentState(
-                agent=r["name"],
-                state=AgentStateKind(r["state"]),
-                detail=r["detail"],
-                drift=json.loads(r["drift"]),
-                updated_at=r["updated_at"],
-            )
-            for r in rows
-        ]
+        return [AgentState(**{**dict(r), "drift": json.loads(r["drift"])}) for r in rows]
 
     # moderation -------------------------------------------------------------------
 

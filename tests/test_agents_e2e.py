@@ -92,6 +92,10 @@ async def test_two_agents_talk_and_answer_a_mention(arena: Arena, llama: Embedde
         states = {s["agent"]: s for s in (await mod.call("agents"))["agents"]}
         assert states["linus"]["state"] in ("idle", "thinking", "speaking")
         assert set(states["ada"]["drift"]) == {"rigor", "sociability", "assertiveness"}
+        assert (
+            states["ada"]["summary"].startswith("Ada, ") and "rigor 0." in states["ada"]["summary"]
+        )
+        assert states["linus"]["llm_seconds"] > 0  # what its last turn spent in the LLM
     finally:
         await stop_worker(worker, task)
     assert not task.exception()
