@@ -12,8 +12,9 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: up test lint format bench setup clean
 
 $(STAMP): pyproject.toml
-	@command -v gpg >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
-		&& apt-get install -y -qq gnupg >/dev/null; } || echo "warning: gpg not found"
+	@command -v gpg >/dev/null && command -v tmux >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && apt-get install -y -qq gnupg tmux >/dev/null; } \
+		|| echo "warning: gpg or tmux not found (the tests use both)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e '.[test]'

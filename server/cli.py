@@ -276,6 +276,20 @@ def watch(
         pass
 
 
+@app.command()
+def tui(
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="observe only: every action is hidden")
+    ] = False,
+) -> None:
+    """The moderator console (hub from BOTARENA_HUB_URL; token from BOTARENA_TOKEN, or
+    asked for)."""
+    from tui.app import ConsoleApp
+
+    settings = _settings()
+    ConsoleApp(url=settings.hub_url, token=settings.token, read_only=read_only).run()
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the whole audit chain; name the first entry that does not hold."""

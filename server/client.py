@@ -45,12 +45,14 @@ class HubClient:
         token: str,
         *,
         on_message: MessageHandler | None = None,
+        on_connection: Callable[[bool], None] | None = None,
         reconnection: bool = True,
         call_timeout: float = 15.0,
     ) -> None:
         self.url = url
         self.token = token
         self.on_message = on_message
+        self.on_connection = on_connection  # told True on (re)connect, False on a drop
         self.call_timeout = call_timeout
         self.last_seen: dict[str, int] = {}
         self._recent: dict[str, tuple[deque[int], set[int]]] = {}
@@ -68,6 +70,7 @@ class HubClient:
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("message", self._on_message)
 
     async def connect(self, timeout: float = 10.0) -> None:
@@ -192,8 +195,15 @@ class HubClient:
 
     async def _on_connect(self) -> None:
         if self._connected_once:
+            self.reconnected.clear()
             asyncio.get_running_loop().create_task(self._rejoin())
         self._connected_once = True
+        if self.on_connection is not None:
+            self.on_connection(True)
+
+    async def _on_disconnect(self, *_reason: Any) -> None:
+        if self.on_connection is not None:
+            self.on_connection(False)
 
     async def _rejoin(self) -> None:
         for room, since in list(self.last_seen.items()):

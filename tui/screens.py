@@ -1,0 +1,117 @@
+"""The console's dialogs: a small form (a reason, a mute, a ticket), the editor for
+edit-then-approve, and the help screen. Each is a modal screen that returns what was
+entered, or None when dismissed with Escape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static, TextArea
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    label: str
+    value: str = ""
+    required: bool = True
+    secret: bool = False
+
+
+class FormScreen(ModalScreen[dict[str, str] | None]):
+    """A titled form of one-line fields; Enter on the last field (or OK) submits."""
+
+    BINDINGS: ClassVar = [Binding("escape", "dismiss_form", "Cancel")]
+
+    def __init__(self, title: str, fields: list[Field]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.fields = fields
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            for f in self.fields:
+                yield Label(f.label)
+                yield Input(value=f.value, id=f"field-{f.name}", password=f.secret)
+            yield Static("", id="form-error", classes="error")
+            yield Button("OK", variant="primary", id="ok")
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        inputs = list(self.query(Input))
+        index = inputs.index(event.input)
+        if index + 1 < len(inputs):
+            inputs[index + 1].focus()
+        else:
+            self._submit()
+
+    def on_button_pressed(self, _event: Button.Pressed) -> None:
+        self._submit()
+
+    def _submit(self) -> None:
+        values = {f.name: self.query_one(f"#field-{f.name}", Input).value for f in self.fields}
+        missing = [f.label for f in self.fields if f.required and not values[f.name].strip()]
+        if missing:
+            self.query_one("#form-error", Static).update(f"needed: {', '.join(missing)}")
+            return
+        self.dismiss(values)
+
+    def action_dismiss_form(self) -> None:
+        self.dismiss(None)
+
+
+class EditorScreen(ModalScreen[str | None]):
+    """A text editor for a proposal's content: Ctrl+S approves the edited text."""
+
+    BINDINGS: ClassVar = [
+        Binding("ctrl+s", "save", "Approve edited"),
+        Binding("escape", "dismiss_editor", "Cancel"),
+    ]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog editor"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield TextArea(self.text, id="editor", show_line_numbers=True, soft_wrap=False)
+            yield Label("Ctrl+S approve the edited text · Esc cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def action_save(self) -> None:
+        self.dismiss(self.query_one(TextArea).text)
+
+    def action_dismiss_editor(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the console, and what it does."""
+
+    BINDINGS: ClassVar = [Binding("escape,question_mark,q", "dismiss_help", "Close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        lines = "\n".join(f"[b]{key:>8}[/b]  {what}" for key, what in self.keys)
+        with Vertical(classes="dialog"):
+            yield Label("Keys", classes="dialog-title")
+            yield Static(lines, markup=True)
+            yield Label("Ctrl+P: command palette · Esc: close", classes="hint")
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

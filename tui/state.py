@@ -1,0 +1,110 @@
+"""What the console knows, as plain data: the views render it, the hub link feeds it.
+
+Rooms with their recent messages and unread counts, agents with their last reported
+state and their reputation, proposals, tickets, the hub's health and the samples behind
+the sparklines (messages per interval, LLM seconds per turn). Nothing here talks to the
+hub or draws anything, so the views can be tested on a state built by hand and the link
+on a state read back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.protocol import Message
+
+MAX_MESSAGES = 1000
+RATE_BUCKET_SECONDS = 10.0
+RATE_BUCKETS = 30
+
+
+@dataclass
+class RoomView:
+    name: str
+    kind: str = "arena"
+    title: str = ""
+    paused: bool = False
+    may_post: bool = False
+    messages: deque[Message] = field(default_factory=lambda: deque(maxlen=MAX_MESSAGES))
+    unread: int = 0
+
+
+@dataclass
+class ConsoleState:
+    """Everything the console shows."""
+
+    url: str = ""
+    me: str = ""
+    role: str = ""
+    connected: bool = False
+    status: str = "connecting"
+    rooms: dict[str, RoomView] = field(default_factory=dict)
+    current_room: str | None = None
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    standings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proposals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    message_times: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    llm_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=60))
+
+    # rooms -------------------------------------------------------------------------
+
+    def room(self, name: str) -> RoomView:
+        if name not in self.rooms:
+            self.rooms[name] = RoomView(name)
+        return self.rooms[name]
+
+    def set_room(self, info: dict[str, Any]) -> RoomView:
+        view = self.room(info["name"])
+        view.kind = str(info.get("kind", view.kind))
+        view.title = info.get("title") or ""
+        view.paused = bool(info.get("paused", view.paused))
+        view.may_post = bool(info.get("may_post", view.may_post))
+        if self.current_room is None:
+            self.current_room = view.name
+        return view
+
+    def add_message(self, message: Message, *, live: bool = True) -> None:
+        view = self.room(message.room)
+        if view.messages and view.messages[-1].id >= message.id:
+            if any(m.id == message.id for m in view.messages):
+                return
+        view.messages.append(message)
+        if live:
+            self.message_times.append(time.monotonic())
+            if message.room != self.current_room:
+                view.unread += 1
+
+    def open_room(self, name: str) -> None:
+        self.current_room = name
+        self.room(name).unread = 0
+
+    def message_rate(self, now: float | None = None) -> list[float]:
+        """Messages per :data:`RATE_BUCKET_SECONDS`, oldest bucket first."""
+        now = time.monotonic() if now is None else now
+        buckets = [0.0] * RATE_BUCKETS
+        for seen in self.message_times:
+            age = int((now - seen) // RATE_BUCKET_SECONDS)
+            if 0 <= age < RATE_BUCKETS:
+                buckets[RATE_BUCKETS - 1 - age] += 1
+        return buckets
+
+    # agents, proposals, tickets ----------------------------------------------------------
+
+    def set_agent(self, state: dict[str, Any]) -> None:
+        before = self.agents.get(state["agent"], {})
+        seconds = state.get("llm_seconds")
+        if seconds is not None and seconds != before.get("llm_seconds"):  # a new turn's time
+            self.llm_seconds.append(float(seconds))
+        self.agents[state["agent"]] = state
+
+    def set_proposal(self, proposal: dict[str, Any]) -> None:
+        kept = self.proposals.get(proposal["id"], {})
+        self.proposals[proposal["id"]] = {**kept, **proposal}
+
+    def set_ticket(self, ticket: dict[str, Any]) -> None:
+        self.tickets[ticket["id"]] = ticket
