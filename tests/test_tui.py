@@ -62,7 +62,7 @@ async def test_an_agents_message_appears_in_the_room_view(arena: Arena) -> None:
     ada = await arena.client("ada", arenas=["compiler", "creative"])
     await ada.join("compiler")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.connected and app.state.rooms, "connected")
+        await until(pilot, lambda: app.state.loaded, "connected")
         assert app.state.current_room == "compiler"
         said = await ada.send("compiler", "the parser handles nested brackets now")
         await until(pilot, lambda: "nested brackets" in text_of(app, "#stream"), "the message")
@@ -91,7 +91,7 @@ async def test_approving_from_the_console_changes_the_canon(arena: Arena) -> Non
     app = await console(arena)
     ada = await arena.client("ada", arenas=["compiler"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.connected and app.state.me, "connected")
+        await until(pilot, lambda: app.state.loaded, "connected")
         created = await propose(ada)
         await pilot.press("3")
         await until(pilot, lambda: created["id"] in app.state.proposals, "proposal listed")
@@ -107,7 +107,7 @@ async def test_rejecting_asks_for_a_reason(arena: Arena) -> None:
     app = await console(arena)
     ada = await arena.client("ada", arenas=["compiler"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.connected and app.state.me, "connected")
+        await until(pilot, lambda: app.state.loaded, "connected")
         created = await propose(ada)
         await pilot.press("3")
         await until(pilot, lambda: created["id"] in app.state.proposals, "proposal listed")
@@ -161,7 +161,7 @@ async def test_a_hub_restart_shows_disconnected_then_the_missed_messages(
     app = await console(first)
     writer_token = await first.token("writer", arenas=["compiler"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.connected and app.state.rooms, "connected")
+        await until(pilot, lambda: app.state.loaded, "connected, rooms joined")
         await first.stop()
         await until(pilot, lambda: "disconnected" in shown(app, "#status"), "disconnected shown")
         store = await Store.open(first.store.url)  # messages while the console is away
@@ -182,7 +182,7 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
     app = await console(arena)
     sage = await arena.client("sage", arenas=["external"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.connected and app.state.me, "connected")
+        await until(pilot, lambda: app.state.loaded, "connected")
         await pilot.press("4", "n")
         await until(pilot, lambda: isinstance(app.screen, FormScreen), "the ticket dialog")
         await pilot.press(*"Disk", "enter", *"Is it full?", "enter")
@@ -191,7 +191,8 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
         assert (ticket["title"], ticket["status"]) == ("Disk", "open")
 
         def row() -> str:
-            return " ".join(map(str, app.query_one("#ticket-table", DataTable).get_row_at(0)))
+            table = app.query_one("#ticket-table", DataTable)
+            return " ".join(map(str, table.get_row_at(0))) if table.row_count else ""
 
         await until(pilot, lambda: "waiting" in row(), "the ticket waiting for an answer")
         answer = await sage.call(

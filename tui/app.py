@@ -107,10 +107,10 @@ class ConsoleApp(App[None]):
         Binding("u", "unmute", "Unmute"),
         Binding("a", "approve", "Approve"),
         Binding("x", "reject", "Reject"),
-        Binding("e", "edit", "Edit+approve"),
+        Binding("e", "edit", "Edit"),
         Binding("f", "arena_filter", "Arena"),
         Binding("s", "status_filter", "State"),
-        Binding("n", "new_ticket", "New ticket"),
+        Binding("n", "new_ticket", "Ticket"),
         Binding("escape", "leave_input", "Back", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -143,6 +143,7 @@ class ConsoleApp(App[None]):
         self._dirty: set[str] = {"connection", "rooms", "agents", "proposals", "tickets", "health"}
         self._shown: tuple[str | None, str, int] = (None, "", 0)  # room, filter, last id
         self._room_items: dict[str, Label] = {}
+        self._rows: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         self._diff_for: int | None = None
 
     # layout ------------------------------------------------------------------------
@@ -197,6 +198,7 @@ class ConsoleApp(App[None]):
             for field in self.main.query(Input):
                 field.cursor_blink = False
         self.main.query_one("#room-list", ListView).focus()
+        self._redraw()
         self.set_interval(0.1, self._redraw)
         self.set_interval(1.0, lambda: self._dirty.add("health"))
         if self.connect_to_hub:
@@ -243,7 +245,7 @@ class ConsoleApp(App[None]):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
         self.refresh_bindings()
-        self._dirty.update({"rooms", "agents", "proposals", "tickets", "health"})
+        self._show("rooms", "agents", "proposals", "tickets", "health")
 
     def action_tab(self, tab: str) -> None:
         self.main.query_one("#tabs", TabbedContent).active = tab
@@ -321,7 +323,7 @@ class ConsoleApp(App[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.message_filter = event.value
-        self._dirty.add("rooms")
+        self._show("rooms")
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
@@ -446,12 +448,12 @@ class ConsoleApp(App[None]):
     def action_arena_filter(self) -> None:
         order = [None, *ARENAS]
         self.arena_filter = order[(order.index(self.arena_filter) + 1) % len(order)]
-        self._dirty.add("proposals")
+        self._show("proposals")
 
     def action_status_filter(self) -> None:
         index = STATUS_FILTERS.index(self.status_filter)
         self.status_filter = STATUS_FILTERS[(index + 1) % len(STATUS_FILTERS)]
-        self._dirty.add("proposals")
+        self._show("proposals")
 
     def action_new_ticket(self) -> None:
         self.push_screen(
@@ -467,17 +469,24 @@ class ConsoleApp(App[None]):
         name = event.item.name
         if name:
             self.state.open_room(name)
-            self._dirty.add("rooms")
+            self._show("rooms")
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._dirty.add(
-            {"agent-table": "agents", "proposal-table": "proposals", "ticket-table": "tickets"}.get(
-                event.data_table.id or "", "health"
-            )
-        )
+        detail = {
+            "agent-table": self._draw_agent_detail,
+            "proposal-table": self._draw_proposal_detail,
+            "ticket-table": self._draw_ticket_detail,
+        }.get(event.data_table.id or "")
+        if detail is not None:
+            detail()
 
     # drawing -----------------------------------------------------------------------
+
+    def _show(self, *views: str) -> None:
+        """Redraw ``views`` now: the user is waiting for them."""
+        self._dirty.update(views)
+        self._redraw()
 
     def _redraw(self) -> None:
         dirty = set(self._dirty)  # the link holds this very set's add: empty it in place
@@ -496,7 +505,7 @@ class ConsoleApp(App[None]):
             self._draw_agents()
         if "proposals" in dirty:
             self._draw_proposals()
-        if "tickets" in dirty:
+        if "tickets" in dirty or "proposals" in dirty:  # a ticket shows its answer
             self._draw_tickets()
         if "health" in dirty or "connection" in dirty:
             self._draw_health()
@@ -517,7 +526,9 @@ class ConsoleApp(App[None]):
             if label is None:
                 label = self._room_items[name] = Label()
                 rooms.append(ListItem(label, name=name))
-            marks = (" ⏸" if view.paused else "") + (f" ({view.unread})" if view.unread else "")
+            marks = (" · paused" if view.paused else "") + (
+                f" ({view.unread})" if view.unread else ""
+            )
             current = "▶ " if name == self.state.current_room else "  "
             label.update(f"{current}{escape(name)}{marks}")
         self._draw_stream()
@@ -547,10 +558,25 @@ class ConsoleApp(App[None]):
         last = messages[-1].id if messages else 0
         self._shown = (room, self.message_filter, max(last, shown_last))
 
-    def _draw_agents(self) -> None:
-        table = self.main.query_one("#agent-table", DataTable)
-        cursor = table.cursor_row
+    def _fill(self, table_id: str, rows: list[tuple[str, tuple[str, ...]]]) -> None:
+        """Show ``rows`` (key, cells) in a table, keeping the cursor on the same row; a
+        table whose rows did not change is left alone (no flicker, no new highlight)."""
+        if self._rows.get(table_id) == rows:
+            return
+        self._rows[table_id] = rows
+        table = self.main.query_one(table_id, DataTable)
+        selected, cursor = self._selected(table_id), table.cursor_row
         table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        keys = [key for key, _ in rows]
+        if keys:
+            table.move_cursor(
+                row=keys.index(selected) if selected in keys else min(cursor, len(keys) - 1)
+            )
+
+    def _draw_agents(self) -> None:
+        rows = []
         names = sorted(set(self.state.agents) | set(self.state.standings))
         for name in names:
             state = self.state.agents.get(name, {})
@@ -560,17 +586,19 @@ class ConsoleApp(App[None]):
             desk = (
                 ("yes" if standing.get("external") else "no") if standing.get("candidate") else "-"
             )
-            table.add_row(
+            cells = (
                 styled(name, colour(name)),
                 styled(kind, STATE_STYLE.get(kind, "")),
                 escape(state.get("detail", ""))[:50],
                 str(standing.get("reputation", "")),
                 desk,
                 drift,
-                key=name,
             )
-        if names:
-            table.move_cursor(row=min(cursor, len(names) - 1))
+            rows.append((name, cells))
+        self._fill("#agent-table", rows)
+        self._draw_agent_detail()
+
+    def _draw_agent_detail(self) -> None:
         agent = self._selected("#agent-table")
         detail = self.main.query_one("#agent-detail", Static)
         if agent is None:
@@ -601,16 +629,13 @@ class ConsoleApp(App[None]):
             f"arena [b]{self.arena_filter or 'all'}[/b] (f) · state "
             f"[b]{self.status_filter or 'all'}[/b] (s)"
         )
-        table = self.main.query_one("#proposal-table", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        shown = self._visible_proposals()
-        for p in shown:
+        rows = []
+        for p in self._visible_proposals():
             status = p["status"] + (" (stale)" if p.get("stale") else "")
             style = {"conflict": "bold red", "approved": "green", "rejected": "dim"}.get(
                 p["status"], "yellow" if p.get("stale") else ""
             )
-            table.add_row(
+            cells = (
                 str(p["id"]),
                 styled(status, style),
                 p["arena"],
@@ -618,10 +643,9 @@ class ConsoleApp(App[None]):
                 styled(p["author"], colour(p["author"])),
                 escape(p["path"]),
                 escape(p["title"])[:40],
-                key=str(p["id"]),
             )
-        if shown:
-            table.move_cursor(row=min(cursor, len(shown) - 1))
+            rows.append((str(p["id"]), cells))
+        self._fill("#proposal-table", rows)
         self._draw_proposal_detail()
 
     def _draw_proposal_detail(self) -> None:
@@ -639,8 +663,11 @@ class ConsoleApp(App[None]):
         )
         if proposal.get("reason"):
             log.write(f"[b]{proposal['status']}[/b]: {escape(proposal['reason'])}")
+        if "diff" not in proposal and self.link is None:
+            log.write(escape(proposal.get("content", "")))  # no hub to diff against
+            return
         if "diff" not in proposal:
-            if self.link is not None and self._diff_for != proposal["id"]:
+            if self._diff_for != proposal["id"]:
                 self._diff_for = proposal["id"]
                 self.run_worker(self._load_diff(proposal["id"]), group="diff", exclusive=True)
             log.write("[dim]loading the diff…[/]")
@@ -666,30 +693,36 @@ class ConsoleApp(App[None]):
         self._dirty.add("proposals")
 
     def _draw_tickets(self) -> None:
-        table = self.main.query_one("#ticket-table", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        tickets = sorted(self.state.tickets.values(), key=lambda t: -t["id"])
-        answers = {
-            p["path"]: p for p in self.state.proposals.values() if p["kind"] == "ticket_answer"
-        }
-        for t in tickets:
+        rows = []
+        answers = self._ticket_answers()
+        for t in sorted(self.state.tickets.values(), key=lambda t: -t["id"]):
             answer = answers.get(f"tickets/{t['id']}")
             progress = (
                 f"#{answer['id']} {answer['status']} by {answer['author']}" if answer else "waiting"
             )
             if t["status"] == "closed" and t.get("human_intervention"):
                 progress += " (human)"
-            table.add_row(
+            cells = (
                 str(t["id"]),
                 styled(t["status"], "green" if t["status"] == "closed" else "yellow"),
                 escape(t["title"])[:50],
                 escape(t["filed_by"]),
                 progress,
-                key=str(t["id"]),
             )
-        if tickets:
-            table.move_cursor(row=min(cursor, len(tickets) - 1))
+            rows.append((str(t["id"]), cells))
+        self._fill("#ticket-table", rows)
+        self._draw_ticket_detail()
+
+    def _ticket_answers(self) -> dict[str, dict]:
+        """The newest answer proposed for each ticket, by the ticket's path."""
+        found: dict[str, dict] = {}
+        for p in sorted(self.state.proposals.values(), key=lambda p: p["id"]):
+            if p["kind"] == "ticket_answer":
+                found[p["path"]] = p
+        return found
+
+    def _draw_ticket_detail(self) -> None:
+        answers = self._ticket_answers()
         key = self._selected("#ticket-table")
         detail = self.main.query_one("#ticket-detail", Static)
         ticket = self.state.tickets.get(int(key)) if key else None
@@ -719,6 +752,10 @@ class ConsoleApp(App[None]):
         lines = [f"status: {s.health.get('status', 'unknown')}"]
         for name, dep in sorted(deps.items()):
             mark = "[green]ok[/]" if dep.get("ok") else "[bold red]down[/]"
-            extra = dep.get("latency_ms", dep.get("mode", dep.get("error", "")))
+            extra = (
+                f"{dep['latency_ms']} ms"
+                if "latency_ms" in dep
+                else dep.get("mode", dep.get("error", ""))
+            )
             lines.append(f"{name}: {mark} {escape(str(extra))}")
         self.main.query_one("#health-deps", Static).update("\n".join(lines))

@@ -40,6 +40,7 @@ class HubLink:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._connects = 0
         for event, handler in {
             "agent.state": self._on_agent_state,
             "proposal.new": self._on_proposal,
@@ -66,7 +67,12 @@ class HubLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._spawn(self._poll_health())
-        await self.load()
+        try:
+            await self.load()
+        except HubCallError:
+            if self.client.connected:
+                raise
+            # the hub went away while loading: the reconnect loads again
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -86,6 +92,8 @@ class HubLink:
                 self.state.set_room(joined.room.model_dump(mode="json"))
         self.on_change("rooms")
         await self.refresh()
+        self.state.loaded = True
+        self.on_change("connection")
 
     async def refresh(self) -> None:
         """Agents, reputation, proposals and tickets, read again."""
@@ -120,18 +128,18 @@ class HubLink:
     # pushes -------------------------------------------------------------------------
 
     def _on_connection(self, connected: bool) -> None:
-        first = not self.state.connected and self.state.status == "connecting"
         self.state.connected = connected
         self.state.status = "connected" if connected else "disconnected, reconnecting…"
         self.on_change("connection")
-        if connected and not first and self.state.me:
-            self._spawn(self._after_reconnect())
+        if connected:
+            self._connects += 1
+            if self._connects > 1:
+                self._spawn(self._after_reconnect())
 
     async def _after_reconnect(self) -> None:
         await self.client.reconnected.wait()  # rooms re-joined, missed messages delivered
         with contextlib.suppress(HubCallError):
-            await self.refresh()
-        self.on_change("rooms")
+            await self.load()  # rooms not joined yet, and the lists
 
     def _on_message(self, message: Message) -> None:
         self.state.add_message(message)

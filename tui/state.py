@@ -40,6 +40,7 @@ class ConsoleState:
     me: str = ""
     role: str = ""
     connected: bool = False
+    loaded: bool = False  # rooms joined and lists read since the first connect
     status: str = "connecting"
     rooms: dict[str, RoomView] = field(default_factory=dict)
     current_room: str | None = None

@@ -1,0 +1,234 @@
+"""Snapshots of the console's main screens (pytest-textual-snapshot), drawn from a fixed
+state with no hub, cursors not blinking, so they stay byte-for-byte stable. Update them
+on purpose with ``pytest tests/test_tui_snapshots.py --snapshot-update``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from textual.pilot import Pilot
+
+from server.protocol import Message, Role
+from tui.app import ConsoleApp
+from tui.state import ConsoleState
+
+SIZE = (120, 34)
+T0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+
+
+def site() -> ConsoleState:
+    state = ConsoleState(url="http://127.0.0.1:8765", me="mod", role="moderator")
+    state.connected, state.status = True, "connected"
+    for name in ("compiler", "creative", "education", "external", "operations"):
+        state.set_room({"name": name, "kind": "arena", "may_post": True})
+    state.set_room({"name": "group:staff", "kind": "group", "may_post": True})
+    lines = [
+        ("ada", Role.AGENT, "The parser drops trailing commas; I will add a test.", None),
+        ("linus", Role.AGENT, "Good. Keep the fix small and the test first.", 1),
+        ("mod", Role.MODERATOR, "@ada please propose the fix as a patch.", None),
+        ("ada", Role.AGENT, 'I proposed the patch "Keep trailing commas" (#4).', 3),
+    ]
+    for n, (author, role, text, reply) in enumerate(lines, 1):
+        state.add_message(
+            Message(
+                id=n,
+                room="compiler",
+                author=author,
+                author_role=role,
+                text=text,
+                reply_to=reply,
+                created_at=T0 + timedelta(seconds=40 * n),
+            ),
+            live=False,
+        )
+    state.room("creative").unread = 3
+    state.room("operations").paused = True
+    agents = [
+        ("ada", "speaking", "in compiler", {"rigor": 0.04, "sociability": -0.02}, 1.8),
+        ("grace", "muted", "muted by a moderator", {"assertiveness": -0.2}, 2.4),
+        ("linus", "idle", "spoke in compiler", {"rigor": 0.01}, 1.2),
+        ("sage", "error", "LLM failed (timeout); retry in 4.0s", {}, None),
+    ]
+    for name, kind, detail, drift, seconds in agents:
+        state.set_agent(
+            {
+                "agent": name,
+                "state": kind,
+                "detail": detail,
+                "drift": drift,
+                "summary": f"{name.title()}, agent of the demo site",
+                "llm_seconds": seconds,
+                "updated_at": T0.isoformat(),
+            }
+        )
+    state.standings = {
+        "ada": {
+            "agent": "ada",
+            "reputation": 25,
+            "approved": 2,
+            "edited": 1,
+            "rejected": 0,
+            "conflicts": 0,
+            "reactions_up": 0,
+            "reactions_down": 0,
+            "candidate": False,
+            "external": False,
+            "approval_ratio": 1.0,
+        },
+        "grace": {
+            "agent": "grace",
+            "reputation": -5,
+            "approved": 0,
+            "edited": 0,
+            "rejected": 1,
+            "conflicts": 0,
+            "reactions_up": 0,
+            "reactions_down": 0,
+            "candidate": True,
+            "external": False,
+            "approval_ratio": 0.0,
+        },
+        "sage": {
+            "agent": "sage",
+            "reputation": 10,
+            "approved": 1,
+            "edited": 0,
+            "rejected": 0,
+            "conflicts": 0,
+            "reactions_up": 0,
+            "reactions_down": 0,
+            "candidate": True,
+            "external": True,
+            "approval_ratio": 1.0,
+        },
+    }
+    proposals = [
+        (
+            4,
+            "pending",
+            "compiler",
+            "patch",
+            "ada",
+            "src/parser.py",
+            "Keep trailing commas",
+            1,
+            "@@ -1,2 +1,2 @@\n def parse(items):\n"
+            "-    return items.rstrip(',')\n+    return items\n",
+        ),
+        (
+            3,
+            "conflict",
+            "compiler",
+            "document",
+            "linus",
+            "docs/parser.md",
+            "Parser notes",
+            1,
+            "based on version 1 of docs/parser.md, but the canon is at version 2",
+        ),
+        (
+            2,
+            "approved",
+            "education",
+            "tutorial",
+            "sage",
+            "tutorials/backups-sage-1a2b3c.md",
+            "Backups in five minutes",
+            0,
+            "",
+        ),
+    ]
+    for pid, status, arena, kind, author, path, title, base, extra in proposals:
+        proposal = {
+            "id": pid,
+            "status": status,
+            "arena": arena,
+            "kind": kind,
+            "author": author,
+            "path": path,
+            "title": title,
+            "base_version": base,
+            "content": "",
+            "reason": extra if status == "conflict" else "",
+            "edited": False,
+        }
+        if status == "pending":
+            proposal.update(diff=extra, canon_version=1, stale=False)
+        state.set_proposal(proposal)
+    state.set_ticket(
+        {
+            "id": 1,
+            "title": "Disk",
+            "body": "Is the backup disk full?",
+            "filed_by": "mod",
+            "status": "open",
+            "answer_proposal_id": None,
+            "human_intervention": False,
+        }
+    )
+    state.set_proposal(
+        {
+            "id": 5,
+            "status": "pending",
+            "arena": "external",
+            "kind": "ticket_answer",
+            "author": "sage",
+            "path": "tickets/1",
+            "title": "Answer to ticket #1",
+            "base_version": 0,
+            "content": "No: 41% used.\n",
+            "reason": "",
+            "edited": False,
+        }
+    )
+    state.llm_seconds.extend([1.2, 1.8, 2.4, 1.1, 3.0, 1.6, 1.4, 2.2])
+    state.health = {
+        "status": "ok",
+        "dependencies": {
+            "database": {"ok": True, "latency_ms": 0.8},
+            "redis": {"ok": True, "mode": "in-process (no BOTARENA_REDIS_URL)"},
+        },
+    }
+    return state
+
+
+async def settle(pilot: Pilot) -> None:
+    await pilot.pause(0.3)  # a few redraws of the views
+
+
+def console(**options: object) -> ConsoleApp:
+    return ConsoleApp(state=site(), connect=False, blink=False, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["1"],  # rooms: the stream, unread counts, a paused room
+        ["2"],  # agents
+        ["3", "s", "_", "down"],  # proposals of every state: a conflict, the patch's diff
+        ["4"],  # tickets
+        ["5"],  # health
+    ],
+    ids=["rooms", "agents", "proposals", "tickets", "health"],
+)
+def test_each_tab(snap_compare, keys: list[str]) -> None:
+    assert snap_compare(console(), press=keys, terminal_size=SIZE, run_before=settle)
+
+
+def test_help(snap_compare) -> None:
+    assert snap_compare(console(), press=["question_mark"], terminal_size=SIZE, run_before=settle)
+
+
+def test_reject_dialog(snap_compare) -> None:
+    assert snap_compare(console(), press=["3", "x"], terminal_size=SIZE, run_before=settle)
+
+
+def test_read_only_proposals(snap_compare) -> None:
+    assert snap_compare(console(read_only=True), press=["3"], terminal_size=SIZE, run_before=settle)
+
+
+def test_disconnected(snap_compare) -> None:
+    app = console()
+    app.state.connected, app.state.status = False, "disconnected, reconnecting…"
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
