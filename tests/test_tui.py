@@ -235,3 +235,20 @@ async def test_muting_an_agent_from_the_console(arena: Arena) -> None:
         await pilot.press("u")
         await until(pilot, lambda: app.flash == "ada unmuted", "unmuted")
         await ada.send("compiler", "back again")
+
+
+async def test_the_token_is_asked_for_and_a_bad_one_is_refused(arena: Arena) -> None:
+    token = await arena.token("mod", "moderator")
+    app = ConsoleApp(url=arena.url, token=None, blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, FormScreen), "the token prompt")
+        await pilot.press(*token, "enter")
+        await until(pilot, lambda: app.state.loaded, "connected with the typed token")
+        assert "mod (moderator)" in shown(app, "#status")
+
+    refused = ConsoleApp(url=arena.url, token="bat_not-a-real-token", blink=False)
+    async with refused.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "unknown token" in refused.flash, "the refusal")
+        await pilot.pause(0.2)
+        assert "refused: unknown token" in shown(refused, "#status")
+        assert not refused.state.connected

@@ -9,6 +9,9 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from server.client import HubClient
@@ -22,8 +25,19 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    var = tmp_path / "var"
+@dataclass
+class Up:
+    process: asyncio.subprocess.Process
+    output: list[str]
+    hub_url: str
+    llm_port: int
+    token: str
+
+
+@asynccontextmanager
+async def botarena_up(var: Path, **settings: str) -> AsyncIterator[Up]:
+    """``botarena up`` on ``var`` with free ports, once its banner gave the token; stopped
+    with Ctrl-C (killed if it will not stop) when done."""
     hub_port, llm_port = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -39,7 +53,7 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             llm_threads="2",
             llm_backend="embedded",
             llm_max_tokens="40",
-            quiet_seconds="2",
+            **{"quiet_seconds": "2", **settings},
         ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -59,10 +73,26 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             what="the banner",
         )
         token = re.search(r"moderator token: (\S+)", "".join(output))[1]  # type: ignore[index]
-        assert f"http://127.0.0.1:{hub_port}" in "".join(output)
+        yield Up(process, output, f"http://127.0.0.1:{hub_port}", llm_port, token)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), 90)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        await reader
+
+
+async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    async with botarena_up(var) as up:
+        output = up.output
+        assert up.hub_url in "".join(output)
         assert "botarena watch compiler" in "".join(output)
         inbox: list[Message] = []
-        moderator = HubClient(f"http://127.0.0.1:{hub_port}", token, on_message=inbox.append)
+        moderator = HubClient(up.hub_url, up.token, on_message=inbox.append)
         await moderator.connect()
         for arena in ARENAS:
             await moderator.join(arena)
@@ -73,17 +103,13 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         )
         states = (await moderator.call("agents"))["agents"]
         assert {s["agent"] for s in states} >= {"ada", "grace", "maria", "sage", "scheherazade"}
-        assert port_open(llm_port)
+        assert port_open(up.llm_port)
         await moderator.close()
 
-        process.send_signal(signal.SIGINT)  # Ctrl-C
-        assert await asyncio.wait_for(process.wait(), 90) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await reader
-    assert not port_open(hub_port) and not port_open(llm_port), "every server stopped"
+        up.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert await asyncio.wait_for(up.process.wait(), 90) == 0
+    hub_port = int(up.hub_url.rsplit(":", 1)[1])
+    assert not port_open(hub_port) and not port_open(up.llm_port), "every server stopped"
     assert not (var / "pgdata" / "postmaster.pid").exists(), "PostgreSQL stopped"
     assert (var / "agent-tokens.json").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in "".join(output), "".join(output)[-3000:]

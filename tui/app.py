@@ -220,6 +220,7 @@ class ConsoleApp(App[None]):
             await self.link.start()
         except HubCallError as exc:
             self.state.status = f"refused: {exc.message}"
+            self._dirty.add("connection")
             self._show_flash(f"cannot connect: {exc.message}", error=True)
 
     async def on_unmount(self) -> None:

@@ -1,0 +1,105 @@
+"""A smoke test of the console in a real terminal: ``botarena tui`` runs in tmux against
+what ``make up`` starts (embedded PostgreSQL, the hub, llama.cpp, the agents); keys go in
+with send-keys and the screen is read back with capture-pane."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from server.client import HubClient
+from server.protocol import Message
+from tests.helpers import eventually
+from tests.services import ROOT
+from tests.test_up import botarena_up
+
+
+class Tmux:
+    """One tmux server of its own (``-L``), so nothing else on the machine is touched."""
+
+    def __init__(self, name: str) -> None:
+        self.socket = name
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20
+        )
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "console").stdout
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "console", *keys)
+
+    def alive(self) -> bool:
+        return self.run("has-session", "-t", "console").returncode == 0
+
+
+async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
+    tmux = Tmux(f"botarena-test-{os.getpid()}")
+    async with botarena_up(tmp_path / "var", quiet_seconds="3") as up:
+        env = {"BOTARENA_HUB_URL": up.hub_url, "BOTARENA_TOKEN": up.token, "TERM": "xterm-256color"}
+        command = " ".join(
+            [
+                *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+                sys.executable,
+                "-m",
+                "server.cli",
+                "tui",
+            ]
+        )
+        started = tmux.run(
+            "new-session", "-d", "-s", "console", "-x", "150", "-y", "40", "-c", str(ROOT), command
+        )
+        assert started.returncode == 0, started.stderr
+        tmux.run("resize-window", "-t", "console", "-x", "150", "-y", "40")
+        try:
+            await eventually(lambda: "● connected" in tmux.screen(), 60, "the console connects")
+            assert "moderator (moderator)" in tmux.screen()
+            await eventually(
+                lambda: all(a in tmux.screen() for a in ("compiler", "education", "external")),
+                30,
+                "the arenas listed",
+            )
+            await eventually(
+                lambda: any(f" {a} " in tmux.screen() for a in ("ada", "linus")),
+                180,
+                "an agent's message in the compiler room",
+            )
+
+            tmux.keys("2")
+            await eventually(lambda: "reputation" in tmux.screen(), 10, "the agents tab")
+            await eventually(
+                lambda: all(a in tmux.screen() for a in ("ada", "grace", "maria", "sage")),
+                30,
+                "every agent listed",
+            )
+
+            inbox: list[Message] = []
+            watcher = HubClient(up.hub_url, up.token, on_message=inbox.append)
+            await watcher.connect()
+            await watcher.join("compiler")
+            tmux.keys("1")
+            tmux.keys("c")
+            await asyncio.sleep(0.3)
+            tmux.keys("-l", "hello from the console")
+            tmux.keys("Enter")
+            await eventually(
+                lambda: any(m.text == "hello from the console" for m in inbox),
+                15,
+                "the moderator's post reaches the room",
+            )
+            assert [m.author for m in inbox if m.text == "hello from the console"] == ["moderator"]
+            await eventually(lambda: "posted in compiler" in tmux.screen(), 10, "the flash line")
+            await watcher.close()
+
+            tmux.keys("Escape")
+            await asyncio.sleep(0.5)  # or the terminal reads Escape then q as Alt+q
+            tmux.keys("q")
+            await eventually(lambda: not tmux.alive(), 15, "q quits the console")
+        finally:
+            tmux.run("kill-server")
