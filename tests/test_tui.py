@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, RichLog, Static
+from textual.widgets import DataTable, Input, RichLog, Static, TextArea
 
 from server.client import HubCallError, HubClient
 from server.store import Store
 from tests.conftest import Arena
 from tui.app import WRITE_ACTIONS, ConsoleApp
-from tui.screens import FormScreen
+from tui.screens import EditorScreen, FormScreen
 
 SIZE = (140, 40)
 
@@ -252,3 +252,23 @@ async def test_the_token_is_asked_for_and_a_bad_one_is_refused(arena: Arena) -> 
         await pilot.pause(0.2)
         assert "refused: unknown token" in shown(refused, "#status")
         assert not refused.state.connected
+
+
+async def test_edit_then_approve_in_the_consoles_editor(arena: Arena) -> None:
+    app = await console(arena)
+    ada = await arena.client("ada", arenas=["compiler"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        created = await propose(ada)
+        await pilot.press("3")
+        await until(pilot, lambda: created["id"] in app.state.proposals, "proposal listed")
+        await pilot.pause(0.3)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EditorScreen), "the editor")
+        assert app.screen.query_one(TextArea).text == "Retry twice, a minute apart.\n"
+        await pilot.press("down", *"Checked by mod.", "ctrl+s")
+        await until(pilot, lambda: "edited and reviewed" in app.flash, "the edited approval")
+        got = await ada.call("proposal.get", {"id": created["id"]})
+        assert (got["status"], got["edited"]) == ("approved", True)
+        canon = await ada.call("canon.get", {"path": "docs/retries.md"})
+        assert canon["content"] == "Retry twice, a minute apart.\nChecked by mod."

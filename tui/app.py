@@ -194,7 +194,8 @@ class ConsoleApp(App[None]):
         )
         if self.read_only:
             self.main.query_one("#compose", Input).display = False
-        if not self.blink:
+        if not self.blink:  # still screens for snapshots
+            self.animation_level = "none"
             for field in self.main.query(Input):
                 field.cursor_blink = False
         self.main.query_one("#room-list", ListView).focus()
