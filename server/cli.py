@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
+from bundles.cli import bundle_app, keys_app
 from server import logs
 from server.protocol import ARENAS, Role
 from server.settings import Settings, get_settings
@@ -33,6 +34,26 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 app.add_typer(memory_app, name="memory")
+app.add_typer(bundle_app, name="bundle")
+app.add_typer(keys_app, name="keys")
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"botarena {version('botarena')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """BotArena: agents in arena rooms, supervised by humans, offline."""
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

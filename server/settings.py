@@ -104,6 +104,12 @@ class Settings(BaseSettings):
 
     gnupg_home: Path | None = Field(None, description="the site's GnuPG home; default var/gnupg")
     site_key: str | None = Field(None, description="fingerprint of the site's signing key")
+    trust_dir: Path | None = Field(
+        None, description="the keys trusted for bundles; default var/trust"
+    )
+    bundle_threshold: int = Field(
+        1, ge=1, le=16, description="good signatures by distinct trusted keys a bundle needs"
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -135,6 +141,10 @@ class Settings(BaseSettings):
     @property
     def gnupg_dir(self) -> Path:
         return self.gnupg_home or self.var_dir / "gnupg"
+
+    @property
+    def trust_directory(self) -> Path:
+        return self.trust_dir or self.var_dir / "trust"
 
     @property
     def chroma_dir(self) -> Path:

@@ -1,0 +1,261 @@
+"""``botarena bundle`` and ``botarena keys``: build, sign, verify and install bundles, and
+manage the keys a site trusts. Long steps show a progress bar (rich) on the terminal;
+``--json`` prints one JSON object for scripts instead. A refusal exits with status 1 and
+says why (with its code in JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from bundles.archive import BundleError, read_contents
+from bundles.install import Policy, Site, verify
+from bundles.trust import TrustStore
+from server.settings import Settings, get_settings
+
+bundle_app = typer.Typer(no_args_is_help=True, help="Build, sign, verify and install bundles.")
+keys_app = typer.Typer(no_args_is_help=True, help="The keys this site trusts for bundles.")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        _refuse("config", str(exc), as_json=False)
+
+
+def _trust(settings: Settings) -> TrustStore:
+    return TrustStore(settings.trust_directory)
+
+
+def _refuse(code: str, message: str, *, as_json: bool) -> NoReturn:
+    if as_json:
+        print(json.dumps({"ok": False, "code": code, "error": message}))
+    else:
+        print(f"refused ({code}): {message}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def _done(data: dict[str, Any], text: str, *, as_json: bool) -> None:
+    print(json.dumps({"ok": True, **data}, default=str) if as_json else text)
+
+
+@contextmanager
+def _progress(label: str, total: int, *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over ``total`` bytes (none for JSON output or when not a terminal)."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), DownloadColumn())
+    with Progress(*columns, TransferSpeedColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _bundle_size(path: Path) -> int:
+    try:
+        return read_contents(path).manifest.total_size
+    except BundleError:
+        return 0
+
+
+@bundle_app.command("build")
+def build_command(
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the bundle spec")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the bundle file to write")],
+    as_json: JsonOption = False,
+) -> None:
+    """Build a bundle (manifest with sizes and SHA-256, and payload) from a YAML spec."""
+    from bundles.build import build, collect
+
+    try:
+        _, sources = collect(spec)
+        total = 2 * sum(p.stat().st_size for p in sources.values())  # hashed, then written
+        with _progress("building", total, quiet=as_json) as progress:
+            manifest = build(spec, out, progress)
+    except (ValueError, OSError) as exc:
+        _refuse("spec", str(exc), as_json=as_json)
+    _done(
+        {
+            "bundle": str(out),
+            "name": manifest.name,
+            "version": manifest.version,
+            "files": len(manifest.files),
+            "bytes": manifest.total_size,
+        },
+        f"built {out}: {manifest.name} {manifest.version}, {len(manifest.files)} files, "
+        f"{manifest.total_size} bytes (unsigned: botarena bundle sign)",
+        as_json=as_json,
+    )
+
+
+@bundle_app.command("sign")
+def sign_command(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    key: Annotated[str, typer.Option("--key", help="full fingerprint of the signing key")],
+    gnupg_home: Annotated[
+        Path | None, typer.Option(help="GnuPG home holding the secret key; default the site's")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a detached PGP signature over the bundle's manifest."""
+    from bundles.build import sign
+
+    home = gnupg_home or _settings().gnupg_dir
+    try:
+        fpr = sign(bundle, key, home)
+    except (ValueError, BundleError) as exc:
+        _refuse(getattr(exc, "code", "sign"), str(exc), as_json=as_json)
+    _done({"bundle": str(bundle), "signed_by": fpr}, f"signed {bundle} with {fpr}", as_json=as_json)
+
+
+def _policy(settings: Settings, allow_downgrade: bool = False) -> Policy:
+    return Policy(threshold=settings.bundle_threshold, allow_downgrade=allow_downgrade)
+
+
+@bundle_app.command("verify")
+def verify_command(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    as_json: JsonOption = False,
+) -> None:
+    """Check signatures, trust, expiry, version and every file, without installing."""
+    settings = _settings()
+    site = Site(settings.var_dir)
+    try:
+        name = read_contents(bundle).manifest.name
+        with _progress("verifying", _bundle_size(bundle), quiet=as_json) as progress:
+            contents, checks = verify(
+                bundle, _trust(settings), _policy(settings), site.installed(name), progress
+            )
+    except BundleError as exc:
+        _refuse(exc.code, exc.message, as_json=as_json)
+    manifest = contents.manifest
+    signed = sorted(c.fingerprint for c in checks if c.counts)
+    _done(
+        {
+            "name": manifest.name,
+            "version": manifest.version,
+            "signed_by": signed,
+            "files": len(manifest.files),
+            "bytes": manifest.total_size,
+        },
+        f"{manifest.name} {manifest.version}: good, signed by {', '.join(signed)}; "
+        f"{len(manifest.files)} files verified",
+        as_json=as_json,
+    )
+
+
+@bundle_app.command("install")
+def install_command(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    allow_downgrade: Annotated[
+        bool, typer.Option(help="install even if not newer (needs --reason; audited)")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="why: recorded with the install")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Verify and install a bundle, all or nothing."""
+    settings = _settings()
+    if allow_downgrade and not reason.strip():
+        _refuse("reason", "a deliberate downgrade needs --reason", as_json=as_json)
+    site = Site(settings.var_dir)
+    try:
+        with _progress("installing", _bundle_size(bundle), quiet=as_json) as progress:
+            record = site.install(
+                bundle, _trust(settings), _policy(settings, allow_downgrade), progress, reason
+            )
+    except BundleError as exc:
+        _refuse(exc.code, exc.message, as_json=as_json)
+    record["audited"] = _audit(settings, record)
+    _done(
+        record,
+        f"installed {record['name']} {record['version']}"
+        + (f" (was {record['previous']})" if record["previous"] else "")
+        + ("" if record["audited"] else "; the hub's store was not reachable: not audited"),
+        as_json=as_json,
+    )
+
+
+def _audit(settings: Settings, record: dict[str, Any]) -> bool:
+    """Append the install to the audit chain when the hub's database answers."""
+    import asyncio
+
+    import asyncpg
+
+    from server import audit
+
+    if not settings.database_url:
+        return False
+
+    async def append() -> None:
+        conn = await asyncpg.connect(settings.database_url, timeout=5)
+        try:
+            async with conn.transaction():
+                action = "bundle.downgraded" if record["downgrade"] else "bundle.installed"
+                await audit.append(
+                    conn, action, actor="operator", subject=record["name"], detail=record
+                )
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(append())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    return True
+
+
+@bundle_app.command("list")
+def list_command(as_json: JsonOption = False) -> None:
+    """Installed bundles."""
+    found = Site(_settings().var_dir).listing()
+    if as_json:
+        print(json.dumps({"ok": True, "bundles": found}))
+        return
+    for b in found:
+        print(f"{b['name']:<24} {b['version']:<12} {b['files']:>6} files  expires {b['expires']}")
+
+
+@keys_app.command("add")
+def keys_add(
+    key_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="public key")],
+    fingerprint: Annotated[
+        str, typer.Option("--fingerprint", help="its full fingerprint, checked on import")
+    ],
+) -> None:
+    """Trust a bundle signing key, pinned by its full fingerprint."""
+    try:
+        added = _trust(_settings()).add(key_file, fingerprint)
+    except ValueError as exc:
+        _refuse("key", str(exc), as_json=False)
+    print(f"trusted {added['fingerprint']} {added['uid']}")
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """The trusted keys and their state (ok, expired, revoked)."""
+    keys = _trust(_settings()).listing()
+    if as_json:
+        print(json.dumps({"ok": True, "keys": keys}))
+        return
+    for k in keys:
+        print(f"{k['fingerprint']}  {k['state']:<8} {k['uid']}")
+
+
+@keys_app.command("remove")
+def keys_remove(fingerprint: Annotated[str, typer.Argument()]) -> None:
+    """Stop trusting a key."""
+    try:
+        _trust(_settings()).remove(fingerprint)
+    except ValueError as exc:
+        _refuse("key", str(exc), as_json=False)
+    print(f"no longer trusted: {fingerprint}")

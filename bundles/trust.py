@@ -1,0 +1,136 @@
+"""The site's trusted bundle keys, pinned by full fingerprint, and signature checks.
+
+Keys live in a GnuPG home of the trust store's own (``var/trust/gnupg``); the pinned
+list (``keys.json``) is what makes one trusted, because python-gnupg calls a good
+signature from *any* key in the keyring valid. A signature counts only when it is good,
+made by a pinned key, and that key is neither expired nor revoked; a bad signature is
+never mistaken for a missing one. Each check names its outcome so that a refusal can
+say exactly why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gnupg
+
+FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
+
+
+def fingerprint(text: str) -> str:
+    """A full fingerprint in canonical form (upper case, no spaces), or ValueError."""
+    clean = text.replace(" ", "").upper()
+    if not FINGERPRINT.match(clean):
+        raise ValueError(f"not a full 40-hex-digit fingerprint: {text!r}")
+    return clean
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    fingerprint: str  # as named in the bundle
+    outcome: str  # good, bad_signature, unknown_key, untrusted_key, expired_key, revoked_key
+    detail: str = ""
+
+    @property
+    def counts(self) -> bool:
+        return self.outcome == "good"
+
+
+class TrustStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.home = directory / "gnupg"
+        self.pins = directory / "keys.json"
+
+    def _gpg(self) -> gnupg.GPG:
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return gnupg.GPG(gnupghome=str(self.home))
+
+    def pinned(self) -> dict[str, dict[str, Any]]:
+        if not self.pins.exists():
+            return {}
+        return json.loads(self.pins.read_text())["keys"]
+
+    def _save(self, keys: dict[str, dict[str, Any]]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.pins.with_suffix(".partial")
+        partial.write_text(json.dumps({"keys": keys}, indent=1, sort_keys=True) + "\n")
+        os.replace(partial, self.pins)
+
+    def add(self, key_file: Path, expected: str) -> dict[str, Any]:
+        """Import a public key and pin it; ``expected`` must be its full fingerprint."""
+        wanted = fingerprint(expected)
+        result = self._gpg().import_keys(key_file.read_text())
+        found = {f.upper() for f in result.fingerprints}
+        if wanted not in found:
+            shown = ", ".join(sorted(found)) or "no key"
+            raise ValueError(f"{key_file} holds {shown}, not {wanted}")
+        info = self._key(wanted) or {}
+        keys = self.pinned()
+        keys[wanted] = {"added": datetime.now(UTC).isoformat(), "uid": info.get("uid", "")}
+        self._save(keys)
+        return {"fingerprint": wanted, **keys[wanted]}
+
+    def remove(self, key: str) -> None:
+        wanted = fingerprint(key)
+        keys = self.pinned()
+        if wanted not in keys:
+            raise ValueError(f"{wanted} is not a trusted key")
+        del keys[wanted]
+        self._save(keys)
+        self._gpg().delete_keys(wanted)
+
+    def _key(self, fpr: str) -> dict[str, Any] | None:
+        for key in self._gpg().list_keys(keys=[fpr]):
+            if key["fingerprint"].upper() == fpr:
+                return {
+                    "uid": (key.get("uids") or [""])[0],
+                    "expires": key.get("expires") or "",
+                    "revoked": key.get("trust") == "r",
+                    "expired": key.get("trust") == "e",
+                }
+        return None
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every pinned key with its state in the keyring."""
+        found = []
+        for fpr, pin in sorted(self.pinned().items()):
+            key = self._key(fpr)
+            state = "missing from the keyring"
+            if key is not None:
+                state = "revoked" if key["revoked"] else "expired" if key["expired"] else "ok"
+            found.append({"fingerprint": fpr, **pin, "state": state})
+        return found
+
+    def check(self, data: bytes, named: str, armored: str) -> SignatureCheck:
+        """What one detached signature over ``data`` is worth."""
+        pinned = self.pinned()
+        with tempfile.NamedTemporaryFile("w", suffix=".asc", dir=self.directory) as sig:
+            sig.write(armored)
+            sig.flush()
+            result = self._gpg().verify_data(sig.name, data)
+        signer = (result.pubkey_fingerprint or result.fingerprint or "").upper()
+        status = (result.status or "").lower()
+        key_status = (getattr(result, "key_status", None) or "").lower()
+        if "bad" in status:
+            return SignatureCheck(named, "bad_signature", "the signature does not match")
+        if "no public key" in status:
+            return SignatureCheck(named, "unknown_key", f"key {result.key_id} is not known here")
+        if "revoked" in status or "revoked" in key_status:
+            return SignatureCheck(named, "revoked_key", f"{signer or named} is revoked")
+        if "expired" in status or "expired" in key_status:
+            return SignatureCheck(named, "expired_key", f"{signer or named} has expired")
+        if not result.valid:
+            return SignatureCheck(named, "bad_signature", result.status or "not a valid signature")
+        if signer not in pinned:
+            return SignatureCheck(named, "untrusted_key", f"{signer} is not a trusted key")
+        if signer != named:
+            return SignatureCheck(named, "bad_signature", f"filed as {named} but made by {signer}")
+        return SignatureCheck(named, "good")

@@ -1,0 +1,442 @@
+"""Signed bundles with the real gpg: a good bundle installs, and every kind of bad one
+is refused with its own reason while the installed state stays byte-for-byte as it was;
+thresholds, downgrades and an install interrupted halfway."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bundles.archive import BundleError, read_contents
+from bundles.build import build, sign
+from bundles.install import Policy, Site, verify
+from bundles.trust import TrustStore
+from tests.helpers import make_key
+
+MODEL = b"GGUF" + bytes(range(256)) * 64
+
+
+def gpg(home: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--yes", *args],
+        check=True,
+        capture_output=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def export(home: Path, fpr: str, out: Path) -> Path:
+    out.write_bytes(gpg(home, "--armor", "--export", fpr).stdout)
+    return out
+
+
+def short_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # gpg-agent's socket path
+    path.chmod(0o700)
+    return path
+
+
+@dataclass
+class Site_:
+    root: Path
+    var: Path
+    signers: Path  # GnuPG home with the secret keys
+    trust: TrustStore
+    site: Site
+    keys: list[str]
+
+    def bundle(
+        self,
+        version: str = "1.0.0",
+        files: dict[str, bytes] | None = None,
+        *,
+        sign_with: list[str] | None = None,
+        expires_days: int = 30,
+        min_botarena: str = "0.1.0",
+    ) -> Path:
+        source = self.root / f"src-{version}-{len(os.listdir(self.root))}"
+        source.mkdir()
+        files = files or {
+            "personas/ada.yaml": b"id: ada\n",
+            "knowledge/demo/rules.md": f"rules of v{version}\n".encode(),
+            "models/tiny.gguf": MODEL + version.encode(),
+        }
+        for rel, data in files.items():
+            (source / rel).parent.mkdir(parents=True, exist_ok=True)
+            (source / rel).write_bytes(data)
+        spec = source / "spec.yaml"
+        spec.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "demo",
+                    "version": version,
+                    "expires_days": expires_days,
+                    "min_botarena": min_botarena,
+                    "include": [
+                        {"from": d, "to": d} for d in sorted({p.split("/")[0] for p in files})
+                    ],
+                }
+            )
+        )
+        out = self.root / f"demo-{version}-{len(os.listdir(self.root))}.tar"
+        build(spec, out)
+        for key in sign_with if sign_with is not None else self.keys[:1]:
+            sign(out, key, self.signers)
+        return out
+
+    def install(self, bundle: Path, **policy: object) -> dict:
+        return self.site.install(bundle, self.trust, Policy(**policy))  # type: ignore[arg-type]
+
+    def state(self) -> dict[str, str]:
+        """Every file, folder and link under var/, by content: equal means unchanged."""
+        found = {}
+        for path in sorted(self.var.rglob("*")):
+            rel = str(path.relative_to(self.var))
+            if path.is_symlink():
+                found[rel] = "link:" + os.readlink(path)
+            elif path.is_file():
+                found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                found[rel] = "dir"
+        return found
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site_]:
+    signers, trust_dir = short_dir("bas-"), short_dir("bat-")
+    keys = [make_key(signers, f"release{n}") for n in range(3)]
+    trust = TrustStore(trust_dir)
+    for n, key in enumerate(keys):
+        trust.add(export(signers, key, tmp_path / f"key{n}.asc"), key)
+    var = tmp_path / "var"
+    var.mkdir()
+    yield Site_(tmp_path, var, signers, trust, Site(var), keys)
+    for home in (signers, trust.home):
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    shutil.rmtree(signers, ignore_errors=True)
+    shutil.rmtree(trust_dir, ignore_errors=True)
+
+
+def rewrite(bundle: Path, out: Path, change: Callable[[tarfile.TarInfo, bytes], list]) -> Path:
+    """A copy of ``bundle`` with each member passed through ``change`` (which returns the
+    (TarInfo, bytes) pairs to write instead)."""
+    with tarfile.open(bundle) as source, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dest:
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isreg() else b""  # type: ignore[union-attr]
+            for info, payload in change(member, data):
+                dest.addfile(info, io.BytesIO(payload) if info.isreg() else None)
+    return out
+
+
+def same(member: tarfile.TarInfo, data: bytes) -> list:
+    return [(member, data)]
+
+
+def test_a_good_bundle_installs_and_an_upgrade_switches_everything(site: Site_) -> None:
+    first = site.install(site.bundle("1.0.0"))
+    assert (first["name"], first["version"], first["previous"]) == ("demo", "1.0.0", None)
+    assert first["signed_by"] == [site.keys[0]]
+    installed = site.var / "bundles" / "demo"
+    assert installed.is_symlink()
+    assert (installed / "payload/knowledge/demo/rules.md").read_text() == "rules of v1.0.0\n"
+    model = site.var / "models" / "tiny.gguf"
+    assert model.read_bytes() == MODEL + b"1.0.0"  # where llama.cpp finds models
+
+    second = site.install(site.bundle("1.1.0"))
+    assert (second["version"], second["previous"]) == ("1.1.0", "1.0.0")
+    assert (installed / "payload/knowledge/demo/rules.md").read_text() == "rules of v1.1.0\n"
+    assert model.read_bytes() == MODEL + b"1.1.0"  # the model followed the switch
+    assert [b["version"] for b in site.site.listing()] == ["1.1.0"]
+    history = (site.var / "bundles" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2
+
+
+def _bad_signature(site: Site_) -> Path:
+    """Bundle B's manifest with the signature made over bundle A's manifest."""
+    signed = site.bundle("2.0.0")
+    other = site.bundle("2.0.0", {"personas/ada.yaml": b"id: mallory\n"}, sign_with=[])
+    signature = read_contents(signed).signatures
+    ((fpr, armored),) = signature.items()
+    from bundles.archive import add_signature
+
+    add_signature(other, fpr, armored)
+    return other
+
+
+def _untrusted_key(site: Site_) -> Path:
+    stranger = make_key(site.signers, "stranger")
+    gpg(
+        site.trust.home, "--import", input=gpg(site.signers, "--armor", "--export", stranger).stdout
+    )
+    return site.bundle("2.0.0", sign_with=[stranger])  # in the keyring, never pinned
+
+
+def _expired_key(site: Site_) -> Path:
+    past = ["--faked-system-time", "20200101T000000"]
+    gpg(
+        site.signers,
+        *past,
+        "--passphrase",
+        "",
+        "--pinentry-mode",
+        "loopback",
+        "--quick-gen-key",
+        "old <old@site.local>",
+        "ed25519",
+        "sign",
+        "1d",
+    )
+    fpr = next(
+        line.split(":")[9]
+        for line in gpg(site.signers, "--with-colons", "--list-keys", "old@site.local")
+        .stdout.decode()
+        .splitlines()
+        if line.startswith("fpr")
+    )
+    site.trust.add(export(site.signers, fpr, site.root / "old.asc"), fpr)
+    bundle = site.bundle("2.0.0", sign_with=[])
+    armored = gpg(
+        site.signers,
+        *past,
+        "--armor",
+        "--detach-sign",
+        "--local-user",
+        fpr,
+        input=read_contents(bundle).manifest_bytes,
+    ).stdout.decode()
+    from bundles.archive import add_signature
+
+    add_signature(bundle, fpr, armored)
+    return bundle
+
+
+def _revoked_key(site: Site_) -> Path:
+    bundle = site.bundle("2.0.0")
+    certificate = site.signers / "openpgp-revocs.d" / f"{site.keys[0]}.rev"
+    text = certificate.read_text().replace(":-----BEGIN", "-----BEGIN")
+    gpg(site.trust.home, "--import", input=text.encode())
+    return bundle
+
+
+def _tampered_payload(site: Site_) -> Path:
+    def change(member: tarfile.TarInfo, data: bytes) -> list:
+        if member.name == "payload/knowledge/demo/rules.md":
+            data = data.replace(b"rules", b"RULES")  # same size, other bytes
+        return [(member, data)]
+
+    return rewrite(site.bundle("2.0.0"), site.root / "tampered.tar", change)
+
+
+def _resized_payload(site: Site_) -> Path:
+    def change(member: tarfile.TarInfo, data: bytes) -> list:
+        if member.name == "payload/knowledge/demo/rules.md":
+            data = data[:-2]
+            member.size = len(data)
+        return [(member, data)]
+
+    return rewrite(site.bundle("2.0.0"), site.root / "resized.tar", change)
+
+
+def _extra_file(site: Site_) -> Path:
+    def change(member: tarfile.TarInfo, data: bytes) -> list:
+        if member.name != "manifest.json":
+            return [(member, data)]
+        extra = tarfile.TarInfo("payload/config/sneaky.toml")
+        extra.size = 5
+        return [(member, data), (extra, b"x=1\n\n")]
+
+    return rewrite(site.bundle("2.0.0"), site.root / "extra.tar", change)
+
+
+def _missing_file(site: Site_) -> Path:
+    return rewrite(
+        site.bundle("2.0.0"),
+        site.root / "missing.tar",
+        lambda m, d: [] if m.name == "payload/personas/ada.yaml" else [(m, d)],
+    )
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, **fields: object) -> Callable:
+    def change(member: tarfile.TarInfo, data: bytes) -> list:
+        if member.name != "manifest.json":
+            return [(member, data)]
+        added = tarfile.TarInfo(name)
+        added.type = kind
+        for key, value in fields.items():
+            setattr(added, key, value)
+        return [(member, data), (added, b"")]
+
+    return change
+
+
+def _hostile(name: str, kind: bytes = tarfile.REGTYPE, **fields: object) -> Callable:
+    def make(site: Site_) -> Path:
+        return rewrite(
+            site.bundle("2.0.0"), site.root / "hostile.tar", _member(name, kind, **fields)
+        )
+
+    return make
+
+
+def _expanding(site: Site_) -> Path:
+    """A gzip archive whose model member unpacks to 64 MiB where 16 KiB are declared."""
+    good = site.bundle("2.0.0")
+    out = site.root / "bomb.tar.gz"
+    with (
+        tarfile.open(good) as source,
+        gzip.open(out, "wb") as raw,
+        tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as dest,
+    ):
+        for member in source.getmembers():
+            data = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "payload/models/tiny.gguf":
+                data = bytes(64 * 1024 * 1024)
+                member.size = len(data)
+            dest.addfile(member, io.BytesIO(data))
+    assert out.stat().st_size < 1024 * 1024
+    return out
+
+
+def _garbage(site: Site_) -> Path:
+    out = site.root / "garbage.tar"
+    out.write_bytes(os.urandom(4096))
+    return out
+
+
+REFUSALS: list[tuple[str, Callable[[Site_], Path], str, dict]] = [
+    ("unsigned", lambda s: s.bundle("2.0.0", sign_with=[]), "carries no signature", {}),
+    ("bad_signature", _bad_signature, "does not match", {}),
+    (
+        "unknown_key",
+        lambda s: s.bundle("2.0.0", sign_with=[make_key(s.signers, "x")]),
+        "is not known here",
+        {},
+    ),
+    ("untrusted_key", _untrusted_key, "is not a trusted key", {}),
+    ("expired_key", _expired_key, "has expired", {}),
+    ("revoked_key", _revoked_key, "is revoked", {}),
+    (
+        "threshold",
+        lambda s: s.bundle("2.0.0"),
+        "1 good trusted signature(s), 2 needed",
+        {"threshold": 2},
+    ),
+    (
+        "expired",
+        lambda s: s.bundle("2.0.0"),
+        "expired on",
+        {"now": datetime.now(UTC) + timedelta(days=31)},
+    ),
+    ("too_new", lambda s: s.bundle("2.0.0", min_botarena="99.0"), "needs BotArena 99.0", {}),
+    ("rollback", lambda s: s.bundle("1.0.0"), "is not newer than the installed 1.0.0", {}),
+    ("rollback", lambda s: s.bundle("0.9.0"), "--allow-downgrade", {}),
+    ("hash_mismatch", _tampered_payload, "does not match its SHA-256", {}),
+    ("size_mismatch", _resized_payload, "the manifest says", {}),
+    ("extra_file", _extra_file, "not in the manifest: config/sneaky.toml", {}),
+    ("missing_file", _missing_file, "listed but missing: personas/ada.yaml", {}),
+    ("unsafe_path", _hostile("/etc/cron.d/evil"), "not a relative path", {}),
+    ("unsafe_path", _hostile("payload/../../escape"), "escapes", {}),
+    (
+        "link",
+        _hostile("payload/models/evil", tarfile.SYMTYPE, linkname="/etc/passwd"),
+        "is a link",
+        {},
+    ),
+    (
+        "link",
+        _hostile("payload/models/hard", tarfile.LNKTYPE, linkname="manifest.json"),
+        "is a link",
+        {},
+    ),
+    (
+        "special_file",
+        _hostile("payload/dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+        "not a regular file",
+        {},
+    ),
+    ("special_file", _hostile("payload/fifo", tarfile.FIFOTYPE), "not a regular file", {}),
+    ("expansion", _expanding, "expands to 67108864 bytes", {}),
+    ("malformed", _garbage, "not a readable bundle", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "make", "says", "policy"),
+    REFUSALS,
+    ids=[f"{code}-{n}" for n, (code, *_rest) in enumerate(REFUSALS)],
+)
+def test_each_bad_bundle_is_refused_and_changes_nothing(
+    site: Site_, code: str, make: Callable[[Site_], Path], says: str, policy: dict
+) -> None:
+    site.install(site.bundle("1.0.0"))
+    bad = make(site)
+    before = site.state()
+    installed = site.site.installed("demo")
+    with pytest.raises(BundleError) as verified:
+        verify(bad, site.trust, Policy(**policy), installed)
+    assert verified.value.code == code and says in verified.value.message
+    with pytest.raises(BundleError) as refused:
+        site.install(bad, **policy)
+    assert refused.value.code == code
+    assert site.state() == before
+
+
+def test_two_of_three_trusted_keys(site: Site_) -> None:
+    two = site.bundle("1.0.0", sign_with=site.keys[:2])
+    _, checks = verify(two, site.trust, Policy(threshold=2))
+    assert sorted(c.fingerprint for c in checks if c.counts) == sorted(site.keys[:2])
+    with pytest.raises(BundleError, match="1 good trusted signature"):
+        verify(site.bundle("1.0.0", sign_with=site.keys[2:]), site.trust, Policy(threshold=2))
+    # a second signature by a key nobody trusts does not make up the number
+    stranger = make_key(site.signers, "stranger")
+    mixed = site.bundle("1.0.0", sign_with=[site.keys[0], stranger])
+    with pytest.raises(BundleError) as refused:
+        verify(mixed, site.trust, Policy(threshold=2))
+    assert refused.value.code == "threshold" and "is not known here" in refused.value.message
+    assert site.install(two, threshold=2)["signed_by"] == sorted(site.keys[:2])
+
+
+def test_an_install_interrupted_halfway_leaves_nothing_behind(site: Site_) -> None:
+    site.install(site.bundle("1.0.0"))
+    before = site.state()
+    upgrade = site.bundle("1.1.0")
+    seen = 0
+
+    def power_cut(done: int) -> None:
+        nonlocal seen
+        seen += done
+        if seen > len(MODEL) // 2:
+            raise KeyboardInterrupt  # Ctrl-C, or anything else, halfway through
+
+    with pytest.raises(KeyboardInterrupt):
+        site.site.install(upgrade, site.trust, Policy(), power_cut)
+    assert site.state() == before
+    assert not list((site.var / "bundles").glob(".staging-*"))
+
+    # an install that died outright leaves a staging folder: the next one clears it
+    (site.var / "bundles" / ".staging-dead").mkdir()
+    assert site.install(upgrade)["version"] == "1.1.0"
+    assert not (site.var / "bundles" / ".staging-dead").exists()
+
+
+def test_a_deliberate_downgrade_is_allowed_and_recorded(site: Site_) -> None:
+    site.install(site.bundle("1.1.0"))
+    record = site.site.install(
+        site.bundle("1.0.0"), site.trust, Policy(allow_downgrade=True), reason="1.1.0 misbehaves"
+    )
+    assert (record["version"], record["previous"], record["downgrade"]) == ("1.0.0", "1.1.0", True)
+    assert record["reason"] == "1.1.0 misbehaves"
+    assert (site.var / "models" / "tiny.gguf").read_bytes() == MODEL + b"1.0.0"
