@@ -18,6 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from bundles.archive import BundleError, read_contents
 from bundles.install import Policy, Site, verify
 from bundles.trust import TrustStore
+from server import logs
 from server.settings import Settings, get_settings
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Build, sign, verify and install bundles.")
@@ -27,10 +28,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object on std
 
 
 def _settings() -> Settings:
+    """The settings; logs go to stderr, so stdout stays for results (and JSON)."""
     try:
-        return get_settings()
+        settings = get_settings()
     except ValueError as exc:
         _refuse("config", str(exc), as_json=False)
+    logs.configure("warning", settings.log_format, stream=sys.stderr)
+    return settings
 
 
 def _trust(settings: Settings) -> TrustStore:
@@ -186,30 +190,29 @@ def install_command(
 
 
 def _audit(settings: Settings, record: dict[str, Any]) -> bool:
-    """Append the install to the audit chain when the hub's database answers."""
+    """Append the install to the audit chain when the site has a hub database (its
+    PostgreSQL, or the embedded one under var/) and it answers."""
     import asyncio
 
     import asyncpg
 
     from server import audit
+    from server.app import open_store
+    from server.migrations import MigrationError
 
-    if not settings.database_url:
+    if not settings.database_url and not settings.pgdata.exists():
         return False
 
     async def append() -> None:
-        conn = await asyncpg.connect(settings.database_url, timeout=5)
-        try:
-            async with conn.transaction():
-                action = "bundle.downgraded" if record["downgrade"] else "bundle.installed"
-                await audit.append(
-                    conn, action, actor="operator", subject=record["name"], detail=record
-                )
-        finally:
-            await conn.close()
+        action = "bundle.downgraded" if record["downgrade"] else "bundle.installed"
+        async with open_store(settings) as store, store.transaction() as conn:
+            await audit.append(
+                conn, action, actor="operator", subject=record["name"], detail=record
+            )
 
     try:
         asyncio.run(append())
-    except (OSError, asyncpg.PostgresError, TimeoutError):
+    except (OSError, asyncpg.PostgresError, MigrationError, TimeoutError, RuntimeError):
         return False
     return True
 

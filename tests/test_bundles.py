@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -440,3 +441,83 @@ def test_a_deliberate_downgrade_is_allowed_and_recorded(site: Site_) -> None:
     assert (record["version"], record["previous"], record["downgrade"]) == ("1.0.0", "1.1.0", True)
     assert record["reason"] == "1.1.0 misbehaves"
     assert (site.var / "models" / "tiny.gguf").read_bytes() == MODEL + b"1.0.0"
+
+
+def test_the_bundle_and_keys_commands_end_to_end(site: Site_, database_url: str) -> None:
+    from tests.test_cli import botarena
+
+    var = site.root / "cli-var"
+    settings = {"trust_dir": str(site.root / "t"), "database_url": database_url}
+    key_file = export(site.signers, site.keys[1], site.root / "release1.asc")
+
+    wrong = botarena(var, "keys", "add", str(key_file), "--fingerprint", site.keys[0], **settings)
+    assert wrong.returncode == 1 and f"not {site.keys[0]}" in wrong.stderr
+    added = botarena(var, "keys", "add", str(key_file), "--fingerprint", site.keys[1], **settings)
+    assert added.returncode == 0, added.stderr
+    listed = botarena(var, "keys", "list", "--json", **settings)
+    assert [(k["fingerprint"], k["state"]) for k in json.loads(listed.stdout)["keys"]] == [
+        (site.keys[1], "ok")
+    ]
+
+    bundle = site.bundle("3.0.0", sign_with=[])
+    signed = botarena(
+        var,
+        "bundle",
+        "sign",
+        str(bundle),
+        "--key",
+        site.keys[1],
+        "--gnupg-home",
+        str(site.signers),
+        "--json",
+        **settings,
+    )
+    assert json.loads(signed.stdout) == {
+        "ok": True,
+        "bundle": str(bundle),
+        "signed_by": site.keys[1],
+    }
+    checked = json.loads(
+        botarena(var, "bundle", "verify", str(bundle), "--json", **settings).stdout
+    )
+    assert (checked["ok"], checked["version"], checked["signed_by"]) == (
+        True,
+        "3.0.0",
+        [site.keys[1]],
+    )
+
+    done = botarena(var, "bundle", "install", str(bundle), "--json", **settings)
+    record = json.loads(done.stdout)
+    assert (record["ok"], record["version"], record["audited"]) == (True, "3.0.0", True)
+    again = botarena(var, "bundle", "install", str(bundle), "--json", **settings)
+    assert again.returncode == 1
+    assert json.loads(again.stdout) == {
+        "ok": False,
+        "code": "rollback",
+        "error": "demo 3.0.0 is not newer than the installed 3.0.0 (a deliberate downgrade "
+        "needs --allow-downgrade and a reason)",
+    }
+    no_reason = botarena(var, "bundle", "install", str(bundle), "--allow-downgrade", **settings)
+    assert no_reason.returncode == 1 and "needs --reason" in no_reason.stderr
+    forced = botarena(
+        var,
+        "bundle",
+        "install",
+        str(bundle),
+        "--allow-downgrade",
+        "--reason",
+        "reinstall",
+        **settings,
+    )
+    assert forced.returncode == 0 and "installed demo 3.0.0 (was 3.0.0)" in forced.stdout
+
+    audit_log = botarena(var, "audit", "log", **settings).stdout
+    assert "bundle.installed" in audit_log and "bundle.downgraded" in audit_log
+    assert "intact" in botarena(var, "audit", "verify", **settings).stdout
+
+    removed = botarena(var, "keys", "remove", site.keys[1], **settings)
+    assert removed.returncode == 0
+    untrusted = botarena(var, "bundle", "verify", str(bundle), **settings)
+    assert untrusted.returncode == 1 and "refused (unknown_key)" in untrusted.stderr
+    listing = json.loads(botarena(var, "bundle", "list", "--json", **settings).stdout)
+    assert [(b["name"], b["version"]) for b in listing["bundles"]] == [("demo", "3.0.0")]
