@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint format bench setup clean
+.PHONY: up test lint format bench bundle setup clean
 
 $(STAMP): pyproject.toml
 	@command -v gpg >/dev/null && command -v tmux >/dev/null || { [ "$$(id -u)" = 0 ] \
@@ -40,6 +40,10 @@ bench: setup  ## benchmarks; JSON results under tests/bench/results/
 	$(BIN)/python -m tests.bench.hub_bench --out tests/bench/results/hub.json
 	$(BIN)/python -m tests.bench.agent_bench --out tests/bench/results/agents.json
 	$(BIN)/python -m tests.bench.memory_bench --out tests/bench/results/memory.json
+	$(BIN)/python -m tests.bench.bundle_bench --out tests/bench/results/bundles.json
+
+bundle: setup  ## the demo bundle (personas, demo pack, demo model), signed: var/bundles-out/
+	$(BIN)/python -m bundles.demo --out var/bundles-out
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -175,7 +175,12 @@ def install_command(
     try:
         with _progress("installing", _bundle_size(bundle), quiet=as_json) as progress:
             record = site.install(
-                bundle, _trust(settings), _policy(settings, allow_downgrade), progress, reason
+                bundle,
+                _trust(settings),
+                _policy(settings, allow_downgrade),
+                progress,
+                reason,
+                _ollama(settings),
             )
     except BundleError as exc:
         _refuse(exc.code, exc.message, as_json=as_json)
@@ -187,6 +192,23 @@ def install_command(
         + ("" if record["audited"] else "; the hub's store was not reachable: not audited"),
         as_json=as_json,
     )
+
+
+def _ollama(settings: Settings) -> str | None:
+    """Ollama's address when it is the LLM backend (``auto``: when it answers)."""
+    if settings.llm_backend == "ollama":
+        return settings.ollama_host
+    if settings.llm_backend == "auto":
+        import httpx
+
+        try:
+            httpx.get(
+                f"{settings.ollama_host.rstrip('/')}/api/version", timeout=1
+            ).raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return settings.ollama_host
+    return None
 
 
 def _audit(settings: Settings, record: dict[str, Any]) -> bool:

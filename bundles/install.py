@@ -39,6 +39,7 @@ from bundles.archive import (
     check_payload,
     read_contents,
 )
+from bundles.ollama import install_models
 from bundles.trust import SignatureCheck, TrustStore
 
 MODELS = "models/"
@@ -158,8 +159,11 @@ class Site:
         policy: Policy,
         progress: Progress | None = None,
         reason: str = "",
+        ollama: str | None = None,
     ) -> dict[str, Any]:
-        """Install all or nothing; the record of what was done."""
+        """Install all or nothing; the record of what was done. With ``ollama`` (its
+        address), models that come with a Modelfile are also created in Ollama, after
+        every byte is checked and before the switch."""
         with self.locked():
             name = read_contents(path).manifest.name
             before = self.installed(name)
@@ -174,6 +178,7 @@ class Site:
                 (staging / SIGNATURES).mkdir()
                 for fpr, armored in contents.signatures.items():
                     (staging / SIGNATURES / f"{fpr}.asc").write_text(armored)
+                made = install_models(ollama, staging / PAYLOAD, manifest.files) if ollama else []
                 self.store.mkdir(parents=True, exist_ok=True)
                 final = self.store / f"{name}-{manifest.version}-{uuid.uuid4().hex[:8]}"
                 os.rename(staging, final)
@@ -198,6 +203,7 @@ class Site:
                 "signed_by": sorted(c.fingerprint for c in checks if c.counts),
                 "files": len(manifest.files),
                 "bytes": manifest.total_size,
+                "ollama_models": made,
             }
             with open(self.history, "a") as history:
                 history.write(json.dumps(record) + "\n")

@@ -6,12 +6,15 @@ digest and details), ``GET /v1/models`` and ``POST /v1/chat/completions`` (the
 OpenAI-compatible chat API, including Ollama's 404 ``model "x" not found, try pulling it
 first`` for a model that is not installed, and tool calls as Ollama returns them:
 ``tool_calls`` with the arguments as a JSON string and ``finish_reason`` ``tool_calls``).
+For models brought in by bundles it takes blobs (``HEAD``/``POST /api/blobs/sha256:<d>``,
+refusing a body whose digest differs) and ``POST /api/create`` from uploaded files.
 Every request is recorded for assertions; ``script`` queues the assistant messages the
 next chats answer with (then ``reply`` again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +31,8 @@ class OllamaStandIn:
     reply: str = "The parser drops trailing commas; a test for that case would catch it."
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     script: list[dict] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    created: dict[str, dict] = field(default_factory=dict)
     url: str = ""
 
     def _installed(self, name: str) -> bool:
@@ -136,13 +141,41 @@ class OllamaStandIn:
                 }
             )
 
-        app = web.Application()
+        async def blob(request: web.Request) -> web.Response:
+            digest = request.match_info["digest"]
+            self.requests.append((request.method, request.path, {}))
+            if request.method == "HEAD":
+                return web.Response(status=200 if digest in self.blobs else 404)
+            body = await request.read()
+            actual = "sha256:" + hashlib.sha256(body).hexdigest()
+            if actual != digest:
+                return web.json_response(
+                    {"error": f'digest mismatch, expected "{digest}", got "{actual}"'}, status=400
+                )
+            self.blobs[digest] = body
+            return web.Response(status=201)
+
+        async def create(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.requests.append(("POST", request.path, body))
+            missing = [d for d in body.get("files", {}).values() if d not in self.blobs]
+            if not body.get("model") or missing:
+                return web.json_response({"error": f"missing blobs: {missing}"}, status=400)
+            name = body["model"] if ":" in body["model"] else f"{body['model']}:latest"
+            self.created[name] = body
+            self.models.append(name)
+            return web.json_response({"status": "success"})
+
+        app = web.Application(client_max_size=1024**3)
         app.add_routes(
             [
                 web.get("/api/version", version),
                 web.get("/api/tags", tags),
                 web.get("/v1/models", openai_models),
                 web.post("/v1/chat/completions", chat),
+                web.route("HEAD", "/api/blobs/{digest}", blob),
+                web.post("/api/blobs/{digest}", blob),
+                web.post("/api/create", create),
             ]
         )
         return app

@@ -4,6 +4,7 @@ thresholds, downgrades and an install interrupted halfway."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -521,3 +522,67 @@ def test_the_bundle_and_keys_commands_end_to_end(site: Site_, database_url: str)
     assert untrusted.returncode == 1 and "refused (unknown_key)" in untrusted.stderr
     listing = json.loads(botarena(var, "bundle", "list", "--json", **settings).stdout)
     assert [(b["name"], b["version"]) for b in listing["bundles"]] == [("demo", "3.0.0")]
+
+
+MODELFILE = '''FROM ./tiny.gguf
+# the demo assistant
+TEMPLATE """{{ .System }}
+{{ .Prompt }}"""
+SYSTEM "You are terse."
+PARAMETER temperature 0.2
+PARAMETER stop "<|im_end|>"
+PARAMETER stop "<|endoftext|>"
+'''
+
+
+async def test_models_with_a_modelfile_go_into_ollama_through_its_api(site: Site_) -> None:
+    from tests.ollama_standin import ollama_standin
+
+    files = {"models/tiny.gguf": MODEL, "models/tiny.Modelfile": MODELFILE.encode()}
+    bundle = site.bundle("1.0.0", files)
+    async with ollama_standin([]) as ollama:
+        record = await asyncio.to_thread(
+            site.site.install, bundle, site.trust, Policy(), None, "", ollama.url
+        )
+        digest = "sha256:" + hashlib.sha256(MODEL).hexdigest()
+        assert record["ollama_models"] == ["tiny"]
+        assert ollama.blobs == {digest: MODEL}  # Ollama checked the digest on upload
+        assert ollama.created["tiny:latest"] == {
+            "model": "tiny",
+            "files": {"tiny.gguf": digest},
+            "template": "{{ .System }}\n{{ .Prompt }}",
+            "system": "You are terse.",
+            "parameters": {"temperature": 0.2, "stop": ["<|im_end|>", "<|endoftext|>"]},
+            "stream": False,
+        }
+        # a second install finds the blob there and does not upload it again
+        await asyncio.to_thread(
+            site.site.install,
+            site.bundle("1.1.0", files),
+            site.trust,
+            Policy(),
+            None,
+            "",
+            ollama.url,
+        )
+        uploads = [r for r in ollama.requests if r[0] == "POST" and "/api/blobs/" in r[1]]
+        assert len(uploads) == 1
+
+
+def test_an_ollama_that_does_not_answer_leaves_the_site_unchanged(site: Site_) -> None:
+    from tests.services import free_port
+
+    site.install(site.bundle("1.0.0"))
+    before = site.state()
+    files = {"models/tiny.gguf": MODEL, "models/tiny.Modelfile": MODELFILE.encode()}
+    with pytest.raises(BundleError) as refused:
+        site.site.install(
+            site.bundle("1.1.0", files),
+            site.trust,
+            Policy(),
+            None,
+            "",
+            f"http://127.0.0.1:{free_port()}",
+        )
+    assert refused.value.code == "ollama" and "did not answer" in refused.value.message
+    assert site.state() == before

@@ -1,0 +1,84 @@
+"""BotArena installs on a machine with no network from a signed bundle of wheels: the
+bundle is verified and installed, then a fresh virtual environment gets BotArena with
+``pip install --no-index`` inside a network namespace that has only loopback, and
+``botarena --version`` runs from it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bundles.build import build, sign
+from bundles.install import Policy, Site
+from bundles.trust import TrustStore
+from tests.helpers import make_key
+from tests.services import ROOT
+
+OUTSIDE = 'import socket; socket.create_connection(("1.1.1.1", 443), 3)'
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels of BotArena and everything it needs (pip reuses its cache, including the
+    llama-cpp-python wheel built by make setup)."""
+    out = tmp_path_factory.mktemp("wheelhouse")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(out), str(ROOT)],
+        check=True,
+        timeout=1800,
+        env={**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF"},
+        capture_output=True,
+    )
+    return out
+
+
+def test_botarena_installs_from_a_bundle_of_wheels_with_no_network(
+    wheelhouse: Path, tmp_path: Path, gnupg_home: Path
+) -> None:
+    assert any(w.name.startswith("botarena-") for w in wheelhouse.glob("*.whl"))
+    key = make_key(gnupg_home, "release")
+    spec = tmp_path / "wheels.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "botarena-wheels",
+                "version": "0.1.0",
+                "include": [{"from": str(wheelhouse), "to": "wheels"}],
+            }
+        )
+    )
+    bundle = build(spec, tmp_path / "botarena-wheels.tar")
+    assert len(bundle.files) > 50
+    sign(tmp_path / "botarena-wheels.tar", key, gnupg_home)
+    trust = TrustStore(gnupg_home / "trust")
+    public = subprocess.run(
+        ["gpg", "--homedir", str(gnupg_home), "--armor", "--export", key],
+        check=True,
+        capture_output=True,
+    ).stdout
+    (tmp_path / "release.asc").write_bytes(public)
+    trust.add(tmp_path / "release.asc", key)
+    var = tmp_path / "var"
+    Site(var).install(tmp_path / "botarena-wheels.tar", trust, Policy())
+    wheels = var / "bundles" / "botarena-wheels" / "payload" / "wheels"
+
+    venv = tmp_path / "fresh"
+    script = " && ".join(
+        [
+            # the namespace really is offline: anything but loopback is unreachable
+            f"! {sys.executable} -c '{OUTSIDE}'",
+            f"{sys.executable} -m venv {venv}",
+            f"{venv}/bin/pip install --quiet --no-index --find-links {wheels} botarena",
+            f"{venv}/bin/botarena --version",
+        ]
+    )
+    installed = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=1200
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    assert installed.stdout.strip().endswith("botarena 0.1.0")
