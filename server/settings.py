@@ -102,6 +102,13 @@ class Settings(BaseSettings):
         0.10, gt=0, le=1, description="share of help-desk agents, by reputation, in external"
     )
 
+    s3_url: str | None = Field(
+        None, description="S3 server for artifacts (MinIO, ...); unset: a folder under var/"
+    )
+    s3_access_key: str = Field("", description="S3 access key")
+    s3_secret_key: str = Field("", description="S3 secret key")
+    s3_bucket: str = Field("botarena", min_length=3, max_length=63, description="S3 bucket")
+
     gnupg_home: Path | None = Field(None, description="the site's GnuPG home; default var/gnupg")
     site_key: str | None = Field(None, description="fingerprint of the site's signing key")
     trust_dir: Path | None = Field(
@@ -114,7 +121,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    @field_validator("database_url", "redis_url", "token", "llm_url", "chroma_url", "site_key")
+    @field_validator(
+        "database_url", "redis_url", "token", "llm_url", "chroma_url", "site_key", "s3_url"
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

