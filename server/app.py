@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from server.embedded_pg import EmbeddedPostgres
+from server.embedded_pg import database
 from server.endpoints import routes
 from server.hub import Hub
 from server.metrics import HubMetrics
@@ -36,15 +36,12 @@ class RunningHub:
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The store on the configured database, or on the embedded one started for it."""
-    async with AsyncExitStack() as stack:
-        url = settings.database_url
-        if url is None:
-            embedded = EmbeddedPostgres(settings.pgdata)
-            url = await embedded.start()
-            stack.push_async_callback(embedded.stop)
+    async with database(settings) as url:
         store = await Store.open(url, pool_size=settings.db_pool_size)
-        stack.push_async_callback(store.close)
-        yield store
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 @asynccontextmanager

@@ -297,6 +297,60 @@ def watch(
         pass
 
 
+@app.command("backup")
+def backup_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the backup archive to write")],
+    to_store: Annotated[
+        bool, typer.Option("--to-store", help="also keep it in the object store, as an artifact")
+    ] = False,
+) -> None:
+    """Back up the site: the database, ChromaDB's collections and the object store."""
+    from server.artifacts import Artifacts
+    from server.backup import BackupError, backup
+    from server.objects import ObjectError, open_objects
+
+    settings = _settings()
+
+    async def run() -> dict:
+        manifest = await backup(settings, out)
+        if to_store:
+            from server.app import open_store
+
+            async with open_store(settings) as store:
+                key = f"backups/{out.name}"
+                await Artifacts(store.pool, open_objects(settings)).store("backup", key, out)
+        return manifest
+
+    try:
+        manifest = _run(run())
+    except (BackupError, ObjectError) as exc:
+        _fail(str(exc), code=1)
+    typer.echo(
+        f"backed up to {out}: schema v{manifest['schema_version']}, "
+        f"{sum(manifest['collections'].values())} memories and chunks in "
+        f"{len(manifest['collections'])} collections, {len(manifest['objects'])} objects"
+        + (" (and kept in the object store)" if to_store else "")
+    )
+
+
+@app.command("restore")
+def restore_command(
+    archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+) -> None:
+    """Restore a backup onto an empty site (empty database, ChromaDB and object store)."""
+    from server.backup import BackupError, restore
+
+    settings = _settings()
+    try:
+        restored = _run(restore(settings, archive))
+    except BackupError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(
+        f"restored schema v{restored['schema_version']}, "
+        f"{len(restored['collections'])} collections, {restored['objects']} objects"
+    )
+
+
 @app.command()
 def tui(
     read_only: Annotated[

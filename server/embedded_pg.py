@@ -13,11 +13,15 @@ import asyncio
 import logging
 import os
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
 import structlog
+
+from server.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -88,3 +92,17 @@ class EmbeddedPostgres:
     async def stop(self) -> None:
         """Stop the server if this process started it."""
         await asyncio.to_thread(self._stop_blocking)
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """The hub's database URL: the configured one, or the embedded PostgreSQL under
+    var/, started for the duration (and stopped after, if this process started it)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.pgdata)
+    try:
+        yield await embedded.start()
+    finally:
+        await embedded.stop()

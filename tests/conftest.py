@@ -47,9 +47,8 @@ def pg_admin_url() -> Iterator[str]:
 _db_numbers = itertools.count(1)
 
 
-@pytest.fixture
-async def database_url(pg_admin_url: str) -> str:
-    """A fresh, empty database for one test."""
+async def create_database(pg_admin_url: str) -> str:
+    """A new, empty database on the session's server; its URL."""
     name = f"t{os.getpid()}_{next(_db_numbers)}"
     conn = await asyncpg.connect(pg_admin_url)
     try:
@@ -58,6 +57,12 @@ async def database_url(pg_admin_url: str) -> str:
         await conn.close()
     base, query = pg_admin_url.split("?", 1)
     return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str) -> str:
+    """A fresh, empty database for one test."""
+    return await create_database(pg_admin_url)
 
 
 @pytest.fixture
