@@ -12,9 +12,10 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: up test lint format bench bundle setup clean
 
 $(STAMP): pyproject.toml
-	@command -v gpg >/dev/null && command -v tmux >/dev/null || { [ "$$(id -u)" = 0 ] \
-		&& apt-get update -qq && apt-get install -y -qq gnupg tmux >/dev/null; } \
-		|| echo "warning: gpg or tmux not found (the tests use both)"
+	@command -v gpg >/dev/null && command -v tmux >/dev/null && command -v promtool >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends gnupg tmux prometheus >/dev/null; } \
+		|| echo "warning: gpg, tmux or promtool not found (the tests use them)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e '.[test]'

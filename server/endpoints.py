@@ -57,7 +57,8 @@ def routes(hub: Hub) -> list[web.RouteDef]:
     async def metrics(_request: web.Request) -> web.Response:
         try:
             hub.metrics.set_work(await hub.proposals.stats())
-            hub.metrics.set_agents(
+            hub.metrics.set_agent_states(await hub.store.agent_states())
+            hub.metrics.set_standings(
                 await reputation.standings(hub.store.pool, hub.settings.external_top_fraction)
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):

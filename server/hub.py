@@ -25,7 +25,7 @@ import socketio
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from server import auth, reputation
+from server import audit, auth, reputation
 from server.auth import Principal
 from server.metrics import HubMetrics
 from server.patching import unified_diff
@@ -142,6 +142,7 @@ class Hub:
         self.sids_of: dict[int, set[str]] = defaultdict(set)
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._control_task: asyncio.Task[None] | None = None
+        self._audit_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
         self._control_seen: int | None = None  # last control action applied
 
@@ -184,6 +185,7 @@ class Hub:
     async def start(self) -> None:
         """Start listening for control actions from every hub process."""
         self._control_task = asyncio.create_task(self._listen_control())
+        self._audit_task = asyncio.create_task(self._watch_audit())
         await asyncio.wait_for(self._control_ready.wait(), timeout=30)
 
     async def drop_connections(self) -> None:
@@ -199,9 +201,25 @@ class Hub:
             await sock.queue.put(None)
 
     async def stop(self) -> None:
-        if self._control_task:
-            self._control_task.cancel()
-            await asyncio.gather(self._control_task, return_exceptions=True)
+        tasks = [t for t in (self._control_task, self._audit_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_audit(self) -> None:
+        """Verify the audit chain now and every ``audit_check_seconds``, for /metrics
+        (and the alert on a broken chain)."""
+        while True:
+            try:
+                async with self.store.pool.acquire() as conn:
+                    verdict = await audit.verify(conn)
+                self.metrics.audit_chain_ok.set(1 if verdict.ok else 0)
+                self.metrics.audit_entries.set(verdict.entries)
+                if not verdict.ok:
+                    log.error("audit.chain_broken", problem=verdict.problem)
+            except _UNAVAILABLE as exc:
+                log.warning("audit.not_checked", error=str(exc))
+            await asyncio.sleep(self.settings.audit_check_seconds)
 
     async def _listen_control(self) -> None:
         """Keep one connection LISTENing for control actions; reconnect when it drops."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from server.protocol import AgentState
 from server.reputation import Standing
 
 
@@ -20,6 +21,7 @@ class HubMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_start_time_seconds: uptime
         self.connections = Gauge(
             "botarena_connections",
             "Socket.IO clients connected to this hub",
@@ -83,6 +85,28 @@ class HubMetrics:
             ["agent"],
             registry=self.registry,
         )
+        self.agents = Gauge(
+            "botarena_agents",
+            "Agents by their last reported state (offline, idle, thinking, error...)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.agent_llm_seconds = Gauge(
+            "botarena_agent_llm_seconds",
+            "Seconds an agent's last turn spent in the LLM",
+            ["agent"],
+            registry=self.registry,
+        )
+        self.audit_chain_ok = Gauge(
+            "botarena_audit_chain_ok",
+            "1 when the audit chain verified at the last check, 0 when it did not",
+            registry=self.registry,
+        )
+        self.audit_entries = Gauge(
+            "botarena_audit_entries",
+            "Entries in the audit chain at the last check",
+            registry=self.registry,
+        )
         self.delivery_latency = Histogram(
             "botarena_delivery_latency_seconds",
             "From receiving a message to handing it to the room's clients",
@@ -110,7 +134,7 @@ class HubMetrics:
             tickets["human"] / tickets["closed"] if tickets["closed"] else 0.0
         )
 
-    def set_agents(self, board: list[Standing]) -> None:
+    def set_standings(self, board: list[Standing]) -> None:
         """Refresh the per-agent gauges from :func:`reputation.standings`."""
         self.agent_reputation.clear()
         self.agent_approval_ratio.clear()
@@ -118,3 +142,15 @@ class HubMetrics:
             self.agent_reputation.labels(standing.agent).set(standing.reputation)
             if standing.approval_ratio is not None:
                 self.agent_approval_ratio.labels(standing.agent).set(standing.approval_ratio)
+
+    def set_agent_states(self, states: list[AgentState]) -> None:
+        """Refresh the agent state counts and LLM times from the agents' last reports."""
+        self.agents.clear()
+        self.agent_llm_seconds.clear()
+        counts: dict[str, int] = {}
+        for state in states:
+            counts[state.state.value] = counts.get(state.state.value, 0) + 1
+            if state.llm_seconds is not None:
+                self.agent_llm_seconds.labels(state.agent).set(state.llm_seconds)
+        for kind, count in counts.items():
+            self.agents.labels(kind).set(count)

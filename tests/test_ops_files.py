@@ -1,0 +1,109 @@
+"""The operations files, checked without Docker or Kubernetes: Prometheus's config and
+alert rules by promtool, and every dashboard and alert query pointing at metrics a
+real hub exports at /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from tests.conftest import Arena
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS = ROOT / "compose" / "prometheus"
+DASHBOARDS = ROOT / "compose" / "grafana" / "dashboards"
+METRIC = re.compile(r"\b((?:botarena|process)_[a-z_]+)\b")
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool")
+    assert binary, "promtool is missing: make setup installs Debian's prometheus package"
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_accepts_the_config_and_the_alert_rules() -> None:
+    rules = promtool("check", "rules", str(PROMETHEUS / "alerts.yml"))
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert "SUCCESS: 6 rules found" in rules.stdout
+    config = promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
+    assert config.returncode == 0, config.stdout + config.stderr
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    assert {"HubDown", "LLMSlow", "HighErrorRate", "AuditChainBroken"} <= alerts
+
+
+def dashboard_queries() -> dict[str, list[str]]:
+    found = {}
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        assert board["uid"] and board["title"] and board["panels"], path.name
+        found[path.name] = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    return found
+
+
+async def exported(arena: Arena) -> set[str]:
+    async with aiohttp.ClientSession() as http, http.get(arena.url + "/metrics") as answer:
+        text = await answer.text()
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+async def test_every_dashboard_and_alert_query_names_a_metric_the_hub_exports(
+    arena: Arena,
+) -> None:
+    names = await exported(arena)
+    assert {"botarena_audit_chain_ok", "botarena_agents", "process_start_time_seconds"} <= names
+    queries = dashboard_queries()
+    assert set(queries) == {"hub.json", "agents.json", "kpis.json"}
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    queries["alerts.yml"] = [r["expr"] for g in rules for r in g["rules"]]
+    for source, exprs in queries.items():
+        for expr in exprs:
+            used = METRIC.findall(expr)
+            assert used or "up{" in expr, f"{source}: {expr} names no metric"
+            for name in used:
+                base = next(
+                    (
+                        name[: -len(s)]
+                        for s in HISTOGRAM_SUFFIXES
+                        if name.endswith(s) and name[: -len(s)] in names
+                    ),
+                    name,
+                )
+                assert base in names, f"{source}: {name} is not exported by the hub"
+
+
+async def test_the_audit_chain_gauge_reports_a_broken_chain(hub_factory) -> None:
+    arena = await hub_factory(audit_check_seconds=0.2)
+    await arena.token("ada")  # an entry in the chain
+
+    async def gauge() -> str:
+        async with aiohttp.ClientSession() as http, http.get(arena.url + "/metrics") as answer:
+            text = await answer.text()
+        return next(
+            line for line in text.splitlines() if line.startswith("botarena_audit_chain_ok")
+        )
+
+    for _ in range(50):
+        if (await gauge()).endswith(" 1.0"):
+            break
+        await asyncio.sleep(0.1)
+    assert (await gauge()).endswith(" 1.0")
+    async with arena.store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
+    for _ in range(50):
+        if (await gauge()).endswith(" 0.0"):
+            break
+        await asyncio.sleep(0.1)
+    assert (await gauge()).endswith(" 0.0")
