@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint format bench bundle setup clean
+.PHONY: up test lint format bench bundle tls compose-up compose-down setup clean
 
 $(STAMP): pyproject.toml
 	@command -v gpg >/dev/null && command -v tmux >/dev/null && command -v promtool >/dev/null \
@@ -45,6 +45,22 @@ bench: setup  ## benchmarks; JSON results under tests/bench/results/
 
 bundle: setup  ## the demo bundle (personas, demo pack, demo model), signed: var/bundles-out/
 	$(BIN)/python -m bundles.demo --out var/bundles-out
+
+tls: compose/tls/botarena.crt  ## a self-signed TLS certificate for nginx, made offline
+
+compose/tls/botarena.crt:
+	mkdir -p compose/tls
+	openssl req -x509 -newkey rsa:3072 -nodes -days 825 -subj "/CN=botarena.local" \
+		-addext "subjectAltName=DNS:botarena.local,DNS:localhost,IP:127.0.0.1" \
+		-keyout compose/tls/botarena.key -out compose/tls/botarena.crt
+	chmod 600 compose/tls/botarena.key
+
+compose-up: tls  ## the scaled deployment with Docker Compose (needs compose/.env)
+	test -f compose/.env || { echo "copy compose/.env.example to compose/.env first"; exit 1; }
+	docker compose -f compose/docker-compose.yml --env-file compose/.env up -d --wait
+
+compose-down:
+	docker compose -f compose/docker-compose.yml --env-file compose/.env down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -107,3 +108,79 @@ async def test_the_audit_chain_gauge_reports_a_broken_chain(hub_factory) -> None
             break
         await asyncio.sleep(0.1)
     assert (await gauge()).endswith(" 0.0")
+
+
+COMPOSE = ROOT / "compose" / "docker-compose.yml"
+
+
+def test_the_compose_file_follows_the_compose_specification() -> None:
+    checked = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_every_service_is_healthchecked_ordered_and_offline() -> None:
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    assert {
+        "hub",
+        "worker",
+        "nginx",
+        "postgres",
+        "redis",
+        "chroma",
+        "minio",
+        "ollama",
+        "ollama-gpu",
+        "migrate",
+        "prometheus",
+        "grafana",
+        "loki",
+        "promtail",
+    } <= set(services)
+    assert services["hub"]["deploy"]["replicas"] == 2
+    assert services["migrate"]["restart"] == "no"
+    assert services["hub"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name, service in services.items():
+        if name != "migrate":
+            assert service["healthcheck"]["test"], f"{name} has no healthcheck"
+        for dep, how in service.get("depends_on", {}).items():
+            assert dep in services and how["condition"] in (
+                "service_healthy",
+                "service_completed_successfully",
+            ), f"{name} -> {dep}"
+        image = service["image"]
+        assert image.startswith("${REGISTRY:-}") and not image.endswith(":latest"), image
+        assert "build" not in service, f"{name} builds: images come from the site's registry"
+        nets = service["networks"]
+        assert "internal" in nets, f"{name} is not on the internal network"
+        if name != "nginx":
+            assert "edge" not in nets and "ports" not in service, f"{name} is exposed"
+    assert spec["networks"]["internal"]["internal"] is True  # no egress
+    gpu = services["ollama-gpu"]
+    assert gpu["profiles"] == ["gpu"] and services["ollama"]["profiles"] == ["cpu"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    volumes = [v.split(":")[0] for s in services.values() for v in s.get("volumes", [])]
+    named = [v for v in volumes if not v.startswith((".", "/"))]
+    assert set(named) <= set(spec["volumes"]), "every volume is a named volume"
+
+
+def test_the_image_builds_offline_runs_unprivileged_and_is_healthchecked() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    installs = [line for line in lines if "pip install" in line]
+    assert installs and all("--no-index" in line for line in installs)
+    user = next(line for line in lines if line.startswith("USER "))
+    assert "root" not in user and user != "USER 0"
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    assert not any(line.startswith(("ADD http", "RUN curl", "RUN wget")) for line in lines)
