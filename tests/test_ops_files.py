@@ -184,3 +184,64 @@ def test_the_image_builds_offline_runs_unprivileged_and_is_healthchecked() -> No
     assert "root" not in user and user != "USER 0"
     assert any(line.startswith("HEALTHCHECK") for line in lines)
     assert not any(line.startswith(("ADD http", "RUN curl", "RUN wget")) for line in lines)
+
+
+def render(overlay: str) -> list[dict]:
+    rendered = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kubectl"),
+            "kustomize",
+            str(ROOT / "k3s" / "overlays" / overlay),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [d for d in yaml.safe_load_all(rendered.stdout) if d]
+
+
+def test_the_k3s_overlays_render_and_follow_the_kubernetes_schemas(tmp_path: Path) -> None:
+    for overlay in ("single-node", "ha"):
+        out = tmp_path / f"{overlay}.yaml"
+        out.write_text(yaml.safe_dump_all(render(overlay)))
+        checked = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "kubernetes-validate"),
+                "--strict",
+                "--quiet",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_k3s_manifests_keep_the_site_running_and_offline() -> None:
+    single, ha = (
+        {(d["kind"], d["metadata"]["name"]): d for d in render(o)} for o in ("single-node", "ha")
+    )
+    assert single[("Deployment", "hub")]["spec"]["replicas"] == 1
+    assert ha[("Deployment", "hub")]["spec"]["replicas"] == 3
+    assert ha[("Deployment", "worker")]["spec"]["replicas"] == 2
+    for name in ("postgres", "redis", "chroma", "minio", "ollama"):
+        assert ("StatefulSet", name) in ha, f"{name} is not a StatefulSet"
+    assert {("PodDisruptionBudget", "hub"), ("PodDisruptionBudget", "worker")} <= set(ha)
+    policy = ha[("NetworkPolicy", "deny-egress-outside-namespace")]["spec"]
+    assert policy["podSelector"] == {} and policy["policyTypes"] == ["Egress"]
+    assert all("ipBlock" not in peer for rule in policy["egress"] for peer in rule["to"])
+    gpu = ha[("StatefulSet", "ollama")]["spec"]["template"]["spec"]
+    assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "nodeSelector" not in single[("StatefulSet", "ollama")]["spec"]["template"]["spec"]
+    for (kind, name), doc in ha.items():
+        if kind not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            resources = container["resources"]
+            assert resources["requests"] and resources["limits"], f"{name}: resources"
+            assert container["image"].startswith("registry.site.local:5000/"), container["image"]
+            if kind != "Job":
+                assert "readinessProbe" in container and "livenessProbe" in container, name
