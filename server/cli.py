@@ -333,6 +333,45 @@ def backup_command(
     )
 
 
+@app.command("archive")
+def archive_command(
+    day: Annotated[
+        str | None,
+        typer.Option(help="YYYY-MM-DD (UTC) whose transcripts to archive; default yesterday"),
+    ] = None,
+    canon: Annotated[bool, typer.Option("--canon", help="also export the canon")] = False,
+) -> None:
+    """Archive a day's room transcripts (and the canon) to the object store."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from server.app import open_store
+    from server.archive import archive_transcripts, export_canon
+    from server.artifacts import Artifacts
+    from server.objects import ObjectError, open_objects
+
+    settings = _settings()
+    try:
+        when = date.fromisoformat(day) if day else (datetime.now(UTC) - timedelta(days=1)).date()
+    except ValueError:
+        _fail(f"not a day (YYYY-MM-DD): {day!r}")
+
+    async def run() -> tuple[list[str], dict | None]:
+        async with open_store(settings) as store:
+            artifacts = Artifacts(store.pool, open_objects(settings))
+            stored = await archive_transcripts(store.pool, artifacts, when)
+            return stored, (await export_canon(store.pool, artifacts) if canon else None)
+
+    try:
+        stored, exported = _run(run())
+    except ObjectError as exc:
+        _fail(exc.message, code=1)
+    for key in stored:
+        typer.echo(f"archived {key}")
+    typer.echo(f"{len(stored)} transcript(s) of {when} archived (rooms already archived are kept)")
+    if exported:
+        typer.echo(f"canon exported to {exported['key']} ({exported['documents']} documents)")
+
+
 @app.command("restore")
 def restore_command(
     archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],

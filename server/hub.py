@@ -143,6 +143,7 @@ class Hub:
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._control_task: asyncio.Task[None] | None = None
         self._audit_task: asyncio.Task[None] | None = None
+        self._archive_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
         self._control_seen: int | None = None  # last control action applied
 
@@ -186,6 +187,8 @@ class Hub:
         """Start listening for control actions from every hub process."""
         self._control_task = asyncio.create_task(self._listen_control())
         self._audit_task = asyncio.create_task(self._watch_audit())
+        if self.settings.archive_every_seconds:
+            self._archive_task = asyncio.create_task(self._archive_daily())
         await asyncio.wait_for(self._control_ready.wait(), timeout=30)
 
     async def drop_connections(self) -> None:
@@ -201,10 +204,34 @@ class Hub:
             await sock.queue.put(None)
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._control_task, self._audit_task) if t is not None]
+        tasks = [
+            t for t in (self._control_task, self._audit_task, self._archive_task) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _archive_daily(self) -> None:
+        """Archive yesterday's room transcripts to the object store (once a day is
+        stored, later runs skip it; with several hubs, one of them stores it)."""
+        from server.archive import archive_transcripts
+        from server.artifacts import Artifacts
+        from server.objects import ObjectError, open_objects
+
+        while True:
+            try:
+                objects = await asyncio.to_thread(open_objects, self.settings)
+                yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+                stored = await archive_transcripts(
+                    self.store.pool, Artifacts(self.store.pool, objects), yesterday
+                )
+                if stored:
+                    log.info("archive.transcripts", day=str(yesterday), artifacts=stored)
+            except ObjectError as exc:
+                log.warning("archive.not_stored", error=exc.message)
+            except _UNAVAILABLE as exc:
+                log.warning("archive.not_stored", error=str(exc))
+            await asyncio.sleep(self.settings.archive_every_seconds)
 
     async def _watch_audit(self) -> None:
         """Verify the audit chain now and every ``audit_check_seconds``, for /metrics

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     rate_burst: int = Field(40, ge=1, description="events a principal may send at once")
     max_mute_seconds: int = Field(30 * 24 * 3600, ge=1)
     db_pool_size: int = Field(10, ge=1, le=200)
+    archive_every_seconds: float = Field(
+        3600.0, ge=0, description="how often the hub archives yesterday's transcripts; 0: never"
+    )
     audit_check_seconds: float = Field(
         300.0, gt=0, description="how often the hub verifies the audit chain (for /metrics)"
     )
