@@ -163,8 +163,6 @@ class S3Store:
         return ObjectInfo(key, dest.stat().st_size)
 
     def stat(self, key: str) -> ObjectInfo | None:
-        from minio.error import S3Error
-
         _check_key(key)
         try:
             found = self._call(key, lambda: self.client.stat_object(self.bucket, key))
@@ -172,8 +170,6 @@ class S3Store:
             if exc.code == "not_found":
                 return None
             raise
-        except S3Error:
-            return None
         return ObjectInfo(key, int(found.size))  # type: ignore[attr-defined]
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:

@@ -90,12 +90,17 @@ async def populate(settings: Settings) -> None:
     await asyncio.to_thread(KnowledgeIndex(open_chroma(settings)).index, chunks)
 
 
+async def populated_site(var_dir: Path, database_url: str) -> Settings:
+    settings = Settings(var_dir=var_dir, database_url=database_url)
+    await asyncio.to_thread(var_dir.mkdir)
+    await populate(settings)
+    return settings
+
+
 async def test_backup_then_restore_onto_an_empty_site(
     tmp_path: Path, database_url: str, pg_admin_url: str
 ) -> None:
-    source = Settings(var_dir=tmp_path / "a", database_url=database_url)
-    source.var_dir.mkdir()
-    await populate(source)
+    source = await populated_site(tmp_path / "a", database_url)
     archive = tmp_path / "site.backup.tar"
     manifest = await backup(source, archive)
     assert manifest["objects"] == ["attachments/1/diagram.bin"]
@@ -131,9 +136,7 @@ async def test_backup_then_restore_onto_an_empty_site(
 async def test_a_damaged_backup_is_refused_before_anything_changes(
     tmp_path: Path, database_url: str, pg_admin_url: str
 ) -> None:
-    source = Settings(var_dir=tmp_path / "a", database_url=database_url)
-    source.var_dir.mkdir()
-    await populate(source)
+    source = await populated_site(tmp_path / "a", database_url)
     archive = tmp_path / "site.backup.tar"
     await backup(source, archive)
     damaged = tmp_path / "damaged.tar"
@@ -155,9 +158,7 @@ async def test_backup_and_restore_commands(
 ) -> None:
     from tests.test_cli import botarena
 
-    source = Settings(var_dir=tmp_path / "a", database_url=database_url)
-    source.var_dir.mkdir()
-    await populate(source)
+    source = await populated_site(tmp_path / "a", database_url)
     archive = tmp_path / "cli.backup.tar"
     made = await asyncio.to_thread(
         botarena,

@@ -57,6 +57,16 @@ async def propose(agent: HubClient, path: str = "docs/retries.md") -> dict:
     )
 
 
+async def proposal_on_screen(app: ConsoleApp, pilot: Pilot, agent: HubClient) -> dict:
+    """Once the console is connected, ``agent`` proposes; the console shows it selected."""
+    await until(pilot, lambda: app.state.loaded, "connected")
+    created = await propose(agent)
+    await pilot.press("3")
+    await until(pilot, lambda: created["id"] in app.state.proposals, "proposal listed")
+    await pilot.pause(0.3)
+    return created
+
+
 async def test_an_agents_message_appears_in_the_room_view(arena: Arena) -> None:
     app = await console(arena)
     ada = await arena.client("ada", arenas=["compiler", "creative"])
@@ -91,10 +101,7 @@ async def test_approving_from_the_console_changes_the_canon(arena: Arena) -> Non
     app = await console(arena)
     ada = await arena.client("ada", arenas=["compiler"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.loaded, "connected")
-        created = await propose(ada)
-        await pilot.press("3")
-        await until(pilot, lambda: created["id"] in app.state.proposals, "proposal listed")
+        created = await proposal_on_screen(app, pilot, ada)
         await until(pilot, lambda: "+Retry twice" in text_of(app, "#proposal-detail"), "diff")
         await pilot.press("a")
         await until(pilot, lambda: "reviewed" in app.flash, "approval")
@@ -107,11 +114,7 @@ async def test_rejecting_asks_for_a_reason(arena: Arena) -> None:
     app = await console(arena)
     ada = await arena.client("ada", arenas=["compiler"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.loaded, "connected")
-        created = await propose(ada)
-        await pilot.press("3")
-        await until(pilot, lambda: created["id"] in app.state.proposals, "proposal listed")
-        await pilot.pause(0.3)
+        created = await proposal_on_screen(app, pilot, ada)
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, FormScreen), "the reason dialog")
         await pilot.press("enter")  # no reason: refused in the dialog
@@ -258,11 +261,7 @@ async def test_edit_then_approve_in_the_consoles_editor(arena: Arena) -> None:
     app = await console(arena)
     ada = await arena.client("ada", arenas=["compiler"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.loaded, "connected")
-        created = await propose(ada)
-        await pilot.press("3")
-        await until(pilot, lambda: created["id"] in app.state.proposals, "proposal listed")
-        await pilot.pause(0.3)
+        created = await proposal_on_screen(app, pilot, ada)
         await pilot.press("e")
         await until(pilot, lambda: isinstance(app.screen, EditorScreen), "the editor")
         assert app.screen.query_one(TextArea).text == "Retry twice, a minute apart.\n"
