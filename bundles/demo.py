@@ -102,6 +102,8 @@ def make(out_dir: Path, var_dir: Path) -> tuple[Path, str, dict[str, float]]:
         capture_output=True,
     ).stdout
     (out_dir / "demo-signer.asc").write_bytes(public)
+    home = var_dir / "demo-signer"
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
     return bundle, fpr, {"bytes": manifest.total_size, "build_seconds": built}
 
 
