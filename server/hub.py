@@ -12,12 +12,15 @@ every hub process (kick, token revoked) arrive through the store's NOTIFY channe
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,8 +29,10 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from server import audit, auth, reputation
+from server.artifacts import Artifacts
 from server.auth import Principal
 from server.metrics import HubMetrics
+from server.objects import ObjectError, ObjectStore, open_objects
 from server.patching import unified_diff
 from server.proposals import ProposalStore
 from server.protocol import (
@@ -38,6 +43,8 @@ from server.protocol import (
     AgentState,
     AgentStateKind,
     AgentStateReport,
+    AttachmentPut,
+    AttachmentRef,
     CanonRequest,
     DirectRequest,
     EmptyRequest,
@@ -144,6 +151,7 @@ class Hub:
         self._control_task: asyncio.Task[None] | None = None
         self._audit_task: asyncio.Task[None] | None = None
         self._archive_task: asyncio.Task[None] | None = None
+        self._objects: ObjectStore | None = None
         self._control_ready = asyncio.Event()
         self._control_seen: int | None = None  # last control action applied
 
@@ -167,6 +175,8 @@ class Hub:
             "proposal.create": self.propose,
             "proposal.review": self.review,
             "proposals": self.list_proposals,
+            "proposal.attach": self.attach,
+            "proposal.attachment": self.attachment,
             "proposal.get": self.get_proposal,
             "canon.get": self.get_canon,
             "ticket.file": self.file_ticket,
@@ -215,15 +225,12 @@ class Hub:
         """Archive yesterday's room transcripts to the object store (once a day is
         stored, later runs skip it; with several hubs, one of them stores it)."""
         from server.archive import archive_transcripts
-        from server.artifacts import Artifacts
-        from server.objects import ObjectError, open_objects
 
         while True:
             try:
-                objects = await asyncio.to_thread(open_objects, self.settings)
                 yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
                 stored = await archive_transcripts(
-                    self.store.pool, Artifacts(self.store.pool, objects), yesterday
+                    self.store.pool, await self._artifacts(), yesterday
                 )
                 if stored:
                     log.info("archive.transcripts", day=str(yesterday), artifacts=stored)
@@ -692,6 +699,73 @@ class Hub:
             await self.sio.emit("canon.merged", merged, room=proposal.arena)
         return proposal.public()
 
+    async def _artifacts(self) -> Artifacts:
+        """The artifact store (the object store opened on first use)."""
+        if self._objects is None:
+            self._objects = await asyncio.to_thread(open_objects, self.settings)
+        return Artifacts(self.store.pool, self._objects)
+
+    async def _attachments(self, proposal_id: int) -> list[dict]:
+        prefix = f"attachments/{proposal_id}/"
+        found = await (await self._artifacts()).list("attachment")
+        return [
+            {"name": a["key"][len(prefix) :], "size": a["size"], "sha256": a["sha256"]}
+            for a in found
+            if a["key"].startswith(prefix)
+        ]
+
+    async def attach(self, sid: str, session: Session, req: AttachmentPut) -> dict:
+        """Keep a file with a proposal, in the object store."""
+        proposal = await self.proposals.get(req.id)
+        if proposal is None:
+            raise HubError(ErrorCode.NOT_FOUND, f"no proposal {req.id}")
+        who = session.principal
+        if proposal.author != who.name and not who.supervises:
+            raise HubError(ErrorCode.FORBIDDEN, f"only {proposal.author} or a moderator may attach")
+        try:
+            data = base64.b64decode(req.content_base64, validate=True)
+        except ValueError:
+            raise HubError(ErrorCode.INVALID_PAYLOAD, "content_base64 is not base64") from None
+        limit = self.settings.max_attachment_bytes
+        if len(data) > limit:
+            raise HubError(
+                ErrorCode.TOO_LARGE, f"the file is {len(data)} bytes; the limit is {limit}"
+            )
+        key = f"attachments/{req.id}/{req.name}"
+        with tempfile.TemporaryDirectory(prefix="botarena-attach-") as work:
+            path = Path(work) / "file"
+            await asyncio.to_thread(path.write_bytes, data)
+            try:
+                stored = await (await self._artifacts()).store("attachment", key, path, who.name)
+            except ObjectError as exc:
+                code = ErrorCode.CONFLICT if "exists" in exc.message else ErrorCode.UNAVAILABLE
+                raise HubError(code, exc.message) from None
+        return {"id": req.id, "name": req.name, "size": stored["size"], "sha256": stored["sha256"]}
+
+    async def attachment(self, sid: str, session: Session, req: AttachmentRef) -> dict:
+        """A proposal's attachment, for those who may read the proposal."""
+        proposal = await self.proposals.get(req.id)
+        if proposal is None:
+            raise HubError(ErrorCode.NOT_FOUND, f"no proposal {req.id}")
+        await self._readable(session, proposal.arena)
+        with tempfile.TemporaryDirectory(prefix="botarena-attach-") as work:
+            path = Path(work) / "file"
+            try:
+                found = await (await self._artifacts()).fetch(
+                    f"attachments/{req.id}/{req.name}", path
+                )
+            except ObjectError as exc:
+                code = ErrorCode.NOT_FOUND if exc.code == "not_found" else ErrorCode.UNAVAILABLE
+                raise HubError(code, exc.message) from None
+            data = await asyncio.to_thread(path.read_bytes)
+        return {
+            "id": req.id,
+            "name": req.name,
+            "size": found["size"],
+            "sha256": found["sha256"],
+            "content_base64": base64.b64encode(data).decode(),
+        }
+
     async def list_proposals(self, sid: str, session: Session, req: ProposalQuery) -> dict:
         if req.arena is None and not session.principal.supervises:
             raise HubError(ErrorCode.INVALID_PAYLOAD, "name the arena whose proposals to list")
@@ -717,6 +791,7 @@ class Hub:
             "canon_version": version,
             "diff": diff,
             "stale": proposal.status == "pending" and proposal.base_version != version,
+            "attachments": await self._attachments(proposal.id),
         }
 
     async def get_canon(self, sid: str, session: Session, req: CanonRequest) -> dict:

@@ -222,6 +222,22 @@ class ProposalReview(Payload):
     content: str | None = Field(None, description="the edited text, for edit")
 
 
+AttachmentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+
+
+class AttachmentPut(Payload):
+    """Attach a file to a proposal (its author or a moderator); base64, size-limited."""
+
+    id: int = Field(ge=1)
+    name: AttachmentName
+    content_base64: str = Field(min_length=1)
+
+
+class AttachmentRef(Payload):
+    id: int = Field(ge=1)
+    name: AttachmentName
+
+
 class ProposalQuery(Payload):
     arena: RoomName | None = None
     status: Literal["pending", "approved", "rejected", "conflict"] | None = None
@@ -358,6 +374,8 @@ REQUESTS: dict[str, type[Payload]] = {
     "proposal.create": ProposalCreate,
     "proposal.review": ProposalReview,
     "proposals": ProposalQuery,
+    "proposal.attach": AttachmentPut,
+    "proposal.attachment": AttachmentRef,
     "proposal.get": ProposalRef,
     "canon.get": CanonRequest,
     "ticket.file": TicketFile,

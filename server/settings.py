@@ -108,6 +108,9 @@ class Settings(BaseSettings):
         0.10, gt=0, le=1, description="share of help-desk agents, by reputation, in external"
     )
 
+    max_attachment_bytes: int = Field(
+        32 * 1024, ge=1, le=16 * 1024 * 1024, description="largest proposal attachment"
+    )
     s3_url: str | None = Field(
         None, description="S3 server for artifacts (MinIO, ...); unset: a folder under var/"
     )

@@ -418,3 +418,45 @@ async def test_sync_flags_pending_proposals_on_old_versions(arena: Arena) -> Non
     assert [p.id for p in flagged] == [on_v1["id"]]
     assert "canon is at version 2" in flagged[0].reason
     assert (await mod.call("proposal.get", {"id": fresh["id"]}))["status"] == "pending"
+
+
+async def test_attachments_are_kept_with_a_proposal(arena: Arena) -> None:
+    import base64
+
+    mod, agent, *_ = await setup(arena)
+    created = await propose(agent)
+    diagram = bytes(range(256)) * 40
+    encoded = base64.b64encode(diagram).decode()
+    attached = await agent.call(
+        "proposal.attach", {"id": created["id"], "name": "diagram.png", "content_base64": encoded}
+    )
+    assert attached["size"] == len(diagram)
+    detail = await mod.call("proposal.get", {"id": created["id"]})
+    assert [a["name"] for a in detail["attachments"]] == ["diagram.png"]
+    got = await mod.call("proposal.attachment", {"id": created["id"], "name": "diagram.png"})
+    assert base64.b64decode(got["content_base64"]) == diagram
+
+    other = await arena.client("linus", arenas=["compiler"])
+    refusals = [
+        (other, {"name": "x.txt", "content_base64": "aGk="}, "forbidden"),  # not the author
+        (agent, {"name": "diagram.png", "content_base64": encoded}, "conflict"),  # kept once
+        (agent, {"name": "../etc.txt", "content_base64": "aGk="}, "invalid_payload"),
+        (agent, {"name": "x.txt", "content_base64": "not base64!"}, "invalid_payload"),
+        (
+            agent,
+            {"name": "big.bin", "content_base64": base64.b64encode(bytes(40_000)).decode()},
+            "too_large",
+        ),
+        (agent, {"id": 999, "name": "x.txt", "content_base64": "aGk="}, "not_found"),
+    ]
+    for client, payload, code in refusals:
+        with pytest.raises(HubCallError) as err:
+            await client.call("proposal.attach", {"id": created["id"], **payload})
+        assert err.value.code == code, payload
+    with pytest.raises(HubCallError) as err:
+        await mod.call("proposal.attachment", {"id": created["id"], "name": "none.txt"})
+    assert err.value.code == "not_found"
+    outsider = await arena.client("maria", arenas=["education"])
+    with pytest.raises(HubCallError) as err:
+        await outsider.call("proposal.attachment", {"id": created["id"], "name": "diagram.png"})
+    assert err.value.code == "forbidden"

@@ -259,6 +259,9 @@ class ConsoleViews:
         )
         if proposal.get("reason"):
             log.write(f"[b]{proposal['status']}[/b]: {escape(proposal['reason'])}")
+        if proposal.get("attachments"):
+            files = ", ".join(f"{a['name']} ({a['size']} bytes)" for a in proposal["attachments"])
+            log.write(f"attachments: {escape(files)}")
         if "diff" not in proposal and self.link is None:
             log.write(escape(proposal.get("content", "")))  # no hub to diff against
             return
