@@ -59,7 +59,7 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
         tmux.run("resize-window", "-t", "console", "-x", "150", "-y", "40")
         try:
             await eventually(lambda: "● connected" in tmux.screen(), 60, "the console connects")
-            assert "moderator (moderator)" in tmux.screen()
+            await eventually(lambda: "moderator (moderator)" in tmux.screen(), 30, "who we are")
             await eventually(
                 lambda: all(a in tmux.screen() for a in ("compiler", "education", "external")),
                 30,
