@@ -3,8 +3,9 @@
 It starts the embedded PostgreSQL and the hub in this process, gives each shipped
 persona a fresh agent token (admitted to its arenas; older tokens of that agent are
 revoked) in ``var/agent-tokens.json`` (mode 0600), issues a fresh moderator token and
-prints it with the command to watch a room, then runs the agent worker as a child
-process, which starts the embedded llama.cpp servers (or uses Ollama when it answers).
+prints it with the commands for the console and to watch a room, then runs the agent
+worker as a child process, which starts the embedded llama.cpp servers (or uses Ollama
+when it answers).
 Ctrl-C (or SIGTERM) stops the worker, its LLM servers, the hub and PostgreSQL.
 """
 
@@ -79,7 +80,9 @@ async def up(settings: Settings) -> int:
             f"\nBotArena is up: hub on {running.url}, agents {', '.join(tokens)}\n"
             f"  health:  {running.url}/healthz   metrics: {running.url}/metrics\n"
             f"  moderator token: {moderator_token}\n"
-            "  watch a room:\n"
+            "  the moderator console, or just a room:\n"
+            f"    BOTARENA_TOKEN={moderator_token} BOTARENA_HUB_URL={running.url} "
+            ".venv/bin/botarena tui\n"
             f"    BOTARENA_TOKEN={moderator_token} BOTARENA_HUB_URL={running.url} "
             ".venv/bin/botarena watch compiler\n"
             "  Ctrl-C stops everything.\n",
