@@ -474,6 +474,16 @@ class Hub:
         if refusal is not None:
             raise HubError(ErrorCode.FORBIDDEN, refusal)
 
+    async def _still_admitted(self, sid: str, session: Session, room: str) -> None:
+        """The gate for a session acting in a room: one that has fallen out of external
+        is taken out of the room too, so it stops receiving it."""
+        try:
+            await self._reputation_gate(session.principal, room)
+        except HubError:
+            if session.joined.pop(room, None) is not None:
+                await self.sio.leave_room(sid, room)
+            raise
+
     def _moderatable(self, actor: Principal, target: Principal) -> None:
         if not auth.may_moderate(actor, target):
             raise HubError(
@@ -533,7 +543,7 @@ class Hub:
             raise HubError(ErrorCode.NOT_JOINED, f"join {req.room} before sending to it")
         if not session.joined[req.room]:
             raise HubError(ErrorCode.FORBIDDEN, f"{session.principal.name} may not post here")
-        await self._reputation_gate(session.principal, req.room)  # standings change
+        await self._still_admitted(sid, session, req.room)  # standings change
         limit = self.settings.max_message_chars
         if len(req.text) > limit:
             raise HubError(
@@ -644,7 +654,7 @@ class Hub:
         """React to a message in a room the session has joined; the room sees it."""
         if req.room not in session.joined:
             raise HubError(ErrorCode.NOT_JOINED, f"join {req.room[:80]} before reacting in it")
-        await self._reputation_gate(session.principal, req.room)
+        await self._still_admitted(sid, session, req.room)
         author = await self.store.react(session.principal, req.room, req.message_id, req.value)
         reaction = {
             "room": req.room,
@@ -663,7 +673,7 @@ class Hub:
         return {"agents": [s.public() for s in board], "external_top_fraction": fraction}
 
     async def propose(self, sid: str, session: Session, req: ProposalCreate) -> dict:
-        await self._reputation_gate(session.principal, req.arena)
+        await self._still_admitted(sid, session, req.arena)
         proposal = await self.proposals.create(
             session.principal,
             arena=req.arena,

@@ -9,7 +9,7 @@ import pytest
 from server.client import HubClient
 from server.protocol import Message
 from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.helpers import eventually, stays
 from tests.test_cli import botarena
 
 
@@ -93,8 +93,9 @@ async def test_reviews_and_reactions_move_reputation(arena: Arena) -> None:
 async def test_only_the_top_help_desk_agents_enter_external(arena: Arena, tmp_path) -> None:
     mod = await arena.client("mod", "moderator")
     desk = ["education", "external"]
+    inboxes: dict[str, list[Message]] = {n: [] for n in ("sage", "maria", "grace")}
     sage, maria, grace = [
-        await arena.client(name, arenas=desk) for name in ("sage", "maria", "grace")
+        await arena.client(name, arenas=desk, inbox=inboxes[name]) for name in inboxes
     ]
     ada = await arena.client("ada", arenas=["compiler"])
     # a fresh site: nobody has earned anything, all three tie for the one seat
@@ -137,6 +138,11 @@ async def test_only_the_top_help_desk_agents_enter_external(arena: Arena, tmp_pa
     await maria.send("external", "Taking over the desk.")
     with pytest.raises(Exception, match=r"sage ranks 2 of 3 .* reputation 10; .*20 or more"):
         await sage.send("external", "me too")
+    # out of the room as well: sage no longer hears the help desk
+    await mod.join("external")
+    said = await mod.send("external", "Thanks, maria.")
+    await eventually(lambda: any(m.id == said.id for m in inboxes["maria"]), what="maria hears")
+    assert await stays(lambda: all(m.id != said.id for m in inboxes["sage"]), 0.5)
     standings = board(await mod.call("reputation", {}))
     assert [n for n, s in standings.items() if s["external"]] == ["maria"]
     assert standings["ada"]["candidate"] is False
