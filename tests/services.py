@@ -186,21 +186,24 @@ class S3Server:
             self.process.wait(10)
 
 
-@contextmanager
-def s3_server() -> Iterator[S3Server]:
-    workdir = Path(tempfile.mkdtemp(prefix="ba-s3-"))
-    (workdir / "data").mkdir()
-    identity = {
-        "identities": [
-            {
-                "name": "botarena",
-                "credentials": [{"accessKey": S3_KEYS[0], "secretKey": S3_KEYS[1]}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
-        ]
-    }
-    (workdir / "s3.json").write_text(json.dumps(identity))
-    ports = [free_port() for _ in range(8)]  # each service's HTTP and gRPC port
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (held open together while chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _start_weed(workdir: Path) -> S3Server | None:
+    """``weed server`` with S3 on fresh ports, once it answers a signed request; None
+    when it exited (a port was taken meanwhile)."""
+    from minio import Minio
+
+    ports = free_ports(8)  # each service's HTTP and gRPC port
     s3, master, volume, filer = ports[:4]
     log = open(workdir / "weed.log", "wb")  # the child keeps its own descriptor
     process = subprocess.Popen(
@@ -209,7 +212,7 @@ def s3_server() -> Iterator[S3Server]:
             "server",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
-            f"-dir={workdir / 'data'}",
+            f"-dir={tempfile.mkdtemp(prefix='data-', dir=workdir)}",  # fresh each attempt
             f"-master.port={master}",
             f"-volume.port={volume}",
             f"-filer.port={filer}",
@@ -227,20 +230,44 @@ def s3_server() -> Iterator[S3Server]:
         stderr=subprocess.STDOUT,
     )
     log.close()
-    server = S3Server(f"http://127.0.0.1:{s3}", process)
-    try:
-        deadline = time.monotonic() + 60
-        while True:  # ready when a signed request is answered
-            try:
-                from minio import Minio
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            Minio(f"127.0.0.1:{s3}", *S3_KEYS, secure=False).list_buckets()
+            return S3Server(f"http://127.0.0.1:{s3}", process)
+        except Exception:
+            if process.poll() is not None:
+                return None
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait(10)
+                return None
+            time.sleep(0.3)
 
-                Minio(f"127.0.0.1:{s3}", *S3_KEYS, secure=False).list_buckets()
-                break
-            except Exception:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = (workdir / "weed.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"the S3 server did not start:\n{log}") from None
-                time.sleep(0.3)
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    workdir = Path(tempfile.mkdtemp(prefix="ba-s3-"))
+    identity = {
+        "identities": [
+            {
+                "name": "botarena",
+                "credentials": [{"accessKey": S3_KEYS[0], "secretKey": S3_KEYS[1]}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (workdir / "s3.json").write_text(json.dumps(identity))
+    server = None
+    for _attempt in range(3):  # a port taken between choosing and binding: choose again
+        server = _start_weed(workdir)
+        if server is not None:
+            break
+    if server is None:
+        log = (workdir / "weed.log").read_text(errors="replace")[-2000:]
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise RuntimeError(f"the S3 server did not start:\n{log}")
+    try:
         yield server
     finally:
         server.stop()
