@@ -24,6 +24,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bundles.manifest import Manifest, safe_path
+from server.errors import CodedError
 
 MANIFEST = "manifest.json"
 SIGNATURES = "signatures/"
@@ -36,13 +37,8 @@ _SIGNATURE_NAME = re.compile(r"^signatures/([0-9A-F]{40})\.asc$")
 Progress = Callable[[int], None]
 
 
-class BundleError(Exception):
+class BundleError(CodedError):
     """A bundle refused: ``code`` for scripts, ``message`` for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass

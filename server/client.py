@@ -19,6 +19,7 @@ import socketio
 import structlog
 from pydantic import ValidationError
 
+from server.errors import CodedError
 from server.protocol import Ack, ErrorBody, ErrorCode, JoinResult, Message
 
 log = structlog.get_logger(__name__)
@@ -26,13 +27,11 @@ log = structlog.get_logger(__name__)
 MessageHandler = Callable[[Message], Awaitable[None] | None]
 
 
-class HubCallError(Exception):
+class HubCallError(CodedError):
     """The hub refused an event (or a connection) with ``code`` and ``message``."""
 
     def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.detail = detail or {}
 
 

@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from server.errors import CodedError
 from server.settings import Settings
 
 PART_SIZE = 8 * 1024 * 1024
 
 
-class ObjectError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+class ObjectError(CodedError):
+    """The object store refused or did not answer (``not_found``, ``unavailable``,
+    ``refused``)."""
 
 
 @dataclass(frozen=True)

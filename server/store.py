@@ -22,6 +22,7 @@ import asyncpg
 
 from server import audit, migrations
 from server.auth import Principal, hash_token, may_post, new_token
+from server.errors import CodedError
 from server.protocol import (
     ARENAS,
     AgentState,
@@ -35,13 +36,11 @@ from server.protocol import (
 CONTROL_CHANNEL = "botarena_control"
 
 
-class StoreError(Exception):
+class StoreError(CodedError):
     """A change the store refused; ``code`` is a protocol error code."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
