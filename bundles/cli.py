@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from bundles.archive import BundleError, read_contents
+from bundles.archive import BundleError, Contents, read_contents
 from bundles.install import Policy, Site, verify
 from bundles.trust import TrustStore
 from server import logs
@@ -65,11 +65,12 @@ def _progress(label: str, total: int, *, quiet: bool) -> Iterator[Callable[[int]
         yield lambda n: bar.advance(task, n)
 
 
-def _bundle_size(path: Path) -> int:
+def _contents(bundle: Path, *, as_json: bool) -> Contents:
+    """The bundle's first pass (headers, manifest, signatures), or a refusal."""
     try:
-        return read_contents(path).manifest.total_size
-    except BundleError:
-        return 0
+        return read_contents(bundle)
+    except BundleError as exc:
+        _refuse(exc.code, exc.message, as_json=as_json)
 
 
 @bundle_app.command("build")
@@ -134,11 +135,12 @@ def verify_command(
     """Check signatures, trust, expiry, version and every file, without installing."""
     settings = _settings()
     site = Site(settings.var_dir)
+    contents = _contents(bundle, as_json=as_json)
+    installed = site.installed(contents.manifest.name)
     try:
-        name = read_contents(bundle).manifest.name
-        with _progress("verifying", _bundle_size(bundle), quiet=as_json) as progress:
-            contents, checks = verify(
-                bundle, _trust(settings), _policy(settings), site.installed(name), progress
+        with _progress("verifying", contents.manifest.total_size, quiet=as_json) as progress:
+            _, checks = verify(
+                bundle, _trust(settings), _policy(settings), installed, progress, contents=contents
             )
     except BundleError as exc:
         _refuse(exc.code, exc.message, as_json=as_json)
@@ -172,8 +174,9 @@ def install_command(
     if allow_downgrade and not reason.strip():
         _refuse("reason", "a deliberate downgrade needs --reason", as_json=as_json)
     site = Site(settings.var_dir)
+    contents = _contents(bundle, as_json=as_json)
     try:
-        with _progress("installing", _bundle_size(bundle), quiet=as_json) as progress:
+        with _progress("installing", contents.manifest.total_size, quiet=as_json) as progress:
             record = site.install(
                 bundle,
                 _trust(settings),
@@ -181,6 +184,7 @@ def install_command(
                 progress,
                 reason,
                 _ollama(settings),
+                contents,
             )
     except BundleError as exc:
         _refuse(exc.code, exc.message, as_json=as_json)

@@ -64,9 +64,11 @@ def verify(
     progress: Progress | None = None,
     *,
     payload: bool = True,
+    contents: Contents | None = None,
 ) -> tuple[Contents, list[SignatureCheck]]:
-    """Check a bundle against the policy (and, with ``payload``, every byte of it)."""
-    contents = read_contents(path)
+    """Check a bundle against the policy (and, with ``payload``, every byte of it);
+    ``contents``: its first pass, when the caller has read it already."""
+    contents = contents or read_contents(path)
     manifest = contents.manifest
     if not contents.signatures:
         raise BundleError("unsigned", f"{path.name} carries no signature")
@@ -160,15 +162,17 @@ class Site:
         progress: Progress | None = None,
         reason: str = "",
         ollama: str | None = None,
+        contents: Contents | None = None,
     ) -> dict[str, Any]:
         """Install all or nothing; the record of what was done. With ``ollama`` (its
         address), models that come with a Modelfile are also created in Ollama, after
         every byte is checked and before the switch."""
         with self.locked():
-            name = read_contents(path).manifest.name
-            before = self.installed(name)
-            contents, checks = verify(path, trust, policy, before, payload=False)
+            contents = contents or read_contents(path)
             manifest = contents.manifest
+            name = manifest.name
+            before = self.installed(name)
+            _, checks = verify(path, trust, policy, before, payload=False, contents=contents)
             models = self._model_links(manifest.files)
             staging = self.root / f".staging-{uuid.uuid4().hex}"
             staging.mkdir()
