@@ -24,10 +24,15 @@ METRIC = re.compile(r"\b((?:botarena|process)_[a-z_]+)\b")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
+def tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a validator: from the virtual environment's wheels, or (promtool) Debian's."""
+    binary = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert binary, f"{name} is missing: make setup installs it"
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120)
+
+
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("promtool")
-    assert binary, "promtool is missing: make setup installs Debian's prometheus package"
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+    return tool("promtool", *args)
 
 
 def test_promtool_accepts_the_config_and_the_alert_rules() -> None:
@@ -114,17 +119,7 @@ COMPOSE = ROOT / "compose" / "docker-compose.yml"
 
 
 def test_the_compose_file_follows_the_compose_specification() -> None:
-    checked = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "check-jsonschema"),
-            "--builtin-schema",
-            "vendor.compose-spec",
-            str(COMPOSE),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    checked = tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -187,16 +182,7 @@ def test_the_image_builds_offline_runs_unprivileged_and_is_healthchecked() -> No
 
 
 def render(overlay: str) -> list[dict]:
-    rendered = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "kubectl"),
-            "kustomize",
-            str(ROOT / "k3s" / "overlays" / overlay),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rendered = tool("kubectl", "kustomize", str(ROOT / "k3s" / "overlays" / overlay))
     assert rendered.returncode == 0, rendered.stderr
     return [d for d in yaml.safe_load_all(rendered.stdout) if d]
 
@@ -205,17 +191,7 @@ def test_the_k3s_overlays_render_and_follow_the_kubernetes_schemas(tmp_path: Pat
     for overlay in ("single-node", "ha"):
         out = tmp_path / f"{overlay}.yaml"
         out.write_text(yaml.safe_dump_all(render(overlay)))
-        checked = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "kubernetes-validate"),
-                "--strict",
-                "--quiet",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        checked = tool("kubernetes-validate", "--strict", "--quiet", str(out))
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

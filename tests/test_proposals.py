@@ -28,17 +28,21 @@ async def setup(arena: Arena) -> tuple[HubClient, HubClient, list, list, list]:
     return mod, agent, new, reviewed, merged
 
 
-async def propose(client: HubClient, **fields) -> dict:
-    payload = {
+def fields(**overrides: object) -> dict:
+    """A proposal.create payload: a new document in compiler, but ``overrides``."""
+    return {
         "arena": "compiler",
         "kind": "document",
         "path": "src/calc.py",
         "base_version": 0,
         "title": "calc",
         "content": V1,
-        **fields,
+        **overrides,
     }
-    return await client.call("proposal.create", payload)
+
+
+async def propose(client: HubClient, **overrides: object) -> dict:
+    return await client.call("proposal.create", fields(**overrides))
 
 
 async def test_an_approved_proposal_becomes_a_canon_version(arena: Arena) -> None:
@@ -126,77 +130,14 @@ async def test_who_may_propose_and_review(arena: Arena) -> None:
         ("proposal.review", {"id": proposal["id"], "decision": "approve"}, "forbidden"),
         (
             "proposal.create",
-            {
-                "arena": "external",
-                "kind": "ticket_answer",
-                "path": "t/1",
-                "base_version": 0,
-                "title": "t",
-                "content": "x",
-            },
+            fields(arena="external", kind="ticket_answer", path="t/1"),
             "forbidden",
         ),
-        (
-            "proposal.create",
-            {
-                "arena": "compiler",
-                "kind": "ticket_answer",
-                "path": "t/1",
-                "base_version": 0,
-                "title": "t",
-                "content": "x",
-            },
-            "forbidden",
-        ),
-        (
-            "proposal.create",
-            {
-                "arena": "compiler",
-                "kind": "document",
-                "path": "a.md",
-                "base_version": 0,
-                "title": "t",
-                "content": "x",
-                "author": "linus",
-            },
-            "invalid_payload",
-        ),
-        (
-            "proposal.create",
-            {
-                "arena": "compiler",
-                "kind": "document",
-                "path": "../etc/passwd",
-                "base_version": 0,
-                "title": "t",
-                "content": "x",
-            },
-            "invalid_payload",
-        ),
-        (
-            "proposal.create",
-            {
-                "arena": "compiler",
-                "kind": "patch",
-                "path": "src/calc.py",
-                "base_version": 0,
-                "title": "t",
-                "content": "@@ nonsense",
-            },
-            "invalid_payload",
-        ),
-        (
-            "proposal.create",
-            {
-                "arena": "compiler",
-                "kind": "document",
-                "path": "a.md",
-                "base_version": 7,
-                "title": "t",
-                "content": "x",
-            },
-            "invalid_payload",
-        ),
+        ("proposal.create", fields(kind="ticket_answer", path="t/1"), "forbidden"),
+        ("proposal.create", fields(path="a.md", author="linus"), "invalid_payload"),
+        ("proposal.create", fields(path="../etc/passwd"), "invalid_payload"),
+        ("proposal.create", fields(kind="patch", content="@@ nonsense"), "invalid_payload"),
+        ("proposal.create", fields(path="a.md", base_version=7), "invalid_payload"),
         ("proposal.get", {"id": 10**9}, "not_found"),
         ("proposals", {}, "invalid_payload"),
         ("proposals", {"arena": "external"}, "forbidden"),
@@ -206,17 +147,7 @@ async def test_who_may_propose_and_review(arena: Arena) -> None:
             await agent.call(event, payload)
         assert err.value.code == code, (event, payload, err.value)
     assert await arena.fingerprint() == before
-    own = await mod.call(
-        "proposal.create",
-        {
-            "arena": "compiler",
-            "kind": "document",
-            "path": "notes.md",
-            "base_version": 0,
-            "title": "n",
-            "content": "hello",
-        },
-    )
+    own = await propose(mod, path="notes.md", content="hello")
     assert own["author"] == "mod", "a proposal's author is always whoever sent it"
     listed = await agent.call("proposals", {"arena": "compiler", "status": "pending"})
     assert {p["author"] for p in listed["proposals"]} == {"ada", "mod"}
