@@ -35,7 +35,9 @@ async def archive_transcripts(pool: asyncpg.Pool, artifacts: Artifacts, day: dat
     rooms = await pool.fetch(
         "SELECT DISTINCT room FROM messages WHERE created_at >= $1 AND created_at < $2", start, end
     )
-    existing = {a["key"] for a in await artifacts.list("transcript")}
+    existing = {
+        a["key"] for a in await artifacts.list("transcript", f"transcripts/{day.isoformat()}/")
+    }
     stored = []
     with tempfile.TemporaryDirectory(prefix="botarena-archive-") as work:
         for row in sorted(rooms, key=lambda r: r["room"]):

@@ -69,11 +69,14 @@ class Artifacts:
             )
         return {"key": key, "kind": kind, "size": size, "sha256": sha256}
 
-    async def list(self, kind: str | None = None) -> list[dict[str, Any]]:
+    async def list(self, kind: str | None = None, prefix: str = "") -> list[dict[str, Any]]:
+        """Complete artifacts, of one kind and under one key prefix when given."""
         rows = await self.pool.fetch(
             """SELECT key, kind, size, sha256, completed_at FROM artifacts
-               WHERE state = 'complete' AND ($1::text IS NULL OR kind = $1) ORDER BY key""",
+               WHERE state = 'complete' AND ($1::text IS NULL OR kind = $1)
+                 AND starts_with(key, $2) ORDER BY key""",
             kind,
+            prefix,
         )
         return [dict(r) for r in rows]
 

@@ -717,11 +717,10 @@ class Hub:
 
     async def _attachments(self, proposal_id: int) -> list[dict]:
         prefix = f"attachments/{proposal_id}/"
-        found = await (await self._artifacts()).list("attachment")
+        found = await (await self._artifacts()).list("attachment", prefix)
         return [
             {"name": a["key"][len(prefix) :], "size": a["size"], "sha256": a["sha256"]}
             for a in found
-            if a["key"].startswith(prefix)
         ]
 
     async def attach(self, sid: str, session: Session, req: AttachmentPut) -> dict:
