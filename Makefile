@@ -44,7 +44,7 @@ bench: setup  ## benchmarks; JSON results under tests/bench/results/
 	$(BIN)/python -m tests.bench.bundle_bench --out tests/bench/results/bundles.json
 
 bundle: setup  ## the demo bundle (personas, demo pack, demo model), signed: var/bundles-out/
-	$(BIN)/python -m bundles.demo --out var/bundles-out
+	$(BIN)/python -m botarena.bundles.demo --out var/bundles-out
 
 tls: compose/tls/botarena.crt  ## a self-signed TLS certificate for nginx, made offline
 

@@ -21,9 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.scheduler import Turn
-from arenas.charter import ArenaCharter
-from server.protocol import TICKET_ANNOUNCEMENT, ProposalKind, ticket_path
+from botarena.agents.scheduler import Turn
+from botarena.arenas.charter import ArenaCharter
+from botarena.arenas.names import ProposalKind, ticket_path
+from botarena.server.protocol import TICKET_ANNOUNCEMENT
 
 DRAFT_REQUEST = re.compile(r"\b(propos\w*|draft\w*)\b", re.IGNORECASE)
 MIN_WORDS = 6

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import structlog
 
-from agents.llm import OpenAICompatibleBackend
-from agents.offline import child_env
-from server.settings import Settings
+from botarena.agents.llm import OpenAICompatibleBackend
+from botarena.agents.offline import child_env
+from botarena.server.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -22,11 +22,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from server.settings import Settings
-
-
-class LLMUnavailable(RuntimeError):
-    """The backend does not answer, or lacks the model asked for."""
+from botarena.server.errors import LLMUnavailable
+from botarena.server.settings import Settings
 
 
 @dataclass(frozen=True)

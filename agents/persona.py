@@ -19,7 +19,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from server.protocol import ARENAS, NAME_PATTERN
+from botarena.arenas.names import ARENAS, NAME_PATTERN
 
 TraitName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")]
 MAX_PERSONA_BYTES = 64 * 1024

@@ -10,15 +10,16 @@ from contextlib import AsyncExitStack
 
 import structlog
 
-from agents import offline
-from agents.embedded_llm import EmbeddedLlama
-from agents.llm import LLMBackend, LLMUnavailable, OllamaBackend, OpenAICompatibleBackend
-from agents.llm import choose_backend as choose_backend_kind
-from agents.persona import Persona, load_personas
-from agents.turn import CrewTurns
-from agents.worker import AgentWorker, load_tokens
-from memory.service import MemoryService
-from server.settings import Settings
+from botarena.agents import offline
+from botarena.agents.embedded_llm import EmbeddedLlama
+from botarena.agents.llm import LLMBackend, OllamaBackend, OpenAICompatibleBackend
+from botarena.agents.llm import choose_backend as choose_backend_kind
+from botarena.agents.persona import Persona, load_personas
+from botarena.agents.turn import CrewTurns
+from botarena.agents.worker import AgentWorker, load_tokens
+from botarena.memory.service import MemoryService
+from botarena.server.errors import LLMUnavailable
+from botarena.server.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ async def run_worker(settings: Settings) -> None:
             slots=turns.slot_count,
             quiet_seconds=settings.quiet_seconds,
             turn_timeout=settings.llm_timeout + 30,
-            memory=MemoryService(settings, personas),
+            memory=MemoryService(settings, [p.id for p in personas]),
             tools=settings.llm_tools,
         )
         task = asyncio.create_task(worker.run())

@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agents.persona import Persona
-from server.protocol import Message, RoomKind, room_kind
-from server.ratelimit import RateLimiter
+from botarena.agents.persona import Persona
+from botarena.arenas.names import RoomKind, room_kind
+from botarena.server.protocol import Message
+from botarena.server.ratelimit import RateLimiter
 
 TurnKind = Literal["mention", "reply", "initiative"]
 

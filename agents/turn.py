@@ -21,14 +21,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agents import offline
-from agents.llm import LLMBackend
-from agents.persona import Persona, Traits
-from agents.scheduler import Turn
-from arenas.charter import ArenaCharter
-from memory.service import TurnMemory
-from server.protocol import Message
-from server.settings import Settings
+from botarena.agents import offline
+from botarena.agents.llm import LLMBackend
+from botarena.agents.persona import Persona, Traits
+from botarena.agents.scheduler import Turn
+from botarena.arenas.charter import ArenaCharter
+from botarena.memory.service import TurnMemory
+from botarena.server.protocol import Message
+from botarena.server.settings import Settings
 
 _ECHOES = re.compile(
     r"expected criteria|final answer|your final answer|you must return|"

@@ -30,14 +30,14 @@ from typing import Any
 
 import structlog
 
-from agents import drafting
-from agents.persona import Persona, Traits
-from agents.scheduler import Turn, TurnScheduler
-from agents.turn import CrewTurns, TurnOutcome, build_task
-from arenas.charter import ArenaCharter, charters
-from memory.service import MemoryService, TurnMemory
-from server.client import HubCallError, HubClient
-from server.protocol import AgentStateKind, Message
+from botarena.agents import drafting
+from botarena.agents.persona import Persona, Traits
+from botarena.agents.scheduler import Turn, TurnScheduler
+from botarena.agents.turn import CrewTurns, TurnOutcome, build_task
+from botarena.arenas.charter import ArenaCharter, charters
+from botarena.memory.service import MemoryService, TurnMemory
+from botarena.server.client import HubCallError, HubClient
+from botarena.server.protocol import AgentStateKind, Message
 
 log = structlog.get_logger(__name__)
 
@@ -401,7 +401,7 @@ class AgentWorker:
             return None
         query = turn.trigger.text if turn.trigger is not None else initiative
         recalled = await self.memory.for_turn(
-            seat.persona, query or turn.room, charter.knowledge if charter else {}
+            seat.persona.id, query or turn.room, charter.knowledge if charter else {}
         )
         return None if self.memory.degraded else recalled
 

@@ -1,3 +1,3 @@
-"""The five arenas as data: charters with each arena's mission, turn budget and
-initiative prompts (:mod:`arenas.charter`). The arena rooms themselves exist in the hub
-from its first migration (:data:`server.protocol.ARENAS`)."""
+"""The bottom layer: the names everyone shares (:mod:`botarena.arenas.names`: arenas, room
+rules, proposal kinds and statuses) and the five arenas' charters
+(:mod:`botarena.arenas.charter`). It imports nothing else of BotArena."""

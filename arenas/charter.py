@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.protocol import ARENAS
+from botarena.arenas.names import ARENAS, ProposalKind
 
 
 class ArenaCharter(BaseModel):
@@ -27,7 +26,7 @@ class ArenaCharter(BaseModel):
     mission: str = Field(min_length=1)
     turns_per_minute: float = Field(6.0, gt=0, le=600)
     initiative: list[str] = Field(min_length=1, description="prompts for quiet rooms")
-    proposals: list[Literal["document", "patch", "tutorial", "script", "ticket_answer"]] = Field(
+    proposals: list[ProposalKind] = Field(
         default_factory=list, description="the kinds of proposal the arena may make"
     )
     draft_every: int = Field(
@@ -43,6 +42,6 @@ def charters() -> dict[str, ArenaCharter]:
     """The five charters shipped with BotArena, by arena name."""
     found = {}
     for name in ARENAS:
-        text = resources.files("arenas").joinpath("charters", f"{name}.yaml").read_text()
+        text = resources.files("botarena.arenas").joinpath("charters", f"{name}.yaml").read_text()
         found[name] = ArenaCharter.model_validate({"name": name, **yaml.safe_load(text)})
     return found

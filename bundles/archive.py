@@ -23,8 +23,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from bundles.manifest import Manifest, safe_path
-from server.errors import CodedError
+from botarena.bundles.manifest import Manifest, safe_path
+from botarena.server.errors import BundleError
 
 MANIFEST = "manifest.json"
 SIGNATURES = "signatures/"
@@ -35,10 +35,6 @@ CHUNK = 1024 * 1024
 _SIGNATURE_NAME = re.compile(r"^signatures/([0-9A-F]{40})\.asc$")
 
 Progress = Callable[[int], None]
-
-
-class BundleError(CodedError):
-    """A bundle refused: ``code`` for scripts, ``message`` for people."""
 
 
 @dataclass

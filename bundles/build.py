@@ -18,9 +18,16 @@ import gnupg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from bundles.archive import CHUNK, Progress, add_signature, read_contents, write_bundle
-from bundles.manifest import BUNDLE_NAME, FileEntry, Manifest, SafePath, VersionText, safe_path
-from bundles.trust import fingerprint
+from botarena.bundles.archive import CHUNK, Progress, add_signature, read_contents, write_bundle
+from botarena.bundles.manifest import (
+    BUNDLE_NAME,
+    FileEntry,
+    Manifest,
+    SafePath,
+    VersionText,
+    safe_path,
+)
+from botarena.bundles.trust import fingerprint
 
 
 class Include(BaseModel):

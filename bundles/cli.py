@@ -15,11 +15,12 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from bundles.archive import BundleError, Contents, read_contents
-from bundles.install import Policy, Site, verify
-from bundles.trust import TrustStore
-from server import logs
-from server.settings import Settings, get_settings
+from botarena.bundles.archive import Contents, read_contents
+from botarena.bundles.install import Policy, Site, verify
+from botarena.bundles.trust import TrustStore
+from botarena.server import logs
+from botarena.server.errors import BundleError
+from botarena.server.settings import Settings, get_settings
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Build, sign, verify and install bundles.")
 keys_app = typer.Typer(no_args_is_help=True, help="The keys this site trusts for bundles.")
@@ -80,7 +81,7 @@ def build_command(
     as_json: JsonOption = False,
 ) -> None:
     """Build a bundle (manifest with sizes and SHA-256, and payload) from a YAML spec."""
-    from bundles.build import build, collect
+    from botarena.bundles.build import build, collect
 
     try:
         _, sources = collect(spec)
@@ -113,7 +114,7 @@ def sign_command(
     as_json: JsonOption = False,
 ) -> None:
     """Add a detached PGP signature over the bundle's manifest."""
-    from bundles.build import sign
+    from botarena.bundles.build import sign
 
     home = gnupg_home or _settings().gnupg_dir
     try:
@@ -222,9 +223,9 @@ def _audit(settings: Settings, record: dict[str, Any]) -> bool:
 
     import asyncpg
 
-    from server import audit
-    from server.app import open_store
-    from server.migrations import MigrationError
+    from botarena.server import audit
+    from botarena.server.app import open_store
+    from botarena.server.errors import MigrationError
 
     if not settings.database_url and not settings.pgdata.exists():
         return False

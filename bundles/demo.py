@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from agents.embedded_llm import DEMO_MODEL_FILE, demo_model
-from bundles.build import build, sign
-from bundles.install import botarena_version
+from botarena.agents.embedded_llm import DEMO_MODEL_FILE, demo_model
+from botarena.bundles.build import build, sign
+from botarena.bundles.install import botarena_version
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNER = "BotArena demo signer <demo-signer@botarena.local>"

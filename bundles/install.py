@@ -29,7 +29,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from bundles.archive import (
+from botarena.bundles.archive import (
     MANIFEST,
     PAYLOAD,
     SIGNATURES,
@@ -39,8 +39,8 @@ from bundles.archive import (
     check_payload,
     read_contents,
 )
-from bundles.ollama import install_models
-from bundles.trust import SignatureCheck, TrustStore
+from botarena.bundles.ollama import install_models
+from botarena.bundles.trust import SignatureCheck, TrustStore
 
 MODELS = "models/"
 

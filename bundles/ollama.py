@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from bundles.archive import BundleError
-from bundles.manifest import FileEntry
+from botarena.bundles.manifest import FileEntry
+from botarena.server.errors import BundleError
 
 _DIRECTIVE = re.compile(r"^(FROM|TEMPLATE|SYSTEM|PARAMETER|LICENSE)\s+(.*)$", re.S)
 

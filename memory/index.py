@@ -18,9 +18,9 @@ from urllib.parse import urlparse
 import chromadb
 from chromadb.config import Settings as ChromaSettings
 
-from memory.embedder import ChromaEmbedding, shared_embedder
-from memory.knowledge import Chunk
-from server.settings import Settings
+from botarena.memory.embedder import ChromaEmbedding, shared_embedder
+from botarena.memory.knowledge import Chunk
+from botarena.server.settings import Settings
 
 PREFIX = "knowledge_"
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import chromadb
 import numpy as np
 
-from memory.embedder import ChromaEmbedding, shared_embedder
+from botarena.memory.embedder import ChromaEmbedding, shared_embedder
 
 PREFIX = "memories_"
 FOLD = 20  # observations per retention summary

@@ -15,19 +15,18 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import chromadb
 import structlog
 
-from agents.persona import Persona
-from memory.embedder import shared_embedder
-from memory.index import KnowledgeIndex, open_chroma
-from memory.knowledge import FrontMatter, chunk_document, load_pack
-from memory.memories import AgentMemory, RecallWeights, importance_of
-from server.protocol import Message
-from server.settings import Settings
+from botarena.memory.embedder import shared_embedder
+from botarena.memory.index import KnowledgeIndex, open_chroma
+from botarena.memory.knowledge import FrontMatter, chunk_document, load_pack
+from botarena.memory.memories import AgentMemory, RecallWeights, importance_of
+from botarena.server.protocol import Message
+from botarena.server.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +43,13 @@ class MemoryService:
     def __init__(
         self,
         settings: Settings,
-        personas: list[Persona],
+        agents: Iterable[str],
         *,
         retry_seconds: float = 30.0,
         summarise: Callable[[list[str]], str] | None = None,
     ) -> None:
         self.settings = settings
-        self.personas = {p.id: p for p in personas}
+        self.agents = list(dict.fromkeys(agents))
         self.retry_seconds = retry_seconds
         self.summarise = summarise
         self.degraded: str | None = None
@@ -91,7 +90,7 @@ class MemoryService:
                 max_memories=s.memory_max_per_agent,
                 summarise=self.summarise,
             )
-            for pid in self.personas
+            for pid in self.agents
         }
 
     async def _call(self, what: str, fn: Callable[[], object]) -> object | None:
@@ -141,7 +140,7 @@ class MemoryService:
     ) -> None:
         """Remember ``message`` for each of ``agents`` (those in its room); ``mentioned``:
         the agents it names, for whom it matters more."""
-        mine = [a for a in agents if a in self.personas]
+        mine = [a for a in agents if a in self.agents]
         if not mine:
             return
 
@@ -185,7 +184,7 @@ class MemoryService:
 
     async def for_turn(
         self,
-        persona: Persona,
+        agent: str,
         query: str,
         weights: dict[str, float],
         k_memories: int = 4,
@@ -193,7 +192,7 @@ class MemoryService:
     ) -> TurnMemory:
         def build() -> TurnMemory:
             assert self._index is not None
-            recalled = self._memories[persona.id].recall(query, k=k_memories)
+            recalled = self._memories[agent].recall(query, k=k_memories)
             hits = self._index.search(query, weights, k=k_knowledge) if weights else []
             return TurnMemory(
                 [m.text for m in recalled], [f"{h.title} / {h.heading}: {h.text}" for h in hits]

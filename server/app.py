@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from server.embedded_pg import database
-from server.endpoints import routes
-from server.hub import Hub
-from server.metrics import HubMetrics
-from server.settings import Settings
-from server.store import Store
+from botarena.server.embedded_pg import database
+from botarena.server.endpoints import routes
+from botarena.server.hub import Hub
+from botarena.server.metrics import HubMetrics
+from botarena.server.settings import Settings
+from botarena.server.store import Store
 
 log = structlog.get_logger(__name__)
 

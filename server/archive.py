@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from server.artifacts import Artifacts
+from botarena.server.artifacts import Artifacts
 
 
 def _write(path: Path, lines: list[str]) -> None:

@@ -16,8 +16,9 @@ from typing import Any
 
 import asyncpg
 
-from server import audit
-from server.objects import ObjectError, ObjectStore
+from botarena.server import audit
+from botarena.server.errors import ObjectStoreError
+from botarena.server.objects import ObjectStore
 
 
 def _digest(path: Path) -> tuple[int, str]:
@@ -47,11 +48,11 @@ class Artifacts:
                 sha256,
             )
         if inserted is None:
-            raise ObjectError("refused", f"artifact {key} exists (or is being stored)")
+            raise ObjectStoreError("refused", f"artifact {key} exists (or is being stored)")
         try:
             info = await asyncio.to_thread(self.objects.put, key, source)
             if info.size != size:
-                raise ObjectError("unavailable", f"{key}: {info.size} bytes stored of {size}")
+                raise ObjectStoreError("unavailable", f"{key}: {info.size} bytes stored of {size}")
         except BaseException:
             await self.pool.execute("DELETE FROM artifacts WHERE key = $1", key)
             raise
@@ -86,11 +87,11 @@ class Artifacts:
             "SELECT kind, size, sha256 FROM artifacts WHERE key = $1 AND state = 'complete'", key
         )
         if row is None:
-            raise ObjectError("not_found", f"no artifact {key}")
+            raise ObjectStoreError("not_found", f"no artifact {key}")
         await asyncio.to_thread(self.objects.get, key, dest)
         size, sha256 = await asyncio.to_thread(_digest, dest)
         if (size, sha256) != (row["size"], row["sha256"]):
             await asyncio.to_thread(dest.unlink, missing_ok=True)
             where = self.objects.where
-            raise ObjectError("refused", f"{key} from {where} is not what was stored")
+            raise ObjectStoreError("refused", f"{key} from {where} is not what was stored")
         return {"key": key, **dict(row)}

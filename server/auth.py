@@ -19,7 +19,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from server.protocol import Role, RoomKind
+from botarena.arenas.names import RoomKind
+from botarena.server.protocol import Role
 
 TOKEN_PREFIX = "bat_"
 

@@ -27,16 +27,13 @@ from typing import Any
 
 import asyncpg
 
-from server.embedded_pg import database
-from server.objects import open_objects
-from server.settings import Settings
+from botarena.server.embedded_pg import database
+from botarena.server.errors import BackupError
+from botarena.server.objects import open_objects
+from botarena.server.settings import Settings
 
 FORMAT = 1
 BATCH = 500
-
-
-class BackupError(Exception):
-    pass
 
 
 def _pg_tool(name: str) -> str:
@@ -60,7 +57,7 @@ def _run(command: list[str]) -> None:
 
 
 def _export_chroma(settings: Settings, out: Path) -> dict[str, int]:
-    from memory.index import open_chroma
+    from botarena.memory.index import open_chroma
 
     client = open_chroma(settings)
     counts = {}
@@ -90,8 +87,8 @@ def _export_chroma(settings: Settings, out: Path) -> dict[str, int]:
 
 
 def _import_chroma(settings: Settings, source: Path) -> dict[str, int]:
-    from memory.embedder import ChromaEmbedding
-    from memory.index import open_chroma
+    from botarena.memory.embedder import ChromaEmbedding
+    from botarena.memory.index import open_chroma
 
     client = open_chroma(settings)
     counts: dict[str, int] = {}
@@ -192,7 +189,7 @@ def _unpack(archive_path: Path, work: Path) -> dict[str, Any]:
 
 async def restore(settings: Settings, archive_path: Path) -> dict[str, Any]:
     """Restore a backup onto an empty site; what was restored."""
-    from memory.index import open_chroma
+    from botarena.memory.index import open_chroma
 
     work = Path(tempfile.mkdtemp(prefix="botarena-restore-"))
     try:

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from server import audit
+from botarena.server import audit
 
 
 def merkle_root(leaves: list[str]) -> str:

@@ -18,10 +18,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
-from bundles.cli import bundle_app, keys_app
-from server import logs
-from server.protocol import ARENAS, Role
-from server.settings import Settings, get_settings
+from botarena.arenas.names import ARENAS
+from botarena.bundles.cli import bundle_app, keys_app
+from botarena.server import logs
+from botarena.server.protocol import Role
+from botarena.server.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
 token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke access tokens.")
@@ -75,8 +76,8 @@ def _settings(service: bool = False) -> Settings:
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    from server.migrations import MigrationError
-    from server.store import StoreError
+    from botarena.server.errors import MigrationError
+    from botarena.server.store import StoreError
 
     try:
         return asyncio.run(coro)
@@ -91,7 +92,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 @app.command()
 def serve() -> None:
     """Run the hub (embedded PostgreSQL unless BOTARENA_DATABASE_URL is set)."""
-    from server.app import serve as serve_hub
+    from botarena.server.app import serve as serve_hub
 
     settings = _settings(service=True)
     _run(serve_hub(settings))
@@ -100,7 +101,7 @@ def serve() -> None:
 @app.command()
 def up() -> None:
     """Run the whole product on embedded defaults: hub, LLM, one agent per arena."""
-    from server.up import up as run_up
+    from botarena.server.up import up as run_up
 
     settings = _settings(service=True)
     raise typer.Exit(_run(run_up(settings)))
@@ -110,8 +111,8 @@ def up() -> None:
 def worker() -> None:
     """Run the agent worker: the personas in BOTARENA_PERSONAS_DIR, with the tokens in
     BOTARENA_AGENT_TOKENS_FILE, on the configured LLM backend."""
-    from agents.llm import LLMUnavailable
-    from agents.run import run_worker
+    from botarena.agents.run import run_worker
+    from botarena.server.errors import LLMUnavailable
 
     settings = _settings(service=True)
     try:
@@ -125,7 +126,7 @@ def personas(
     directory: Annotated[Path | None, typer.Argument(help="default: BOTARENA_PERSONAS_DIR")] = None,
 ) -> None:
     """Check persona files: list the good ones, explain the bad ones."""
-    from agents.persona import load_personas
+    from botarena.agents.persona import load_personas
 
     settings = _settings()
     found, errors = load_personas(directory or settings.personas_dir)
@@ -142,7 +143,7 @@ def personas(
 @app.command()
 def llm() -> None:
     """Show which LLM backend would be used and whether it answers."""
-    from agents.llm import OllamaBackend, OpenAICompatibleBackend, choose_backend
+    from botarena.agents.llm import OllamaBackend, OpenAICompatibleBackend, choose_backend
 
     settings = _settings()
 
@@ -181,8 +182,8 @@ def token_create(
     """Issue a token for a principal (created if new). The token is shown only once."""
     import re
 
-    from server.app import open_store
-    from server.protocol import NAME_PATTERN
+    from botarena.arenas.names import NAME_PATTERN
+    from botarena.server.app import open_store
 
     if not re.fullmatch(NAME_PATTERN, name):
         _fail(f"bad name {name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
@@ -210,7 +211,7 @@ def token_create(
 @token_app.command("list")
 def token_list() -> None:
     """List tokens (never their secrets)."""
-    from server.app import open_store
+    from botarena.server.app import open_store
 
     settings = _settings()
 
@@ -232,7 +233,7 @@ def token_revoke(
     token_id: Annotated[int | None, typer.Option("--id", help="revoke this token")] = None,
 ) -> None:
     """Revoke tokens; sessions using them are disconnected at once."""
-    from server.app import open_store
+    from botarena.server.app import open_store
 
     if (name is None) == (token_id is None):
         _fail("give exactly one of --name or --id")
@@ -251,7 +252,7 @@ def token_revoke(
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending migrations and print the schema version."""
-    from server.app import open_store
+    from botarena.server.app import open_store
 
     settings = _settings()
 
@@ -268,8 +269,8 @@ def watch(
     history: Annotated[bool, typer.Option(help="print recent history first")] = True,
 ) -> None:
     """Stream a room to the terminal (token from BOTARENA_TOKEN)."""
-    from server.client import HubCallError, HubClient
-    from server.protocol import Message
+    from botarena.server.client import HubCallError, HubClient
+    from botarena.server.protocol import Message
 
     settings = _settings()
     if not settings.token:
@@ -305,16 +306,17 @@ def backup_command(
     ] = False,
 ) -> None:
     """Back up the site: the database, ChromaDB's collections and the object store."""
-    from server.artifacts import Artifacts
-    from server.backup import BackupError, backup
-    from server.objects import ObjectError, open_objects
+    from botarena.server.artifacts import Artifacts
+    from botarena.server.backup import backup
+    from botarena.server.errors import BackupError, ObjectStoreError
+    from botarena.server.objects import open_objects
 
     settings = _settings()
 
     async def run() -> dict:
         manifest = await backup(settings, out)
         if to_store:
-            from server.app import open_store
+            from botarena.server.app import open_store
 
             async with open_store(settings) as store:
                 key = f"backups/{out.name}"
@@ -323,7 +325,7 @@ def backup_command(
 
     try:
         manifest = _run(run())
-    except (BackupError, ObjectError) as exc:
+    except (BackupError, ObjectStoreError) as exc:
         _fail(str(exc), code=1)
     typer.echo(
         f"backed up to {out}: schema v{manifest['schema_version']}, "
@@ -344,10 +346,11 @@ def archive_command(
     """Archive a day's room transcripts (and the canon) to the object store."""
     from datetime import UTC, date, datetime, timedelta
 
-    from server.app import open_store
-    from server.archive import archive_transcripts, export_canon
-    from server.artifacts import Artifacts
-    from server.objects import ObjectError, open_objects
+    from botarena.server.app import open_store
+    from botarena.server.archive import archive_transcripts, export_canon
+    from botarena.server.artifacts import Artifacts
+    from botarena.server.errors import ObjectStoreError
+    from botarena.server.objects import open_objects
 
     settings = _settings()
     try:
@@ -363,7 +366,7 @@ def archive_command(
 
     try:
         stored, exported = _run(run())
-    except ObjectError as exc:
+    except ObjectStoreError as exc:
         _fail(exc.message, code=1)
     for key in stored:
         typer.echo(f"archived {key}")
@@ -377,7 +380,8 @@ def restore_command(
     archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
 ) -> None:
     """Restore a backup onto an empty site (empty database, ChromaDB and object store)."""
-    from server.backup import BackupError, restore
+    from botarena.server.backup import restore
+    from botarena.server.errors import BackupError
 
     settings = _settings()
     try:
@@ -398,7 +402,7 @@ def tui(
 ) -> None:
     """The moderator console (hub from BOTARENA_HUB_URL; token from BOTARENA_TOKEN, or
     asked for)."""
-    from tui.app import ConsoleApp
+    from botarena.tui.app import ConsoleApp
 
     settings = _settings()
     ConsoleApp(url=settings.hub_url, token=settings.token, read_only=read_only).run()
@@ -407,8 +411,8 @@ def tui(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the whole audit chain; name the first entry that does not hold."""
-    from server import audit
-    from server.app import open_store
+    from botarena.server import audit
+    from botarena.server.app import open_store
 
     settings = _settings()
 
@@ -427,8 +431,8 @@ def audit_checkpoint(
     out: Annotated[Path | None, typer.Option(help="folder; default var/checkpoints")] = None,
 ) -> None:
     """Sign the audit chain head and the canon's Merkle root with the site key."""
-    from server import audit, checkpoint
-    from server.app import open_store
+    from botarena.server import audit, checkpoint
+    from botarena.server.app import open_store
 
     settings = _settings()
     if not settings.site_key:
@@ -471,8 +475,8 @@ def audit_verify_checkpoint(
     """Check a checkpoint's signature, then the chain and every canon document in it."""
     import json
 
-    from server import checkpoint
-    from server.app import open_store
+    from botarena.server import checkpoint
+    from botarena.server.app import open_store
 
     settings = _settings()
     if not settings.site_key:
@@ -509,8 +513,8 @@ def audit_verify_checkpoint(
 @audit_app.command("log")
 def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> None:
     """Show the newest audit entries."""
-    from server import audit
-    from server.app import open_store
+    from botarena.server import audit
+    from botarena.server.app import open_store
 
     settings = _settings()
 
@@ -527,8 +531,8 @@ def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> Non
 
 def _with_proposals(action: Callable[[Any, Any], Coroutine[Any, Any, Any]]) -> Any:
     """Run ``action(proposal_store, store)`` against the configured database."""
-    from server.app import open_store
-    from server.proposals import ProposalStore
+    from botarena.server.app import open_store
+    from botarena.server.proposals import ProposalStore
 
     settings = _settings()
 
@@ -540,7 +544,7 @@ def _with_proposals(action: Callable[[Any, Any], Coroutine[Any, Any, Any]]) -> A
 
 
 async def _reviewer(store: Any, name: str) -> Any:
-    from server.store import StoreError
+    from botarena.server.store import StoreError
 
     principal = await store.principal(name)
     if principal is None or not principal.supervises:
@@ -562,7 +566,7 @@ def reputation(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Agents by reputation, and who may enter the external arena now."""
-    from server import reputation as rep
+    from botarena.server import reputation as rep
 
     fraction = _settings().external_top_fraction
     board = _with_proposals(lambda _proposals, store: rep.standings(store.pool, fraction))
@@ -604,7 +608,7 @@ def proposals_list(
 @proposals_app.command("show")
 def proposals_show(proposal_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Show a proposal and its diff against the canon."""
-    from server.patching import unified_diff
+    from botarena.server.patching import unified_diff
 
     async def show(proposals: Any, _store: Any) -> tuple[Any, Any]:
         found = await proposals.get(proposal_id)
@@ -682,10 +686,10 @@ def proposals_edit(
 
 
 def _chroma(settings: Settings) -> Any:
-    from agents import offline
+    from botarena.agents import offline
 
     offline.apply()
-    from memory.index import open_chroma
+    from botarena.memory.index import open_chroma
 
     try:
         client = open_chroma(settings)
@@ -699,7 +703,7 @@ def _chroma(settings: Settings) -> Any:
 @memory_app.command("agents")
 def memory_agents() -> None:
     """List the agents that have memories, with their counts."""
-    from memory.memories import AgentMemory, agents_with_memories
+    from botarena.memory.memories import AgentMemory, agents_with_memories
 
     client = _chroma(_settings())
     for agent in agents_with_memories(client):
@@ -713,7 +717,7 @@ def memory_show(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """Show an agent's newest memories, or what it would recall for a question."""
-    from memory.memories import AgentMemory, agents_with_memories
+    from botarena.memory.memories import AgentMemory, agents_with_memories
 
     client = _chroma(_settings())
     if agent not in agents_with_memories(client):
@@ -730,8 +734,8 @@ def memory_load_pack(
     folder: Annotated[Path, typer.Argument(help="a folder of Markdown files with front matter")],
 ) -> None:
     """Index a knowledge pack; each refused file is named with its reason."""
-    from memory.index import KnowledgeIndex
-    from memory.knowledge import load_pack
+    from botarena.memory.index import KnowledgeIndex
+    from botarena.memory.knowledge import load_pack
 
     settings = _settings()
     chunks, errors = load_pack(folder)

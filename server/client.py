@@ -19,8 +19,8 @@ import socketio
 import structlog
 from pydantic import ValidationError
 
-from server.errors import CodedError
-from server.protocol import Ack, ErrorBody, ErrorCode, JoinResult, Message
+from botarena.server.errors import CodedError
+from botarena.server.protocol import Ack, ErrorBody, ErrorCode, JoinResult, Message
 
 log = structlog.get_logger(__name__)
 

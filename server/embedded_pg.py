@@ -21,7 +21,7 @@ from urllib.parse import quote
 import asyncpg
 import structlog
 
-from server.settings import Settings
+from botarena.server.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server import reputation
-from server.hub import Hub
+from botarena.server import reputation
+from botarena.server.hub import Hub
 
 _CHECK_TIMEOUT = 2.0
 

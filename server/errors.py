@@ -1,12 +1,193 @@
-"""The one shape of a refusal in BotArena: a ``code`` for programs (a protocol error
-code, or a bundle's or the object store's own) and a ``message`` for people. The store,
-the hub client, bundles and the object store each raise their own subclass."""
+"""Every refusal BotArena raises, as one tree, so callers catch by class, never by text.
+
+::
+
+    BotArenaError                  .code (a string for programs), .message (for people)
+    ├── HubError                   the hub refused an event or a connection (.code: ErrorCode)
+    │   ├── Unauthorized           missing, unknown or revoked token
+    │   ├── InvalidPayload         the payload is not what the event expects
+    │   ├── UnknownEvent
+    │   ├── UnknownRoom
+    │   ├── NotFound               a principal, message, proposal... that does not exist
+    │   ├── Forbidden              the role or membership does not allow it
+    │   ├── NotJoined              the room must be joined first
+    │   ├── TooLarge
+    │   ├── RateLimited            .retry_after: seconds until the next event may pass
+    │   ├── Muted                  .until: when the mute ends
+    │   ├── RoomPaused
+    │   ├── Conflict               already exists, already reviewed, stale base version
+    │   ├── Unavailable            a dependency (the database) is down; retry later
+    │   └── Internal
+    ├── ObjectStoreError           the artifact store refused or failed (.code: its own)
+    ├── BundleError                a bundle refused by verify or install (.code: its own)
+    ├── BackupError                a backup or restore that cannot go on
+    ├── MigrationError             the database schema cannot be brought up to date
+    ├── ConfigError                settings, personas or files that cannot be used
+    └── LLMUnavailable             no LLM backend answers
+
+The hub raises :class:`HubError` subclasses anywhere below its gate, which turns them
+into error acknowledgements; :class:`~botarena.server.client.HubClient` raises the same
+class again from an error ack (:func:`hub_error`), so an agent writes ``except Muted:``.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, ClassVar
 
-class CodedError(Exception):
+from botarena.server.protocol import ErrorBody, ErrorCode
+
+
+class BotArenaError(Exception):
+    """The base of every refusal: a ``code`` for programs and a ``message`` for people."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class HubError(BotArenaError):
+    """An event or connection refused by the hub, with the protocol's error code."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    code: ErrorCode
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(self.default_code, message)
+        self.code = self.default_code
+        self.detail: dict[str, Any] = detail
+
+    def body(self) -> ErrorBody:
+        """The ``error`` of the acknowledgement that carries this refusal."""
+        return ErrorBody(code=self.code, message=self.message, detail=self.detail or None)
+
+
+class Unauthorized(HubError):
+    default_code = ErrorCode.UNAUTHORIZED
+
+
+class InvalidPayload(HubError):
+    default_code = ErrorCode.INVALID_PAYLOAD
+
+
+class UnknownEvent(HubError):
+    default_code = ErrorCode.UNKNOWN_EVENT
+
+
+class UnknownRoom(HubError):
+    default_code = ErrorCode.UNKNOWN_ROOM
+
+
+class NotFound(HubError):
+    default_code = ErrorCode.NOT_FOUND
+
+
+class Forbidden(HubError):
+    default_code = ErrorCode.FORBIDDEN
+
+
+class NotJoined(HubError):
+    default_code = ErrorCode.NOT_JOINED
+
+
+class TooLarge(HubError):
+    default_code = ErrorCode.TOO_LARGE
+
+
+class RateLimited(HubError):
+    default_code = ErrorCode.RATE_LIMITED
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.detail.get("retry_after")
+        return float(value) if isinstance(value, int | float) else None
+
+
+class Muted(HubError):
+    default_code = ErrorCode.MUTED
+
+    @property
+    def until(self) -> datetime | None:
+        value = self.detail.get("until")
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+
+
+class RoomPaused(HubError):
+    default_code = ErrorCode.ROOM_PAUSED
+
+
+class Conflict(HubError):
+    default_code = ErrorCode.CONFLICT
+
+
+class Unavailable(HubError):
+    default_code = ErrorCode.UNAVAILABLE
+
+
+class Internal(HubError):
+    default_code = ErrorCode.INTERNAL
+
+
+HUB_ERRORS: dict[ErrorCode, type[HubError]] = {
+    cls.default_code: cls
+    for cls in (
+        Unauthorized,
+        InvalidPayload,
+        UnknownEvent,
+        UnknownRoom,
+        NotFound,
+        Forbidden,
+        NotJoined,
+        TooLarge,
+        RateLimited,
+        Muted,
+        RoomPaused,
+        Conflict,
+        Unavailable,
+        Internal,
+    )
+}
+"""The class raised for each protocol error code."""
+
+
+def hub_error(body: ErrorBody) -> HubError:
+    """The refusal an error acknowledgement carries, as its own class."""
+    return HUB_ERRORS[body.code](body.message, **(body.detail or {}))
+
+
+class ObjectStoreError(BotArenaError):
+    """The object store refused or failed; ``code`` is ``not_found``, ``too_large``...."""
+
+
+class BundleError(BotArenaError):
+    """A bundle refused by verify or install; ``code`` names the check that failed."""
+
+
+class BackupError(BotArenaError):
+    def __init__(self, message: str) -> None:
+        super().__init__("backup", message)
+
+
+class MigrationError(BotArenaError):
+    def __init__(self, message: str) -> None:
+        super().__init__("migration", message)
+
+
+class ConfigError(BotArenaError):
+    """Settings, personas or files that BotArena cannot use, with what is wrong."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("config", message)
+
+
+class LLMUnavailable(BotArenaError):
+    """No LLM backend answers (or none has the model)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("llm_unavailable", message)

@@ -28,14 +28,16 @@ import socketio
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from server import audit, auth, reputation
-from server.artifacts import Artifacts
-from server.auth import Principal
-from server.metrics import HubMetrics
-from server.objects import ObjectError, ObjectStore, open_objects
-from server.patching import unified_diff
-from server.proposals import ProposalStore
-from server.protocol import (
+from botarena.arenas.names import RoomKind, dm_room, group_room, room_kind, ticket_path
+from botarena.server import audit, auth, reputation
+from botarena.server.artifacts import Artifacts
+from botarena.server.auth import Principal
+from botarena.server.errors import ObjectStoreError
+from botarena.server.metrics import HubMetrics
+from botarena.server.objects import ObjectStore, open_objects
+from botarena.server.patching import unified_diff
+from botarena.server.proposals import ProposalStore
+from botarena.server.protocol import (
     MODERATOR_EVENTS,
     REQUESTS,
     SUPERVISORS_ROOM,
@@ -69,22 +71,17 @@ from server.protocol import (
     ResumeRequest,
     Role,
     RoomInfo,
-    RoomKind,
     RoomState,
     SendRequest,
     TicketFile,
     TicketQuery,
     UnmuteRequest,
     Whoami,
-    dm_room,
-    group_room,
-    room_kind,
     ticket_announcement,
-    ticket_path,
 )
-from server.ratelimit import RateLimiter
-from server.settings import Settings
-from server.store import CONTROL_CHANNEL, ControlAction, Room, Store, StoreError
+from botarena.server.ratelimit import RateLimiter
+from botarena.server.settings import Settings
+from botarena.server.store import CONTROL_CHANNEL, ControlAction, Room, Store, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -224,7 +221,7 @@ class Hub:
     async def _archive_daily(self) -> None:
         """Archive yesterday's room transcripts to the object store (once a day is
         stored, later runs skip it; with several hubs, one of them stores it)."""
-        from server.archive import archive_transcripts
+        from botarena.server.archive import archive_transcripts
 
         while True:
             try:
@@ -234,7 +231,7 @@ class Hub:
                 )
                 if stored:
                     log.info("archive.transcripts", day=str(yesterday), artifacts=stored)
-            except ObjectError as exc:
+            except ObjectStoreError as exc:
                 log.warning("archive.not_stored", error=exc.message)
             except _UNAVAILABLE as exc:
                 log.warning("archive.not_stored", error=str(exc))
@@ -746,7 +743,7 @@ class Hub:
             await asyncio.to_thread(path.write_bytes, data)
             try:
                 stored = await (await self._artifacts()).store("attachment", key, path, who.name)
-            except ObjectError as exc:
+            except ObjectStoreError as exc:
                 code = ErrorCode.CONFLICT if "exists" in exc.message else ErrorCode.UNAVAILABLE
                 raise HubError(code, exc.message) from None
         return {"id": req.id, "name": req.name, "size": stored["size"], "sha256": stored["sha256"]}
@@ -763,7 +760,7 @@ class Hub:
                 found = await (await self._artifacts()).fetch(
                     f"attachments/{req.id}/{req.name}", path
                 )
-            except ObjectError as exc:
+            except ObjectStoreError as exc:
                 code = ErrorCode.NOT_FOUND if exc.code == "not_found" else ErrorCode.UNAVAILABLE
                 raise HubError(code, exc.message) from None
             data = await asyncio.to_thread(path.read_bytes)

@@ -12,8 +12,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from server.protocol import AgentState
-from server.reputation import Standing
+from botarena.server.protocol import AgentState
+from botarena.server.reputation import Standing
 
 
 class HubMetrics:

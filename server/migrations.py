@@ -17,13 +17,11 @@ from importlib import resources
 import asyncpg
 import structlog
 
+from botarena.server.errors import MigrationError
+
 log = structlog.get_logger(__name__)
 
 _LOCK_KEY = 0x42_07_A4_E4  # pg_advisory_lock key shared by every BotArena process
-
-
-class MigrationError(RuntimeError):
-    """The database's schema cannot be brought to this code's version."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class Migration:
 def available() -> list[Migration]:
     """Every migration shipped with this code, in version order."""
     found = []
-    for entry in resources.files("server").joinpath("migrations").iterdir():
+    for entry in resources.files("botarena.server").joinpath("migrations").iterdir():
         match = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text()))

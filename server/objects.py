@@ -5,7 +5,7 @@ exports, backups) in a folder under ``var/objects`` by default, or in any S3 ser
 Both kinds put an object in whole or not at all: the folder writes a temporary file
 and renames it; S3 makes an object visible only when its (multipart) upload completes.
 Downloads land in a temporary file that is renamed only when complete. Every failure
-is an :class:`ObjectError` with a code (``not_found``, ``unavailable``, ``refused``)
+is an :class:`ObjectStoreError` with a code (``not_found``, ``unavailable``, ``refused``)
 and a message that names the store.
 """
 
@@ -19,15 +19,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-from server.errors import CodedError
-from server.settings import Settings
+from botarena.server.errors import ObjectStoreError
+from botarena.server.settings import Settings
 
 PART_SIZE = 8 * 1024 * 1024
-
-
-class ObjectError(CodedError):
-    """The object store refused or did not answer (``not_found``, ``unavailable``,
-    ``refused``)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,7 @@ class ObjectInfo:
 def _check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ObjectError("refused", f"not an object key: {key!r}")
+        raise ObjectStoreError("refused", f"not an object key: {key!r}")
     return key
 
 
@@ -81,7 +76,7 @@ class FolderStore:
     def get(self, key: str, dest: Path) -> ObjectInfo:
         source = self._path(key)
         if not source.is_file():
-            raise ObjectError("not_found", f"no object {key} in {self.where}")
+            raise ObjectStoreError("not_found", f"no object {key} in {self.where}")
         partial = dest.with_name(f".{dest.name}.partial")
         shutil.copyfile(source, partial)
         os.replace(partial, dest)
@@ -113,7 +108,9 @@ class S3Store:
 
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ObjectError("refused", f"BOTARENA_S3_URL must be http(s)://host:port, not {url}")
+            raise ObjectStoreError(
+                "refused", f"BOTARENA_S3_URL must be http(s)://host:port, not {url}"
+            )
         self.where = f"{url.rstrip('/')}/{bucket}"
         self.bucket = bucket
         self.client = Minio(
@@ -132,10 +129,10 @@ class S3Store:
             return action()  # type: ignore[operator]
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
-                raise ObjectError("not_found", f"no object {what} in {self.where}") from None
-            raise ObjectError("refused", f"{self.where} refused {what}: {exc.code}") from None
+                raise ObjectStoreError("not_found", f"no object {what} in {self.where}") from None
+            raise ObjectStoreError("refused", f"{self.where} refused {what}: {exc.code}") from None
         except (HTTPError, OSError) as exc:
-            raise ObjectError(
+            raise ObjectStoreError(
                 "unavailable", f"{self.where} did not answer ({what}): {type(exc).__name__}"
             ) from None
 
@@ -153,7 +150,7 @@ class S3Store:
         )
         info = self.stat(key)
         if info is None:
-            raise ObjectError("unavailable", f"{key} is not in {self.where} after its upload")
+            raise ObjectStoreError("unavailable", f"{key} is not in {self.where} after its upload")
         return info
 
     def get(self, key: str, dest: Path) -> ObjectInfo:
@@ -165,7 +162,7 @@ class S3Store:
         _check_key(key)
         try:
             found = self._call(key, lambda: self.client.stat_object(self.bucket, key))
-        except ObjectError as exc:
+        except ObjectStoreError as exc:
             if exc.code == "not_found":
                 return None
             raise

@@ -20,11 +20,11 @@ from typing import Any
 
 import asyncpg
 
-from arenas.charter import charters
-from server import audit
-from server.auth import Principal
-from server.patching import PatchError, apply_unified_diff
-from server.store import StoreError
+from botarena.arenas.charter import charters
+from botarena.server import audit
+from botarena.server.auth import Principal
+from botarena.server.patching import PatchError, apply_unified_diff
+from botarena.server.store import StoreError
 
 MAX_CONTENT_CHARS = 200_000
 

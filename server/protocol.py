@@ -16,12 +16,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-ARENAS: tuple[str, ...] = ("compiler", "creative", "education", "operations", "external")
-"""The five arena rooms, which exist from the start."""
+from botarena.arenas.names import (
+    GROUP_PATTERN,
+    NAME_PATTERN,
+    ProposalKind,
+    ProposalStatus,
+    RoomKind,
+    TicketStatus,
+    ticket_path,
+)
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 PrincipalName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-GroupSlug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
+GroupSlug = Annotated[str, StringConstraints(pattern=GROUP_PATTERN)]
 RoomName = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -36,34 +42,6 @@ class Role(StrEnum):
     @property
     def rank(self) -> int:
         return list(Role).index(self)
-
-
-class RoomKind(StrEnum):
-    ARENA = "arena"
-    GROUP = "group"
-    DM = "dm"
-
-
-def dm_room(a: str, b: str) -> str:
-    """The room name of the direct messages between principals ``a`` and ``b``."""
-    first, second = sorted((a, b))
-    return f"dm:{first}+{second}"
-
-
-def group_room(slug: str) -> str:
-    return f"group:{slug}"
-
-
-def room_kind(room: str) -> RoomKind | None:
-    """The kind a room name denotes, or None when the name is not a valid room name."""
-    if room in ARENAS:
-        return RoomKind.ARENA
-    if re.fullmatch(r"group:[a-z0-9][a-z0-9_-]{0,47}", room):
-        return RoomKind.GROUP
-    name = NAME_PATTERN.strip("^$")
-    if re.fullmatch(rf"dm:{name}\+{name}", room):
-        return RoomKind.DM
-    return None
 
 
 class ErrorCode(StrEnum):
@@ -198,7 +176,6 @@ class AgentStateReport(Payload):
     )
 
 
-ProposalKind = Literal["document", "patch", "tutorial", "script", "ticket_answer"]
 CanonPath = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_./-]{0,199}$", max_length=200)
 ]
@@ -240,7 +217,7 @@ class AttachmentRef(Payload):
 
 class ProposalQuery(Payload):
     arena: RoomName | None = None
-    status: Literal["pending", "approved", "rejected", "conflict"] | None = None
+    status: ProposalStatus | None = None
     limit: int = Field(100, ge=1, le=500)
 
 
@@ -259,13 +236,8 @@ class TicketFile(Payload):
 
 
 class TicketQuery(Payload):
-    status: Literal["open", "closed"] | None = None
+    status: TicketStatus | None = None
     limit: int = Field(100, ge=1, le=500)
-
-
-def ticket_path(ticket_id: int) -> str:
-    """The canon path a ticket's answer is proposed on."""
-    return f"tickets/{ticket_id}"
 
 
 def ticket_announcement(ticket_id: int, title: str, body: str) -> str:

@@ -20,18 +20,11 @@ from typing import Any
 
 import asyncpg
 
-from server import audit, migrations
-from server.auth import Principal, hash_token, may_post, new_token
-from server.errors import CodedError
-from server.protocol import (
-    ARENAS,
-    AgentState,
-    AgentStateKind,
-    Message,
-    Role,
-    RoomInfo,
-    RoomKind,
-)
+from botarena.arenas.names import ARENAS, RoomKind
+from botarena.server import audit, migrations
+from botarena.server.auth import Principal, hash_token, may_post, new_token
+from botarena.server.errors import CodedError
+from botarena.server.protocol import AgentState, AgentStateKind, Message, Role, RoomInfo
 
 CONTROL_CHANNEL = "botarena_control"
 

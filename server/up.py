@@ -20,10 +20,10 @@ from pathlib import Path
 
 import structlog
 
-from server.app import running_hub
-from server.protocol import Role
-from server.settings import Settings
-from server.store import Store
+from botarena.server.app import running_hub
+from botarena.server.protocol import Role
+from botarena.server.settings import Settings
+from botarena.server.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ MODERATOR = "moderator"
 
 
 async def issue_agent_tokens(store: Store, settings: Settings) -> dict[str, str]:
-    from agents.run import personas_or_fail
+    from botarena.agents.run import personas_or_fail
 
     tokens = {}
     for persona in personas_or_fail(settings):
@@ -70,11 +70,11 @@ async def up(settings: Settings) -> int:
             "BOTARENA_AGENT_TOKENS_FILE": str(settings.tokens_path.resolve()),
             "BOTARENA_VAR_DIR": str(settings.var_dir.resolve()),
         }
-        from agents.offline import OFFLINE_ENV
+        from botarena.agents.offline import OFFLINE_ENV
 
         env.update(OFFLINE_ENV)
         worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.cli", "worker", env=env
+            sys.executable, "-m", "botarena.server.cli", "worker", env=env
         )
         print(
             f"\nBotArena is up: hub on {running.url}, agents {', '.join(tokens)}\n"

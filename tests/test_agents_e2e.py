@@ -8,12 +8,12 @@ from itertools import pairwise
 
 import pytest
 
-from agents.embedded_llm import EmbeddedLlama
-from agents.persona import Persona, load_personas
-from agents.turn import CrewTurns
-from agents.worker import AgentWorker
-from server.protocol import Message, Role
-from server.settings import Settings
+from botarena.agents.embedded_llm import EmbeddedLlama
+from botarena.agents.persona import Persona, load_personas
+from botarena.agents.turn import CrewTurns
+from botarena.agents.worker import AgentWorker
+from botarena.server.protocol import Message, Role
+from botarena.server.settings import Settings
 from tests.conftest import Arena
 from tests.helpers import eventually
 from tests.services import free_port
@@ -38,7 +38,7 @@ def compiler_pair() -> list[Persona]:
 async def start_worker(
     arena: Arena, backend_urls: list[str], personas: list[Persona], quiet: float = 1.0
 ) -> tuple[AgentWorker, asyncio.Task[None]]:
-    from agents.llm import OpenAICompatibleBackend
+    from botarena.agents.llm import OpenAICompatibleBackend
 
     tokens = {p.id: await arena.token(p.id, Role.AGENT, arenas=p.arenas) for p in personas}
     settings = Settings(llm_max_tokens=48, llm_timeout=30)
@@ -194,7 +194,7 @@ async def test_the_worker_survives_a_hub_restart(
 
 @pytest.mark.parametrize("bad_reply", ["", "   ", "Final Answer: This is the expected criteria"])
 def test_unusable_answers_are_not_posted(bad_reply: str) -> None:
-    from agents.turn import clean_reply
+    from botarena.agents.turn import clean_reply
 
     persona = compiler_pair()[0]
     text, reason = clean_reply(bad_reply, persona, [])

@@ -7,13 +7,13 @@ import asyncio
 import json
 from pathlib import Path
 
-from agents.embedded_llm import EmbeddedLlama
-from agents.llm import OpenAICompatibleBackend
-from agents.turn import CrewTurns
-from agents.worker import AgentWorker
-from memory.service import MemoryService
-from server.protocol import Message, Role
-from server.settings import Settings
+from botarena.agents.embedded_llm import EmbeddedLlama
+from botarena.agents.llm import OpenAICompatibleBackend
+from botarena.agents.turn import CrewTurns
+from botarena.agents.worker import AgentWorker
+from botarena.memory.service import MemoryService
+from botarena.server.protocol import Message, Role
+from botarena.server.settings import Settings
 from tests.conftest import Arena
 from tests.helpers import eventually
 from tests.services import free_port
@@ -24,7 +24,7 @@ async def start(arena: Arena, llama: EmbeddedLlama, settings: Settings, quiet: f
     persona = compiler_pair()[0]
     token = await arena.token(persona.id, Role.AGENT, arenas=persona.arenas)
     turns = CrewTurns(OpenAICompatibleBackend(llama.urls, "smollm2"), settings, keep_prompts=True)
-    memory = MemoryService(settings, [persona], retry_seconds=1.0)
+    memory = MemoryService(settings, [persona.id], retry_seconds=1.0)
     worker = AgentWorker(
         arena.url,
         [persona],

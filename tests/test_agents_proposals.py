@@ -8,16 +8,16 @@ import asyncio
 import json
 from pathlib import Path
 
-from agents.embedded_llm import EmbeddedLlama
-from agents.llm import OllamaBackend, OpenAICompatibleBackend
-from agents.persona import Persona, load_personas
-from agents.turn import CrewTurns
-from agents.worker import AgentWorker
-from arenas.charter import charters
-from memory.service import MemoryService
-from server import audit, checkpoint
-from server.protocol import Message, Role
-from server.settings import Settings
+from botarena.agents.embedded_llm import EmbeddedLlama
+from botarena.agents.llm import OllamaBackend, OpenAICompatibleBackend
+from botarena.agents.persona import Persona, load_personas
+from botarena.agents.turn import CrewTurns
+from botarena.agents.worker import AgentWorker
+from botarena.arenas.charter import charters
+from botarena.memory.service import MemoryService
+from botarena.server import audit, checkpoint
+from botarena.server.protocol import Message, Role
+from botarena.server.settings import Settings
 from tests.conftest import Arena
 from tests.helpers import eventually, make_key
 from tests.ollama_standin import ollama_standin
@@ -69,7 +69,7 @@ async def test_a_tiny_models_draft_becomes_signed_canon(
         llm_timeout=60,
     )
     maria = persona("maria", ["education"])
-    memory = MemoryService(settings, [maria])
+    memory = MemoryService(settings, [maria.id])
     turns = CrewTurns(OpenAICompatibleBackend(llama.urls, "smollm2"), settings)
     inbox: list[Message] = []
     new: list[dict] = []
@@ -107,7 +107,9 @@ async def test_a_tiny_models_draft_becomes_signed_canon(
         hits: list[str] = []
         for _ in range(200):
             hits = (
-                await memory.for_turn(maria, proposal["content"], charters()["education"].knowledge)
+                await memory.for_turn(
+                    maria.id, proposal["content"], charters()["education"].knowledge
+                )
             ).knowledge
             if any(marker in h for h in hits):
                 break

@@ -8,12 +8,12 @@ import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from server.archive import archive_transcripts, export_canon
-from server.artifacts import Artifacts
-from server.objects import open_objects
-from server.proposals import ProposalStore
-from server.protocol import Role
-from server.settings import Settings
+from botarena.server.archive import archive_transcripts, export_canon
+from botarena.server.artifacts import Artifacts
+from botarena.server.objects import open_objects
+from botarena.server.proposals import ProposalStore
+from botarena.server.protocol import Role
+from botarena.server.settings import Settings
 from tests.conftest import Arena
 
 YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()

@@ -13,16 +13,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from memory.index import KnowledgeIndex, open_chroma
-from memory.knowledge import load_pack
-from server import audit
-from server.app import open_store
-from server.artifacts import Artifacts
-from server.backup import BackupError, backup, restore
-from server.objects import open_objects
-from server.proposals import ProposalStore
-from server.protocol import Role
-from server.settings import Settings
+from botarena.memory.index import KnowledgeIndex, open_chroma
+from botarena.memory.knowledge import load_pack
+from botarena.server import audit
+from botarena.server.app import open_store
+from botarena.server.artifacts import Artifacts
+from botarena.server.backup import backup, restore
+from botarena.server.errors import BackupError
+from botarena.server.objects import open_objects
+from botarena.server.proposals import ProposalStore
+from botarena.server.protocol import Role
+from botarena.server.settings import Settings
 from tests.conftest import create_database
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from server.client import HubCallError, HubClient
+from botarena.server.client import HubCallError, HubClient
 from tests.conftest import Arena
 from tests.helpers import eventually
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bundles.build import build, sign
-from bundles.install import Policy, Site
-from bundles.trust import TrustStore
+from botarena.bundles.build import build, sign
+from botarena.bundles.install import Policy, Site
+from botarena.bundles.trust import TrustStore
 from tests.helpers import make_key
 from tests.services import ROOT
 

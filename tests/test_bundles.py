@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bundles.archive import BundleError, read_contents
-from bundles.build import build, sign
-from bundles.install import Policy, Site, verify
-from bundles.trust import TrustStore
+from botarena.bundles.archive import read_contents
+from botarena.bundles.build import build, sign
+from botarena.bundles.install import Policy, Site, verify
+from botarena.bundles.trust import TrustStore
+from botarena.server.errors import BundleError
 from tests.helpers import make_key
 
 MODEL = b"GGUF" + bytes(range(256)) * 64
@@ -172,7 +173,7 @@ def _bad_signature(site: Site_) -> Path:
     other = site.bundle("2.0.0", {"personas/ada.yaml": b"id: mallory\n"}, sign_with=[])
     signature = read_contents(signed).signatures
     ((fpr, armored),) = signature.items()
-    from bundles.archive import add_signature
+    from botarena.bundles.archive import add_signature
 
     add_signature(other, fpr, armored)
     return other
@@ -219,7 +220,7 @@ def _expired_key(site: Site_) -> Path:
         fpr,
         input=read_contents(bundle).manifest_bytes,
     ).stdout.decode()
-    from bundles.archive import add_signature
+    from botarena.bundles.archive import add_signature
 
     add_signature(bundle, fpr, armored)
     return bundle

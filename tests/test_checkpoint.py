@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from server.checkpoint import leaf, merkle_root
+from botarena.server.checkpoint import leaf, merkle_root
 from tests.helpers import make_key
 from tests.test_cli import botarena
 
@@ -30,9 +30,9 @@ def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
     botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
 
     async def canon() -> None:
-        from server.app import open_store
-        from server.proposals import ProposalStore
-        from server.settings import Settings
+        from botarena.server.app import open_store
+        from botarena.server.proposals import ProposalStore
+        from botarena.server.settings import Settings
 
         async with open_store(Settings(var_dir=var)) as store:
             mod = await store.principal("mod")
@@ -75,8 +75,8 @@ def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
     assert refused.returncode == 1 and "signature refused" in refused.stderr
 
     async def tamper() -> None:
-        from server.app import open_store
-        from server.settings import Settings
+        from botarena.server.app import open_store
+        from botarena.server.settings import Settings
 
         async with open_store(Settings(var_dir=var)) as store:
             async with store.pool.acquire() as conn, conn.transaction():

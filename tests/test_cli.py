@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from server.client import HubCallError, HubClient
+from botarena.server.client import HubCallError, HubClient
 from tests.services import ROOT, HubProcess, hub_env
 
 
 def botarena(var: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "botarena.server.cli", *args],
         cwd=ROOT,
         env=hub_env(var_dir=str(var), **settings),
         capture_output=True,
@@ -130,12 +130,12 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
 
 
 def test_memory_commands_load_a_pack_and_show_an_agents_memories(tmp_path: Path) -> None:
-    from agents import offline
+    from botarena.agents import offline
 
     offline.apply()
-    from memory.index import open_chroma
-    from memory.memories import AgentMemory
-    from server.settings import Settings
+    from botarena.memory.index import open_chroma
+    from botarena.memory.memories import AgentMemory
+    from botarena.server.settings import Settings
 
     var = tmp_path / "var"
     pack = tmp_path / "pack"

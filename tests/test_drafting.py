@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agents import drafting
-from agents.scheduler import Turn
-from arenas.charter import charters
-from server.protocol import Message, Role, ticket_announcement
+from botarena.agents import drafting
+from botarena.agents.scheduler import Turn
+from botarena.arenas.charter import charters
+from botarena.server.protocol import Message, Role, ticket_announcement
 
 
 def message(text: str, role: Role = Role.MODERATOR, room: str = "education") -> Message:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from server.client import HubCallError, HubClient
-from server.protocol import Role
-from server.store import Store
+from botarena.server.client import HubCallError, HubClient
+from botarena.server.protocol import Role
+from botarena.server.store import Store
 from tests.helpers import eventually
 from tests.services import HubProcess
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from server.client import HubCallError
+from botarena.server.client import HubCallError
 from tests.conftest import Arena
 from tests.helpers import eventually
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from agents.llm import LLMUnavailable, OllamaBackend, choose_backend
-from agents.persona import Persona, Traits
-from agents.scheduler import Turn
-from agents.turn import CrewTurns, build_task
-from server.settings import Settings
+from botarena.agents.llm import OllamaBackend, choose_backend
+from botarena.agents.persona import Persona, Traits
+from botarena.agents.scheduler import Turn
+from botarena.agents.turn import CrewTurns, build_task
+from botarena.server.errors import LLMUnavailable
+from botarena.server.settings import Settings
 from tests.ollama_standin import VERSION, ollama_standin
 from tests.services import free_port
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from arenas.charter import charters
-from memory.embedder import shared_embedder
-from memory.index import KnowledgeIndex, open_chroma
-from memory.knowledge import load_pack
-from memory.memories import AgentMemory, RecallWeights, importance_of
-from server.settings import Settings
+from botarena.arenas.charter import charters
+from botarena.memory.embedder import shared_embedder
+from botarena.memory.index import KnowledgeIndex, open_chroma
+from botarena.memory.knowledge import load_pack
+from botarena.memory.memories import AgentMemory, RecallWeights, importance_of
+from botarena.server.settings import Settings
 
 DEMO_PACK = Path(__file__).resolve().parent.parent / "memory" / "packs" / "demo"
 

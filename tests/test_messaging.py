@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from server.client import HubCallError
-from server.protocol import ARENAS, Message
-from server.store import Store
+from botarena.arenas.names import ARENAS
+from botarena.server.client import HubCallError
+from botarena.server.protocol import Message
+from botarena.server.store import Store
 from tests.conftest import Arena
 from tests.helpers import eventually
 

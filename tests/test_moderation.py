@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from server.client import HubCallError
-from server.protocol import Message
+from botarena.server.client import HubCallError
+from botarena.server.protocol import Message
 from tests.conftest import Arena
 from tests.helpers import eventually
 

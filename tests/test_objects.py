@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from server import audit
-from server.artifacts import Artifacts
-from server.objects import ObjectError, open_objects
-from server.settings import Settings
+from botarena.server import audit
+from botarena.server.artifacts import Artifacts
+from botarena.server.errors import ObjectStoreError
+from botarena.server.objects import open_objects
+from botarena.server.settings import Settings
 from tests.conftest import Arena
 from tests.services import S3_KEYS, S3Server, s3_server
 
@@ -58,15 +59,15 @@ async def test_store_list_fetch_and_a_missing_artifact(
     await artifacts.fetch(stored["key"], back)
     assert back.read_bytes() == source.read_bytes()
 
-    with pytest.raises(ObjectError) as missing:
+    with pytest.raises(ObjectStoreError) as missing:
         await artifacts.fetch("transcripts/1999-01-01/none.jsonl", tmp_path / "x")
     assert missing.value.code == "not_found"
-    with pytest.raises(ObjectError) as absent:
+    with pytest.raises(ObjectStoreError) as absent:
         await asyncio.to_thread(objects.get, "no/such/key", tmp_path / "y")
     assert absent.value.code == "not_found" and not (tmp_path / "y").exists()
-    with pytest.raises(ObjectError, match="exists"):
+    with pytest.raises(ObjectStoreError, match="exists"):
         await artifacts.store("transcript", stored["key"], source)
-    with pytest.raises(ObjectError, match="not an object key"):
+    with pytest.raises(ObjectStoreError, match="not an object key"):
         await artifacts.store("transcript", "../escape", source)
     assert [a["key"] for a in await artifacts.list()] == [stored["key"]]
 
@@ -96,7 +97,7 @@ async def test_the_s3_server_going_away_mid_transfer(
 
     killer = threading.Thread(target=kill_once_a_part_lands)
     killer.start()
-    with pytest.raises(ObjectError) as failed:
+    with pytest.raises(ObjectStoreError) as failed:
         await artifacts.store("backup", "backups/site.tar", source)
     killer.join()
     assert failed.value.code == "unavailable"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.persona import PersonaError, Trait, Traits, load_persona, load_personas
-from server.protocol import ARENAS
+from botarena.agents.persona import PersonaError, Trait, Traits, load_persona, load_personas
+from botarena.arenas.names import ARENAS
 
 SHIPPED = Path(__file__).resolve().parent.parent / "agents" / "personas"
 

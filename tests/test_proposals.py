@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from server import audit
-from server.client import HubCallError, HubClient
-from server.patching import unified_diff
+from botarena.server import audit
+from botarena.server.client import HubCallError, HubClient
+from botarena.server.patching import unified_diff
 from tests.conftest import Arena
 from tests.helpers import eventually
 
@@ -166,10 +166,10 @@ async def test_the_canon_cannot_be_rewritten_in_the_database(arena: Arena) -> No
 def test_moderators_review_from_the_command_line(tmp_path) -> None:
     import asyncio
 
-    from server.app import open_store
-    from server.proposals import ProposalStore
-    from server.protocol import Role
-    from server.settings import Settings
+    from botarena.server.app import open_store
+    from botarena.server.proposals import ProposalStore
+    from botarena.server.protocol import Role
+    from botarena.server.settings import Settings
     from tests.test_cli import botarena
 
     var = tmp_path / "var"
@@ -222,16 +222,16 @@ def test_moderators_review_from_the_command_line(tmp_path) -> None:
 async def test_agents_see_the_new_canon_in_their_knowledge(arena: Arena, tmp_path) -> None:
     import asyncio
 
-    from agents.worker import AgentWorker
-    from arenas.charter import charters
-    from memory.service import MemoryService
-    from server.protocol import Role
-    from server.settings import Settings
+    from botarena.agents.worker import AgentWorker
+    from botarena.arenas.charter import charters
+    from botarena.memory.service import MemoryService
+    from botarena.server.protocol import Role
+    from botarena.server.settings import Settings
     from tests.test_agents_e2e import compiler_pair, stop_worker
 
     persona = compiler_pair()[0]
     token = await arena.token(persona.id, Role.AGENT, arenas=["compiler"])
-    memory = MemoryService(Settings(var_dir=tmp_path / "var", knowledge_pack=None), [persona])
+    memory = MemoryService(Settings(var_dir=tmp_path / "var", knowledge_pack=None), [persona.id])
     worker = AgentWorker(
         arena.url, [persona], {persona.id: token}, turns=None, quiet_seconds=3600, memory=memory
     )
@@ -254,7 +254,7 @@ async def test_agents_see_the_new_canon_in_their_knowledge(arena: Arena, tmp_pat
 
         async def found() -> list:
             return await memory.for_turn(
-                persona, "which function counts the ballots?", charters()["compiler"].knowledge
+                persona.id, "which function counts the ballots?", charters()["compiler"].knowledge
             )
 
         hits: list[str] = []
@@ -271,7 +271,7 @@ async def test_agents_see_the_new_canon_in_their_knowledge(arena: Arena, tmp_pat
 async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
     import aiohttp
 
-    from server.protocol import Message
+    from botarena.server.protocol import Message
 
     inbox: list[Message] = []
     mod = await arena.client("mod", "moderator")
@@ -336,7 +336,7 @@ async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
 
 
 async def test_sync_flags_pending_proposals_on_old_versions(arena: Arena) -> None:
-    from server.proposals import ProposalStore
+    from botarena.server.proposals import ProposalStore
 
     mod, agent, *_ = await setup(arena)
     first = await propose(agent)

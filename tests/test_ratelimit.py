@@ -1,6 +1,6 @@
 """The token bucket behind flood control, on a clock the test controls."""
 
-from server.ratelimit import RateLimiter
+from botarena.server.ratelimit import RateLimiter
 
 
 def test_burst_then_steady_rate() -> None:

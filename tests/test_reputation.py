@@ -6,8 +6,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from server.client import HubClient
-from server.protocol import Message
+from botarena.server.client import HubClient
+from botarena.server.protocol import Message
 from tests.conftest import Arena
 from tests.helpers import eventually, stays
 from tests.test_cli import botarena
@@ -176,7 +176,7 @@ async def test_a_wider_gate_admits_more(hub_factory) -> None:
 async def test_a_worker_enters_external_once_its_agent_earns_a_seat(arena: Arena) -> None:
     import asyncio
 
-    from agents.worker import AgentWorker
+    from botarena.agents.worker import AgentWorker
     from tests.test_agents_e2e import stop_worker
     from tests.test_agents_proposals import persona
 

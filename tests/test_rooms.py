@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.client import HubCallError
-from server.protocol import Message, dm_room
+from botarena.arenas.names import dm_room
+from botarena.server.client import HubCallError
+from botarena.server.protocol import Message
 from tests.conftest import Arena
 from tests.helpers import eventually
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.client import HubCallError, HubClient
-from server.protocol import Message, Role
-from server.store import Store
+from botarena.server.client import HubCallError, HubClient
+from botarena.server.protocol import Message, Role
+from botarena.server.store import Store
 from tests.helpers import eventually
 from tests.services import HubProcess
 

@@ -8,8 +8,8 @@ from itertools import count, pairwise
 
 import pytest
 
-from agents.persona import Persona, TurnLimits
-from agents.scheduler import TurnScheduler
+from botarena.agents.persona import Persona, TurnLimits
+from botarena.agents.scheduler import TurnScheduler
 
 _ids = count(1)
 
@@ -27,7 +27,7 @@ def persona(pid: str, **limits: float) -> Persona:
 
 
 def message(author: str, text: str, room: str = "compiler"):
-    from server.protocol import Message
+    from botarena.server.protocol import Message
 
     return Message(
         id=next(_ids),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from server import migrations
-from server.auth import hash_token
-from server.migrations import MigrationError
-from server.protocol import Role
-from server.store import Store, StoreError
+from botarena.server import migrations
+from botarena.server.auth import hash_token
+from botarena.server.errors import MigrationError
+from botarena.server.protocol import Role
+from botarena.server.store import Store, StoreError
 
 
 async def test_migrations_record_the_schema_version_and_apply_once(database_url: str) -> None:

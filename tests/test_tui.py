@@ -10,11 +10,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RichLog, Static, TextArea
 
-from server.client import HubCallError, HubClient
-from server.store import Store
+from botarena.server.client import HubCallError, HubClient
+from botarena.server.store import Store
+from botarena.tui.app import WRITE_ACTIONS, ConsoleApp
+from botarena.tui.screens import EditorScreen, FormScreen
 from tests.conftest import Arena
-from tui.app import WRITE_ACTIONS, ConsoleApp
-from tui.screens import EditorScreen, FormScreen
 
 SIZE = (140, 40)
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from textual.pilot import Pilot
 
-from server.protocol import Message, Role
-from tui.app import ConsoleApp
-from tui.state import ConsoleState
+from botarena.server.protocol import Message, Role
+from botarena.tui.app import ConsoleApp
+from botarena.tui.state import ConsoleState
 
 SIZE = (120, 34)
 T0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)

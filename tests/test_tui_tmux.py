@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.client import HubClient
-from server.protocol import Message
+from botarena.server.client import HubClient
+from botarena.server.protocol import Message
 from tests.helpers import eventually
 from tests.services import ROOT
 from tests.test_up import botarena_up

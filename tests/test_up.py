@@ -14,8 +14,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.client import HubClient
-from server.protocol import ARENAS, Message
+from botarena.arenas.names import ARENAS
+from botarena.server.client import HubClient
+from botarena.server.protocol import Message
 from tests.helpers import eventually
 from tests.services import ROOT, free_port, hub_env
 

@@ -38,12 +38,12 @@ from textual.widgets import (
     TabPane,
 )
 
-from server.client import HubCallError
-from server.protocol import ARENAS
-from tui.link import HubLink
-from tui.screens import EditorScreen, Field, FormScreen, HelpScreen
-from tui.state import ConsoleState
-from tui.views import ConsoleViews
+from botarena.arenas.names import ARENAS
+from botarena.server.client import HubCallError
+from botarena.tui.link import HubLink
+from botarena.tui.screens import EditorScreen, Field, FormScreen, HelpScreen
+from botarena.tui.state import ConsoleState
+from botarena.tui.views import ConsoleViews
 
 STATUS_FILTERS = ("pending", None, "approved", "rejected", "conflict")
 WRITE_ACTIONS = frozenset(
@@ -391,7 +391,7 @@ class ConsoleApp(ConsoleViews, App[None]):
                 detail = await self.link.proposal(pid)
                 text = detail["content"]
                 if detail["kind"] == "patch":  # edit the result, not the diff
-                    from server.patching import apply_unified_diff
+                    from botarena.server.patching import apply_unified_diff
 
                     base = await self.link.client.call("canon.get", {"path": detail["path"]})
                     text = apply_unified_diff(base["content"], detail["content"])

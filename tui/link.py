@@ -20,9 +20,9 @@ from typing import Any
 
 import aiohttp
 
-from server.client import HubCallError, HubClient
-from server.protocol import Message
-from tui.state import ConsoleState
+from botarena.server.client import HubCallError, HubClient
+from botarena.server.protocol import Message
+from botarena.tui.state import ConsoleState
 
 HEALTH_SECONDS = 5.0
 

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.protocol import Message
+from botarena.server.protocol import Message
 
 MAX_MESSAGES = 1000
 RATE_BUCKET_SECONDS = 10.0

@@ -16,13 +16,13 @@ from rich.markup import escape
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Label, ListItem, ListView, RichLog, Sparkline, Static
 
-from server.client import HubCallError
+from botarena.server.client import HubCallError
 
 if TYPE_CHECKING:
     from textual.screen import Screen
 
-    from tui.link import HubLink
-    from tui.state import ConsoleState
+    from botarena.tui.link import HubLink
+    from botarena.tui.state import ConsoleState
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "bright_blue", "bright_red", "orange1", "orchid")
 STATE_STYLE = {

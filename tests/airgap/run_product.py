@@ -23,19 +23,19 @@ def loopback_up() -> None:
 
 
 async def main(model: Path) -> dict:
-    from agents import offline
+    from botarena.agents import offline
 
     offline.apply()
-    from agents.embedded_llm import EmbeddedLlama
-    from agents.llm import OpenAICompatibleBackend
-    from agents.persona import load_personas
-    from agents.turn import CrewTurns
-    from agents.worker import AgentWorker
-    from memory.service import MemoryService
-    from server.app import running_hub
-    from server.client import HubClient
-    from server.protocol import Role
-    from server.settings import Settings
+    from botarena.agents.embedded_llm import EmbeddedLlama
+    from botarena.agents.llm import OpenAICompatibleBackend
+    from botarena.agents.persona import load_personas
+    from botarena.agents.turn import CrewTurns
+    from botarena.agents.worker import AgentWorker
+    from botarena.memory.service import MemoryService
+    from botarena.server.app import running_hub
+    from botarena.server.client import HubClient
+    from botarena.server.protocol import Role
+    from botarena.server.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="ba-air-"))
     settings = Settings(
@@ -53,7 +53,7 @@ async def main(model: Path) -> dict:
         )
         for p in ("ada", "linus")
     ]
-    memory = MemoryService(settings, pair)  # ChromaDB and the embedder, offline too
+    memory = MemoryService(settings, [p.id for p in pair])  # ChromaDB and the embedder, offline too
     llama = EmbeddedLlama(model, port=18790, slots=1, threads=2)
     await llama.start()
     try:

@@ -26,15 +26,16 @@ from pathlib import Path
 
 import httpx
 
-from agents import offline
-from agents.embedded_llm import EmbeddedLlama, demo_model
-from agents.llm import OpenAICompatibleBackend
-from agents.persona import load_personas
-from agents.turn import CrewTurns
-from agents.worker import AgentWorker
-from server.app import running_hub
-from server.protocol import ARENAS, Role
-from server.settings import Settings
+from botarena.agents import offline
+from botarena.agents.embedded_llm import EmbeddedLlama, demo_model
+from botarena.agents.llm import OpenAICompatibleBackend
+from botarena.agents.persona import load_personas
+from botarena.agents.turn import CrewTurns
+from botarena.agents.worker import AgentWorker
+from botarena.arenas.names import ARENAS
+from botarena.server.app import running_hub
+from botarena.server.protocol import Role
+from botarena.server.settings import Settings
 from tests.bench.common import percentile, write_report
 
 MAX_TOKENS = 48

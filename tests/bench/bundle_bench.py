@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bundles.demo import make
-from bundles.install import Policy, Site, verify
-from bundles.trust import TrustStore
+from botarena.bundles.demo import make
+from botarena.bundles.install import Policy, Site, verify
+from botarena.bundles.trust import TrustStore
 from tests.bench.common import write_report
 
 

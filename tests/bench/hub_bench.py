@@ -30,9 +30,10 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from server.client import HubClient
-from server.protocol import ARENAS, Message, Role
-from server.store import Store
+from botarena.arenas.names import ARENAS
+from botarena.server.client import HubClient
+from botarena.server.protocol import Message, Role
+from botarena.server.store import Store
 from tests.bench.common import percentile, write_report
 from tests.services import HubProcess
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents import offline
+from botarena.agents import offline
 from tests.bench.common import percentile, write_report
 
 BASE_TEXTS = 2000
@@ -125,10 +125,10 @@ def main(sizes: list[int]) -> dict:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from memory.embedder import shared_embedder
-    from memory.index import KnowledgeIndex
-    from memory.knowledge import load_pack
-    from memory.memories import AgentMemory
+    from botarena.memory.embedder import shared_embedder
+    from botarena.memory.index import KnowledgeIndex
+    from botarena.memory.knowledge import load_pack
+    from botarena.memory.memories import AgentMemory
 
     embedder = shared_embedder()
     texts, vectors, embedding = base_corpus(embedder)
