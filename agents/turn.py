@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botarena.agents import offline
 from botarena.agents.llm import LLMBackend
 from botarena.agents.persona import Persona, Traits
 from botarena.agents.scheduler import Turn
 from botarena.arenas.charter import ArenaCharter
 from botarena.memory.service import TurnMemory
+from botarena.server import offline
 from botarena.server.protocol import Message
 from botarena.server.settings import Settings
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import tarfile
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 
 from botarena.bundles.manifest import Manifest, safe_path
 from botarena.server.errors import BundleError
+from botarena.server.files import atomic_write
 
 MANIFEST = "manifest.json"
 SIGNATURES = "signatures/"
@@ -178,15 +178,16 @@ def write_bundle(
     progress: Progress | None = None,
 ) -> None:
     """Write a bundle (manifest first, then the payload) to ``out`` atomically."""
-    partial = out.with_name(f".{out.name}.partial")
-    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
+    with (
+        atomic_write(out) as handle,
+        tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
         _add_bytes(archive, MANIFEST, manifest.dump())
         for entry in manifest.files:
             info = tarfile.TarInfo(PAYLOAD + entry.path)
             info.size, info.mode, info.mtime = entry.size, 0o644, int(manifest.created.timestamp())
-            with open(sources[entry.path], "rb") as handle:
-                archive.addfile(info, _Counted(handle, progress))
-    os.replace(partial, out)
+            with open(sources[entry.path], "rb") as source:
+                archive.addfile(info, _Counted(source, progress))
 
 
 def add_signature(path: Path, fingerprint: str, armored: str) -> None:

@@ -10,7 +10,6 @@ signature over the manifest with a key chosen by full fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import gnupg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from botarena.bundles.archive import CHUNK, Progress, add_signature, read_contents, write_bundle
+from botarena.bundles.archive import Progress, add_signature, read_contents, write_bundle
 from botarena.bundles.manifest import (
     BUNDLE_NAME,
     FileEntry,
@@ -28,6 +27,7 @@ from botarena.bundles.manifest import (
     safe_path,
 )
 from botarena.bundles.trust import fingerprint
+from botarena.server.files import sha256_file
 
 
 class Include(BaseModel):
@@ -45,16 +45,6 @@ class Spec(BaseModel):
     min_botarena: VersionText = "0.1.0"
     expires_days: int = Field(90, ge=1, le=3650)
     include: list[Include] = Field(min_length=1)
-
-
-def _sha256(path: Path, progress: Progress | None) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            if progress is not None:
-                progress(len(chunk))
-    return digest.hexdigest()
 
 
 def collect(spec_path: Path) -> tuple[Spec, dict[str, Path]]:
@@ -92,7 +82,7 @@ def build(spec_path: Path, out: Path, progress: Progress | None = None) -> Manif
         expires=created + timedelta(days=spec.expires_days),
         min_botarena=spec.min_botarena,
         files=[
-            FileEntry(path=path, size=source.stat().st_size, sha256=_sha256(source, progress))
+            FileEntry(path=path, size=source.stat().st_size, sha256=sha256_file(source, progress))
             for path, source in sorted(sources.items())
         ],
     )

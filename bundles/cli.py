@@ -28,6 +28,13 @@ keys_app = typer.Typer(no_args_is_help=True, help="The keys this site trusts for
 JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
 
 
+def register(root: typer.Typer) -> None:
+    """Add ``botarena bundle`` and ``botarena keys`` to the root command (through the
+    ``botarena.commands`` entry-point group)."""
+    root.add_typer(bundle_app, name="bundle")
+    root.add_typer(keys_app, name="keys")
+
+
 def _settings() -> Settings:
     """The settings; logs go to stderr, so stdout stays for results (and JSON)."""
     try:

@@ -20,8 +20,8 @@ import yaml
 from botarena.agents.embedded_llm import DEMO_MODEL_FILE, demo_model
 from botarena.bundles.build import build, sign
 from botarena.bundles.install import botarena_version
+from botarena.server.settings import shipped
 
-ROOT = Path(__file__).resolve().parent.parent
 SIGNER = "BotArena demo signer <demo-signer@botarena.local>"
 
 
@@ -73,8 +73,11 @@ def write_spec(folder: Path, model: Path) -> tuple[Path, str]:
                 "min_botarena": botarena_version(),
                 "expires_days": 90,
                 "include": [
-                    {"from": str(ROOT / "agents" / "personas"), "to": "personas"},
-                    {"from": str(ROOT / "memory" / "packs" / "demo"), "to": "knowledge/demo"},
+                    {"from": str(shipped("botarena.agents", "personas")), "to": "personas"},
+                    {
+                        "from": str(shipped("botarena.memory", "packs", "demo")),
+                        "to": "knowledge/demo",
+                    },
                     {"from": str(model), "to": "models/smollm2-demo.gguf"},
                 ],
             },
@@ -109,8 +112,8 @@ def make(out_dir: Path, var_dir: Path) -> tuple[Path, str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "var" / "bundles-out")
-    parser.add_argument("--var", type=Path, default=ROOT / "var")
+    parser.add_argument("--out", type=Path, default=Path("var/bundles-out"))
+    parser.add_argument("--var", type=Path, default=Path("var"))
     args = parser.parse_args()
     bundle, fpr, timing = make(args.out, args.var)
     mb = timing["bytes"] / 1e6

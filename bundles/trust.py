@@ -11,7 +11,6 @@ say exactly why.
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import gnupg
+
+from botarena.server.files import write_atomic
 
 FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 
@@ -60,9 +61,7 @@ class TrustStore:
 
     def _save(self, keys: dict[str, dict[str, Any]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.pins.with_suffix(".partial")
-        partial.write_text(json.dumps({"keys": keys}, indent=1, sort_keys=True) + "\n")
-        os.replace(partial, self.pins)
+        write_atomic(self.pins, json.dumps({"keys": keys}, indent=1, sort_keys=True) + "\n")
 
     def add(self, key_file: Path, expected: str) -> dict[str, Any]:
         """Import a public key and pin it; ``expected`` must be its full fingerprint."""

@@ -1,42 +1,31 @@
-"""The ``botarena`` command: run the hub, manage tokens and the database, watch a room.
+"""The root of the botarena command, and what every package's commands share.
 
-Built on Typer (typed options, generated help, shell completion). Every subcommand
-reads :class:`server.settings.Settings`, so ``BOTARENA_*`` variables and the config
-file apply everywhere. Errors are printed as one line saying what is wrong and the
-command exits non-zero; nothing is half-done.
+The root knows no command of its own: each package registers its commands through the
+``botarena.commands`` entry-point group (the hub's in :mod:`botarena.server.commands`,
+the agents', memory's, bundles' and the console's in their own ``cli`` module), and a
+site's own package can add commands the same way. An entry point names a function that
+takes the root :class:`typer.Typer` and adds its commands to it. Commands read their
+settings through :func:`load_settings`, run coroutines through :func:`run`, and report a
+refusal as one line through :func:`fail`: nothing half-done, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from collections.abc import Callable, Coroutine
-from pathlib import Path
+from collections.abc import Coroutine
+from importlib.metadata import entry_points
 from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
-from botarena.arenas.names import ARENAS
-from botarena.bundles.cli import bundle_app, keys_app
 from botarena.server import logs
-from botarena.server.protocol import Role
+from botarena.server.errors import BotArenaError
 from botarena.server.settings import Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
-token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke access tokens.")
-db_app = typer.Typer(no_args_is_help=True, help="The hub's database schema.")
-memory_app = typer.Typer(no_args_is_help=True, help="Agents' memories and shared knowledge.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
-proposals_app = typer.Typer(no_args_is_help=True, help="Review proposals without the console.")
-app.add_typer(proposals_app, name="proposals")
-app.add_typer(audit_app, name="audit")
-app.add_typer(token_app, name="token")
-app.add_typer(db_app, name="db")
-app.add_typer(memory_app, name="memory")
-app.add_typer(bundle_app, name="bundle")
-app.add_typer(keys_app, name="keys")
+COMMANDS_GROUP = "botarena.commands"
+"""The entry-point group whose functions add commands to the root command."""
 
 
 def _version(show: bool) -> None:
@@ -47,7 +36,6 @@ def _version(show: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _main(
     _version: Annotated[
         bool,
@@ -57,17 +45,32 @@ def _main(
     """BotArena: agents in arena rooms, supervised by humans, offline."""
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
+def build_app() -> typer.Typer:
+    """The root command with every installed package's commands."""
+    root = typer.Typer(no_args_is_help=True, add_completion=False, help=_main.__doc__)
+    root.callback()(_main)
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        entry.load()(root)
+    return root
+
+
+def main() -> None:
+    """The ``botarena`` console script."""
+    build_app()()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
-def _settings(service: bool = False) -> Settings:
+def load_settings(service: bool = False) -> Settings:
     """The settings, with logs on stdout for a service and on stderr for a command."""
     try:
         settings = get_settings()
     except (ValidationError, FileNotFoundError, ValueError) as exc:
-        _fail(f"bad settings: {exc}")
+        fail(f"bad settings: {exc}")
     if service:
         logs.configure(settings.log_level, settings.log_format)
     else:
@@ -75,680 +78,16 @@ def _settings(service: bool = False) -> Settings:
     return settings
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    from botarena.server.errors import MigrationError
-    from botarena.server.store import StoreError
-
+def run(coro: Coroutine[Any, Any, Any], code: int = 2) -> Any:
+    """Run ``coro``; a refusal ends the command with its reason and exit status ``code``,
+    an unreachable database with status 1."""
     try:
         return asyncio.run(coro)
-    except StoreError as exc:
-        _fail(exc.message)
-    except MigrationError as exc:
-        _fail(str(exc))
+    except BotArenaError as exc:
+        fail(exc.message, code=code)
     except OSError as exc:
-        _fail(f"cannot reach the database: {exc}", code=1)
-
-
-@app.command()
-def serve() -> None:
-    """Run the hub (embedded PostgreSQL unless BOTARENA_DATABASE_URL is set)."""
-    from botarena.server.app import serve as serve_hub
-
-    settings = _settings(service=True)
-    _run(serve_hub(settings))
-
-
-@app.command()
-def up() -> None:
-    """Run the whole product on embedded defaults: hub, LLM, one agent per arena."""
-    from botarena.server.up import up as run_up
-
-    settings = _settings(service=True)
-    raise typer.Exit(_run(run_up(settings)))
-
-
-@app.command()
-def worker() -> None:
-    """Run the agent worker: the personas in BOTARENA_PERSONAS_DIR, with the tokens in
-    BOTARENA_AGENT_TOKENS_FILE, on the configured LLM backend."""
-    from botarena.agents.run import run_worker
-    from botarena.server.errors import LLMUnavailable
-
-    settings = _settings(service=True)
-    try:
-        _run(run_worker(settings))
-    except (LLMUnavailable, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc), code=1)
-
-
-@app.command()
-def personas(
-    directory: Annotated[Path | None, typer.Argument(help="default: BOTARENA_PERSONAS_DIR")] = None,
-) -> None:
-    """Check persona files: list the good ones, explain the bad ones."""
-    from botarena.agents.persona import load_personas
-
-    settings = _settings()
-    found, errors = load_personas(directory or settings.personas_dir)
-    for persona in found:
-        typer.echo(f"ok    {persona.id:<16} {persona.display_name:<16} {', '.join(persona.arenas)}")
-    for error in errors:
-        typer.secho(
-            f"error {error.path}: {error.field}: {error.reason}", fg=typer.colors.RED, err=True
-        )
-    if errors or not found:
-        raise typer.Exit(1)
-
-
-@app.command()
-def llm() -> None:
-    """Show which LLM backend would be used and whether it answers."""
-    from botarena.agents.llm import OllamaBackend, OpenAICompatibleBackend, choose_backend
-
-    settings = _settings()
-
-    async def status() -> tuple[str, object]:
-        kind = await choose_backend(settings)
-        if kind == "ollama":
-            return kind, await OllamaBackend(settings.ollama_host, settings.llm_model).health()
-        if kind == "openai" and settings.llm_url:
-            backend = OpenAICompatibleBackend(settings.llm_url.split(","), settings.llm_model)
-            return kind, await backend.health()
-        return kind, None
-
-    kind, health = _run(status())
-    if health is None:
-        typer.echo(f"backend: {kind} (llama.cpp with {settings.llm_model}, started by the worker)")
-        return
-    typer.echo(f"backend: {kind}: {health.detail}")  # type: ignore[attr-defined]
-    if health.models:  # type: ignore[attr-defined]
-        typer.echo("models: " + ", ".join(health.models))  # type: ignore[attr-defined]
-    if not health.ok:  # type: ignore[attr-defined]
-        raise typer.Exit(1)
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str, typer.Option(help="principal name (a-z, 0-9, _ . -)")],
-    role: Annotated[Role, typer.Option(help="agent, moderator or admin")],
-    arena: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="admit an agent to this arena (repeat); agents default to all but external"
-        ),
-    ] = None,
-    may_create_groups: Annotated[bool, typer.Option(help="let an agent create groups")] = False,
-) -> None:
-    """Issue a token for a principal (created if new). The token is shown only once."""
-    import re
-
-    from botarena.arenas.names import NAME_PATTERN
-    from botarena.server.app import open_store
-
-    if not re.fullmatch(NAME_PATTERN, name):
-        _fail(f"bad name {name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
-    arenas = list(arena or [])
-    if role is Role.AGENT and not arenas:
-        arenas = [a for a in ARENAS if a != "external"]
-    settings = _settings()
-
-    async def create() -> str:
-        async with open_store(settings) as store:
-            _principal, token = await store.issue_token(
-                name, role, arenas=arenas, may_create_groups=may_create_groups
-            )
-            return token
-
-    token = _run(create())
-    typer.echo(token)
-    typer.secho(
-        f"token for {name} ({role.value}); it is not stored and will not be shown again",
-        err=True,
-        fg=typer.colors.YELLOW,
-    )
-
-
-@token_app.command("list")
-def token_list() -> None:
-    """List tokens (never their secrets)."""
-    from botarena.server.app import open_store
-
-    settings = _settings()
-
-    async def fetch() -> list[Any]:
-        async with open_store(settings) as store:
-            return await store.tokens()
-
-    for info in _run(fetch()):
-        state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
-        typer.echo(
-            f"{info.id:>5}  {info.principal:<24} {info.role.value:<10} "
-            f"{info.created_at:%Y-%m-%d %H:%M}  {state}"
-        )
-
-
-@token_app.command("revoke")
-def token_revoke(
-    name: Annotated[str | None, typer.Option(help="revoke every token of this principal")] = None,
-    token_id: Annotated[int | None, typer.Option("--id", help="revoke this token")] = None,
-) -> None:
-    """Revoke tokens; sessions using them are disconnected at once."""
-    from botarena.server.app import open_store
-
-    if (name is None) == (token_id is None):
-        _fail("give exactly one of --name or --id")
-    settings = _settings()
-
-    async def revoke() -> int:
-        async with open_store(settings) as store:
-            return await store.revoke_tokens(name=name, token_id=token_id)
-
-    count = _run(revoke())
-    if count == 0:
-        _fail("no active token matched", code=1)
-    typer.echo(f"revoked {count} token(s)")
-
-
-@db_app.command("migrate")
-def db_migrate() -> None:
-    """Apply pending migrations and print the schema version."""
-    from botarena.server.app import open_store
-
-    settings = _settings()
-
-    async def migrate() -> int:
-        async with open_store(settings) as store:
-            return store.schema_version
-
-    typer.echo(f"schema version {_run(migrate())}")
-
-
-@app.command()
-def watch(
-    room: Annotated[str, typer.Argument(help="room to stream, e.g. compiler")],
-    history: Annotated[bool, typer.Option(help="print recent history first")] = True,
-) -> None:
-    """Stream a room to the terminal (token from BOTARENA_TOKEN)."""
-    from botarena.server.client import HubCallError, HubClient
-    from botarena.server.protocol import Message
-
-    settings = _settings()
-    if not settings.token:
-        _fail("set BOTARENA_TOKEN to a token (botarena token create ...)")
-
-    def show(message: Message) -> None:
-        reply = f" (re #{message.reply_to})" if message.reply_to else ""
-        print(
-            f"{message.created_at:%H:%M:%S} #{message.id} {message.author}{reply}: {message.text}",
-            flush=True,
-        )
-
-    async def stream() -> None:
-        client = HubClient(settings.hub_url, settings.token or "", on_message=show)
-        await client.connect()
-        await client.join(room, since=None if history else 2**62)
-        print(f"-- watching {room} on {settings.hub_url}; Ctrl-C to stop", file=sys.stderr)
-        await asyncio.Event().wait()
-
-    try:
-        asyncio.run(stream())
-    except HubCallError as exc:
-        _fail(f"{exc.code}: {exc.message}", code=1)
-    except KeyboardInterrupt:
-        pass
-
-
-@app.command("backup")
-def backup_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="the backup archive to write")],
-    to_store: Annotated[
-        bool, typer.Option("--to-store", help="also keep it in the object store, as an artifact")
-    ] = False,
-) -> None:
-    """Back up the site: the database, ChromaDB's collections and the object store."""
-    from botarena.server.artifacts import Artifacts
-    from botarena.server.backup import backup
-    from botarena.server.errors import BackupError, ObjectStoreError
-    from botarena.server.objects import open_objects
-
-    settings = _settings()
-
-    async def run() -> dict:
-        manifest = await backup(settings, out)
-        if to_store:
-            from botarena.server.app import open_store
-
-            async with open_store(settings) as store:
-                key = f"backups/{out.name}"
-                await Artifacts(store.pool, open_objects(settings)).store("backup", key, out)
-        return manifest
-
-    try:
-        manifest = _run(run())
-    except (BackupError, ObjectStoreError) as exc:
-        _fail(str(exc), code=1)
-    typer.echo(
-        f"backed up to {out}: schema v{manifest['schema_version']}, "
-        f"{sum(manifest['collections'].values())} memories and chunks in "
-        f"{len(manifest['collections'])} collections, {len(manifest['objects'])} objects"
-        + (" (and kept in the object store)" if to_store else "")
-    )
-
-
-@app.command("archive")
-def archive_command(
-    day: Annotated[
-        str | None,
-        typer.Option(help="YYYY-MM-DD (UTC) whose transcripts to archive; default yesterday"),
-    ] = None,
-    canon: Annotated[bool, typer.Option("--canon", help="also export the canon")] = False,
-) -> None:
-    """Archive a day's room transcripts (and the canon) to the object store."""
-    from datetime import UTC, date, datetime, timedelta
-
-    from botarena.server.app import open_store
-    from botarena.server.archive import archive_transcripts, export_canon
-    from botarena.server.artifacts import Artifacts
-    from botarena.server.errors import ObjectStoreError
-    from botarena.server.objects import open_objects
-
-    settings = _settings()
-    try:
-        when = date.fromisoformat(day) if day else (datetime.now(UTC) - timedelta(days=1)).date()
-    except ValueError:
-        _fail(f"not a day (YYYY-MM-DD): {day!r}")
-
-    async def run() -> tuple[list[str], dict | None]:
-        async with open_store(settings) as store:
-            artifacts = Artifacts(store.pool, open_objects(settings))
-            stored = await archive_transcripts(store.pool, artifacts, when)
-            return stored, (await export_canon(store.pool, artifacts) if canon else None)
-
-    try:
-        stored, exported = _run(run())
-    except ObjectStoreError as exc:
-        _fail(exc.message, code=1)
-    for key in stored:
-        typer.echo(f"archived {key}")
-    typer.echo(f"{len(stored)} transcript(s) of {when} archived (rooms already archived are kept)")
-    if exported:
-        typer.echo(f"canon exported to {exported['key']} ({exported['documents']} documents)")
-
-
-@app.command("restore")
-def restore_command(
-    archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-) -> None:
-    """Restore a backup onto an empty site (empty database, ChromaDB and object store)."""
-    from botarena.server.backup import restore
-    from botarena.server.errors import BackupError
-
-    settings = _settings()
-    try:
-        restored = _run(restore(settings, archive))
-    except BackupError as exc:
-        _fail(str(exc), code=1)
-    typer.echo(
-        f"restored schema v{restored['schema_version']}, "
-        f"{len(restored['collections'])} collections, {restored['objects']} objects"
-    )
-
-
-@app.command()
-def tui(
-    read_only: Annotated[
-        bool, typer.Option("--read-only", help="observe only: every action is hidden")
-    ] = False,
-) -> None:
-    """The moderator console (hub from BOTARENA_HUB_URL; token from BOTARENA_TOKEN, or
-    asked for)."""
-    from botarena.tui.app import ConsoleApp
-
-    settings = _settings()
-    ConsoleApp(url=settings.hub_url, token=settings.token, read_only=read_only).run()
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the whole audit chain; name the first entry that does not hold."""
-    from botarena.server import audit
-    from botarena.server.app import open_store
-
-    settings = _settings()
-
-    async def check() -> audit.Verdict:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            return await audit.verify(conn)
-
-    verdict = _run(check())
-    if not verdict.ok:
-        _fail(f"audit chain broken after {verdict.entries} good entries: {verdict.problem}", code=1)
-    typer.echo(f"audit chain intact: {verdict.entries} entries, head {verdict.head}")
-
-
-@audit_app.command("checkpoint")
-def audit_checkpoint(
-    out: Annotated[Path | None, typer.Option(help="folder; default var/checkpoints")] = None,
-) -> None:
-    """Sign the audit chain head and the canon's Merkle root with the site key."""
-    from botarena.server import audit, checkpoint
-    from botarena.server.app import open_store
-
-    settings = _settings()
-    if not settings.site_key:
-        _fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
-    folder = out or settings.var_dir / "checkpoints"
-
-    async def make() -> dict[str, Any]:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            document = await checkpoint.make(conn)
-            async with conn.transaction():
-                await audit.append(
-                    conn,
-                    "audit.checkpoint",
-                    actor="operator",
-                    subject=f"audit:{document['audit_seq']}",
-                    detail={"canon_root": document["canon_root"]},
-                )
-            return document
-
-    try:
-        document = _run(make())
-        data = checkpoint.dump(document)
-        signature = checkpoint.Signer(settings.gnupg_dir).sign(data, settings.site_key or "")
-    except ValueError as exc:
-        _fail(str(exc), code=1)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"checkpoint-{document['audit_seq']:08d}.json"
-    path.write_bytes(data)
-    path.with_suffix(".json.asc").write_text(signature)
-    typer.echo(
-        f"checkpoint {path}: audit entry {document['audit_seq']}, canon root "
-        f"{document['canon_root']}, {len(document['canon'])} document(s)"
-    )
-
-
-@audit_app.command("verify-checkpoint")
-def audit_verify_checkpoint(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint JSON")],
-) -> None:
-    """Check a checkpoint's signature, then the chain and every canon document in it."""
-    import json
-
-    from botarena.server import checkpoint
-    from botarena.server.app import open_store
-
-    settings = _settings()
-    if not settings.site_key:
-        _fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
-    data = path.read_bytes()
-    signature_path = path.with_suffix(".json.asc")
-    if not signature_path.is_file():
-        _fail(f"no signature next to it ({signature_path.name})", code=1)
-    problem = checkpoint.Signer(settings.gnupg_dir).verify(
-        data, signature_path.read_text(), settings.site_key or ""
-    )
-    if problem:
-        _fail(f"signature refused: {problem}", code=1)
-    try:
-        document = json.loads(data)
-    except ValueError:
-        _fail("the checkpoint is not JSON", code=1)
-
-    async def check() -> checkpoint.CheckpointReport:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            return await checkpoint.verify_checkpoint(conn, document)
-
-    report = _run(check())
-    for line in report.problems + report.changed_documents:
-        typer.secho(line, fg=typer.colors.RED, err=True)
-    if not report.ok:
-        raise typer.Exit(1)
-    typer.echo(
-        f"checkpoint holds: audit entry {document['audit_seq']}, "
-        f"{len(document['canon'])} canon document(s) unchanged"
-    )
-
-
-@audit_app.command("log")
-def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> None:
-    """Show the newest audit entries."""
-    from botarena.server import audit
-    from botarena.server.app import open_store
-
-    settings = _settings()
-
-    async def fetch() -> list[audit.AuditEntry]:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            return await audit.entries(conn, limit)
-
-    for entry in reversed(_run(fetch())):
-        typer.echo(
-            f"{entry.seq:>6} {entry.at:%Y-%m-%d %H:%M:%S} {entry.action:<22} "
-            f"{entry.actor or '-':<14} {entry.subject or '-':<18} {entry.detail}"
-        )
-
-
-def _with_proposals(action: Callable[[Any, Any], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``action(proposal_store, store)`` against the configured database."""
-    from botarena.server.app import open_store
-    from botarena.server.proposals import ProposalStore
-
-    settings = _settings()
-
-    async def run() -> Any:
-        async with open_store(settings) as store:
-            return await action(ProposalStore(store.pool), store)
-
-    return _run(run())
-
-
-async def _reviewer(store: Any, name: str) -> Any:
-    from botarena.server.store import StoreError
-
-    principal = await store.principal(name)
-    if principal is None or not principal.supervises:
-        raise StoreError("forbidden", f"{name!r} is not a moderator or admin")
-    return principal
-
-
-@app.command()
-def sync() -> None:
-    """Reset the working copy from the canon: flag pending proposals on old versions."""
-    flagged = _with_proposals(lambda proposals, _store: proposals.sync())
-    for p in flagged:
-        typer.echo(f"conflict #{p.id} {p.path}: {p.reason}")
-    typer.echo(f"working copy in line with the canon; {len(flagged)} proposal(s) flagged")
-
-
-@app.command()
-def reputation(
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> None:
-    """Agents by reputation, and who may enter the external arena now."""
-    from botarena.server import reputation as rep
-
-    fraction = _settings().external_top_fraction
-    board = _with_proposals(lambda _proposals, store: rep.standings(store.pool, fraction))
-    if as_json:
-        typer.echo(json.dumps([s.public() for s in board], indent=1))
-        return
-    typer.echo(
-        f"{'agent':<16}{'rep':>6}{'ok':>5}{'edit':>5}{'rej':>5}{'conf':>5}{'+/-':>9}"
-        f"{'approved':>10}  external (top {fraction:.0%})"
-    )
-    for s in board:
-        ratio = f"{s.approval_ratio:.0%}" if s.approval_ratio is not None else "-"
-        desk = ("yes" if s.external else "no") if s.candidate else "-"
-        typer.echo(
-            f"{s.agent:<16}{s.reputation:>6}{s.approved:>5}{s.edited:>5}{s.rejected:>5}"
-            f"{s.conflicts:>5}{f'{s.reactions_up}/{s.reactions_down}':>9}{ratio:>10}  {desk}"
-        )
-
-
-@proposals_app.command("list")
-def proposals_list(
-    arena: Annotated[str | None, typer.Option(help="only this arena")] = None,
-    status: Annotated[
-        str | None, typer.Option(help="pending, approved, rejected, conflict")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-) -> None:
-    """List proposals, newest first."""
-    found = _with_proposals(
-        lambda proposals, _s: proposals.list(arena=arena, status=status, limit=limit)
-    )
-    for p in found:
-        typer.echo(
-            f"{p.id:>6} {p.status:<9} {p.arena:<11} {p.kind:<13} {p.author:<14} "
-            f"{p.path} (base v{p.base_version}) {p.title}"
-        )
-
-
-@proposals_app.command("show")
-def proposals_show(proposal_id: Annotated[int, typer.Argument(min=1)]) -> None:
-    """Show a proposal and its diff against the canon."""
-    from botarena.server.patching import unified_diff
-
-    async def show(proposals: Any, _store: Any) -> tuple[Any, Any]:
-        found = await proposals.get(proposal_id)
-        return found, (await proposals.canon(found.path) if found else None)
-
-    proposal, canon = _with_proposals(show)
-    if proposal is None:
-        _fail(f"no proposal {proposal_id}", code=1)
-    version, current = canon if canon else (0, "")
-    typer.echo(
-        f"#{proposal.id} {proposal.title} by {proposal.author} in {proposal.arena}: "
-        f"{proposal.status} {proposal.reason}".rstrip()
-    )
-    typer.echo(
-        f"{proposal.kind} {proposal.path}, based on v{proposal.base_version}, canon at v{version}"
-    )
-    typer.echo(
-        proposal.content
-        if proposal.kind == "patch"
-        else unified_diff(current, proposal.content, proposal.path)
-    )
-
-
-@proposals_app.command("approve")
-def proposals_approve(
-    proposal_id: Annotated[int, typer.Argument(min=1)],
-    reviewer: Annotated[str, typer.Option("--as", help="the moderator approving")],
-) -> None:
-    """Approve: merge into the canon as a new version (or mark a conflict)."""
-
-    async def approve(proposals: Any, store: Any) -> Any:
-        return await proposals.approve(proposal_id, await _reviewer(store, reviewer))
-
-    result = _with_proposals(approve)
-    if result.status == "conflict":
-        _fail(f"conflict: {result.reason}", code=1)
-    typer.echo(f"approved: {result.path} is now at version {result.merged_version}")
-
-
-@proposals_app.command("reject")
-def proposals_reject(
-    proposal_id: Annotated[int, typer.Argument(min=1)],
-    reviewer: Annotated[str, typer.Option("--as", help="the moderator rejecting")],
-    reason: Annotated[str, typer.Option(help="why (required)")],
-) -> None:
-    """Reject with a reason."""
-
-    async def reject(proposals: Any, store: Any) -> Any:
-        return await proposals.reject(proposal_id, await _reviewer(store, reviewer), reason)
-
-    _with_proposals(reject)
-    typer.echo(f"rejected #{proposal_id}")
-
-
-@proposals_app.command("edit")
-def proposals_edit(
-    proposal_id: Annotated[int, typer.Argument(min=1)],
-    reviewer: Annotated[str, typer.Option("--as", help="the moderator editing")],
-    content_file: Annotated[
-        Path, typer.Option("--file", help="the edited text", exists=True, dir_okay=False)
-    ],
-) -> None:
-    """Edit then approve: the file's text becomes the new canon version."""
-    text = content_file.read_text(encoding="utf-8")
-
-    async def edit(proposals: Any, store: Any) -> Any:
-        return await proposals.approve(
-            proposal_id, await _reviewer(store, reviewer), edited_content=text
-        )
-
-    result = _with_proposals(edit)
-    if result.status == "conflict":
-        _fail(f"conflict: {result.reason}", code=1)
-    typer.echo(f"edited and approved: {result.path} is now at version {result.merged_version}")
-
-
-def _chroma(settings: Settings) -> Any:
-    from botarena.agents import offline
-
-    offline.apply()
-    from botarena.memory.index import open_chroma
-
-    try:
-        client = open_chroma(settings)
-        client.heartbeat()
-    except Exception as exc:  # any ChromaDB failure: say which store and why
-        where = settings.chroma_url or settings.chroma_dir
-        _fail(f"cannot open ChromaDB at {where}: {exc}", code=1)
-    return client
-
-
-@memory_app.command("agents")
-def memory_agents() -> None:
-    """List the agents that have memories, with their counts."""
-    from botarena.memory.memories import AgentMemory, agents_with_memories
-
-    client = _chroma(_settings())
-    for agent in agents_with_memories(client):
-        typer.echo(f"{agent:<24} {AgentMemory(client, agent).count():>7} memories")
-
-
-@memory_app.command("show")
-def memory_show(
-    agent: Annotated[str, typer.Argument(help="the agent's id")],
-    query: Annotated[str | None, typer.Option(help="recall for this question instead")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
-) -> None:
-    """Show an agent's newest memories, or what it would recall for a question."""
-    from botarena.memory.memories import AgentMemory, agents_with_memories
-
-    client = _chroma(_settings())
-    if agent not in agents_with_memories(client):
-        _fail(f"no memories for {agent!r}", code=1)
-    memory = AgentMemory(client, agent)
-    found = memory.recall(query, k=limit) if query else memory.recent(limit)
-    for m in found:
-        score = f" score {m.score:.2f}" if query else ""
-        typer.echo(f"[{m.kind:<11}] importance {m.importance:4.1f}{score}  {m.room:<12} {m.text}")
-
-
-@memory_app.command("load-pack")
-def memory_load_pack(
-    folder: Annotated[Path, typer.Argument(help="a folder of Markdown files with front matter")],
-) -> None:
-    """Index a knowledge pack; each refused file is named with its reason."""
-    from botarena.memory.index import KnowledgeIndex
-    from botarena.memory.knowledge import load_pack
-
-    settings = _settings()
-    chunks, errors = load_pack(folder)
-    for error in errors:
-        typer.secho(f"refused {error}", fg=typer.colors.RED, err=True)
-    report = KnowledgeIndex(_chroma(settings)).index(chunks)
-    typer.echo(
-        f"indexed {report.added} chunk(s), {report.unchanged} unchanged, "
-        f"{len(errors)} file(s) refused"
-    )
-    if errors:
-        raise typer.Exit(1)
+        fail(f"cannot reach the database: {exc}", code=1)
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -191,3 +191,6 @@ class LLMUnavailable(BotArenaError):
 
     def __init__(self, message: str) -> None:
         super().__init__("llm_unavailable", message)
+
+
+CodedError = BotArenaError  # the store and the client move to the classes above

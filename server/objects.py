@@ -20,6 +20,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from botarena.server.errors import ObjectStoreError
+from botarena.server.files import copy_atomic
 from botarena.server.settings import Settings
 
 PART_SIZE = 8 * 1024 * 1024
@@ -77,9 +78,7 @@ class FolderStore:
         source = self._path(key)
         if not source.is_file():
             raise ObjectStoreError("not_found", f"no object {key} in {self.where}")
-        partial = dest.with_name(f".{dest.name}.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, dest)
+        copy_atomic(source, dest)
         return ObjectInfo(key, dest.stat().st_size)
 
     def stat(self, key: str) -> ObjectInfo | None:

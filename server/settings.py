@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,12 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+
+def shipped(package: str, *parts: str) -> Path:
+    """A folder of package data installed with BotArena (personas, packs...), found
+    through the installed package, never relative to the working directory."""
+    return Path(str(resources.files(package).joinpath(*parts)))
 
 
 def _config_file() -> Path | None:
@@ -86,14 +93,18 @@ class Settings(BaseSettings):
         False, description="agents get the propose tool (models with function calling)"
     )
     llm_port: int = Field(8790, ge=0, le=65535, description="first embedded instance's port")
-    personas_dir: Path = Field(Path("agents/personas"), description="persona YAML files")
+    personas_dir: Path = Field(
+        default_factory=lambda: shipped("botarena.agents", "personas"),
+        description="persona YAML files; default: the personas shipped with BotArena",
+    )
     agent_tokens_file: Path | None = Field(
         None, description="JSON {persona id: token} for the worker; default var/agent-tokens.json"
     )
     quiet_seconds: float = Field(20.0, gt=0, description="silence before agents take initiative")
     chroma_url: str | None = Field(None, description="ChromaDB server; unset: embedded var/chroma")
     knowledge_pack: Path | None = Field(
-        Path("memory/packs/demo"), description="pack indexed when the worker starts"
+        default_factory=lambda: shipped("botarena.memory", "packs", "demo"),
+        description="pack indexed when the worker starts; default: the demo pack shipped",
     )
     memory_weight_recency: float = Field(1.0, ge=0, description="recall: weight of recency")
     memory_weight_importance: float = Field(1.0, ge=0, description="recall: of importance")

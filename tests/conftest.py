@@ -205,7 +205,7 @@ def chroma_url() -> Iterator[str]:
 @pytest.fixture(params=["embedded", "server"])
 def chroma_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for ChromaDB embedded under var/, and for a ChromaDB server."""
-    from botarena.agents import offline
+    from botarena.server import offline
 
     offline.apply()
     if request.param == "server":

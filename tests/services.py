@@ -103,7 +103,7 @@ class HubProcess:
     def start(self, timeout: float = 60) -> HubProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "botarena.server.cli", "serve"],
+            [sys.executable, "-P", "-m", "botarena.server.cli", "serve"],
             cwd=ROOT,
             env=hub_env(**self.settings),
             stdout=log,

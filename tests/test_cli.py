@@ -15,7 +15,7 @@ from tests.services import ROOT, HubProcess, hub_env
 
 def botarena(var: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "botarena.server.cli", *args],
+        [sys.executable, "-P", "-m", "botarena.server.cli", *args],
         cwd=ROOT,
         env=hub_env(var_dir=str(var), **settings),
         capture_output=True,
@@ -95,8 +95,9 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
     watcher_token = botarena(site, "token", "create", "--name", "erin", "--role", "moderator")
     watch = await asyncio.create_subprocess_exec(
         sys.executable,
+        "-P",
         "-m",
-        "server.cli",
+        "botarena.server.cli",
         "watch",
         "compiler",
         cwd=ROOT,
@@ -130,7 +131,7 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
 
 
 def test_memory_commands_load_a_pack_and_show_an_agents_memories(tmp_path: Path) -> None:
-    from botarena.agents import offline
+    from botarena.server import offline
 
     offline.apply()
     from botarena.memory.index import open_chroma

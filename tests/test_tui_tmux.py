@@ -47,8 +47,9 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
             [
                 *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
                 sys.executable,
+                "-P",
                 "-m",
-                "server.cli",
+                "botarena.server.cli",
                 "tui",
             ]
         )

@@ -18,7 +18,7 @@ from botarena.arenas.names import ARENAS
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
 from tests.helpers import eventually
-from tests.services import ROOT, free_port, hub_env
+from tests.services import free_port, hub_env
 
 
 def port_open(port: int) -> bool:
@@ -38,14 +38,19 @@ class Up:
 @asynccontextmanager
 async def botarena_up(var: Path, **settings: str) -> AsyncIterator[Up]:
     """``botarena up`` on ``var`` with free ports, once its banner gave the token; stopped
-    with Ctrl-C (killed if it will not stop) when done."""
+    with Ctrl-C (killed if it will not stop) when done. It runs from an empty folder, as
+    an operator's shell may be anywhere: personas, charters, the demo pack and the
+    migrations must come from the installed package."""
     hub_port, llm_port = free_port(), free_port()
+    elsewhere = var.parent / "elsewhere"
+    elsewhere.mkdir(parents=True)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
+        "-P",
         "-m",
-        "server.cli",
+        "botarena.server.cli",
         "up",
-        cwd=ROOT,
+        cwd=elsewhere,
         env=hub_env(
             var_dir=str(var),
             port=str(hub_port),
@@ -114,3 +119,4 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     assert not (var / "pgdata" / "postmaster.pid").exists(), "PostgreSQL stopped"
     assert (var / "agent-tokens.json").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in "".join(output), "".join(output)[-3000:]
+    assert not any((var.parent / "elsewhere").iterdir()), "nothing written to the working folder"

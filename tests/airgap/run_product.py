@@ -23,7 +23,7 @@ def loopback_up() -> None:
 
 
 async def main(model: Path) -> dict:
-    from botarena.agents import offline
+    from botarena.server import offline
 
     offline.apply()
     from botarena.agents.embedded_llm import EmbeddedLlama

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import httpx
 
-from botarena.agents import offline
 from botarena.agents.embedded_llm import EmbeddedLlama, demo_model
 from botarena.agents.llm import OpenAICompatibleBackend
 from botarena.agents.persona import load_personas
 from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker
 from botarena.arenas.names import ARENAS
+from botarena.server import offline
 from botarena.server.app import running_hub
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from botarena.agents import offline
+from botarena.server import offline
 from tests.bench.common import percentile, write_report
 
 BASE_TEXTS = 2000

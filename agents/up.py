@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from botarena.server.app import running_hub
+from botarena.server.files import write_atomic
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
 from botarena.server.store import Store
@@ -45,11 +46,7 @@ async def issue_agent_tokens(store: Store, settings: Settings) -> dict[str, str]
 
 def write_secret(path: Path, data: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=1)
-    partial.replace(path)
+    write_atomic(path, json.dumps(data, indent=1), mode=0o600)
 
 
 async def up(settings: Settings) -> int:
@@ -70,11 +67,11 @@ async def up(settings: Settings) -> int:
             "BOTARENA_AGENT_TOKENS_FILE": str(settings.tokens_path.resolve()),
             "BOTARENA_VAR_DIR": str(settings.var_dir.resolve()),
         }
-        from botarena.agents.offline import OFFLINE_ENV
+        from botarena.server.offline import OFFLINE_ENV
 
         env.update(OFFLINE_ENV)
         worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "botarena.server.cli", "worker", env=env
+            sys.executable, "-P", "-m", "botarena.server.cli", "worker", env=env
         )
         print(
             f"\nBotArena is up: hub on {running.url}, agents {', '.join(tokens)}\n"

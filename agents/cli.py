@@ -1,0 +1,91 @@
+"""The agents' commands: run the worker, run the whole product on one machine (``up``),
+check persona files, and show which LLM backend answers.
+
+Registered on the root ``botarena`` command through the ``botarena.commands``
+entry-point group (:func:`register`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from botarena.server.cli import fail, load_settings, run
+
+app = typer.Typer()
+
+
+def register(root: typer.Typer) -> None:
+    """Add the agents' commands to the root command."""
+    root.registered_commands.extend(app.registered_commands)
+
+
+@app.command()
+def up() -> None:
+    """Run the whole product on embedded defaults: hub, LLM, one agent per arena."""
+    from botarena.agents.up import up as run_up
+
+    settings = load_settings(service=True)
+    raise typer.Exit(run(run_up(settings)))
+
+
+@app.command()
+def worker() -> None:
+    """Run the agent worker: the personas in BOTARENA_PERSONAS_DIR, with the tokens in
+    BOTARENA_AGENT_TOKENS_FILE, on the configured LLM backend."""
+    from botarena.agents.run import run_worker
+    from botarena.server.errors import LLMUnavailable
+
+    settings = load_settings(service=True)
+    try:
+        run(run_worker(settings))
+    except (LLMUnavailable, FileNotFoundError, ValueError) as exc:
+        fail(str(exc), code=1)
+
+
+@app.command()
+def personas(
+    directory: Annotated[Path | None, typer.Argument(help="default: BOTARENA_PERSONAS_DIR")] = None,
+) -> None:
+    """Check persona files: list the good ones, explain the bad ones."""
+    from botarena.agents.persona import load_personas
+
+    settings = load_settings()
+    found, errors = load_personas(directory or settings.personas_dir)
+    for persona in found:
+        typer.echo(f"ok    {persona.id:<16} {persona.display_name:<16} {', '.join(persona.arenas)}")
+    for error in errors:
+        typer.secho(
+            f"error {error.path}: {error.field}: {error.reason}", fg=typer.colors.RED, err=True
+        )
+    if errors or not found:
+        raise typer.Exit(1)
+
+
+@app.command()
+def llm() -> None:
+    """Show which LLM backend would be used and whether it answers."""
+    from botarena.agents.llm import OllamaBackend, OpenAICompatibleBackend, choose_backend
+
+    settings = load_settings()
+
+    async def status() -> tuple[str, object]:
+        kind = await choose_backend(settings)
+        if kind == "ollama":
+            return kind, await OllamaBackend(settings.ollama_host, settings.llm_model).health()
+        if kind == "openai" and settings.llm_url:
+            backend = OpenAICompatibleBackend(settings.llm_url.split(","), settings.llm_model)
+            return kind, await backend.health()
+        return kind, None
+
+    kind, health = run(status())
+    if health is None:
+        typer.echo(f"backend: {kind} (llama.cpp with {settings.llm_model}, started by the worker)")
+        return
+    typer.echo(f"backend: {kind}: {health.detail}")  # type: ignore[attr-defined]
+    if health.models:  # type: ignore[attr-defined]
+        typer.echo("models: " + ", ".join(health.models))  # type: ignore[attr-defined]
+    if not health.ok:  # type: ignore[attr-defined]
+        raise typer.Exit(1)
