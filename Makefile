@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint format bench bundle tls compose-up compose-down setup clean
+.PHONY: up test test-unit lint format bench bundle tls compose-up compose-down setup clean
 
 $(STAMP): pyproject.toml
 	@command -v gpg >/dev/null && command -v tmux >/dev/null && command -v promtool >/dev/null \
@@ -29,9 +29,17 @@ up: setup  ## run BotArena on embedded defaults: PostgreSQL, hub, LLM, agents (v
 test: lint  ## lint, then run the whole test suite against real servers
 	$(BIN)/pytest
 
-lint: setup  ## ruff: lint and formatting
+test-unit: setup  ## only the tests that start no server (seconds)
+	$(BIN)/pytest -m unit
+
+lint: setup  ## ruff, the layers (import-linter) and types (mypy)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	@mkdir -p .lint/botarena && for d in arenas server agents memory bundles tui; do \
+		ln -sfn ../../$$d .lint/botarena/$$d; done
+	$(BIN)/mypy -p botarena.arenas -p botarena.server -p botarena.agents -p botarena.memory \
+		-p botarena.bundles -p botarena.tui
 
 format: setup
 	$(BIN)/ruff check --fix .
@@ -44,7 +52,7 @@ bench: setup  ## benchmarks; JSON results under tests/bench/results/
 	$(BIN)/python -m tests.bench.bundle_bench --out tests/bench/results/bundles.json
 
 bundle: setup  ## the demo bundle (personas, demo pack, demo model), signed: var/bundles-out/
-	$(BIN)/python -m botarena.bundles.demo --out var/bundles-out
+	$(BIN)/python -P -m botarena.bundles.demo --out var/bundles-out
 
 tls: compose/tls/botarena.crt  ## a self-signed TLS certificate for nginx, made offline
 
@@ -63,4 +71,4 @@ compose-down:
 	docker compose -f compose/docker-compose.yml --env-file compose/.env down
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .lint *.egg-info

@@ -31,8 +31,12 @@ def shipped(package: str, *parts: str) -> Path:
     return Path(str(resources.files(package).joinpath(*parts)))
 
 
+CONFIG_ENV = "BOTARENA_CONFIG"
+"""The variable naming the optional TOML settings file."""
+
+
 def _config_file() -> Path | None:
-    named = os.environ.get("BOTARENA_CONFIG")
+    named = os.environ.get(CONFIG_ENV)
     if named:
         path = Path(named)
         if not path.is_file():
