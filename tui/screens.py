@@ -1,17 +1,43 @@
 """The console's dialogs: a small form (a reason, a mute, a ticket), the editor for
-edit-then-approve, and the help screen. Each is a modal screen that returns what was
-entered, or None when dismissed with Escape."""
+edit-then-approve, and the help screen. Each is a modal screen, centred in a framed box
+(:class:`Dialog` holds their CSS), that returns what was entered, or None when dismissed
+with Escape."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
+
+Result = TypeVar("Result")
+
+
+class Dialog(ModalScreen[Result]):
+    """A modal screen showing one framed box (``.dialog``) in the middle."""
+
+    DEFAULT_CSS = """
+    Dialog {
+        align: center middle;
+        .dialog {
+            width: 80%;
+            height: auto;
+            max-height: 90%;
+            padding: 1 2;
+            border: thick $primary;
+            background: $surface;
+        }
+        .dialog.editor { height: 90%; }
+        .dialog-title { text-style: bold; margin-bottom: 1; }
+        .hint { color: $text-muted; }
+        .error { color: $error; }
+        #editor { height: 1fr; }
+    }
+    """
 
 
 @dataclass(frozen=True)
@@ -23,7 +49,7 @@ class Field:
     secret: bool = False
 
 
-class FormScreen(ModalScreen[dict[str, str] | None]):
+class FormScreen(Dialog[dict[str, str] | None]):
     """A titled form of one-line fields; Enter on the last field (or OK) submits."""
 
     BINDINGS: ClassVar = [Binding("escape", "dismiss_form", "Cancel")]
@@ -68,7 +94,7 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
         self.dismiss(None)
 
 
-class EditorScreen(ModalScreen[str | None]):
+class EditorScreen(Dialog[str | None]):
     """A text editor for a proposal's content: Ctrl+S approves the edited text."""
 
     BINDINGS: ClassVar = [
@@ -97,7 +123,7 @@ class EditorScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Dialog[None]):
     """Every key of the console, and what it does."""
 
     BINDINGS: ClassVar = [Binding("escape,question_mark,q", "dismiss_help", "Close")]
