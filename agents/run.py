@@ -5,7 +5,6 @@ and run the :class:`AgentWorker` until SIGINT or SIGTERM, then stop what was sta
 from __future__ import annotations
 
 import asyncio
-import signal
 from contextlib import AsyncExitStack
 
 import structlog
@@ -20,6 +19,7 @@ from botarena.memory.service import MemoryService
 from botarena.server import offline
 from botarena.server.errors import LLMUnavailable
 from botarena.server.settings import Settings
+from botarena.server.signals import stop_requested
 
 log = structlog.get_logger(__name__)
 
@@ -51,10 +51,7 @@ def personas_or_fail(settings: Settings) -> list[Persona]:
 
 async def run_worker(settings: Settings) -> None:
     offline.apply()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_requested()
     personas = personas_or_fail(settings)
     tokens = load_tokens(settings.tokens_path)
     personas = [p for p in personas if p.id in tokens] or personas

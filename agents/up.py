@@ -24,6 +24,7 @@ from botarena.server.app import running_hub
 from botarena.server.files import write_atomic
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
+from botarena.server.signals import stop_requested
 from botarena.server.store import Store
 
 log = structlog.get_logger(__name__)
@@ -50,10 +51,7 @@ def write_secret(path: Path, data: dict[str, str]) -> None:
 
 
 async def up(settings: Settings) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_requested()
     async with running_hub(settings) as running:
         store = running.hub.store
         tokens = await issue_agent_tokens(store, settings)
