@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from botarena.server.client import HubCallError, HubClient
+from botarena.server.patching import apply_unified_diff
 from botarena.server.protocol import Message
 from botarena.tui.state import ConsoleState
 
@@ -118,7 +119,9 @@ class HubLink:
         async with aiohttp.ClientSession() as http:
             while not self._stopping.is_set():
                 try:
-                    async with http.get(f"{self.url}/healthz", timeout=3) as answer:
+                    async with http.get(
+                        f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=3)
+                    ) as answer:
                         self.state.health = await answer.json()
                 except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                     self.state.health = {"status": "unreachable", "error": str(exc)[:200]}
@@ -191,6 +194,16 @@ class HubLink:
         detail = await self.client.call("proposal.get", {"id": proposal_id})
         self.state.set_proposal(detail)
         return detail
+
+    async def editable(self, proposal_id: int) -> tuple[str, str]:
+        """A proposal's path and the text a moderator edits: its content, or for a patch
+        the canon with the patch applied (:class:`ValueError` when it does not apply)."""
+        detail = await self.proposal(proposal_id)
+        text = detail["content"]
+        if detail["kind"] == "patch":  # edit the result, not the diff
+            base = await self.client.call("canon.get", {"path": detail["path"]})
+            text = apply_unified_diff(base["content"], detail["content"])
+        return detail["path"], text
 
     async def mute(self, agent: str, seconds: int, reason: str) -> None:
         await self.client.call(
