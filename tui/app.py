@@ -1,99 +1,65 @@
 """The moderator console: a Textual app over a :class:`HubLink` (``botarena tui``).
 
-Five tabs, switched with 1-5: Rooms (every readable room with unread counts; the
-stream of the open one with each author in their colour and replies marked; ``/``
-filters it, ``c`` posts as the moderator, ``p``/``r`` pause and resume the room),
-Agents (state, persona, trait drift, reputation; ``m``/``u`` mute and unmute), Proposals
-(filtered by arena ``f`` and state ``s``; the diff against the canon; ``a`` approve, ``x``
-reject with a reason, ``e`` edit then approve; conflicts and stale proposals marked),
-Tickets (``n`` files one; each shows its answer as it progresses) and Health
-(connection, message rate and LLM seconds per turn as sparklines, dependencies). The
-footer shows the keys that apply, ``?`` lists them all and Ctrl+P opens the command
-palette. In read-only mode every action is gone, and a refused action shows the hub's
-message. This module holds the layout, keys and actions; drawing is in
-:mod:`tui.views`.
+Five tabs, switched with 1-5, each a pane with its own keys and CSS: Rooms
+(:mod:`botarena.tui.rooms`), Agents (:mod:`~botarena.tui.agents`), Proposals
+(:mod:`~botarena.tui.proposals`), Tickets (:mod:`~botarena.tui.tickets`) and Health
+(:mod:`~botarena.tui.health`). The app holds the layout (a status line, the tabs, a flash
+line, the footer), the global keys (the tabs, ``?`` lists every key, ``q`` quits; Ctrl+P
+opens the command palette) and the link. Data goes down: the link writes the
+:class:`ConsoleState` and names what it changed, and a few times a second the app tells
+the panes that show those parts to draw themselves. Messages come up: a pane posts what
+the moderator asked for (approve, mute, post...) and the app carries it to the hub,
+showing what was done or the hub's refusal. In read-only mode every action is gone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from rich.markup import escape
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import (
-    DataTable,
-    Footer,
-    Input,
-    Label,
-    ListView,
-    RichLog,
-    Sparkline,
-    Static,
-    TabbedContent,
-    TabPane,
-)
+from textual.widgets import Footer, Input, Static, TabbedContent
 
-from botarena.arenas.names import ARENAS
 from botarena.server.client import HubCallError
+from botarena.tui.agents import AgentsPane
+from botarena.tui.health import HealthPane
 from botarena.tui.link import HubLink
+from botarena.tui.pane import TAB_KEYS, ConsolePane
+from botarena.tui.proposals import ProposalsPane
+from botarena.tui.rooms import RoomsPane
 from botarena.tui.screens import EditorScreen, Field, FormScreen, HelpScreen
 from botarena.tui.state import ConsoleState
-from botarena.tui.views import ConsoleViews
+from botarena.tui.tickets import TicketsPane
 
-STATUS_FILTERS = ("pending", None, "approved", "rejected", "conflict")
-WRITE_ACTIONS = frozenset(
-    {
-        "approve",
-        "reject",
-        "edit",
-        "mute",
-        "unmute",
-        "pause_room",
-        "resume_room",
-        "new_ticket",
-        "compose",
-    }
+PANES: tuple[type[ConsolePane], ...] = (
+    RoomsPane,
+    AgentsPane,
+    ProposalsPane,
+    TicketsPane,
+    HealthPane,
 )
-TAB_ACTIONS = {
-    "rooms": {"pause_room", "resume_room", "filter", "compose"},
-    "agents": {"mute", "unmute"},
-    "proposals": {"approve", "reject", "edit", "arena_filter", "status_filter"},
-    "tickets": {"new_ticket"},
-}
-TAB_ONLY = frozenset().union(*TAB_ACTIONS.values())
+WRITE_ACTIONS = frozenset[str]().union(*(pane.WRITE_ACTIONS for pane in PANES))
+PARTS = frozenset({"connection", *(part for pane in PANES for part in pane.DRAWS_FROM)})
+DONE = {"approve": "reviewed", "reject": "rejected", "edit": "edited and reviewed"}
+P = TypeVar("P", bound=ConsolePane)
+
+GLOBAL_KEYS: list[BindingType] = [
+    Binding("escape", "leave_input", "Back", show=False),
+    Binding("question_mark", "help", "Help"),
+    Binding("q", "quit", "Quit"),
+]
 
 
-class ConsoleApp(ConsoleViews, App[None]):
+class ConsoleApp(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "BotArena console"
 
-    BINDINGS: ClassVar = [
-        Binding("1", "tab('rooms')", "Rooms"),
-        Binding("2", "tab('agents')", "Agents"),
-        Binding("3", "tab('proposals')", "Proposals"),
-        Binding("4", "tab('tickets')", "Tickets"),
-        Binding("5", "tab('health')", "Health"),
-        Binding("slash", "filter", "Filter"),
-        Binding("c", "compose", "Post"),
-        Binding("p", "pause_room", "Pause"),
-        Binding("r", "resume_room", "Resume"),
-        Binding("m", "mute", "Mute"),
-        Binding("u", "unmute", "Unmute"),
-        Binding("a", "approve", "Approve"),
-        Binding("x", "reject", "Reject"),
-        Binding("e", "edit", "Edit"),
-        Binding("f", "arena_filter", "Arena"),
-        Binding("s", "status_filter", "State"),
-        Binding("n", "new_ticket", "Ticket"),
-        Binding("escape", "leave_input", "Back", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [*TAB_KEYS, *GLOBAL_KEYS]
 
     def __init__(
         self,
@@ -115,44 +81,16 @@ class ConsoleApp(ConsoleViews, App[None]):
         self.connect_to_hub = connect
         self.blink = blink
         self.link: HubLink | None = None
-        self.arena_filter: str | None = None
-        self.status_filter: str | None = "pending"
-        self.message_filter = ""
         self.flash = ""
-        self._dirty: set[str] = {"connection", "rooms", "agents", "proposals", "tickets", "health"}
-        self._shown: tuple[str | None, str, int] = (None, "", 0)  # room, filter, last id
-        self._room_items: dict[str, Label] = {}
-        self._rows: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-        self._diff_for: int | None = None
+        self._dirty: set[str] = set(PARTS)
 
     # layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
-        with TabbedContent(initial="rooms", id="tabs"):
-            with TabPane("1 Rooms", id="rooms"), Horizontal():
-                yield ListView(id="room-list")
-                with Vertical(id="room-main"):
-                    yield Input(placeholder="filter messages", id="filter", classes="hidden")
-                    yield RichLog(id="stream", wrap=True, markup=True, min_width=20)
-                    yield Input(placeholder="post as moderator (c)", id="compose")
-            with TabPane("2 Agents", id="agents"), Vertical():
-                yield DataTable(id="agent-table", cursor_type="row", zebra_stripes=True)
-                yield Static("", id="agent-detail", classes="detail")
-            with TabPane("3 Proposals", id="proposals"), Vertical():
-                yield Static("", id="proposal-filter")
-                yield DataTable(id="proposal-table", cursor_type="row", zebra_stripes=True)
-                yield RichLog(id="proposal-detail", wrap=False, markup=True, min_width=20)
-            with TabPane("4 Tickets", id="tickets"), Vertical():
-                yield DataTable(id="ticket-table", cursor_type="row", zebra_stripes=True)
-                yield Static("", id="ticket-detail", classes="detail")
-            with TabPane("5 Health", id="health"), Vertical():
-                yield Static("", id="health-connection")
-                yield Label("messages per 10 s (last 5 minutes)")
-                yield Sparkline([], id="rate")
-                yield Label("LLM seconds per agent turn (last 60 turns)")
-                yield Sparkline([], id="llm")
-                yield Static("", id="health-deps", classes="detail")
+        with TabbedContent(initial=PANES[0].TAB_ID, id="tabs"):
+            for pane in PANES:
+                yield pane(self.state, read_only=self.read_only)
         yield Static("", id="flash")
         yield Footer()
 
@@ -161,23 +99,16 @@ class ConsoleApp(ConsoleViews, App[None]):
         """The console's own screen (queries on the app would search a dialog on top)."""
         return self.screen_stack[0]
 
+    def pane(self, kind: type[P]) -> P:
+        """The console's pane of this kind."""
+        return self.main.query_one(kind)
+
     def on_mount(self) -> None:
-        self.main.query_one("#agent-table", DataTable).add_columns(
-            "agent", "state", "detail", "reputation", "external", "drift"
-        )
-        self.main.query_one("#proposal-table", DataTable).add_columns(
-            "#", "state", "arena", "kind", "author", "path", "title"
-        )
-        self.main.query_one("#ticket-table", DataTable).add_columns(
-            "#", "state", "title", "filed by", "answer"
-        )
-        if self.read_only:
-            self.main.query_one("#compose", Input).display = False
         if not self.blink:  # still screens for snapshots
             self.animation_level = "none"
             for field in self.main.query(Input):
                 field.cursor_blink = False
-        self.main.query_one("#room-list", ListView).focus()
+        self.pane(RoomsPane).focus_default()
         self._redraw()
         self.set_interval(0.1, self._redraw)
         self.set_interval(1.0, lambda: self._dirty.add("health"))
@@ -192,6 +123,7 @@ class ConsoleApp(ConsoleViews, App[None]):
 
     def _connect(self, token: str) -> None:
         self.link = HubLink(self.url, token, self.state, self._dirty.add)
+        self.pane(ProposalsPane).hub_linked = True
         self.run_worker(self._start_link(), exclusive=True, group="link")
 
     async def _start_link(self) -> None:
@@ -207,60 +139,96 @@ class ConsoleApp(ConsoleViews, App[None]):
         if self.link is not None:
             await self.link.stop()
 
-    # keys --------------------------------------------------------------------------
+    # drawing -----------------------------------------------------------------------
 
-    @property
-    def tab(self) -> str:
-        return self.main.query_one("#tabs", TabbedContent).active
+    def _show(self, *parts: str) -> None:
+        """Redraw what shows ``parts`` now: the moderator is waiting for them."""
+        self._dirty.update(parts)
+        self._redraw()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.read_only and action in WRITE_ACTIONS:
-            return False
-        if action in TAB_ONLY:
-            try:
-                return action in TAB_ACTIONS.get(self.tab, set())
-            except Exception:  # before the tabs exist
-                return False
-        return True
+    def _redraw(self) -> None:
+        dirty = set(self._dirty)  # the link holds this very set's add: empty it in place
+        self._dirty.clear()
+        try:
+            if "connection" in dirty:
+                self._draw_status()
+            for pane in self.main.query(ConsolePane):
+                if pane.DRAWS_FROM & dirty:
+                    pane.draw()
+        except NoMatches:
+            pass  # closing down: the widgets are already going
+
+    def _draw_status(self) -> None:
+        s = self.state
+        mark = "[bold green]●[/]" if s.connected else "[bold red]○[/]"
+        who = f"{escape(s.me)} ({s.role})" if s.me else ""
+        mode = "  [reverse] read-only [/]" if self.read_only else ""
+        self.main.query_one("#status", Static).update(
+            f"{mark} {escape(s.status)}  {who}  {escape(s.url)}{mode}"
+        )
+
+    @on(ConsolePane.Flash)
+    def _flash_asked(self, message: ConsolePane.Flash) -> None:
+        self._show_flash(message.text, error=message.error)
+
+    def _show_flash(self, text: str, *, error: bool = False) -> None:
+        self.flash = text
+        self.main.query_one("#flash", Static).update(
+            f"[bold red]{escape(text)}[/]" if error else escape(text)
+        )
+        self.notify(text, severity="error" if error else "information")
+
+    # global keys -------------------------------------------------------------------
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
         self.refresh_bindings()
-        self._show("rooms", "agents", "proposals", "tickets", "health")
+        self._show(*PARTS)
 
     def action_tab(self, tab: str) -> None:
         self.main.query_one("#tabs", TabbedContent).active = tab
-        focus = {
-            "rooms": "#room-list",
-            "agents": "#agent-table",
-            "proposals": "#proposal-table",
-            "tickets": "#ticket-table",
-        }.get(tab)
-        if focus:
-            self.main.query_one(focus).focus()
+        self.main.query_one(f"#{tab}", ConsolePane).focus_default()
+
+    def action_leave_input(self) -> None:
+        """Escape from a text box back to its pane's list."""
+        if isinstance(self.focused, Input):
+            try:
+                self.focused.query_ancestor(ConsolePane).focus_default()
+            except NoMatches:
+                pass
 
     def action_help(self) -> None:
+        """Every key: the tabs, each pane's in tab order, then the app's own."""
+        panes = [key for pane in self.main.query(ConsolePane) for key in pane.offered_keys()]
         keys = [
             (b.key.replace("question_mark", "?").replace("slash", "/"), b.description)
-            for b in self.BINDINGS
-            if not (self.read_only and b.action in WRITE_ACTIONS)
+            for b in [
+                *Binding.make_bindings(TAB_KEYS),
+                *panes,
+                *Binding.make_bindings(GLOBAL_KEYS),
+            ]
         ]
         self.push_screen(HelpScreen(keys))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for tab in ("rooms", "agents", "proposals", "tickets", "health"):
+        for pane in PANES:
             yield SystemCommand(
-                f"Go to {tab}", f"show the {tab} tab", lambda t=tab: self.action_tab(t)
+                f"Go to {pane.TAB_ID}",
+                f"show the {pane.TAB_ID} tab",
+                lambda t=pane.TAB_ID: self.action_tab(t),
             )
         if not self.read_only:
-            yield SystemCommand("File a ticket", "ask the help desk", self.action_new_ticket)
+            tickets, proposals = self.pane(TicketsPane), self.pane(ProposalsPane)
+            yield SystemCommand("File a ticket", "ask the help desk", tickets.action_new_ticket)
             yield SystemCommand(
-                "Approve the selected proposal", "merge it into the canon", self.action_approve
+                "Approve the selected proposal", "merge it into the canon", proposals.action_approve
             )
-            yield SystemCommand("Reject the selected proposal", "with a reason", self.action_reject)
+            yield SystemCommand(
+                "Reject the selected proposal", "with a reason", proposals.action_reject
+            )
 
-    # actions -----------------------------------------------------------------------
+    # what the panes ask for --------------------------------------------------------
 
     def _act(self, make: Callable[[HubLink], Awaitable[Any]], done: str) -> None:
         """Run an action on the hub; show ``done`` or the hub's refusal."""
@@ -281,172 +249,89 @@ class ConsoleApp(ConsoleViews, App[None]):
 
         self.run_worker(run(), group="actions")
 
-    def _show_flash(self, text: str, *, error: bool = False) -> None:
-        self.flash = text
-        self.main.query_one("#flash", Static).update(
-            f"[bold red]{escape(text)}[/]" if error else escape(text)
-        )
-        self.notify(text, severity="error" if error else "information")
-
-    def action_filter(self) -> None:
-        box = self.main.query_one("#filter", Input)
-        box.remove_class("hidden")
-        box.focus()
-
-    def action_leave_input(self) -> None:
-        """Escape from the filter or the post box back to the rooms."""
-        if isinstance(self.focused, Input):
-            self.main.query_one("#room-list").focus()
-
-    def action_compose(self) -> None:
-        self.main.query_one("#compose", Input).focus()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.message_filter = event.value
+    @on(RoomsPane.Opened)
+    def _room_opened(self, message: RoomsPane.Opened) -> None:
+        self.state.open_room(message.room)
         self._show("rooms")
 
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.main.query_one("#stream").focus()
-
-    @on(Input.Submitted, "#compose")
-    def _post(self, event: Input.Submitted) -> None:
-        room, text = self.state.current_room, event.value.strip()
-        if not room or not text:
-            return
-        event.input.value = ""
+    @on(RoomsPane.Post)
+    def _post(self, message: RoomsPane.Post) -> None:
+        room, text = message.room, message.text
         self._act(lambda link: link.post(room, text), f"posted in {room}")
 
-    def action_pause_room(self) -> None:
-        room = self.state.current_room
-        if room:
-            self.push_screen(
-                FormScreen(f"Pause {room}", [Field("reason", "reason", required=False)]),
-                lambda v: (
-                    v is not None
-                    and self._act(lambda link: link.pause(room, v["reason"]), f"{room} paused")
-                ),
-            )
+    @on(RoomsPane.Pause)
+    def _pause(self, message: RoomsPane.Pause) -> None:
+        room, reason = message.room, message.reason
+        self._act(lambda link: link.pause(room, reason), f"{room} paused")
 
-    def action_resume_room(self) -> None:
-        room = self.state.current_room
-        if room:
-            self._act(lambda link: link.resume(room), f"{room} resumed")
+    @on(RoomsPane.Resume)
+    def _resume(self, message: RoomsPane.Resume) -> None:
+        room = message.room
+        self._act(lambda link: link.resume(room), f"{room} resumed")
 
-    def action_mute(self) -> None:
-        agent = self._selected("#agent-table")
-        if agent:
-            self.push_screen(
-                FormScreen(
-                    f"Mute {agent}",
-                    [Field("minutes", "minutes", "10"), Field("reason", "reason", required=False)],
-                ),
-                lambda v: v is not None and self._mute(agent, v),
-            )
+    @on(AgentsPane.Mute)
+    def _mute(self, message: AgentsPane.Mute) -> None:
+        agent, seconds, reason = message.agent, message.seconds, message.reason
+        self._act(lambda link: link.mute(agent, seconds, reason), f"{agent} muted")
 
-    def _mute(self, agent: str, values: dict[str, str]) -> None:
-        try:
-            seconds = int(float(values["minutes"]) * 60)
-        except ValueError:
-            self._show_flash(f"not a number of minutes: {values['minutes']!r}", error=True)
+    @on(AgentsPane.Unmute)
+    def _unmute(self, message: AgentsPane.Unmute) -> None:
+        agent = message.agent
+        self._act(lambda link: link.unmute(agent), f"{agent} unmuted")
+
+    @on(TicketsPane.File)
+    def _file_ticket(self, message: TicketsPane.File) -> None:
+        title, body = message.title, message.body
+        self._act(lambda link: link.file_ticket(title, body), "ticket filed")
+
+    @on(ProposalsPane.Review)
+    def _review(self, message: ProposalsPane.Review) -> None:
+        self._review_as(message.proposal_id, message.decision, reason=message.reason)
+
+    def _review_as(
+        self, pid: int, decision: str, *, reason: str = "", content: str | None = None
+    ) -> None:
+        self._act(
+            lambda link: link.review(pid, decision, reason=reason, content=content),
+            f"proposal #{pid} {DONE[decision]}",
+        )
+
+    @on(ProposalsPane.Edit)
+    def _edit(self, message: ProposalsPane.Edit) -> None:
+        """Open the editor on the proposal's text; Ctrl+S there approves it edited."""
+        link, pid = self.link, message.proposal_id
+        if link is None or self.read_only:
             return
-        self._act(lambda link: link.mute(agent, seconds, values["reason"]), f"{agent} muted")
-
-    def action_unmute(self) -> None:
-        agent = self._selected("#agent-table")
-        if agent:
-            self._act(lambda link: link.unmute(agent), f"{agent} unmuted")
-
-    def action_approve(self) -> None:
-        proposal = self._proposal()
-        if proposal:
-            pid = proposal["id"]
-            self._act(lambda link: link.review(pid, "approve"), f"proposal #{pid} reviewed")
-
-    def action_reject(self) -> None:
-        proposal = self._proposal()
-        if proposal:
-            pid = proposal["id"]
-            self.push_screen(
-                FormScreen(f"Reject proposal #{pid}", [Field("reason", "reason")]),
-                lambda v: (
-                    v is not None
-                    and self._act(
-                        lambda link: link.review(pid, "reject", reason=v["reason"]),
-                        f"proposal #{pid} rejected",
-                    )
-                ),
-            )
-
-    def action_edit(self) -> None:
-        proposal = self._proposal()
-        if not proposal:
-            return
-        pid = proposal["id"]
 
         async def open_editor() -> None:
-            assert self.link is not None
             try:
-                detail = await self.link.proposal(pid)
-                text = detail["content"]
-                if detail["kind"] == "patch":  # edit the result, not the diff
-                    from botarena.server.patching import apply_unified_diff
-
-                    base = await self.link.client.call("canon.get", {"path": detail["path"]})
-                    text = apply_unified_diff(base["content"], detail["content"])
+                path, text = await link.editable(pid)
             except HubCallError as exc:
                 self._show_flash(f"refused: {exc.message}", error=True)
                 return
             except ValueError as exc:
                 self._show_flash(f"cannot edit: {exc}", error=True)
                 return
-            self.push_screen(
-                EditorScreen(f"Edit #{pid} {detail['path']}", text),
-                lambda edited: (
-                    edited is not None
-                    and self._act(
-                        lambda link: link.review(pid, "edit", content=edited),
-                        f"proposal #{pid} edited and reviewed",
-                    )
-                ),
-            )
 
-        if self.link is not None and not self.read_only:
-            self.run_worker(open_editor(), group="actions")
+            def approve(edited: str | None) -> None:
+                if edited is not None:
+                    self._review_as(pid, "edit", content=edited)
 
-    def action_arena_filter(self) -> None:
-        order = [None, *ARENAS]
-        self.arena_filter = order[(order.index(self.arena_filter) + 1) % len(order)]
-        self._show("proposals")
+            self.push_screen(EditorScreen(f"Edit #{pid} {path}", text), approve)
 
-    def action_status_filter(self) -> None:
-        index = STATUS_FILTERS.index(self.status_filter)
-        self.status_filter = STATUS_FILTERS[(index + 1) % len(STATUS_FILTERS)]
-        self._show("proposals")
+        self.run_worker(open_editor(), group="actions")
 
-    def action_new_ticket(self) -> None:
-        self.push_screen(
-            FormScreen("File a ticket", [Field("title", "title"), Field("body", "question")]),
-            lambda v: (
-                v is not None
-                and self._act(lambda link: link.file_ticket(v["title"], v["body"]), "ticket filed")
-            ),
-        )
+    @on(ProposalsPane.DiffWanted)
+    def _load_diff(self, message: ProposalsPane.DiffWanted) -> None:
+        link, pid = self.link, message.proposal_id
+        if link is None:
+            return
 
-    @on(ListView.Selected, "#room-list")
-    def _room_chosen(self, event: ListView.Selected) -> None:
-        name = event.item.name
-        if name:
-            self.state.open_room(name)
-            self._show("rooms")
+        async def load() -> None:
+            try:
+                await link.proposal(pid)
+            except HubCallError as exc:
+                self._show_flash(f"refused: {exc.message}", error=True)
+            self._dirty.add("proposals")
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        detail = {
-            "agent-table": self._draw_agent_detail,
-            "proposal-table": self._draw_proposal_detail,
-            "ticket-table": self._draw_ticket_detail,
-        }.get(event.data_table.id or "")
-        if detail is not None:
-            detail()
+        self.run_worker(load(), group="diff", exclusive=True)

@@ -1,0 +1,142 @@
+"""The Agents tab: each agent's state, what it is doing, its reputation, whether it may
+answer on the external help desk and its trait drift, with the selected agent's summary,
+review record and last LLM turn below.
+
+``m`` mutes the selected agent (asking for how long and why) and ``u`` unmutes it; both
+are posted up as messages for the app to carry to the hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from botarena.tui.markup import STATE_STYLE, colour, styled
+from botarena.tui.pane import ConsolePane
+from botarena.tui.screens import Field, FormScreen
+from botarena.tui.table import KeyedTable, Row
+
+
+class AgentsPane(ConsolePane):
+    """The agents table and the selected agent's detail."""
+
+    DEFAULT_CSS = """
+    AgentsPane {
+        #agent-table { height: 1fr; }
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "mute", "Mute"),
+        Binding("u", "unmute", "Unmute"),
+    ]
+    TAB_ID = "agents"
+    TAB_TITLE = "2 Agents"
+    DRAWS_FROM = frozenset({"agents"})
+    WRITE_ACTIONS = frozenset({"mute", "unmute"})
+
+    @dataclass
+    class Mute(Message):
+        """Mute ``agent`` for ``seconds``."""
+
+        agent: str
+        seconds: int
+        reason: str
+
+    @dataclass
+    class Unmute(Message):
+        agent: str
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield KeyedTable(
+                "agent", "state", "detail", "reputation", "external", "drift", id="agent-table"
+            )
+            yield Static("", id="agent-detail", classes="detail")
+
+    def focus_default(self) -> None:
+        self.query_one(KeyedTable).focus()
+
+    @property
+    def selected(self) -> str | None:
+        return self.query_one(KeyedTable).selected
+
+    # drawing -----------------------------------------------------------------------
+
+    def draw(self) -> None:
+        rows: list[Row] = []
+        for name in sorted(set(self.state.agents) | set(self.state.standings)):
+            state = self.state.agents.get(name, {})
+            standing = self.state.standings.get(name, {})
+            kind = state.get("state", "unknown")
+            drift = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(state.get("drift", {}).items()))
+            desk = (
+                ("yes" if standing.get("external") else "no") if standing.get("candidate") else "-"
+            )
+            cells = (
+                styled(name, colour(name)),
+                styled(kind, STATE_STYLE.get(kind, "")),
+                escape(state.get("detail", ""))[:50],
+                str(standing.get("reputation", "")),
+                desk,
+                drift,
+            )
+            rows.append((name, cells))
+        self.query_one(KeyedTable).fill(rows)
+        self._draw_detail()
+
+    @on(DataTable.RowHighlighted)
+    def _draw_detail(self) -> None:
+        agent = self.selected
+        detail = self.query_one("#agent-detail", Static)
+        if agent is None:
+            detail.update("no agents yet")
+            return
+        state = self.state.agents.get(agent, {})
+        standing = self.state.standings.get(agent, {})
+        ratio = standing.get("approval_ratio")
+        detail.update(
+            f"[b]{escape(agent)}[/b]  {escape(state.get('summary', ''))}\n"
+            f"reputation {standing.get('reputation', 0)}: {standing.get('approved', 0)} approved, "
+            f"{standing.get('edited', 0)} edited, {standing.get('rejected', 0)} rejected, "
+            f"reactions +{standing.get('reactions_up', 0)}/-{standing.get('reactions_down', 0)}"
+            + (f", approval {ratio:.0%}" if ratio is not None else "")
+            + f"\nlast LLM turn: {state.get('llm_seconds') or 0:.2f} s"
+        )
+
+    # keys --------------------------------------------------------------------------
+
+    def action_mute(self) -> None:
+        agent = self.selected
+        if not agent:
+            return
+
+        def mute(values: dict[str, str] | None) -> None:
+            if values is None:
+                return
+            try:
+                seconds = int(float(values["minutes"]) * 60)
+            except ValueError:
+                self.flash(f"not a number of minutes: {values['minutes']!r}", error=True)
+                return
+            self.post_message(self.Mute(agent, seconds, values["reason"]))
+
+        self.app.push_screen(
+            FormScreen(
+                f"Mute {agent}",
+                [Field("minutes", "minutes", "10"), Field("reason", "reason", required=False)],
+            ),
+            mute,
+        )
+
+    def action_unmute(self) -> None:
+        agent = self.selected
+        if agent:
+            self.post_message(self.Unmute(agent))

@@ -1,0 +1,85 @@
+"""The base of the console's five tab panes, and the keys that switch between them.
+
+A :class:`ConsolePane` is one tab: it is given the :class:`ConsoleState` and whether the
+console is read-only (data down), draws itself from that state when the app tells it
+that a part it shows (:attr:`ConsolePane.DRAWS_FROM`) changed, declares its own keys and
+CSS, and posts messages for what the moderator asks (messages up); it never writes the
+state and never talks to the hub. In read-only mode its :attr:`ConsolePane.WRITE_ACTIONS`
+are disabled, so neither the footer nor the help offer them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import TabPane
+
+from botarena.tui.state import ConsoleState
+
+# Every pane lists the tab keys before its own (the app has them too, for when no pane
+# has the focus), so the footer reads: the tabs, this tab's keys, then help and quit.
+TAB_KEYS: list[BindingType] = [
+    Binding("1", "app.tab('rooms')", "Rooms"),
+    Binding("2", "app.tab('agents')", "Agents"),
+    Binding("3", "app.tab('proposals')", "Proposals"),
+    Binding("4", "app.tab('tickets')", "Tickets"),
+    Binding("5", "app.tab('health')", "Health"),
+]
+
+
+class ConsolePane(TabPane):
+    """One tab of the console."""
+
+    DEFAULT_CSS = """
+    ConsolePane .detail {
+        height: auto;
+        max-height: 12;
+        padding: 0 1;
+        border-top: solid $primary-background;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = TAB_KEYS
+
+    TAB_ID: ClassVar[str]
+    """The pane's id, as the tab keys name it."""
+    TAB_TITLE: ClassVar[str]
+    """The label of its tab."""
+    DRAWS_FROM: ClassVar[frozenset[str]]
+    """The parts of the state it shows, as the hub link names what it changed."""
+    WRITE_ACTIONS: ClassVar[frozenset[str]] = frozenset()
+    """Its actions that change something on the hub (gone in read-only mode)."""
+
+    @dataclass
+    class Flash(Message):
+        """Something to tell the moderator on the flash line."""
+
+        text: str
+        error: bool = False
+
+    def __init__(self, state: ConsoleState, *, read_only: bool = False) -> None:
+        super().__init__(self.TAB_TITLE, id=self.TAB_ID)
+        self.state = state
+        self.read_only = read_only
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (self.read_only and action in self.WRITE_ACTIONS)
+
+    def offered_keys(self) -> list[Binding]:
+        """This pane's own keys (not the tab keys) that apply, as the help lists them."""
+        return [
+            b
+            for b in Binding.make_bindings(self.BINDINGS)
+            if b not in TAB_KEYS and self.check_action(b.action, ()) is not False
+        ]
+
+    def draw(self) -> None:
+        """Show the state as it is now."""
+
+    def focus_default(self) -> None:
+        """Focus the widget the pane's keys work on (the pane shown by its key)."""
+
+    def flash(self, text: str, *, error: bool = False) -> None:
+        self.post_message(self.Flash(text, error))

@@ -1,0 +1,210 @@
+"""The Proposals tab: the agents' proposals, newest first, filtered by arena (``f``) and
+state (``s``: pending, all, approved, rejected, conflict), conflicts and stale proposals
+marked, and the selected one's diff against the canon below.
+
+``a`` approves, ``x`` rejects with a reason, ``e`` edits then approves. Reviews, edits and
+the diffs it has not got yet are posted up as messages: the app asks the hub and the
+proposal comes back through the state. Without a hub (:attr:`ProposalsPane.hub_linked`
+false) the content is shown instead of a diff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import DataTable, RichLog, Static
+
+from botarena.arenas.names import ARENAS
+from botarena.tui.markup import colour, styled
+from botarena.tui.pane import ConsolePane
+from botarena.tui.screens import Field, FormScreen
+from botarena.tui.state import ConsoleState
+from botarena.tui.table import KeyedTable, Row
+
+STATUS_FILTERS = ("pending", None, "approved", "rejected", "conflict")
+STATUS_STYLE = {"conflict": "bold red", "approved": "green", "rejected": "dim"}
+
+
+class ProposalsPane(ConsolePane):
+    """The filter line, the proposals table and the selected proposal's diff."""
+
+    DEFAULT_CSS = """
+    ProposalsPane {
+        #proposal-filter { height: 1; padding: 0 1; }
+        #proposal-table { height: 1fr; }
+        #proposal-detail { height: 1fr; border-top: solid $primary-background; }
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "approve", "Approve"),
+        Binding("x", "reject", "Reject"),
+        Binding("e", "edit", "Edit"),
+        Binding("f", "arena_filter", "Arena"),
+        Binding("s", "status_filter", "State"),
+    ]
+    TAB_ID = "proposals"
+    TAB_TITLE = "3 Proposals"
+    DRAWS_FROM = frozenset({"proposals"})
+    WRITE_ACTIONS = frozenset({"approve", "reject", "edit"})
+
+    arena_filter: reactive[str | None] = reactive(None, init=False)
+    """The arena shown, or every arena."""
+    status_filter: reactive[str | None] = reactive("pending", init=False)
+    """The state shown, or every state."""
+
+    @dataclass
+    class Review(Message):
+        """Review a proposal: ``approve``, or ``reject`` with a reason."""
+
+        proposal_id: int
+        decision: str
+        reason: str = ""
+
+    @dataclass
+    class Edit(Message):
+        """Open the editor on a proposal, to approve it edited."""
+
+        proposal_id: int
+
+    @dataclass
+    class DiffWanted(Message):
+        """Read a proposal again with its diff against the canon."""
+
+        proposal_id: int
+
+    def __init__(self, state: ConsoleState, *, read_only: bool = False) -> None:
+        super().__init__(state, read_only=read_only)
+        self.hub_linked = False  # a hub to read diffs from
+        self._diff_for: int | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("", id="proposal-filter")
+            yield KeyedTable(
+                "#", "state", "arena", "kind", "author", "path", "title", id="proposal-table"
+            )
+            yield RichLog(id="proposal-detail", wrap=False, markup=True, min_width=20)
+
+    def focus_default(self) -> None:
+        self.query_one(KeyedTable).focus()
+
+    @property
+    def selected(self) -> dict[str, Any] | None:
+        key = self.query_one(KeyedTable).selected
+        return self.state.proposals.get(int(key)) if key else None
+
+    # drawing -----------------------------------------------------------------------
+
+    def watch_arena_filter(self) -> None:
+        self.draw()
+
+    def watch_status_filter(self) -> None:
+        self.draw()
+
+    def draw(self) -> None:
+        self.query_one("#proposal-filter", Static).update(
+            f"arena [b]{self.arena_filter or 'all'}[/b] (f) · "
+            f"state [b]{self.status_filter or 'all'}[/b] (s)"
+        )
+        rows: list[Row] = []
+        for p in sorted(self.state.proposals.values(), key=lambda p: -p["id"]):
+            if (self.arena_filter is not None and p["arena"] != self.arena_filter) or (
+                self.status_filter is not None and p["status"] != self.status_filter
+            ):
+                continue
+            status = p["status"] + (" (stale)" if p.get("stale") else "")
+            style = STATUS_STYLE.get(p["status"], "yellow" if p.get("stale") else "")
+            cells = (
+                str(p["id"]),
+                styled(status, style),
+                p["arena"],
+                p["kind"],
+                styled(p["author"], colour(p["author"])),
+                escape(p["path"]),
+                escape(p["title"])[:40],
+            )
+            rows.append((str(p["id"]), cells))
+        self.query_one(KeyedTable).fill(rows)
+        self._draw_detail()
+
+    @on(DataTable.RowHighlighted)
+    def _draw_detail(self) -> None:
+        log = self.query_one("#proposal-detail", RichLog)
+        proposal = self.selected
+        log.clear()
+        if proposal is None:
+            log.write("no proposal selected")
+            return
+        log.write(
+            f"[b]#{proposal['id']} {escape(proposal['title'])}[/b] by {escape(proposal['author'])}"
+            f" in {proposal['arena']}: {proposal['kind']} on {escape(proposal['path'])}, based on "
+            f"v{proposal['base_version']}"
+            + (f", canon at v{proposal['canon_version']}" if "canon_version" in proposal else "")
+        )
+        if proposal.get("reason"):
+            log.write(f"[b]{proposal['status']}[/b]: {escape(proposal['reason'])}")
+        if proposal.get("attachments"):
+            files = ", ".join(f"{a['name']} ({a['size']} bytes)" for a in proposal["attachments"])
+            log.write(f"attachments: {escape(files)}")
+        if "diff" not in proposal and not self.hub_linked:
+            log.write(escape(proposal.get("content", "")))  # no hub to diff against
+            return
+        if "diff" not in proposal:
+            if self._diff_for != proposal["id"]:
+                self._diff_for = proposal["id"]
+                self.post_message(self.DiffWanted(proposal["id"]))
+            log.write("[dim]loading the diff…[/]")
+            return
+        for line in proposal["diff"].splitlines():
+            log.write(styled(line, diff_style(line)))
+
+    # keys --------------------------------------------------------------------------
+
+    def action_approve(self) -> None:
+        proposal = self.selected
+        if proposal:
+            self.post_message(self.Review(proposal["id"], "approve"))
+
+    def action_reject(self) -> None:
+        proposal = self.selected
+        if not proposal:
+            return
+        pid = proposal["id"]
+
+        def reject(values: dict[str, str] | None) -> None:
+            if values is not None:
+                self.post_message(self.Review(pid, "reject", values["reason"]))
+
+        self.app.push_screen(
+            FormScreen(f"Reject proposal #{pid}", [Field("reason", "reason")]), reject
+        )
+
+    def action_edit(self) -> None:
+        proposal = self.selected
+        if proposal:
+            self.post_message(self.Edit(proposal["id"]))
+
+    def action_arena_filter(self) -> None:
+        order = [None, *ARENAS]
+        self.arena_filter = order[(order.index(self.arena_filter) + 1) % len(order)]
+
+    def action_status_filter(self) -> None:
+        index = STATUS_FILTERS.index(self.status_filter)
+        self.status_filter = STATUS_FILTERS[(index + 1) % len(STATUS_FILTERS)]
+
+
+def diff_style(line: str) -> str:
+    """The colour of a unified diff's line: added, removed, a hunk header, or none."""
+    if line.startswith("+"):
+        return "green"
+    if line.startswith("-"):
+        return "red"
+    return "cyan" if line.startswith("@@") else ""
