@@ -1,10 +1,8 @@
 """The Agents tab: each agent's state, what it is doing, its reputation, whether it may
 answer on the external help desk and its trait drift, with the selected agent's summary,
-review record and last LLM turn below.
-
-``m`` mutes the selected agent (asking for how long and why) and ``u`` unmutes it; both
-are posted up as messages for the app to carry to the hub.
-"""
+review record and last LLM turn below; ``m`` mutes the selected agent (asking for how
+long and why) and ``u`` unmutes it, both posted up as messages for the app to carry to
+the hub."""
 
 from __future__ import annotations
 
@@ -52,6 +50,8 @@ class AgentsPane(ConsolePane):
 
     @dataclass
     class Unmute(Message):
+        """Let ``agent`` speak again."""
+
         agent: str
 
     def compose(self) -> ComposeResult:

@@ -1,16 +1,13 @@
-"""The moderator console: a Textual app over a :class:`HubLink` (``botarena tui``).
-
-Five tabs, switched with 1-5, each a pane with its own keys and CSS: Rooms
-(:mod:`botarena.tui.rooms`), Agents (:mod:`~botarena.tui.agents`), Proposals
-(:mod:`~botarena.tui.proposals`), Tickets (:mod:`~botarena.tui.tickets`) and Health
-(:mod:`~botarena.tui.health`). The app holds the layout (a status line, the tabs, a flash
-line, the footer), the global keys (the tabs, ``?`` lists every key, ``q`` quits; Ctrl+P
-opens the command palette) and the link. Data goes down: the link writes the
-:class:`ConsoleState` and names what it changed, and a few times a second the app tells
-the panes that show those parts to draw themselves. Messages come up: a pane posts what
-the moderator asked for (approve, mute, post...) and the app carries it to the hub,
-showing what was done or the hub's refusal. In read-only mode every action is gone.
-"""
+"""The moderator console (``botarena tui``), a Textual app over a :class:`HubLink`: five
+tabs switched with 1-5, each a pane with its own keys and CSS (Rooms, Agents, Proposals,
+Tickets, Health: :mod:`botarena.tui.rooms` and its siblings); the app holds the layout (a
+status line, the tabs, a flash line, the footer), the global keys (the tabs, ``?`` lists
+every key, ``q`` quits, Ctrl+P opens the command palette) and the link. Data goes down:
+the link writes the :class:`ConsoleState` and names what it changed, and a few times a
+second the app tells the panes that show those parts to draw themselves. Messages come
+up: a pane posts what the moderator asked for (approve, mute, post...) and the app
+carries it to the hub, showing what was done or the hub's refusal on the flash line. In
+read-only mode every action is gone."""
 
 from __future__ import annotations
 

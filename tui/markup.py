@@ -1,6 +1,6 @@
 """Console markup shared by the panes: a stable colour per name, a style per agent state,
 and :func:`styled` to put escaped text in a style. The panes draw rows and details with
-these so that an author has the same colour in the stream, the tables and the diffs."""
+these so that an author has the same colour in the stream and in every table."""
 
 from __future__ import annotations
 

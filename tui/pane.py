@@ -1,12 +1,10 @@
-"""The base of the console's five tab panes, and the keys that switch between them.
-
-A :class:`ConsolePane` is one tab: it is given the :class:`ConsoleState` and whether the
-console is read-only (data down), draws itself from that state when the app tells it
-that a part it shows (:attr:`ConsolePane.DRAWS_FROM`) changed, declares its own keys and
-CSS, and posts messages for what the moderator asks (messages up); it never writes the
-state and never talks to the hub. In read-only mode its :attr:`ConsolePane.WRITE_ACTIONS`
-are disabled, so neither the footer nor the help offer them.
-"""
+"""The base of the console's five tab panes, and the keys that switch between them: a
+:class:`ConsolePane` is one tab, given the :class:`ConsoleState` and whether the console
+is read-only (data down); it draws itself from that state when the app tells it that a
+part it shows (:attr:`ConsolePane.DRAWS_FROM`) changed, declares its own keys and CSS,
+and posts messages for what the moderator asks (messages up). It never writes the state
+and never talks to the hub; in read-only mode its :attr:`ConsolePane.WRITE_ACTIONS` are
+disabled, so neither the footer nor the help offer them."""
 
 from __future__ import annotations
 
@@ -79,7 +77,7 @@ class ConsolePane(TabPane):
         """Show the state as it is now."""
 
     def focus_default(self) -> None:
-        """Focus the widget the pane's keys work on (the pane shown by its key)."""
+        """Focus the widget this pane's keys start from, as when its tab is chosen."""
 
     def flash(self, text: str, *, error: bool = False) -> None:
         self.post_message(self.Flash(text, error))

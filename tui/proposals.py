@@ -1,12 +1,10 @@
 """The Proposals tab: the agents' proposals, newest first, filtered by arena (``f``) and
 state (``s``: pending, all, approved, rejected, conflict), conflicts and stale proposals
-marked, and the selected one's diff against the canon below.
-
-``a`` approves, ``x`` rejects with a reason, ``e`` edits then approves. Reviews, edits and
-the diffs it has not got yet are posted up as messages: the app asks the hub and the
-proposal comes back through the state. Without a hub (:attr:`ProposalsPane.hub_linked`
-false) the content is shown instead of a diff.
-"""
+marked, the selected one's diff against the canon below; ``a`` approves, ``x`` rejects
+with a reason, ``e`` edits then approves. Reviews, edits and the diffs it lacks are posted
+up as messages: the app asks the hub and the proposal comes back through the state.
+Without a hub (:attr:`ProposalsPane.hub_linked` false) the content shows instead of a
+diff."""
 
 from __future__ import annotations
 

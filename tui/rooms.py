@@ -1,10 +1,8 @@
 """The Rooms tab: every readable room with its unread count and whether it is paused,
-and the stream of the open room, each author in their colour and replies marked.
-
-``/`` filters the stream, ``c`` posts as the moderator, ``p`` and ``r`` pause and resume
-the open room (pausing asks for a reason). Choosing a room, posting, pausing and resuming
-are posted up as messages; the app opens the room in the state or asks the hub.
-"""
+and the stream of the open room, each author in their colour and replies marked; ``/``
+filters the stream, ``c`` posts as the moderator, ``p`` and ``r`` pause (with a reason)
+and resume the open room. Choosing a room, posting, pausing and resuming are posted up as
+messages: the app opens the room in the state or asks the hub."""
 
 from __future__ import annotations
 
@@ -63,11 +61,15 @@ class RoomsPane(ConsolePane):
 
     @dataclass
     class Pause(Message):
+        """Pause ``room``: agents stop speaking there."""
+
         room: str
         reason: str
 
     @dataclass
     class Resume(Message):
+        """Let ``room`` speak again."""
+
         room: str
 
     def __init__(self, state: ConsoleState, *, read_only: bool = False) -> None:

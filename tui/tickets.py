@@ -1,11 +1,8 @@
 """The Tickets tab: the help desk's tickets, newest first, each followed to its answer
 (the newest ``ticket_answer`` proposal for it: waiting, pending, approved), with the
-selected ticket's question and answer below.
-
-``n`` files a ticket (a title and the question), posted up as a message for the app to
-carry to the hub. The tab is drawn again when tickets or proposals change, since an
-answer is a proposal.
-"""
+selected ticket's question and answer below; ``n`` files a ticket, posted up as a message
+for the app to carry to the hub. It is drawn again when tickets or proposals change,
+since an answer is a proposal."""
 
 from __future__ import annotations
 
