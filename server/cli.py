@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from botarena.server import logs
 from botarena.server.errors import BotArenaError
-from botarena.server.settings import Settings, get_settings
+from botarena.server.settings import S, get_settings
 
 COMMANDS_GROUP = "botarena.commands"
 """The entry-point group whose functions add commands to the root command."""
@@ -65,10 +65,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_settings(service: bool = False) -> Settings:
-    """The settings, with logs on stdout for a service and on stderr for a command."""
+def load_settings(component: type[S], service: bool = False) -> S:
+    """The settings of ``component`` (e.g. :class:`~botarena.server.settings.HubSettings`),
+    with logs on stdout for a service and on stderr for a command."""
     try:
-        settings = get_settings()
+        settings = get_settings(component)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         fail(f"bad settings: {exc}")
     if service:

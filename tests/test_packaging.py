@@ -15,13 +15,13 @@ import pytest
 from tests.services import ROOT
 
 FOLDERS = ("arenas", "server", "agents", "memory", "bundles", "tui")
-pytestmark = pytest.mark.unit
 
 
 def declared() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+@pytest.mark.unit
 def test_every_package_folder_is_installed_under_botarena() -> None:
     """A folder with an ``__init__.py`` left out of pyproject's list would be missing from
     the wheel while the editable install still finds it."""
@@ -35,6 +35,7 @@ def test_every_package_folder_is_installed_under_botarena() -> None:
     assert found == listed
 
 
+@pytest.mark.unit
 def test_no_generic_top_level_name_is_importable_outside_the_repository(tmp_path: Path) -> None:
     for name in FOLDERS:
         done = subprocess.run(
@@ -96,6 +97,7 @@ def register(root: typer.Typer) -> None:
 '''
 
 
+@pytest.mark.unit
 def test_a_package_of_the_site_adds_a_command_through_the_entry_point_group(
     tmp_path: Path,
 ) -> None:

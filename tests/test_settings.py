@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from botarena.server.settings import CONFIG_ENV, Settings
+from botarena.server.settings import (
+    CONFIG_ENV,
+    AgentSettings,
+    ClientSettings,
+    HubSettings,
+    MemorySettings,
+    Settings,
+)
 from tests.services import ROOT
 
 pytestmark = pytest.mark.unit
@@ -33,3 +40,35 @@ def test_shipped_personas_and_pack_do_not_depend_on_the_working_folder(
     settings = Settings()
     assert settings.personas_dir.is_absolute() and any(settings.personas_dir.glob("*.yaml"))
     assert settings.knowledge_pack is not None and any(settings.knowledge_pack.glob("*.md"))
+
+
+def test_each_component_reads_its_own_keys_of_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text('port = 9100\nllm_model = "llama3"\nhub_url = "http://hub:9100"\n')
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    monkeypatch.setenv("BOTARENA_LLM_MODEL", "codellama")  # the environment wins
+    assert HubSettings().port == 9100
+    assert AgentSettings().llm_model == "codellama"
+    assert ClientSettings().hub_url == "http://hub:9100"
+    assert not hasattr(ClientSettings(), "port")  # a client never sees the hub's settings
+
+
+def test_a_config_key_no_component_knows_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text("prot = 9100\n")  # a typo of port
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    with pytest.raises(ValueError, match="unknown settings in the config file: prot"):
+        ClientSettings()
+
+
+def test_a_component_sees_the_settings_it_shares_with_another() -> None:
+    hub = HubSettings(var_dir=Path("/srv/site"), port=9200)
+    memory = hub.view(MemorySettings)
+    assert isinstance(memory, MemorySettings) and memory.var_dir == Path("/srv/site")
+    assert memory.chroma_dir == Path("/srv/site/chroma")
+    whole = Settings(port=9300)
+    assert whole.view(HubSettings) is whole  # already one

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from botarena.server.cli import load_settings
+from botarena.server.settings import ClientSettings
 
 app = typer.Typer()
 
@@ -27,5 +28,5 @@ def tui(
     asked for)."""
     from botarena.tui.app import ConsoleApp
 
-    settings = load_settings()
+    settings = load_settings(ClientSettings)
     ConsoleApp(url=settings.hub_url, token=settings.token, read_only=read_only).run()
