@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from botarena.server.cli import fail, load_settings, run
+from botarena.server.settings import AgentSettings, LLMSettings, Settings
 
 app = typer.Typer()
 
@@ -27,7 +28,7 @@ def up() -> None:
     """Run the whole product on embedded defaults: hub, LLM, one agent per arena."""
     from botarena.agents.up import up as run_up
 
-    settings = load_settings(service=True)
+    settings = load_settings(Settings, service=True)
     raise typer.Exit(run(run_up(settings)))
 
 
@@ -38,7 +39,7 @@ def worker() -> None:
     from botarena.agents.run import run_worker
     from botarena.server.errors import LLMUnavailable
 
-    settings = load_settings(service=True)
+    settings = load_settings(AgentSettings, service=True)
     try:
         run(run_worker(settings))
     except (LLMUnavailable, FileNotFoundError, ValueError) as exc:
@@ -52,7 +53,7 @@ def personas(
     """Check persona files: list the good ones, explain the bad ones."""
     from botarena.agents.persona import load_personas
 
-    settings = load_settings()
+    settings = load_settings(AgentSettings)
     found, errors = load_personas(directory or settings.personas_dir)
     for persona in found:
         typer.echo(f"ok    {persona.id:<16} {persona.display_name:<16} {', '.join(persona.arenas)}")
@@ -67,11 +68,16 @@ def personas(
 @app.command()
 def llm() -> None:
     """Show which LLM backend would be used and whether it answers."""
-    from botarena.agents.llm import OllamaBackend, OpenAICompatibleBackend, choose_backend
+    from botarena.agents.llm import (
+        BackendHealth,
+        OllamaBackend,
+        OpenAICompatibleBackend,
+        choose_backend,
+    )
 
-    settings = load_settings()
+    settings = load_settings(LLMSettings)
 
-    async def status() -> tuple[str, object]:
+    async def status() -> tuple[str, BackendHealth | None]:
         kind = await choose_backend(settings)
         if kind == "ollama":
             return kind, await OllamaBackend(settings.ollama_host, settings.llm_model).health()
@@ -84,8 +90,8 @@ def llm() -> None:
     if health is None:
         typer.echo(f"backend: {kind} (llama.cpp with {settings.llm_model}, started by the worker)")
         return
-    typer.echo(f"backend: {kind}: {health.detail}")  # type: ignore[attr-defined]
-    if health.models:  # type: ignore[attr-defined]
-        typer.echo("models: " + ", ".join(health.models))  # type: ignore[attr-defined]
-    if not health.ok:  # type: ignore[attr-defined]
+    typer.echo(f"backend: {kind}: {health.detail}")
+    if health.models:
+        typer.echo("models: " + ", ".join(health.models))
+    if not health.ok:
         raise typer.Exit(1)

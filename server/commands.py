@@ -20,6 +20,7 @@ import typer
 from botarena.arenas.names import ARENAS
 from botarena.server.cli import fail, load_settings, run
 from botarena.server.protocol import Role
+from botarena.server.settings import ClientSettings, HubSettings
 
 app = typer.Typer()
 token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke access tokens.")
@@ -42,7 +43,7 @@ def serve() -> None:
     """Run the hub (embedded PostgreSQL unless BOTARENA_DATABASE_URL is set)."""
     from botarena.server.app import serve as serve_hub
 
-    settings = load_settings(service=True)
+    settings = load_settings(HubSettings, service=True)
     run(serve_hub(settings))
 
 
@@ -69,7 +70,7 @@ def token_create(
     arenas = list(arena or [])
     if role is Role.AGENT and not arenas:
         arenas = [a for a in ARENAS if a != "external"]
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def create() -> str:
         async with open_store(settings) as store:
@@ -92,7 +93,7 @@ def token_list() -> None:
     """List tokens (never their secrets)."""
     from botarena.server.app import open_store
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def fetch() -> list[Any]:
         async with open_store(settings) as store:
@@ -116,7 +117,7 @@ def token_revoke(
 
     if (name is None) == (token_id is None):
         fail("give exactly one of --name or --id")
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def revoke() -> int:
         async with open_store(settings) as store:
@@ -133,7 +134,7 @@ def db_migrate() -> None:
     """Apply pending migrations and print the schema version."""
     from botarena.server.app import open_store
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def migrate() -> int:
         async with open_store(settings) as store:
@@ -152,7 +153,7 @@ def watch(
     from botarena.server.errors import BotArenaError
     from botarena.server.protocol import Message
 
-    settings = load_settings()
+    settings = load_settings(ClientSettings)
     if not settings.token:
         fail("set BOTARENA_TOKEN to a token (botarena token create ...)")
 
@@ -190,7 +191,7 @@ def backup_command(
     from botarena.server.backup import backup
     from botarena.server.objects import open_objects
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def make() -> dict:
         manifest = await backup(settings, out)
@@ -227,7 +228,7 @@ def archive_command(
     from botarena.server.artifacts import Artifacts
     from botarena.server.objects import open_objects
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
     try:
         when = date.fromisoformat(day) if day else (datetime.now(UTC) - timedelta(days=1)).date()
     except ValueError:
@@ -254,7 +255,7 @@ def restore_command(
     """Restore a backup onto an empty site (empty database, ChromaDB and object store)."""
     from botarena.server.backup import restore
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
     restored = run(restore(settings, archive), code=1)
     typer.echo(
         f"restored schema v{restored['schema_version']}, "
@@ -268,7 +269,7 @@ def audit_verify() -> None:
     from botarena.server import audit
     from botarena.server.app import open_store
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def check() -> audit.Verdict:
         async with open_store(settings) as store, store.pool.acquire() as conn:
@@ -288,7 +289,7 @@ def audit_checkpoint(
     from botarena.server import audit, checkpoint
     from botarena.server.app import open_store
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
     if not settings.site_key:
         fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
     folder = out or settings.var_dir / "checkpoints"
@@ -332,7 +333,7 @@ def audit_verify_checkpoint(
     from botarena.server import checkpoint
     from botarena.server.app import open_store
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
     if not settings.site_key:
         fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
     data = path.read_bytes()
@@ -370,7 +371,7 @@ def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> Non
     from botarena.server import audit
     from botarena.server.app import open_store
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def fetch() -> list[audit.AuditEntry]:
         async with open_store(settings) as store, store.pool.acquire() as conn:
@@ -388,7 +389,7 @@ def _with_proposals(action: Callable[[Any, Any], Coroutine[Any, Any, Any]]) -> A
     from botarena.server.app import open_store
     from botarena.server.proposals import ProposalStore
 
-    settings = load_settings()
+    settings = load_settings(HubSettings)
 
     async def act() -> Any:
         async with open_store(settings) as store:
@@ -422,7 +423,7 @@ def reputation(
     """Agents by reputation, and who may enter the external arena now."""
     from botarena.server import reputation as rep
 
-    fraction = load_settings().external_top_fraction
+    fraction = load_settings(HubSettings).external_top_fraction
     board = _with_proposals(lambda _proposals, store: rep.standings(store.pool, fraction))
     if as_json:
         typer.echo(json.dumps([s.public() for s in board], indent=1))
