@@ -8,12 +8,15 @@ entry-point group (:func:`register`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from botarena.server.cli import fail, load_settings
-from botarena.server.settings import Settings
+from botarena.server.settings import MemorySettings
+
+if TYPE_CHECKING:
+    import chromadb
 
 memory_app = typer.Typer(no_args_is_help=True, help="Agents' memories and shared knowledge.")
 
@@ -23,7 +26,7 @@ def register(root: typer.Typer) -> None:
     root.add_typer(memory_app, name="memory")
 
 
-def _chroma(settings: Settings) -> Any:
+def _chroma(settings: MemorySettings) -> chromadb.ClientAPI:
     from botarena.server import offline
 
     offline.apply()
@@ -43,7 +46,7 @@ def memory_agents() -> None:
     """List the agents that have memories, with their counts."""
     from botarena.memory.memories import AgentMemory, agents_with_memories
 
-    client = _chroma(load_settings())
+    client = _chroma(load_settings(MemorySettings))
     for agent in agents_with_memories(client):
         typer.echo(f"{agent:<24} {AgentMemory(client, agent).count():>7} memories")
 
@@ -57,7 +60,7 @@ def memory_show(
     """Show an agent's newest memories, or what it would recall for a question."""
     from botarena.memory.memories import AgentMemory, agents_with_memories
 
-    client = _chroma(load_settings())
+    client = _chroma(load_settings(MemorySettings))
     if agent not in agents_with_memories(client):
         fail(f"no memories for {agent!r}", code=1)
     memory = AgentMemory(client, agent)
@@ -75,7 +78,7 @@ def memory_load_pack(
     from botarena.memory.index import KnowledgeIndex
     from botarena.memory.knowledge import load_pack
 
-    settings = load_settings()
+    settings = load_settings(MemorySettings)
     chunks, errors = load_pack(folder)
     for error in errors:
         typer.secho(f"refused {error}", fg=typer.colors.RED, err=True)
