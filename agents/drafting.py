@@ -62,7 +62,9 @@ def plan(turn: Turn, charter: ArenaCharter | None, initiative_count: int) -> Dra
     if trigger is not None and "ticket_answer" in charter.proposals:
         ticket = TICKET_ANNOUNCEMENT.match(trigger.text)
         if ticket and trigger.author_role != "agent":
-            return DraftPlan("ticket_answer", ticket_path(int(ticket[1])), int(ticket[1]))
+            return DraftPlan(
+                ProposalKind.TICKET_ANSWER, ticket_path(int(ticket[1])), int(ticket[1])
+            )
     kind = _new_text_kind(charter)
     if kind is None:
         return None

@@ -81,5 +81,5 @@ async def run_worker(settings: Settings) -> None:
             await asyncio.gather(task, return_exceptions=True)
         except asyncio.CancelledError:  # a second signal while closing: finish the shutdown
             log.warning("worker.stop_interrupted")
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # e.g. a refused token: the worker cannot run
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            raise error  # e.g. a refused token: the worker cannot run

@@ -19,7 +19,7 @@ import copy
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from botarena.agents.llm import LLMBackend
 from botarena.agents.persona import Persona, Traits
@@ -167,7 +167,7 @@ class CrewTurns:
     def _kickoff(
         self, persona: Persona, slot: int, description: str, tools: list[Any]
     ) -> tuple[str, float, int]:
-        from crewai import Crew, Task
+        from crewai import Crew, CrewOutput, Task
 
         self._llm_seconds[persona.id] = 0.0
         agent = self._agent(persona, slot)
@@ -179,7 +179,8 @@ class CrewTurns:
             tools=tools,
         )
         crew = Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
-        output = crew.kickoff()
+        # a crew made without stream=True returns a CrewOutput, never a CrewStreamingOutput
+        output = cast(CrewOutput, crew.kickoff())
         tokens = agent.llm.get_token_usage_summary().completion_tokens - tokens_before
         return str(output.raw or ""), self._llm_seconds[persona.id], tokens
 

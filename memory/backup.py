@@ -55,7 +55,9 @@ def _import_chroma(settings: Settings, source: Path) -> dict[str, int]:
             batch = json.loads(line)
             collection = client.get_or_create_collection(
                 batch["collection"],
-                embedding_function=ChromaEmbedding(),
+                # chromadb asks for EmbeddingFunction[Embeddable] with a contravariant
+                # parameter, which no text-only function can be (chroma-core/chroma#5241)
+                embedding_function=ChromaEmbedding(),  # type: ignore[arg-type]
                 metadata=batch["metadata"],
             )
             if batch["ids"]:

@@ -67,7 +67,9 @@ class KnowledgeIndex:
     def _collection(self, name: str) -> chromadb.Collection:
         return self.client.get_or_create_collection(
             PREFIX + name,
-            embedding_function=ChromaEmbedding(),
+            # chromadb asks for EmbeddingFunction[Embeddable] with a contravariant parameter,
+            # which no text-only function can be (chroma-core/chroma#5241)
+            embedding_function=ChromaEmbedding(),  # type: ignore[arg-type]
             metadata={"hnsw:space": "cosine"},
         )
 
@@ -134,11 +136,15 @@ class KnowledgeIndex:
                 n_results=min(k, present[name]),
                 include=["documents", "metadatas", "distances"],
             )
+            documents, metadatas = result["documents"], result["metadatas"]
+            distances = result["distances"]
+            # all three asked for in include
+            assert documents is not None and metadatas is not None and distances is not None
             for chunk_id, text, meta, distance in zip(
                 result["ids"][0],
-                result["documents"][0],
-                result["metadatas"][0],
-                result["distances"][0],
+                documents[0],
+                metadatas[0],
+                distances[0],
                 strict=True,
             ):
                 similarity = 1.0 - float(distance)

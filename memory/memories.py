@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict, cast
 
 import chromadb
 import numpy as np
@@ -54,6 +55,17 @@ class Memory:
     accessed: float
     room: str
     score: float = 0.0
+
+
+class _Stored(TypedDict):
+    """A memory's metadata as :meth:`AgentMemory.remember` writes it (``room`` may be
+    missing from memories stored before rooms were recorded)."""
+
+    kind: str
+    importance: float
+    created: float
+    accessed: float
+    room: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,9 @@ class AgentMemory:
         self.embedder = shared_embedder()
         self.collection = client.get_or_create_collection(
             PREFIX + agent,
-            embedding_function=ChromaEmbedding(),
+            # chromadb asks for EmbeddingFunction[Embeddable] with a contravariant parameter,
+            # which no text-only function can be (chroma-core/chroma#5241)
+            embedding_function=ChromaEmbedding(),  # type: ignore[arg-type]
             metadata={"hnsw:space": "cosine"},
         )
         self._pending: list[tuple[str, float]] = []  # observations since the last reflection
@@ -185,8 +199,10 @@ class AgentMemory:
         rows = self.collection.get(
             where={"kind": "observation"}, include=["documents", "metadatas"]
         )
+        documents, metadatas = rows["documents"], rows["metadatas"]
+        assert documents is not None and metadatas is not None  # both asked for in include
         entries = sorted(
-            zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True),
+            zip(rows["ids"], documents, cast(list[_Stored], metadatas), strict=True),
             key=lambda r: r[2]["created"],
         )
         low = [e for e in entries if e[2]["importance"] < 5]
@@ -215,10 +231,14 @@ class AgentMemory:
             n_results=min(candidates, total),
             include=["documents", "metadatas", "distances"],
         )
+        documents, metadatas = result["documents"], result["metadatas"]
+        distances = result["distances"]
+        # all three asked for in include
+        assert documents is not None and metadatas is not None and distances is not None
         ids = result["ids"][0]
-        metas = result["metadatas"][0]
+        metas = cast(list[_Stored], metadatas[0])
         now = self.clock()
-        relevance = 1.0 - np.array(result["distances"][0], dtype=float)
+        relevance = 1.0 - np.array(distances[0], dtype=float)
         importance = np.array([m["importance"] for m in metas], dtype=float) / 10.0
         hours = np.array([(now - m["accessed"]) / 3600.0 for m in metas], dtype=float)
         recency = np.power(self.weights.decay_per_hour, np.maximum(hours, 0.0))
@@ -231,7 +251,7 @@ class AgentMemory:
             Memory(
                 ids[i],
                 metas[i]["kind"],
-                result["documents"][0][i] or "",
+                documents[0][i] or "",
                 metas[i]["importance"],
                 metas[i]["created"],
                 metas[i]["accessed"],
@@ -250,6 +270,8 @@ class AgentMemory:
     def recent(self, limit: int = 20) -> list[Memory]:
         """The newest memories, for inspection (``botarena memory show``)."""
         rows = self.collection.get(include=["documents", "metadatas"])
+        documents, metadatas = rows["documents"], rows["metadatas"]
+        assert documents is not None and metadatas is not None  # both asked for in include
         memories = [
             Memory(
                 i,
@@ -260,7 +282,7 @@ class AgentMemory:
                 m["accessed"],
                 str(m.get("room", "")),
             )
-            for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True)
+            for i, d, m in zip(rows["ids"], documents, cast(list[_Stored], metadatas), strict=True)
         ]
         return sorted(memories, key=lambda m: m.created, reverse=True)[:limit]
 

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import chromadb
@@ -136,7 +137,7 @@ class MemoryService:
     # during the run -----------------------------------------------------------------
 
     async def observe(
-        self, message: Message, agents: set[str], mentioned: set[str] = frozenset()
+        self, message: Message, agents: set[str], mentioned: AbstractSet[str] = frozenset()
     ) -> None:
         """Remember ``message`` for each of ``agents`` (those in its room); ``mentioned``:
         the agents it names, for whom it matters more."""

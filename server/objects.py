@@ -14,16 +14,21 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from botarena.server.errors import ObjectStoreError
 from botarena.server.files import copy_atomic
 from botarena.server.settings import Settings
 
+if TYPE_CHECKING:
+    import urllib3
+
 PART_SIZE = 8 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,12 +125,12 @@ class S3Store:
             http_client=_http_client(),
         )
 
-    def _call(self, what: str, action: object) -> object:
+    def _call(self, what: str, action: Callable[[], T]) -> T:
         from minio.error import S3Error
         from urllib3.exceptions import HTTPError
 
         try:
-            return action()  # type: ignore[operator]
+            return action()
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 raise ObjectStoreError("not_found", f"no object {what} in {self.where}") from None
@@ -165,20 +170,21 @@ class S3Store:
             if exc.code == "not_found":
                 return None
             raise
-        return ObjectInfo(key, int(found.size))  # type: ignore[attr-defined]
+        assert found.size is not None  # stat_object reads it from Content-Length: always set
+        return ObjectInfo(key, int(found.size))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         objects = self._call(
             "the list",
             lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True)),
         )
-        return [ObjectInfo(o.object_name, int(o.size)) for o in objects]  # type: ignore[attr-defined]
+        return [ObjectInfo(o.object_name, int(o.size)) for o in objects]
 
     def delete(self, key: str) -> None:
         self._call(key, lambda: self.client.remove_object(self.bucket, _check_key(key)))
 
 
-def _http_client() -> object:
+def _http_client() -> urllib3.PoolManager:
     """Few, quick retries: a server that is gone should fail a call in seconds."""
     import urllib3
 
