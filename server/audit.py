@@ -1,12 +1,12 @@
-"""The audit log: every state change appended as a hash-chained entry.
+"""The audit chain's rules: what an entry holds and how each one is bound to the last.
 
 Each entry carries a sequence number (1, 2, 3... without gaps), a time, the actor, the
 action (``token.issued``, ``moderation.mute``...), its subject, a canonical JSON detail,
-the previous entry's hash and its own hash: SHA-256 over all of those. Entries are
-appended in the same transaction as the change they record, under a transaction lock so
-the chain stays linear with several hub processes; the database refuses to update,
-delete or truncate them (triggers in migration 0003). :func:`verify` recomputes the
-whole chain and names the first entry that was altered, removed or re-linked.
+the previous entry's hash and its own hash: SHA-256 over all of those. These functions
+touch no database: :class:`botarena.server.store.audit.AuditLog` appends entries in
+the transaction of the change they record and walks the chain with
+:func:`chain_problem`, which names the first entry that was altered, removed or
+re-linked.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 GENESIS = "0" * 64
-_LOCK_KEY = 0x42_07_A0_D1
+"""The previous hash of the first entry."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class AuditEntry:
     detail: str
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    entries: int
+    head: str
+    problem: str = ""
+    bad_seq: int | None = None
 
 
 def canonical_detail(detail: dict[str, Any] | None) -> str:
@@ -63,6 +73,32 @@ def entry_hash(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def chain_problem(entry: AuditEntry, seq: int, prev_hash: str) -> str | None:
+    """Why ``entry`` cannot stand as entry ``seq`` after the hash ``prev_hash``, or None."""
+    who = entry.actor or "the system"
+    where = f"entry {entry.seq} ({entry.action} by {who} at {entry.at:%Y-%m-%d %H:%M:%S})"
+    if entry.seq != seq:
+        return f"entry {seq} is missing (the next one is {entry.seq})"
+    if entry.prev_hash != prev_hash:
+        return f"{where} does not follow the entry before it: the chain was cut or re-linked"
+    recomputed = entry_hash(
+        entry.seq,
+        entry.at,
+        entry.actor,
+        entry.action,
+        entry.subject,
+        entry.detail,
+        entry.prev_hash,
+    )
+    if recomputed != entry.hash:
+        return f"{where} was altered: its content no longer matches its hash"
+    return None
+
+
+# Temporary: the connection-taking calls of before the store's AuditLog, kept until the
+# hub and the commands reach the chain through ``store.audit``.
+
+
 async def append(
     conn: asyncpg.Connection,
     action: str,
@@ -71,83 +107,19 @@ async def append(
     subject: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> int:
-    """Append an entry inside the caller's transaction; return its sequence number."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-    last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-    seq = (last["seq"] if last else 0) + 1
-    prev = last["hash"] if last else GENESIS
-    at = datetime.now(UTC)
-    text = canonical_detail(detail)
-    digest = entry_hash(seq, at, actor, action, subject, text, prev)
-    await conn.execute(
-        """INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        seq,
-        at,
-        actor,
-        action,
-        subject,
-        text,
-        prev,
-        digest,
-    )
-    return seq
+    from botarena.server.store.legacy import on_connection
+
+    log = on_connection(conn).audit
+    return await log.append(action, actor=actor, subject=subject, detail=detail, conn=conn)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    entries: int
-    head: str
-    problem: str = ""
-    bad_seq: int | None = None
+async def verify(conn: asyncpg.Connection) -> Verdict:
+    from botarena.server.store.legacy import on_connection
 
-
-async def verify(conn: asyncpg.Connection, batch: int = 5000) -> Verdict:
-    """Recompute the chain from the first entry; stop at the first broken one."""
-    expected_seq, prev, count = 1, GENESIS, 0
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor("SELECT * FROM audit_log ORDER BY seq", prefetch=batch):
-            entry = AuditEntry(**dict(row))
-            who = entry.actor or "the system"
-            where = f"entry {entry.seq} ({entry.action} by {who} at {entry.at:%Y-%m-%d %H:%M:%S})"
-            if entry.seq != expected_seq:
-                return Verdict(
-                    False,
-                    count,
-                    prev,
-                    f"entry {expected_seq} is missing (the next one is {entry.seq})",
-                    expected_seq,
-                )
-            if entry.prev_hash != prev:
-                return Verdict(
-                    False,
-                    count,
-                    prev,
-                    f"{where} does not follow the entry before it: the chain was cut or re-linked",
-                    entry.seq,
-                )
-            recomputed = entry_hash(
-                entry.seq,
-                entry.at,
-                entry.actor,
-                entry.action,
-                entry.subject,
-                entry.detail,
-                entry.prev_hash,
-            )
-            if recomputed != entry.hash:
-                return Verdict(
-                    False,
-                    count,
-                    prev,
-                    f"{where} was altered: its content no longer matches its hash",
-                    entry.seq,
-                )
-            prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    return Verdict(True, count, prev)
+    return await on_connection(conn).audit.verify()
 
 
 async def entries(conn: asyncpg.Connection, limit: int = 50) -> list[AuditEntry]:
-    rows = await conn.fetch("SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1", limit)
-    return [AuditEntry(**dict(r)) for r in rows]
+    from botarena.server.store.legacy import on_connection
+
+    return await on_connection(conn).audit.entries(limit)

@@ -7,16 +7,20 @@ or -1 (a little, next to a review). Conflicts count nothing: the canon moved on,
 judged the work. The external arena is the help desk humans rely on, so an agent
 admitted there may only enter while it ranks among the top ``fraction`` of the agents
 admitted there: at least one seat, and agents tied with the last seat share it (on a
-fresh site, where nobody has earned anything yet, all of them enter).
+fresh site, where nobody has earned anything yet, all of them enter). These are the
+rules alone; :class:`botarena.server.store.reputation.ReputationRepository` reads the
+record they are applied to.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 EXTERNAL = "external"
 APPROVED, EDITED, REJECTED, REACTION = 10, 5, -5, 1
@@ -45,36 +49,13 @@ class Standing:
         return {**asdict(self), "approval_ratio": self.approval_ratio}
 
 
-_STANDINGS = """
-SELECT p.name AS agent,
-       coalesce(pr.approved, 0) AS approved, coalesce(pr.edited, 0) AS edited,
-       coalesce(pr.rejected, 0) AS rejected, coalesce(pr.conflicts, 0) AS conflicts,
-       coalesce(rx.up, 0) AS reactions_up, coalesce(rx.down, 0) AS reactions_down,
-       EXISTS (SELECT 1 FROM room_members rm
-               WHERE rm.room = $1 AND rm.principal_id = p.id) AS candidate
-FROM principals p
-LEFT JOIN (SELECT author_id,
-                  count(*) FILTER (WHERE status = 'approved' AND NOT edited) AS approved,
-                  count(*) FILTER (WHERE status = 'approved' AND edited) AS edited,
-                  count(*) FILTER (WHERE status = 'rejected') AS rejected,
-                  count(*) FILTER (WHERE status = 'conflict') AS conflicts
-           FROM proposals GROUP BY author_id) pr ON pr.author_id = p.id
-LEFT JOIN (SELECT m.author_id,
-                  count(*) FILTER (WHERE r.value = 1) AS up,
-                  count(*) FILTER (WHERE r.value = -1) AS down
-           FROM reactions r JOIN messages m ON m.id = r.message_id
-           WHERE r.principal_id <> m.author_id GROUP BY m.author_id) rx
-       ON rx.author_id = p.id
-WHERE p.role = 'agent'
-"""
-
-
-def _score(row: asyncpg.Record) -> int:
+def score(record: Mapping[str, Any]) -> int:
+    """The reputation an agent's counts (approved, edited, rejected, reactions) earn."""
     return (
-        APPROVED * row["approved"]
-        + EDITED * row["edited"]
-        + REJECTED * row["rejected"]
-        + REACTION * (row["reactions_up"] - row["reactions_down"])
+        APPROVED * record["approved"]
+        + EDITED * record["edited"]
+        + REJECTED * record["rejected"]
+        + REACTION * (record["reactions_up"] - record["reactions_down"])
     )
 
 
@@ -86,34 +67,48 @@ def external_cutoff(scores: list[int], fraction: float) -> int | None:
     return sorted(scores, reverse=True)[seats - 1]
 
 
-async def standings(pool: asyncpg.Pool, fraction: float) -> list[Standing]:
-    """Every agent's standing, best first (ties by name)."""
-    rows = await pool.fetch(_STANDINGS, EXTERNAL)
-    scores = {r["agent"]: _score(r) for r in rows}
-    cutoff = external_cutoff([scores[r["agent"]] for r in rows if r["candidate"]], fraction)
+def rank(records: list[Mapping[str, Any]], fraction: float) -> list[Standing]:
+    """Every agent's standing from its counts, best first (ties by name)."""
+    scores = {r["agent"]: score(r) for r in records}
+    cutoff = external_cutoff([scores[r["agent"]] for r in records if r["candidate"]], fraction)
     found = [
         Standing(
-            **dict(r),
+            **r,
             reputation=scores[r["agent"]],
             external=r["candidate"] and cutoff is not None and scores[r["agent"]] >= cutoff,
         )
-        for r in rows
+        for r in records
     ]
     return sorted(found, key=lambda s: (-s.reputation, s.agent))
 
 
-async def external_refusal(pool: asyncpg.Pool, agent: str, fraction: float) -> str | None:
+def refusal(board: list[Standing], agent: str, fraction: float) -> str | None:
     """Why ``agent`` may not enter the external arena now, or None when it may."""
-    board = await standings(pool, fraction)
     candidates = [s for s in board if s.candidate]
     mine = next((s for s in candidates if s.agent == agent), None)
     if mine is None or mine.external:
         return None  # not a candidate: room membership decides, as for any room
     seats = max(1, math.ceil(fraction * len(candidates)))
     needed = min(s.reputation for s in candidates if s.external)
-    rank = 1 + sum(s.reputation > mine.reputation for s in candidates)
+    place = 1 + sum(s.reputation > mine.reputation for s in candidates)
     return (
-        f"{agent} ranks {rank} of {len(candidates)} help-desk agents with reputation "
+        f"{agent} ranks {place} of {len(candidates)} help-desk agents with reputation "
         f"{mine.reputation}; {EXTERNAL} admits the top {fraction:.0%} ({seats} seat"
         f"{'s' if seats != 1 else ''}, reputation {needed} or more)"
     )
+
+
+# Temporary: the pool-taking calls of before the store's ReputationRepository, kept until
+# the hub and the commands reach it through ``store.reputation``.
+
+
+async def standings(pool: asyncpg.Pool, fraction: float) -> list[Standing]:
+    from botarena.server.store import Store
+
+    return await Store(pool, "").reputation.standings(fraction)
+
+
+async def external_refusal(pool: asyncpg.Pool, agent: str, fraction: float) -> str | None:
+    from botarena.server.store import Store
+
+    return await Store(pool, "").reputation.external_refusal(agent, fraction)

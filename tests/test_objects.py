@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from botarena.server import audit
-from botarena.server.artifacts import Artifacts
-from botarena.server.errors import ObjectStoreError
+from botarena.server.errors import Conflict, NotFound, ObjectStoreError
 from botarena.server.objects import open_objects
 from botarena.server.settings import Settings
 from tests.conftest import Arena
@@ -46,34 +44,35 @@ async def test_store_list_fetch_and_a_missing_artifact(
 ) -> None:
     server = request.getfixturevalue("s3") if where == "s3" else None
     objects = await asyncio.to_thread(open_objects, settings(tmp_path, server))
-    artifacts = Artifacts(arena.store.pool, objects)
+    artifacts = arena.store.artifacts
     source = tmp_path / "transcript.jsonl"
     source.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
 
-    stored = await artifacts.store("transcript", "transcripts/2026-11-22/compiler.jsonl", source)
+    stored = await artifacts.put(
+        objects, "transcript", "transcripts/2026-11-22/compiler.jsonl", source
+    )
     assert stored["size"] == source.stat().st_size
-    assert [a["key"] for a in await artifacts.list("transcript")] == [stored["key"]]
+    assert [a["key"] for a in await artifacts.find("transcript")] == [stored["key"]]
     assert [o.key for o in await asyncio.to_thread(objects.list, "transcripts/")] == [stored["key"]]
 
     back = tmp_path / "back.jsonl"
-    await artifacts.fetch(stored["key"], back)
+    await artifacts.get(objects, stored["key"], back)
     assert back.read_bytes() == source.read_bytes()
 
-    with pytest.raises(ObjectStoreError) as missing:
-        await artifacts.fetch("transcripts/1999-01-01/none.jsonl", tmp_path / "x")
+    with pytest.raises(NotFound) as missing:
+        await artifacts.get(objects, "transcripts/1999-01-01/none.jsonl", tmp_path / "x")
     assert missing.value.code == "not_found"
     with pytest.raises(ObjectStoreError) as absent:
         await asyncio.to_thread(objects.get, "no/such/key", tmp_path / "y")
     assert absent.value.code == "not_found" and not (tmp_path / "y").exists()
-    with pytest.raises(ObjectStoreError, match="exists"):
-        await artifacts.store("transcript", stored["key"], source)
+    with pytest.raises(Conflict, match="exists"):
+        await artifacts.put(objects, "transcript", stored["key"], source)
     with pytest.raises(ObjectStoreError, match="not an object key"):
-        await artifacts.store("transcript", "../escape", source)
-    assert [a["key"] for a in await artifacts.list()] == [stored["key"]]
+        await artifacts.put(objects, "transcript", "../escape", source)
+    assert [a["key"] for a in await artifacts.find()] == [stored["key"]]
 
-    async with arena.store.pool.acquire() as conn:
-        assert (await audit.verify(conn)).ok
-        actions = [e.action for e in await audit.entries(conn)]
+    assert (await arena.store.audit.verify()).ok
+    actions = [e.action for e in await arena.store.audit.entries()]
     assert actions.count("artifact.stored") == 1
 
 
@@ -81,7 +80,7 @@ async def test_the_s3_server_going_away_mid_transfer(
     arena: Arena, tmp_path: Path, s3: S3Server
 ) -> None:
     objects = await asyncio.to_thread(open_objects, settings(tmp_path, s3))
-    artifacts = Artifacts(arena.store.pool, objects)
+    artifacts = arena.store.artifacts
     source = tmp_path / "backup.tar"
     source.write_bytes(os.urandom(96 * 1024 * 1024))
     data_dir = Path(next(a for a in s3.process.args if a.startswith("-dir=")).split("=", 1)[1])
@@ -98,9 +97,9 @@ async def test_the_s3_server_going_away_mid_transfer(
     killer = threading.Thread(target=kill_once_a_part_lands)
     killer.start()
     with pytest.raises(ObjectStoreError) as failed:
-        await artifacts.store("backup", "backups/site.tar", source)
+        await artifacts.put(objects, "backup", "backups/site.tar", source)
     killer.join()
     assert failed.value.code == "unavailable"
     assert "did not answer" in failed.value.message and s3.url in failed.value.message
-    assert await artifacts.list() == []  # nothing recorded, not even as pending
+    assert await artifacts.find() == []  # nothing recorded, not even as pending
     assert await arena.store.pool.fetchval("SELECT count(*) FROM artifacts") == 0

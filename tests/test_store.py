@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from botarena.server import migrations
 from botarena.server.auth import hash_token
-from botarena.server.errors import MigrationError
+from botarena.server.errors import Conflict, MigrationError, UnknownRoom
 from botarena.server.protocol import Role
-from botarena.server.store import Store, StoreError
+from botarena.server.store import Store, migrations
 
 
 async def test_migrations_record_the_schema_version_and_apply_once(database_url: str) -> None:
@@ -53,7 +52,7 @@ async def test_hubs_starting_together_migrate_once(database_url: str) -> None:
 
 async def test_only_a_hash_of_a_token_is_stored(database_url: str) -> None:
     store = await Store.open(database_url)
-    principal, token = await store.issue_token("ada", Role.MODERATOR)
+    principal, token = await store.principals.issue_token("ada", Role.MODERATOR)
     dump = await store.pool.fetchval("SELECT string_agg(t::text, ' ') FROM tokens t")
     assert token not in dump
     assert (
@@ -62,19 +61,19 @@ async def test_only_a_hash_of_a_token_is_stored(database_url: str) -> None:
         )
         == 1
     )
-    assert await store.authenticate(token) == (principal, 1)
-    assert await store.authenticate(token + "x") == "unknown token"
+    assert await store.principals.authenticate(token) == (principal, 1)
+    assert await store.principals.authenticate(token + "x") == "unknown token"
     await store.close()
 
 
 async def test_a_principal_keeps_its_role(database_url: str) -> None:
     store = await Store.open(database_url)
-    await store.issue_token("ada", Role.AGENT)
-    with pytest.raises(StoreError, match="exists with role agent"):
-        await store.issue_token("ada", Role.ADMIN)
-    with pytest.raises(StoreError, match="not an arena"):
-        await store.issue_token("bob", Role.AGENT, arenas=["kitchen"])
-    assert await store.principal("bob") is None
+    await store.principals.issue_token("ada", Role.AGENT)
+    with pytest.raises(Conflict, match="exists with role agent"):
+        await store.principals.issue_token("ada", Role.ADMIN)
+    with pytest.raises(UnknownRoom, match="not an arena"):
+        await store.principals.issue_token("bob", Role.AGENT, arenas=["kitchen"])
+    assert await store.principals.get("bob") is None
     await store.close()
 
 

@@ -1,6 +1,6 @@
 """Forward-only, versioned schema migrations, applied at start.
 
-Migrations are the numbered SQL files in ``server/migrations`` (``0001_hub.sql``...).
+Migrations are the numbered SQL files in ``server/store/migrations`` (``0001_hub.sql``...).
 Each runs in its own transaction and is recorded in ``schema_migrations`` with its
 checksum, under an advisory lock so that several hub processes starting together apply
 each one once. A database newer than this code, or an applied migration whose file
@@ -38,7 +38,7 @@ class Migration:
 def available() -> list[Migration]:
     """Every migration shipped with this code, in version order."""
     found = []
-    for entry in resources.files("botarena.server").joinpath("migrations").iterdir():
+    for entry in resources.files("botarena.server.store").joinpath("migrations").iterdir():
         match = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text()))

@@ -1,0 +1,33 @@
+"""The hub's store: every durable thing the hub knows, in PostgreSQL through asyncpg.
+
+:class:`Store` (in :mod:`.facade`) owns the connection pool and its transactions and
+applies the migrations (:mod:`.migrations`, the SQL files in ``migrations/``) when it
+opens. It is made of one repository per area, each in its own module and reached as an
+attribute of the store: principals and tokens, rooms, messages, agent states,
+moderation and control, proposals, the canon, tickets, the audit log, reputation and
+artifacts. Refusals are the error tree's classes (:mod:`botarena.server.errors`).
+Only the hub's internals import this package.
+"""
+
+from __future__ import annotations
+
+from botarena.server.errors import HubError
+from botarena.server.store.facade import Store
+from botarena.server.store.messages import Posted
+from botarena.server.store.moderation import CONTROL_CHANNEL, ControlAction
+from botarena.server.store.principals import TokenInfo
+from botarena.server.store.proposals import Proposal
+from botarena.server.store.rooms import Room
+
+StoreError = HubError  # temporary: the hub's gate catches it until it catches HubError
+
+__all__ = [
+    "CONTROL_CHANNEL",
+    "ControlAction",
+    "Posted",
+    "Proposal",
+    "Room",
+    "Store",
+    "StoreError",
+    "TokenInfo",
+]

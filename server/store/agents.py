@@ -1,0 +1,56 @@
+"""Agent states: what each agent last reported (its state, trait drift, summary and the
+time its turns spend in the LLM), one row per agent, for the console and /metrics."""
+
+from __future__ import annotations
+
+import json
+
+from botarena.server.auth import Principal
+from botarena.server.protocol import AgentState, AgentStateKind
+from botarena.server.store.database import Database
+
+
+class AgentStateRepository:
+    """The last state every agent reported."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def report(
+        self,
+        agent: Principal,
+        state: str,
+        detail: str,
+        drift: dict[str, float],
+        *,
+        summary: str | None = None,
+        llm_seconds: float | None = None,
+    ) -> AgentState:
+        """Store what an agent reports; a summary or LLM time left out stays as it was."""
+        row = await self.db.pool.fetchrow(
+            """INSERT INTO agent_states AS s (principal_id, state, detail, drift, summary,
+                                              llm_seconds, updated_at)
+               VALUES ($1, $2, $3, $4, coalesce($5, ''), $6, now())
+               ON CONFLICT (principal_id) DO UPDATE SET state = $2, detail = $3, drift = $4,
+                   summary = coalesce($5, s.summary), llm_seconds = coalesce($6, s.llm_seconds),
+                   updated_at = now()
+               RETURNING summary, llm_seconds, updated_at""",
+            agent.id,
+            state,
+            detail,
+            json.dumps(drift),
+            summary,
+            llm_seconds,
+        )
+        return AgentState(
+            agent=agent.name, state=AgentStateKind(state), detail=detail, drift=drift, **dict(row)
+        )
+
+    async def states(self) -> list[AgentState]:
+        """Every agent's last report, by agent name."""
+        rows = await self.db.pool.fetch(
+            """SELECT p.name AS agent, s.state, s.detail, s.drift, s.summary, s.llm_seconds,
+                      s.updated_at
+               FROM agent_states s JOIN principals p ON p.id = s.principal_id ORDER BY p.name"""
+        )
+        return [AgentState(**{**dict(r), "drift": json.loads(r["drift"])}) for r in rows]

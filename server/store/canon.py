@@ -1,0 +1,88 @@
+"""The canon: every approved version of every document, append-only.
+
+A document's versions are numbered from 1 and never updated in place (the database
+refuses it); a merge takes the document's lock, so two approvals of the same path
+cannot both become the same next version. The newest version of each document, with
+the SHA-256 recorded at its merge, is what checkpoints sign and exports archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import asyncpg
+
+from botarena.server.store.database import Database
+
+
+class CanonRepository:
+    """Canon versions, by path."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(
+        self, path: str, version: int | None = None, *, conn: asyncpg.Connection | None = None
+    ) -> tuple[int, str] | None:
+        """A document's (version, content): the newest, or the one asked for."""
+        row = await (conn or self.db.pool).fetchrow(
+            """SELECT version, content FROM canon_versions WHERE path = $1
+               AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1""",
+            path,
+            version,
+        )
+        return (row["version"], row["content"]) if row else None
+
+    async def heads(self) -> dict[str, dict[str, Any]]:
+        """Each document's newest version and the SHA-256 recorded when it was merged."""
+        rows = await self.db.pool.fetch(
+            """SELECT DISTINCT ON (path) path, version, sha256 FROM canon_versions
+               ORDER BY path, version DESC"""
+        )
+        return {r["path"]: {"version": r["version"], "sha256": r["sha256"]} for r in rows}
+
+    async def newest(self) -> list[dict[str, Any]]:
+        """Each document's newest version with its content, by path."""
+        rows = await self.db.pool.fetch(
+            """SELECT DISTINCT ON (path) path, version, sha256, content FROM canon_versions
+               ORDER BY path, version DESC"""
+        )
+        return [dict(r) for r in rows]
+
+    async def lock(self, path: str, *, conn: asyncpg.Connection) -> None:
+        """Hold ``path``'s merge lock until the caller's transaction ends."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('botarena.canon:' || $1))", path)
+
+    async def head(self, path: str, *, conn: asyncpg.Connection) -> int:
+        """The newest version of ``path`` (0: none yet), in the caller's transaction."""
+        return await conn.fetchval(
+            "SELECT coalesce(max(version), 0) FROM canon_versions WHERE path = $1", path
+        )
+
+    async def add(
+        self,
+        path: str,
+        version: int,
+        arena: str,
+        content: str,
+        *,
+        proposal_id: int,
+        approved_by: int,
+        conn: asyncpg.Connection,
+    ) -> str:
+        """Append version ``version`` of ``path`` in the caller's transaction; its SHA-256."""
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        await conn.execute(
+            """INSERT INTO canon_versions (path, version, arena, content, sha256,
+                                           proposal_id, approved_by)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            path,
+            version,
+            arena,
+            content,
+            digest,
+            proposal_id,
+            approved_by,
+        )
+        return digest

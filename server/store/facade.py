@@ -1,0 +1,74 @@
+"""The store's facade: the one object that owns the database, made of repositories.
+
+:meth:`Store.open` creates the connection pool and applies the migrations;
+:meth:`Store.transaction` gives a transaction that several repositories' steps may
+share (each takes it as ``conn``). Each area of the hub's durable state is one
+repository, reached as an attribute: ``store.principals``, ``store.rooms``,
+``store.messages``, ``store.agents``, ``store.moderation``, ``store.proposals``,
+``store.canon``, ``store.tickets``, ``store.audit``, ``store.reputation`` and
+``store.artifacts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from botarena.server.store import migrations
+from botarena.server.store.agents import AgentStateRepository
+from botarena.server.store.artifacts import ArtifactRepository
+from botarena.server.store.audit import AuditLog
+from botarena.server.store.canon import CanonRepository
+from botarena.server.store.database import Database
+from botarena.server.store.legacy import LegacyNames
+from botarena.server.store.messages import MessageRepository
+from botarena.server.store.moderation import ModerationRepository
+from botarena.server.store.principals import PrincipalRepository
+from botarena.server.store.proposals import ProposalRepository
+from botarena.server.store.reputation import ReputationRepository
+from botarena.server.store.rooms import RoomRepository
+from botarena.server.store.tickets import TicketRepository
+
+
+class Store(LegacyNames):
+    """Durable state of the hub. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self.pool = pool
+        self.url = url
+        self.schema_version = 0
+        self._db = db = Database(pool)
+        self.audit = AuditLog(db)
+        self.moderation = ModerationRepository(db, self.audit)
+        self.principals = PrincipalRepository(db, self.audit, self.moderation)
+        self.rooms = RoomRepository(db, self.audit, self.moderation)
+        self.messages = MessageRepository(db, self.audit, self.moderation)
+        self.agents = AgentStateRepository(db)
+        self.canon = CanonRepository(db)
+        self.tickets = TicketRepository(db, self.audit)
+        self.proposals = ProposalRepository(db, self.audit, self.rooms, self.canon, self.tickets)
+        self.reputation = ReputationRepository(db)
+        self.artifacts = ArtifactRepository(db, self.audit)
+
+    @classmethod
+    async def open(cls, url: str, pool_size: int = 10) -> Store:
+        """Connect to ``url`` and bring its schema up to date."""
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        store = cls(pool, url)
+        async with pool.acquire() as conn:
+            store.schema_version = await migrations.migrate(conn)
+        return store
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction to hand repositories as ``conn``; it commits when the block ends."""
+        async with self._db.transaction() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")

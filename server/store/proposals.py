@@ -1,0 +1,337 @@
+"""Proposals, the working copy: agents propose, humans decide, approved work becomes canon.
+
+A proposal names an arena, a kind the arena's charter allows, a document path, the canon
+version it was based on (0 for a new document) and its content: the whole text, or for
+``patch`` a unified diff against that version. Review is for humans only (the hub
+checks roles): reject with a reason, approve, or edit then approve. Approving appends a
+new canon version unless the canon moved on since the proposal's base version, in which
+case the proposal is marked ``conflict`` and nothing is merged; approving a ticket's
+answer closes the ticket. Every step is audited in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from botarena.arenas.charter import charters
+from botarena.arenas.names import ProposalKind, ProposalStatus
+from botarena.server.auth import Principal
+from botarena.server.errors import (
+    Conflict,
+    Forbidden,
+    InvalidPayload,
+    NotFound,
+    TooLarge,
+    UnknownRoom,
+)
+from botarena.server.patching import PatchError, apply_unified_diff
+from botarena.server.store.audit import AuditLog
+from botarena.server.store.canon import CanonRepository
+from botarena.server.store.database import Database
+from botarena.server.store.rooms import RoomRepository
+from botarena.server.store.tickets import TicketRepository
+
+MAX_CONTENT_CHARS = 200_000
+
+
+@dataclass(frozen=True)
+class Proposal:
+    id: int
+    arena: str
+    author: str
+    kind: ProposalKind
+    path: str
+    base_version: int
+    title: str
+    content: str
+    status: ProposalStatus
+    reason: str
+    edited: bool
+    reviewed_by: str | None
+    merged_version: int | None
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+_SELECT = """SELECT p.id, p.arena, a.name AS author, p.kind, p.path, p.base_version, p.title,
+                    p.content, p.status, p.reason, p.edited, r.name AS reviewed_by,
+                    p.merged_version, p.created_at
+             FROM proposals p JOIN principals a ON a.id = p.author_id
+             LEFT JOIN principals r ON r.id = p.reviewed_by"""
+
+
+def _proposal(row: asyncpg.Record) -> Proposal:
+    return Proposal(
+        **{
+            **dict(row),
+            "kind": ProposalKind(row["kind"]),
+            "status": ProposalStatus(row["status"]),
+        }
+    )
+
+
+class ProposalRepository:
+    """Proposals and their reviews."""
+
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        rooms: RoomRepository,
+        canon: CanonRepository,
+        tickets: TicketRepository,
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.rooms = rooms
+        self.canon = canon
+        self.tickets = tickets
+
+    async def create(
+        self,
+        author: Principal,
+        *,
+        arena: str,
+        kind: str,
+        path: str,
+        base_version: int,
+        title: str,
+        content: str,
+    ) -> Proposal:
+        charter = charters().get(arena)
+        if charter is None:
+            raise UnknownRoom(f"{arena!r} is not an arena")
+        if kind not in charter.proposals:
+            raise Forbidden(f"{arena} may propose {', '.join(charter.proposals)}, not {kind}")
+        if len(content) > MAX_CONTENT_CHARS:
+            raise TooLarge(
+                f"content is {len(content)} characters; the limit is {MAX_CONTENT_CHARS}"
+            )
+        if not author.supervises and not await self.rooms.is_member(arena, author.id):
+            raise Forbidden(f"{author.name} is not admitted to {arena}")
+        async with self.db.transaction() as conn:
+            head = await self.canon.head(path, conn=conn)
+            if base_version > head:
+                raise InvalidPayload(
+                    f"{path} has no version {base_version} (the canon is at {head})"
+                )
+            if kind == ProposalKind.TICKET_ANSWER:
+                await self.tickets.open_at(path, conn=conn)
+            if kind == ProposalKind.PATCH:
+                base = await self.canon.get(path, base_version, conn=conn)
+                if base is None:
+                    raise InvalidPayload("a patch needs an existing version")
+                try:
+                    apply_unified_diff(base[1], content)
+                except PatchError as exc:
+                    raise InvalidPayload(
+                        f"the diff does not apply to {path} v{base_version}: {exc}"
+                    ) from None
+            proposal_id = await conn.fetchval(
+                """INSERT INTO proposals (arena, author_id, kind, path, base_version, title,
+                                          content) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   RETURNING id""",
+                arena,
+                author.id,
+                kind,
+                path,
+                base_version,
+                title,
+                content,
+            )
+            await self.audit.append(
+                "proposal.created",
+                actor=author.name,
+                subject=f"proposal:{proposal_id}",
+                detail={
+                    "arena": arena,
+                    "kind": kind,
+                    "path": path,
+                    "base_version": base_version,
+                    "sha256": hashlib.sha256(content.encode()).hexdigest(),
+                },
+                conn=conn,
+            )
+            return _proposal(await conn.fetchrow(f"{_SELECT} WHERE p.id = $1", proposal_id))
+
+    async def get(self, proposal_id: int) -> Proposal | None:
+        row = await self.db.pool.fetchrow(f"{_SELECT} WHERE p.id = $1", proposal_id)
+        return _proposal(row) if row else None
+
+    async def find(
+        self, *, arena: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Proposal]:
+        """Proposals newest first, of one arena and one status when given."""
+        rows = await self.db.pool.fetch(
+            f"""{_SELECT} WHERE ($1::text IS NULL OR p.arena = $1)
+                AND ($2::text IS NULL OR p.status = $2) ORDER BY p.id DESC LIMIT $3""",
+            arena,
+            status,
+            limit,
+        )
+        return [_proposal(r) for r in rows]
+
+    async def counts(self) -> list[tuple[str, str, int]]:
+        """(arena, status, proposals) for every arena and status with a proposal."""
+        rows = await self.db.pool.fetch(
+            "SELECT arena, status, count(*) AS n FROM proposals GROUP BY arena, status"
+        )
+        return [(r["arena"], r["status"], r["n"]) for r in rows]
+
+    async def sync(self, actor: str = "operator") -> list[Proposal]:
+        """Bring the working copy in line with the canon: every pending proposal based on
+        an older version than the canon's current one is flagged as a conflict (its
+        author must propose again from the new version). Returns those flagged."""
+        async with self.db.transaction() as conn:
+            stale = await conn.fetch(
+                """UPDATE proposals p SET status = 'conflict',
+                       reason = 'based on version ' || p.base_version || ' of ' || p.path
+                                || ', but the canon is at version ' || c.head
+                   FROM (SELECT path, max(version) AS head FROM canon_versions GROUP BY path) c
+                   WHERE p.status = 'pending' AND p.kind <> 'ticket_answer'
+                     AND c.path = p.path AND p.base_version < c.head
+                   RETURNING p.id"""
+            )
+            await self.audit.append(
+                "canon.sync",
+                actor=actor,
+                subject="working copy",
+                detail={"flagged": [r["id"] for r in stale]},
+                conn=conn,
+            )
+        flagged = [await self.get(r["id"]) for r in stale]
+        return [p for p in flagged if p is not None]
+
+    async def reject(self, proposal_id: int, reviewer: Principal, reason: str) -> Proposal:
+        if not reason.strip():
+            raise InvalidPayload("a rejection needs a reason")
+        async with self.db.transaction() as conn:
+            await self._pending(proposal_id, conn=conn)
+            await self._close(proposal_id, ProposalStatus.REJECTED, reason, reviewer, conn=conn)
+        return await self._reviewed(proposal_id)
+
+    async def approve(
+        self, proposal_id: int, reviewer: Principal, edited_content: str | None = None
+    ) -> Proposal:
+        """Merge into the canon as a new version, or mark a conflict when the canon moved."""
+        async with self.db.transaction() as conn:
+            row = await self._pending(proposal_id, conn=conn)
+            path = row["path"]
+            await self.canon.lock(path, conn=conn)
+            head = await self.canon.head(path, conn=conn)
+            if row["base_version"] != head:
+                reason = (
+                    f"based on version {row['base_version']} of {path}, but the "
+                    f"canon is at version {head}"
+                )
+                await self._close(proposal_id, ProposalStatus.CONFLICT, reason, reviewer, conn=conn)
+            else:
+                content = await self._merged_content(row, head, edited_content, conn=conn)
+                digest = await self.canon.add(
+                    path,
+                    head + 1,
+                    row["arena"],
+                    content,
+                    proposal_id=proposal_id,
+                    approved_by=reviewer.id,
+                    conn=conn,
+                )
+                await conn.execute(
+                    """UPDATE proposals SET status = 'approved', edited = $2, reviewed_by = $3,
+                       reviewed_at = now(), merged_version = $4 WHERE id = $1""",
+                    proposal_id,
+                    edited_content is not None,
+                    reviewer.id,
+                    head + 1,
+                )
+                if row["kind"] == ProposalKind.TICKET_ANSWER:
+                    ticket_id = await self.tickets.open_at(path, conn=conn)
+                    author_supervises = await conn.fetchval(
+                        "SELECT role <> 'agent' FROM principals WHERE id = $1", row["author_id"]
+                    )
+                    human = edited_content is not None or author_supervises
+                    await self.tickets.close(
+                        ticket_id, proposal_id, human=human, by=reviewer, conn=conn
+                    )
+                await self.audit.append(
+                    "proposal.approved",
+                    actor=reviewer.name,
+                    subject=f"proposal:{proposal_id}",
+                    detail={
+                        "path": path,
+                        "version": head + 1,
+                        "sha256": digest,
+                        "edited": edited_content is not None,
+                    },
+                    conn=conn,
+                )
+        return await self._reviewed(proposal_id)
+
+    async def _merged_content(
+        self,
+        row: asyncpg.Record,
+        head: int,
+        edited_content: str | None,
+        *,
+        conn: asyncpg.Connection,
+    ) -> str:
+        """What approving ``row`` puts in the canon: the edit, the patched head, or the
+        proposal's own content."""
+        if edited_content is not None:
+            return edited_content
+        if row["kind"] != ProposalKind.PATCH:
+            return row["content"]
+        base = await self.canon.get(row["path"], head, conn=conn)
+        try:
+            return apply_unified_diff(base[1] if base else "", row["content"])
+        except PatchError as exc:
+            raise InvalidPayload(f"the diff no longer applies: {exc}") from None
+
+    async def _pending(self, proposal_id: int, *, conn: asyncpg.Connection) -> asyncpg.Record:
+        """The proposal's row, locked for its review; refused unless it is pending."""
+        row = await conn.fetchrow("SELECT * FROM proposals WHERE id = $1 FOR UPDATE", proposal_id)
+        if row is None:
+            raise NotFound(f"no proposal {proposal_id}")
+        if row["status"] != ProposalStatus.PENDING:
+            raise Conflict(f"proposal {proposal_id} is already {row['status']}")
+        return row
+
+    async def _close(
+        self,
+        proposal_id: int,
+        status: ProposalStatus,
+        reason: str,
+        reviewer: Principal,
+        *,
+        conn: asyncpg.Connection,
+    ) -> None:
+        """End a review without a merge (rejected, conflict), audited."""
+        await conn.execute(
+            """UPDATE proposals SET status = $2, reason = $3, reviewed_by = $4,
+               reviewed_at = now() WHERE id = $1""",
+            proposal_id,
+            status.value,
+            reason,
+            reviewer.id,
+        )
+        await self.audit.append(
+            f"proposal.{status.value}",
+            actor=reviewer.name,
+            subject=f"proposal:{proposal_id}",
+            detail={"reason": reason},
+            conn=conn,
+        )
+
+    async def _reviewed(self, proposal_id: int) -> Proposal:
+        proposal = await self.get(proposal_id)
+        assert proposal is not None, "a reviewed proposal is never deleted"
+        return proposal

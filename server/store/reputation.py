@@ -1,0 +1,47 @@
+"""The record reputation is computed from: each agent's reviewed proposals and the
+reactions other principals gave its messages, and whether it is admitted to the external
+arena; the rules that turn it into standings are :mod:`botarena.server.reputation`."""
+
+from __future__ import annotations
+
+from botarena.server.reputation import EXTERNAL, Standing, rank, refusal
+from botarena.server.store.database import Database
+
+_RECORD = """
+SELECT p.name AS agent,
+       coalesce(pr.approved, 0) AS approved, coalesce(pr.edited, 0) AS edited,
+       coalesce(pr.rejected, 0) AS rejected, coalesce(pr.conflicts, 0) AS conflicts,
+       coalesce(rx.up, 0) AS reactions_up, coalesce(rx.down, 0) AS reactions_down,
+       EXISTS (SELECT 1 FROM room_members rm
+               WHERE rm.room = $1 AND rm.principal_id = p.id) AS candidate
+FROM principals p
+LEFT JOIN (SELECT author_id,
+                  count(*) FILTER (WHERE status = 'approved' AND NOT edited) AS approved,
+                  count(*) FILTER (WHERE status = 'approved' AND edited) AS edited,
+                  count(*) FILTER (WHERE status = 'rejected') AS rejected,
+                  count(*) FILTER (WHERE status = 'conflict') AS conflicts
+           FROM proposals GROUP BY author_id) pr ON pr.author_id = p.id
+LEFT JOIN (SELECT m.author_id,
+                  count(*) FILTER (WHERE r.value = 1) AS up,
+                  count(*) FILTER (WHERE r.value = -1) AS down
+           FROM reactions r JOIN messages m ON m.id = r.message_id
+           WHERE r.principal_id <> m.author_id GROUP BY m.author_id) rx
+       ON rx.author_id = p.id
+WHERE p.role = 'agent'
+"""
+
+
+class ReputationRepository:
+    """Standings computed from the record, never stored."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def standings(self, fraction: float) -> list[Standing]:
+        """Every agent's standing, best first (ties by name)."""
+        rows = await self.db.pool.fetch(_RECORD, EXTERNAL)
+        return rank([dict(r) for r in rows], fraction)
+
+    async def external_refusal(self, agent: str, fraction: float) -> str | None:
+        """Why ``agent`` may not enter the external arena now, or None when it may."""
+        return refusal(await self.standings(fraction), agent, fraction)

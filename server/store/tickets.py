@@ -1,0 +1,111 @@
+"""Tickets: questions humans file for the help desk, answered through proposals.
+
+A ticket is answered by a ``ticket_answer`` proposal on the path ``tickets/<id>``; the
+ticket closes when a human approves that answer, noting whether a human had to step in
+(an edited answer, or one a human wrote). Filing and closing are audited.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import asyncpg
+
+from botarena.arenas.names import TicketStatus
+from botarena.server.auth import Principal
+from botarena.server.errors import Conflict, InvalidPayload, NotFound
+from botarena.server.store.audit import AuditLog
+from botarena.server.store.database import Database
+
+
+class TicketRepository:
+    """Tickets and their answers."""
+
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self.db = db
+        self.audit = audit
+
+    async def file(self, filer: Principal, title: str, body: str) -> int:
+        """File a ticket; its id."""
+        async with self.db.transaction() as conn:
+            ticket_id = await conn.fetchval(
+                "INSERT INTO tickets (title, body, filed_by) VALUES ($1, $2, $3) RETURNING id",
+                title,
+                body,
+                filer.id,
+            )
+            await self.audit.append(
+                "ticket.filed",
+                actor=filer.name,
+                subject=f"ticket:{ticket_id}",
+                detail={"title": title},
+                conn=conn,
+            )
+        return ticket_id
+
+    async def find(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Tickets newest first, of one status when given."""
+        rows = await self.db.pool.fetch(
+            """SELECT t.id, t.title, t.body, p.name AS filed_by, t.status,
+                      t.answer_proposal_id, t.human_intervention, t.created_at, t.closed_at
+               FROM tickets t JOIN principals p ON p.id = t.filed_by
+               WHERE $1::text IS NULL OR t.status = $1 ORDER BY t.id DESC LIMIT $2""",
+            status,
+            limit,
+        )
+        return [
+            {
+                **dict(r),
+                "created_at": r["created_at"].isoformat(),
+                "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
+            }
+            for r in rows
+        ]
+
+    async def counts(self) -> dict[str, int]:
+        """Open and closed tickets, and those closed with a human's intervention."""
+        row = await self.db.pool.fetchrow(
+            """SELECT count(*) FILTER (WHERE status = 'open') AS open,
+                      count(*) FILTER (WHERE status = 'closed') AS closed,
+                      count(*) FILTER (WHERE status = 'closed' AND human_intervention)
+                          AS human FROM tickets"""
+        )
+        return dict(row)
+
+    async def open_at(self, path: str, *, conn: asyncpg.Connection) -> int:
+        """The id of the open ticket a ticket answer's ``path`` names."""
+        match = re.fullmatch(r"tickets/(\d{1,18})", path)
+        if match is None:
+            raise InvalidPayload("a ticket answer's path is tickets/<id>")
+        status = await conn.fetchval("SELECT status FROM tickets WHERE id = $1", int(match[1]))
+        if status is None:
+            raise NotFound(f"ticket {match[1]} is unknown")
+        if status != TicketStatus.OPEN:
+            raise Conflict(f"ticket {match[1]} is {status}")
+        return int(match[1])
+
+    async def close(
+        self,
+        ticket_id: int,
+        proposal_id: int,
+        *,
+        human: bool,
+        by: Principal,
+        conn: asyncpg.Connection,
+    ) -> None:
+        """Close a ticket with its approved answer, in the caller's transaction."""
+        await conn.execute(
+            """UPDATE tickets SET status = 'closed', closed_at = now(),
+               answer_proposal_id = $2, human_intervention = $3 WHERE id = $1""",
+            ticket_id,
+            proposal_id,
+            human,
+        )
+        await self.audit.append(
+            "ticket.closed",
+            actor=by.name,
+            subject=f"ticket:{ticket_id}",
+            detail={"proposal": proposal_id},
+            conn=conn,
+        )
