@@ -21,7 +21,7 @@ import structlog
 from botarena.agents.llm import OpenAICompatibleBackend
 from botarena.server.files import copy_atomic
 from botarena.server.offline import child_env
-from botarena.server.settings import Settings
+from botarena.server.settings import LLMSettings
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +73,7 @@ class EmbeddedLlama:
         self.processes: list[asyncio.subprocess.Process] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EmbeddedLlama:
+    def from_settings(cls, settings: LLMSettings) -> EmbeddedLlama:
         return cls(
             demo_model(settings.models_dir),
             port=settings.llm_port,

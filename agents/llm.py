@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from botarena.server.errors import LLMUnavailable
-from botarena.server.settings import Settings
+from botarena.server.settings import LLMSettings
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ class LLMBackend(Protocol):
 
     async def ensure_model(self, model: str) -> None: ...
 
-    def crewai_llm(self, model: str | None, slot: int, settings: Settings) -> Any: ...
+    def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any: ...
 
 
-def _crewai_llm(model: str, base_url: str, settings: Settings, api_key: str) -> Any:
+def _crewai_llm(model: str, base_url: str, settings: LLMSettings, api_key: str) -> Any:
     from crewai import LLM
 
     return LLM(
@@ -101,7 +101,7 @@ class OllamaBackend:
                 "(botarena bundle install FILE), or choose an installed model."
             )
 
-    def crewai_llm(self, model: str | None, slot: int, settings: Settings) -> Any:
+    def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any:
         return _crewai_llm(
             f"ollama/{model or self.default_model}", f"{self.host}/v1", settings, api_key="ollama"
         )
@@ -141,7 +141,7 @@ class OpenAICompatibleBackend:
                 f"{', '.join(health.models)})"
             )
 
-    def crewai_llm(self, model: str | None, slot: int, settings: Settings) -> Any:
+    def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any:
         url = self.urls[slot % len(self.urls)]
         return _crewai_llm(
             f"openai/{model or self.default_model}", url, settings, api_key="not-needed"
@@ -156,7 +156,7 @@ async def ollama_answers(host: str) -> bool:
     return True
 
 
-async def choose_backend(settings: Settings) -> str:
+async def choose_backend(settings: LLMSettings) -> str:
     """Which backend the settings ask for: ``ollama``, ``embedded`` or ``openai``."""
     if settings.llm_backend != "auto":
         return settings.llm_backend

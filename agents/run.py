@@ -18,13 +18,13 @@ from botarena.agents.worker import AgentWorker, load_tokens
 from botarena.memory.service import MemoryService
 from botarena.server import offline
 from botarena.server.errors import LLMUnavailable
-from botarena.server.settings import Settings
+from botarena.server.settings import AgentSettings
 from botarena.server.signals import stop_requested
 
 log = structlog.get_logger(__name__)
 
 
-async def open_backend(settings: Settings, stack: AsyncExitStack) -> LLMBackend:
+async def open_backend(settings: AgentSettings, stack: AsyncExitStack) -> LLMBackend:
     """The configured LLM backend, started if it is the embedded one."""
     kind = await choose_backend_kind(settings)
     if kind == "embedded":
@@ -40,7 +40,7 @@ async def open_backend(settings: Settings, stack: AsyncExitStack) -> LLMBackend:
     return OpenAICompatibleBackend(settings.llm_url.split(","), settings.llm_model)
 
 
-def personas_or_fail(settings: Settings) -> list[Persona]:
+def personas_or_fail(settings: AgentSettings) -> list[Persona]:
     personas, errors = load_personas(settings.personas_dir)
     for error in errors:
         log.error("persona.refused", file=str(error.path), field=error.field, reason=error.reason)
@@ -49,7 +49,7 @@ def personas_or_fail(settings: Settings) -> list[Persona]:
     return personas
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: AgentSettings) -> None:
     offline.apply()
     stop = stop_requested()
     personas = personas_or_fail(settings)

@@ -28,7 +28,7 @@ from botarena.arenas.charter import ArenaCharter
 from botarena.memory.service import TurnMemory
 from botarena.server import offline
 from botarena.server.protocol import Message
-from botarena.server.settings import Settings
+from botarena.server.settings import LLMSettings
 
 _ECHOES = re.compile(
     r"expected criteria|final answer|your final answer|you must return|"
@@ -116,7 +116,7 @@ class CrewTurns:
     """Runs agent turns through CrewAI on one LLM backend."""
 
     def __init__(
-        self, backend: LLMBackend, settings: Settings, *, keep_prompts: bool = False
+        self, backend: LLMBackend, settings: LLMSettings, *, keep_prompts: bool = False
     ) -> None:
         """``keep_prompts``: keep what is sent to the LLM in :attr:`prompts` (benchmarks)."""
         offline.apply()

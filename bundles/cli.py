@@ -20,7 +20,7 @@ from botarena.bundles.install import Policy, Site, verify
 from botarena.bundles.trust import TrustStore
 from botarena.server import logs
 from botarena.server.errors import BundleError
-from botarena.server.settings import Settings, get_settings
+from botarena.server.settings import BundleSettings, get_settings
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Build, sign, verify and install bundles.")
 keys_app = typer.Typer(no_args_is_help=True, help="The keys this site trusts for bundles.")
@@ -35,17 +35,17 @@ def register(root: typer.Typer) -> None:
     root.add_typer(keys_app, name="keys")
 
 
-def _settings() -> Settings:
+def _settings() -> BundleSettings:
     """The settings; logs go to stderr, so stdout stays for results (and JSON)."""
     try:
-        settings = get_settings()
+        settings = get_settings(BundleSettings)
     except ValueError as exc:
         _refuse("config", str(exc), as_json=False)
     logs.configure("warning", settings.log_format, stream=sys.stderr)
     return settings
 
 
-def _trust(settings: Settings) -> TrustStore:
+def _trust(settings: BundleSettings) -> TrustStore:
     return TrustStore(settings.trust_directory)
 
 
@@ -131,7 +131,7 @@ def sign_command(
     _done({"bundle": str(bundle), "signed_by": fpr}, f"signed {bundle} with {fpr}", as_json=as_json)
 
 
-def _policy(settings: Settings, allow_downgrade: bool = False) -> Policy:
+def _policy(settings: BundleSettings, allow_downgrade: bool = False) -> Policy:
     return Policy(threshold=settings.bundle_threshold, allow_downgrade=allow_downgrade)
 
 
@@ -206,7 +206,7 @@ def install_command(
     )
 
 
-def _ollama(settings: Settings) -> str | None:
+def _ollama(settings: BundleSettings) -> str | None:
     """Ollama's address when it is the LLM backend (``auto``: when it answers)."""
     if settings.llm_backend == "ollama":
         return settings.ollama_host
@@ -223,7 +223,7 @@ def _ollama(settings: Settings) -> str | None:
     return None
 
 
-def _audit(settings: Settings, record: dict[str, Any]) -> bool:
+def _audit(settings: BundleSettings, record: dict[str, Any]) -> bool:
     """Append the install to the audit chain when the site has a hub database (its
     PostgreSQL, or the embedded one under var/) and it answers."""
     import asyncio

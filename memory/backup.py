@@ -13,13 +13,13 @@ from typing import Any
 
 from botarena.memory.embedder import ChromaEmbedding
 from botarena.memory.index import open_chroma
-from botarena.server.settings import Settings
+from botarena.server.settings import CommonSettings, MemorySettings
 
 BATCH = 500
 FILE = "chroma.jsonl"
 
 
-def _export_chroma(settings: Settings, out: Path) -> dict[str, int]:
+def _export_chroma(settings: MemorySettings, out: Path) -> dict[str, int]:
     client = open_chroma(settings)
     counts = {}
     with open(out, "w") as lines:
@@ -47,7 +47,7 @@ def _export_chroma(settings: Settings, out: Path) -> dict[str, int]:
     return counts
 
 
-def _import_chroma(settings: Settings, source: Path) -> dict[str, int]:
+def _import_chroma(settings: MemorySettings, source: Path) -> dict[str, int]:
     client = open_chroma(settings)
     counts: dict[str, int] = {}
     with open(source) as lines:
@@ -76,18 +76,21 @@ class CollectionsPart:
 
     order = 10
 
-    async def export(self, settings: Settings, work: Path) -> dict[str, Any]:
-        return {"collections": await asyncio.to_thread(_export_chroma, settings, work / FILE)}
+    async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
+        mine = settings.view(MemorySettings)
+        return {"collections": await asyncio.to_thread(_export_chroma, mine, work / FILE)}
 
-    async def not_empty(self, settings: Settings) -> str | None:
-        if await asyncio.to_thread(lambda: open_chroma(settings).list_collections()):
+    async def not_empty(self, settings: CommonSettings) -> str | None:
+        mine = settings.view(MemorySettings)
+        if await asyncio.to_thread(lambda: open_chroma(mine).list_collections()):
             return "ChromaDB is not empty"
         return None
 
     async def restore(
-        self, settings: Settings, work: Path, manifest: dict[str, Any]
+        self, settings: CommonSettings, work: Path, manifest: dict[str, Any]
     ) -> dict[str, Any]:
-        return {"collections": await asyncio.to_thread(_import_chroma, settings, work / FILE)}
+        mine = settings.view(MemorySettings)
+        return {"collections": await asyncio.to_thread(_import_chroma, mine, work / FILE)}
 
 
 COLLECTIONS = CollectionsPart()

@@ -20,12 +20,12 @@ from chromadb.config import Settings as ChromaSettings
 
 from botarena.memory.embedder import ChromaEmbedding, shared_embedder
 from botarena.memory.knowledge import Chunk
-from botarena.server.settings import Settings
+from botarena.server.settings import MemorySettings
 
 PREFIX = "knowledge_"
 
 
-def open_chroma(settings: Settings) -> chromadb.ClientAPI:
+def open_chroma(settings: MemorySettings) -> chromadb.ClientAPI:
     """The ChromaDB client the settings ask for, with telemetry off."""
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.chroma_url:

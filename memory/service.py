@@ -27,7 +27,7 @@ from botarena.memory.index import KnowledgeIndex, open_chroma
 from botarena.memory.knowledge import FrontMatter, chunk_document, load_pack
 from botarena.memory.memories import AgentMemory, RecallWeights, importance_of
 from botarena.server.protocol import Message
-from botarena.server.settings import Settings
+from botarena.server.settings import MemorySettings
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +43,7 @@ class TurnMemory:
 class MemoryService:
     def __init__(
         self,
-        settings: Settings,
+        settings: MemorySettings,
         agents: Iterable[str],
         *,
         retry_seconds: float = 30.0,

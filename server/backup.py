@@ -31,7 +31,7 @@ from botarena.server.embedded_pg import database
 from botarena.server.errors import BackupError
 from botarena.server.files import atomic_write, sha256_file, write_atomic
 from botarena.server.objects import open_objects
-from botarena.server.settings import Settings
+from botarena.server.settings import CommonSettings, DatabaseSettings, ObjectStoreSettings
 
 FORMAT = 1
 PARTS_GROUP = "botarena.backup"
@@ -43,16 +43,16 @@ class BackupPart(Protocol):
 
     order: int
 
-    async def export(self, settings: Settings, work: Path) -> dict[str, Any]:
+    async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
         """Write this part's files under ``work``; what goes into the manifest."""
         ...
 
-    async def not_empty(self, settings: Settings) -> str | None:
+    async def not_empty(self, settings: CommonSettings) -> str | None:
         """Why this part's store cannot take a restore (not empty), or None."""
         ...
 
     async def restore(
-        self, settings: Settings, work: Path, manifest: dict[str, Any]
+        self, settings: CommonSettings, work: Path, manifest: dict[str, Any]
     ) -> dict[str, Any]:
         """Put this part's files from ``work`` back; what was restored."""
         ...
@@ -81,8 +81,8 @@ class DatabasePart:
 
     order = 0
 
-    async def export(self, settings: Settings, work: Path) -> dict[str, Any]:
-        async with database(settings) as url:
+    async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
+        async with database(settings.view(DatabaseSettings)) as url:
             dump = ["--format=custom", "--no-owner", f"--file={work / 'database.dump'}"]
             await asyncio.to_thread(_run, [_pg_tool("pg_dump"), *dump, f"--dbname={url}"])
             conn = await asyncpg.connect(url)
@@ -92,8 +92,8 @@ class DatabasePart:
                 await conn.close()
         return {"schema_version": schema}
 
-    async def not_empty(self, settings: Settings) -> str | None:
-        async with database(settings) as url:
+    async def not_empty(self, settings: CommonSettings) -> str | None:
+        async with database(settings.view(DatabaseSettings)) as url:
             conn = await asyncpg.connect(url)
             try:
                 tables = await conn.fetchval(
@@ -104,9 +104,9 @@ class DatabasePart:
         return "the database is not empty: restore onto an empty site" if tables else None
 
     async def restore(
-        self, settings: Settings, work: Path, manifest: dict[str, Any]
+        self, settings: CommonSettings, work: Path, manifest: dict[str, Any]
     ) -> dict[str, Any]:
-        async with database(settings) as url:
+        async with database(settings.view(DatabaseSettings)) as url:
             command = [_pg_tool("pg_restore"), "--no-owner", "--exit-on-error"]
             dump = str(work / "database.dump")
             await asyncio.to_thread(_run, [*command, f"--dbname={url}", dump])
@@ -118,8 +118,8 @@ class ObjectsPart:
 
     order = 20
 
-    async def export(self, settings: Settings, work: Path) -> dict[str, Any]:
-        objects = await asyncio.to_thread(open_objects, settings)
+    async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
+        objects = await asyncio.to_thread(open_objects, settings.view(ObjectStoreSettings))
         keys = []
         for info in await asyncio.to_thread(objects.list):
             target = work / "objects" / info.key
@@ -128,16 +128,16 @@ class ObjectsPart:
             keys.append(info.key)
         return {"objects": keys}
 
-    async def not_empty(self, settings: Settings) -> str | None:
-        objects = await asyncio.to_thread(open_objects, settings)
+    async def not_empty(self, settings: CommonSettings) -> str | None:
+        objects = await asyncio.to_thread(open_objects, settings.view(ObjectStoreSettings))
         if await asyncio.to_thread(objects.list):
             return f"the object store at {objects.where} is not empty"
         return None
 
     async def restore(
-        self, settings: Settings, work: Path, manifest: dict[str, Any]
+        self, settings: CommonSettings, work: Path, manifest: dict[str, Any]
     ) -> dict[str, Any]:
-        objects = await asyncio.to_thread(open_objects, settings)
+        objects = await asyncio.to_thread(open_objects, settings.view(ObjectStoreSettings))
         for key in manifest["objects"]:
             await asyncio.to_thread(objects.put, key, work / "objects" / key)
         return {"objects": len(manifest["objects"])}
@@ -147,8 +147,9 @@ DATABASE = DatabasePart()
 OBJECTS = ObjectsPart()
 
 
-async def backup(settings: Settings, out: Path) -> dict[str, Any]:
-    """Write a backup of the site to ``out``; its manifest."""
+async def backup(settings: CommonSettings, out: Path) -> dict[str, Any]:
+    """Write a backup of the site to ``out``; its manifest. Each part reads its own
+    component's settings from ``settings`` (:meth:`CommonSettings.view`)."""
     work = Path(tempfile.mkdtemp(prefix="botarena-backup-"))
     try:
         meta: dict[str, Any] = {}
@@ -198,7 +199,7 @@ def _unpack(archive_path: Path, work: Path) -> dict[str, Any]:
     return manifest
 
 
-async def restore(settings: Settings, archive_path: Path) -> dict[str, Any]:
+async def restore(settings: CommonSettings, archive_path: Path) -> dict[str, Any]:
     """Restore a backup onto an empty site; what was restored."""
     work = Path(tempfile.mkdtemp(prefix="botarena-restore-"))
     try:

@@ -15,7 +15,7 @@ import asyncio
 import sys
 from collections.abc import Coroutine
 from importlib.metadata import entry_points
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -23,6 +23,8 @@ from pydantic import ValidationError
 from botarena.server import logs
 from botarena.server.errors import BotArenaError
 from botarena.server.settings import S, get_settings
+
+T = TypeVar("T")
 
 COMMANDS_GROUP = "botarena.commands"
 """The entry-point group whose functions add commands to the root command."""
@@ -79,7 +81,7 @@ def load_settings(component: type[S], service: bool = False) -> S:
     return settings
 
 
-def run(coro: Coroutine[Any, Any, Any], code: int = 2) -> Any:
+def run(coro: Coroutine[Any, Any, T], code: int = 2) -> T:
     """Run ``coro``; a refusal ends the command with its reason and exit status ``code``,
     an unreachable database with status 1."""
     try:

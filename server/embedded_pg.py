@@ -21,7 +21,7 @@ from urllib.parse import quote
 import asyncpg
 import structlog
 
-from botarena.server.settings import Settings
+from botarena.server.settings import DatabaseSettings
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +96,7 @@ class EmbeddedPostgres:
 
 
 @asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[str]:
+async def database(settings: DatabaseSettings) -> AsyncIterator[str]:
     """The hub's database URL: the configured one, or the embedded PostgreSQL under
     var/, started for the duration (and stopped after, if this process started it)."""
     if settings.database_url:

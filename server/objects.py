@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from botarena.server.errors import ObjectStoreError
 from botarena.server.files import copy_atomic
-from botarena.server.settings import Settings
+from botarena.server.settings import ObjectStoreSettings
 
 if TYPE_CHECKING:
     import urllib3
@@ -194,7 +194,7 @@ def _http_client() -> urllib3.PoolManager:
     )
 
 
-def open_objects(settings: Settings) -> ObjectStore:
+def open_objects(settings: ObjectStoreSettings) -> ObjectStore:
     """The configured object store: S3 when ``BOTARENA_S3_URL`` is set, else the folder."""
     if settings.s3_url:
         store = S3Store(

@@ -20,7 +20,7 @@ import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import (
@@ -251,8 +251,9 @@ class AgentSettings(ClientSettings, LLMSettings, MemorySettings):
         return self.agent_tokens_file or self.var_dir / "agent-tokens.json"
 
 
-class BundleSettings(DatabaseSettings, LLMSettings):
-    """Bundles: the keys a site trusts, and where their models go (Ollama or var/)."""
+class BundleSettings(DatabaseSettings, LLMSettings, SigningSettings):
+    """Bundles: the keys a site trusts, the site's own key (the default signer), and
+    where their models go (Ollama or var/)."""
 
     trust_dir: Path | None = Field(
         None, description="the keys trusted for bundles; default var/trust"
@@ -272,6 +273,10 @@ class Settings(HubSettings, AgentSettings, BundleSettings):
 
 
 @cache
+def _read(cls: type[CommonSettings]) -> CommonSettings:
+    return cls()
+
+
 def get_settings(cls: type[S]) -> S:
     """The process's settings of component ``cls``, read once."""
-    return cls()
+    return cast(S, _read(cls))

@@ -221,3 +221,28 @@ def gnupg_home() -> Iterator[Path]:
     yield home
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
     shutil.rmtree(home, ignore_errors=True)
+
+
+SERVER_FIXTURES = frozenset(
+    {
+        "pg_admin_url",
+        "database_url",
+        "redis_url",
+        "hub_factory",
+        "arena",
+        "llama",
+        "chroma_url",
+        "chroma_settings",
+        "s3_server",
+    }
+)
+"""The fixtures that start a real server; a test marked ``unit`` may use none of them."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        wanted = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("unit") and wanted:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked unit but starts servers: {', '.join(sorted(wanted))}"
+            )

@@ -17,7 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.services import ROOT
+
+pytestmark = pytest.mark.e2e
 
 AUDIT_DIR = Path(__file__).resolve().parent / "airgap"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "ip6-localhost", "", None}

@@ -19,6 +19,8 @@ from botarena.bundles.trust import TrustStore
 from tests.helpers import make_key
 from tests.services import ROOT
 
+pytestmark = pytest.mark.e2e
+
 OUTSIDE = 'import socket; socket.create_connection(("1.1.1.1", 443), 3)'
 
 

@@ -12,6 +12,8 @@ import pytest
 from botarena.server.client import HubCallError, HubClient
 from tests.services import ROOT, HubProcess, hub_env
 
+pytestmark = pytest.mark.e2e
+
 
 def botarena(var: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from botarena.agents import drafting
 from botarena.agents.scheduler import Turn
 from botarena.arenas.charter import charters
 from botarena.server.protocol import Message, Role, ticket_announcement
+
+pytestmark = pytest.mark.unit
 
 
 def message(text: str, role: Role = Role.MODERATOR, room: str = "education") -> Message:

@@ -10,6 +10,8 @@ import pytest
 from botarena.agents.persona import PersonaError, Trait, Traits, load_persona, load_personas
 from botarena.arenas.names import ARENAS
 
+pytestmark = pytest.mark.unit
+
 SHIPPED = Path(__file__).resolve().parent.parent / "agents" / "personas"
 
 GOOD = """\

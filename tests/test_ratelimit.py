@@ -1,6 +1,10 @@
 """The token bucket behind flood control, on a clock the test controls."""
 
+import pytest
+
 from botarena.server.ratelimit import RateLimiter
+
+pytestmark = pytest.mark.unit
 
 
 def test_burst_then_steady_rate() -> None:

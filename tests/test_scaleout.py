@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from botarena.server.client import HubCallError, HubClient
 from botarena.server.protocol import Message, Role
 from botarena.server.store import Store
 from tests.helpers import eventually
 from tests.services import HubProcess
+
+pytestmark = pytest.mark.e2e
 
 
 async def test_two_hubs_deliver_to_each_others_clients(

@@ -11,6 +11,8 @@ import pytest
 from botarena.agents.persona import Persona, TurnLimits
 from botarena.agents.scheduler import TurnScheduler
 
+pytestmark = pytest.mark.unit
+
 _ids = count(1)
 
 

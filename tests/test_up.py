@@ -14,11 +14,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from botarena.arenas.names import ARENAS
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
 from tests.helpers import eventually
 from tests.services import free_port, hub_env
+
+pytestmark = pytest.mark.e2e
 
 
 def port_open(port: int) -> bool:
