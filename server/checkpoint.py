@@ -19,11 +19,13 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
+from botarena.server.store import Store
+from botarena.server.store.legacy import on_connection
 
-from botarena.server import audit
+if TYPE_CHECKING:
+    import asyncpg
 
 
 def merkle_root(leaves: list[str]) -> str:
@@ -42,26 +44,20 @@ def leaf(path: str, version: int, digest: str) -> str:
     return hashlib.sha256(f"{path}\0{version}\0{digest}".encode()).hexdigest()
 
 
-async def canon_state(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
-    """Each document's newest version and the digest recorded when it was merged (the
-    content itself need not travel; verification recomputes it)."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT ON (path) path, version, sha256 FROM canon_versions
-           ORDER BY path, version DESC"""
-    )
-    return {r["path"]: {"version": r["version"], "sha256": r["sha256"]} for r in rows}
-
-
 def root_of(canon: dict[str, dict[str, Any]]) -> str:
     return merkle_root([leaf(p, d["version"], d["sha256"]) for p, d in sorted(canon.items())])
 
 
-async def make(conn: asyncpg.Connection) -> dict[str, Any]:
-    """The checkpoint document of the database's current state (chain must verify)."""
-    verdict = await audit.verify(conn)
+async def create(store: Store) -> dict[str, Any]:
+    """The checkpoint document of the database's current state (the chain must verify).
+
+    Each canon document is recorded with the digest recorded when it was merged: the
+    content itself need not travel, verification recomputes it.
+    """
+    verdict = await store.audit.verify()
     if not verdict.ok:
         raise ValueError(f"the audit chain is broken, no checkpoint: {verdict.problem}")
-    canon = await canon_state(conn)
+    canon = await store.canon.heads()
     return {
         "created": datetime.now(UTC).isoformat(),
         "audit_seq": verdict.entries,
@@ -111,26 +107,21 @@ class CheckpointReport:
     changed_documents: list[str] = field(default_factory=list)
 
 
-async def verify_checkpoint(conn: asyncpg.Connection, document: dict[str, Any]) -> CheckpointReport:
+async def check(store: Store, document: dict[str, Any]) -> CheckpointReport:
     """Compare a checkpoint (already signature-checked) with the database."""
     report = CheckpointReport(ok=True)
     if root_of(document["canon"]) != document["canon_root"]:
         report.problems.append("the checkpoint's own canon list does not give its root")
-    verdict = await audit.verify(conn)
+    verdict = await store.audit.verify()
     if not verdict.ok:
         report.problems.append(f"the audit chain is broken: {verdict.problem}")
-    head = await conn.fetchval("SELECT hash FROM audit_log WHERE seq = $1", document["audit_seq"])
-    if head != document["audit_head"]:
+    if await store.audit.hash_at(document["audit_seq"]) != document["audit_head"]:
         report.problems.append(f"audit entry {document['audit_seq']} is not the one checkpointed")
     for path, recorded in sorted(document["canon"].items()):
-        content = await conn.fetchval(
-            "SELECT content FROM canon_versions WHERE path = $1 AND version = $2",
-            path,
-            recorded["version"],
-        )
-        if content is None:
+        found = await store.canon.get(path, recorded["version"])
+        if found is None:
             report.changed_documents.append(f"{path} v{recorded['version']} is gone")
-        elif hashlib.sha256(content.encode()).hexdigest() != recorded["sha256"]:
+        elif hashlib.sha256(found[1].encode()).hexdigest() != recorded["sha256"]:
             report.changed_documents.append(f"{path} v{recorded['version']} changed")
     report.ok = not report.problems and not report.changed_documents
     return report
@@ -138,3 +129,15 @@ async def verify_checkpoint(conn: asyncpg.Connection, document: dict[str, Any]) 
 
 def dump(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
+
+
+# Temporary: the connection-taking calls of before, kept until the commands call create
+# and check with the store.
+
+
+async def make(conn: asyncpg.Connection) -> dict[str, Any]:
+    return await create(on_connection(conn))
+
+
+async def verify_checkpoint(conn: asyncpg.Connection, document: dict[str, Any]) -> CheckpointReport:
+    return await check(on_connection(conn), document)

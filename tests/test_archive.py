@@ -8,10 +8,8 @@ import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from botarena.server.archive import archive_transcripts, export_canon
-from botarena.server.artifacts import Artifacts
+from botarena.server.archive import archive_canon, archive_day
 from botarena.server.objects import open_objects
-from botarena.server.proposals import ProposalStore
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
 from tests.conftest import Arena
@@ -30,26 +28,26 @@ async def yesterdays_talk(arena: Arena) -> None:
 
 async def test_a_days_transcripts_are_archived_once(arena: Arena, tmp_path: Path) -> None:
     await yesterdays_talk(arena)
-    artifacts = Artifacts(arena.store.pool, open_objects(Settings(var_dir=tmp_path / "var")))
-    stored = await archive_transcripts(arena.store.pool, artifacts, YESTERDAY)
+    objects = open_objects(Settings(var_dir=tmp_path / "var"))
+    stored = await archive_day(arena.store, objects, YESTERDAY)
     day = YESTERDAY.isoformat()
     assert stored == [f"transcripts/{day}/compiler.jsonl", f"transcripts/{day}/creative.jsonl"]
     back = tmp_path / "compiler.jsonl"
-    await artifacts.fetch(stored[0], back)
+    await arena.store.artifacts.get(objects, stored[0], back)
     lines = [json.loads(line) for line in back.read_text().splitlines()]
     assert [(m["author"], m["text"]) for m in lines] == [("ada", "one"), ("ada", "two")]
-    assert await archive_transcripts(arena.store.pool, artifacts, YESTERDAY) == []  # once
+    assert await archive_day(arena.store, objects, YESTERDAY) == []  # once
 
 
 async def test_the_canon_is_exported_with_its_manifest(arena: Arena, tmp_path: Path) -> None:
-    mod, _ = await arena.store.issue_token("mod", Role.MODERATOR)
-    proposals = ProposalStore(arena.store.pool)
+    mod, _ = await arena.store.principals.issue_token("mod", Role.MODERATOR)
+    proposals = arena.store.proposals
     for path, text in [
         ("docs/a.md", "alpha\n"),
         ("docs/b.md", "beta\n"),
         ("docs/a.md", "alpha 2\n"),
     ]:
-        head = await proposals.canon(path)
+        head = await arena.store.canon.get(path)
         created = await proposals.create(
             mod,
             arena="compiler",
@@ -60,11 +58,11 @@ async def test_the_canon_is_exported_with_its_manifest(arena: Arena, tmp_path: P
             content=text,
         )
         await proposals.approve(created.id, mod)
-    artifacts = Artifacts(arena.store.pool, open_objects(Settings(var_dir=tmp_path / "var")))
-    exported = await export_canon(arena.store.pool, artifacts)
+    objects = open_objects(Settings(var_dir=tmp_path / "var"))
+    exported = await archive_canon(arena.store, objects)
     assert exported["documents"] == 2 and exported["key"].startswith("canon/")
     back = tmp_path / "canon.tar"
-    await artifacts.fetch(exported["key"], back)
+    await arena.store.artifacts.get(objects, exported["key"], back)
     with tarfile.open(back) as archive:
         manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
         latest = archive.extractfile("canon/docs/a.md").read()  # type: ignore[union-attr]
@@ -78,10 +76,9 @@ async def test_the_canon_is_exported_with_its_manifest(arena: Arena, tmp_path: P
 async def test_the_hub_archives_yesterday_by_itself(hub_factory, tmp_path: Path) -> None:
     arena = await hub_factory(archive_every_seconds=0.2)
     await yesterdays_talk(arena)
-    artifacts = Artifacts(arena.store.pool, open_objects(arena.running.hub.settings))
 
     async def keys() -> list[str]:
-        return [a["key"] for a in await artifacts.list("transcript")]
+        return [a["key"] for a in await arena.store.artifacts.find("transcript")]
 
     for _ in range(100):
         if len(await keys()) == 2:

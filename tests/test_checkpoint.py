@@ -31,12 +31,11 @@ def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
 
     async def canon() -> None:
         from botarena.server.app import open_store
-        from botarena.server.proposals import ProposalStore
         from botarena.server.settings import Settings
 
         async with open_store(Settings(var_dir=var)) as store:
-            mod = await store.principal("mod")
-            proposals = ProposalStore(store.pool)
+            mod = await store.principals.get("mod")
+            proposals = store.proposals
             for path in ("src/a.py", "src/b.py", "docs/c.md"):
                 p = await proposals.create(
                     mod,
