@@ -10,16 +10,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from botarena.server import audit
+from botarena.server.audit import Verdict
 from botarena.server.protocol import Role
 from botarena.server.store import Store
 from tests.conftest import Arena
 from tests.test_cli import botarena
 
 
-async def chain(store: Store) -> audit.Verdict:
-    async with store.pool.acquire() as conn:
-        return await audit.verify(conn)
+async def chain(store: Store) -> Verdict:
+    return await store.audit.verify()
 
 
 async def test_state_changes_are_appended_and_the_chain_verifies(arena: Arena) -> None:
@@ -28,9 +27,8 @@ async def test_state_changes_are_appended_and_the_chain_verifies(arena: Arena) -
     await mod.call("mod.mute", {"principal": "target", "seconds": 60, "reason": "spam"})
     await mod.call("mod.pause", {"room": "creative", "reason": "drill"})
     await mod.call("group.create", {"name": "ops", "members": ["target"]})
-    await arena.store.revoke_tokens(name="target")
-    async with arena.store.pool.acquire() as conn:
-        log = list(reversed(await audit.entries(conn, 100)))
+    await arena.store.principals.revoke_tokens(name="target")
+    log = list(reversed(await arena.store.audit.entries(100)))
     assert [(e.action, e.actor, e.subject) for e in log] == [
         ("token.issued", "operator", "mod"),
         ("token.issued", "operator", "target"),
@@ -48,7 +46,7 @@ async def test_state_changes_are_appended_and_the_chain_verifies(arena: Arena) -
 
 async def test_the_database_refuses_to_change_the_log(database_url: str) -> None:
     store = await Store.open(database_url)
-    await store.issue_token("ada", Role.AGENT)
+    await store.principals.issue_token("ada", Role.AGENT)
     for sql in (
         "UPDATE audit_log SET actor = 'mallory'",
         "DELETE FROM audit_log",
@@ -62,7 +60,9 @@ async def test_the_database_refuses_to_change_the_log(database_url: str) -> None
 
 async def test_concurrent_changes_keep_one_unbroken_chain(database_url: str) -> None:
     stores = [await Store.open(database_url) for _ in range(3)]  # three hubs, say
-    await asyncio.gather(*(stores[i % 3].issue_token(f"agent{i}", Role.AGENT) for i in range(30)))
+    await asyncio.gather(
+        *(stores[i % 3].principals.issue_token(f"agent{i}", Role.AGENT) for i in range(30))
+    )
     verdict = await chain(stores[0])
     assert verdict.ok and verdict.entries == 30
     for store in stores:
@@ -90,7 +90,7 @@ async def test_tampering_is_reported_at_the_exact_entry(
 ) -> None:
     store = await Store.open(database_url)
     for name in ("a1", "a2", "a3", "a4", "a5"):
-        await store.issue_token(name, Role.AGENT)
+        await store.principals.issue_token(name, Role.AGENT)
     await _tamper(store, sql)
     verdict = await chain(store)
     assert not verdict.ok and verdict.bad_seq == bad_seq and words in verdict.problem

@@ -21,7 +21,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_message(
 ) -> None:
     store = await Store.open(database_url)
     tokens = [
-        (await store.issue_token(f"writer{i}", Role.AGENT, arenas=["compiler"]))[1]
+        (await store.principals.issue_token(f"writer{i}", Role.AGENT, arenas=["compiler"]))[1]
         for i in range(WRITERS)
     ]
     hub = HubProcess(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from botarena.server import audit
 from botarena.server.client import HubCallError, HubClient
 from botarena.server.patching import unified_diff
 from tests.conftest import Arena
@@ -74,9 +73,8 @@ async def test_an_approved_proposal_becomes_a_canon_version(arena: Arena) -> Non
     old = await agent.call("canon.get", {"path": "src/calc.py", "version": 1})
     assert old["content"] == V1, "earlier versions stay"
 
-    async with arena.store.pool.acquire() as conn:
-        verdict = await audit.verify(conn)
-        actions = [e.action for e in await audit.entries(conn, 20)]
+    verdict = await arena.store.audit.verify()
+    actions = [e.action for e in await arena.store.audit.entries(20)]
     assert verdict.ok
     assert actions.count("proposal.approved") == 2 and actions.count("proposal.created") == 2
 
@@ -167,7 +165,6 @@ def test_moderators_review_from_the_command_line(tmp_path) -> None:
     import asyncio
 
     from botarena.server.app import open_store
-    from botarena.server.proposals import ProposalStore
     from botarena.server.protocol import Role
     from botarena.server.settings import Settings
     from tests.test_cli import botarena
@@ -178,9 +175,9 @@ def test_moderators_review_from_the_command_line(tmp_path) -> None:
 
     async def make() -> list[int]:
         async with open_store(Settings(var_dir=var)) as store:
-            ada = await store.principal("ada")
+            ada = await store.principals.get("ada")
             assert ada is not None and ada.role is Role.AGENT
-            proposals = ProposalStore(store.pool)
+            proposals = store.proposals
             made = []
             for content in (V1, "x = 1\n", "y = 2\n"):
                 p = await proposals.create(
@@ -336,8 +333,6 @@ async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
 
 
 async def test_sync_flags_pending_proposals_on_old_versions(arena: Arena) -> None:
-    from botarena.server.proposals import ProposalStore
-
     mod, agent, *_ = await setup(arena)
     first = await propose(agent)
     await mod.call("proposal.review", {"id": first["id"], "decision": "approve"})
@@ -345,7 +340,7 @@ async def test_sync_flags_pending_proposals_on_old_versions(arena: Arena) -> Non
     fresh = await propose(agent, path="docs/new.md", content="new\n")
     again = await propose(agent, base_version=1, content=V1 + "# two\n")
     await mod.call("proposal.review", {"id": again["id"], "decision": "approve"})  # canon v2
-    flagged = await ProposalStore(arena.store.pool).sync()
+    flagged = await arena.store.proposals.sync()
     assert [p.id for p in flagged] == [on_v1["id"]]
     assert "canon is at version 2" in flagged[0].reason
     assert (await mod.call("proposal.get", {"id": fresh["id"]}))["status"] == "pending"
