@@ -38,7 +38,7 @@ async def archive_day(store: Store, objects: ObjectStore, day: date) -> list[str
     end = start + timedelta(days=1)
     folder = f"transcripts/{day.isoformat()}/"
     existing = {a["key"] for a in await store.artifacts.find("transcript", folder)}
-    stored = []
+    stored: list[str] = []
     with tempfile.TemporaryDirectory(prefix="botarena-archive-") as work:
         for room in await store.messages.rooms_between(start, end):
             key = f"{folder}{room.replace(':', '_')}.jsonl"

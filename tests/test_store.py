@@ -8,12 +8,12 @@ import pytest
 from botarena.server.auth import hash_token
 from botarena.server.errors import Conflict, MigrationError, UnknownRoom
 from botarena.server.protocol import Role
-from botarena.server.store import Store, migrations
+from botarena.server.store import Store, schema
 
 
 async def test_migrations_record_the_schema_version_and_apply_once(database_url: str) -> None:
     store = await Store.open(database_url)
-    newest = migrations.available()[-1].version
+    newest = schema.available()[-1].version
     assert store.schema_version == newest
     await store.close()
     store = await Store.open(database_url)  # a second start applies nothing again

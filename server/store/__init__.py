@@ -1,7 +1,7 @@
 """The hub's store: every durable thing the hub knows, in PostgreSQL through asyncpg.
 
 :class:`Store` (in :mod:`.facade`) owns the connection pool and its transactions and
-applies the migrations (:mod:`.migrations`, the SQL files in ``migrations/``) when it
+applies the migrations (:mod:`.schema`, the SQL files in ``migrations/``) when it
 opens. It is made of one repository per area, each in its own module and reached as an
 attribute of the store: principals and tokens, rooms, messages, agent states,
 moderation and control, proposals, the canon, tickets, the audit log, reputation and

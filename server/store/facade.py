@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from botarena.server.store import migrations
+from botarena.server.store import schema
 from botarena.server.store.agents import AgentStateRepository
 from botarena.server.store.artifacts import ArtifactRepository
 from botarena.server.store.audit import AuditLog
@@ -58,7 +58,7 @@ class Store(LegacyNames):
         pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
         store = cls(pool, url)
         async with pool.acquire() as conn:
-            store.schema_version = await migrations.migrate(conn)
+            store.schema_version = await schema.migrate(conn)
         return store
 
     async def close(self) -> None:
