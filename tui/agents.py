@@ -39,6 +39,7 @@ class AgentsPane(ConsolePane):
     TAB_TITLE = "2 Agents"
     DRAWS_FROM = frozenset({"agents"})
     WRITE_ACTIONS = frozenset({"mute", "unmute"})
+    FOCUS = "#agent-table"
 
     @dataclass
     class Mute(Message):
@@ -60,9 +61,6 @@ class AgentsPane(ConsolePane):
                 "agent", "state", "detail", "reputation", "external", "drift", id="agent-table"
             )
             yield Static("", id="agent-detail", classes="detail")
-
-    def focus_default(self) -> None:
-        self.query_one(KeyedTable).focus()
 
     @property
     def selected(self) -> str | None:

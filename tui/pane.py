@@ -49,6 +49,8 @@ class ConsolePane(TabPane):
     """The parts of the state it shows, as the hub link names what it changed."""
     WRITE_ACTIONS: ClassVar[frozenset[str]] = frozenset()
     """Its actions that change something on the hub (gone in read-only mode)."""
+    FOCUS: ClassVar[str] = ""
+    """The widget its keys start from when its tab is chosen (a selector), if any."""
 
     @dataclass
     class Flash(Message):
@@ -77,7 +79,14 @@ class ConsolePane(TabPane):
         """Show the state as it is now."""
 
     def focus_default(self) -> None:
-        """Focus the widget this pane's keys start from, as when its tab is chosen."""
+        """Focus the widget this pane's keys start from (:attr:`FOCUS`)."""
+        if self.FOCUS:
+            self.focus_now(self.FOCUS)
+
+    def focus_now(self, selector: str) -> None:
+        """Focus a widget of this pane at once (``focus()`` waits for the next message),
+        so that a key typed right after the one that moved here already reaches it."""
+        self.screen.set_focus(self.query_one(selector))
 
     def flash(self, text: str, *, error: bool = False) -> None:
         self.post_message(self.Flash(text, error))

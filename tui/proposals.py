@@ -52,6 +52,7 @@ class ProposalsPane(ConsolePane):
     TAB_TITLE = "3 Proposals"
     DRAWS_FROM = frozenset({"proposals"})
     WRITE_ACTIONS = frozenset({"approve", "reject", "edit"})
+    FOCUS = "#proposal-table"
 
     arena_filter: reactive[str | None] = reactive(None, init=False)
     """The arena shown, or every arena."""
@@ -90,9 +91,6 @@ class ProposalsPane(ConsolePane):
                 "#", "state", "arena", "kind", "author", "path", "title", id="proposal-table"
             )
             yield RichLog(id="proposal-detail", wrap=False, markup=True, min_width=20)
-
-    def focus_default(self) -> None:
-        self.query_one(KeyedTable).focus()
 
     @property
     def selected(self) -> dict[str, Any] | None:

@@ -45,6 +45,7 @@ class RoomsPane(ConsolePane):
     TAB_TITLE = "1 Rooms"
     DRAWS_FROM = frozenset({"rooms"})
     WRITE_ACTIONS = frozenset({"compose", "pause_room", "resume_room"})
+    FOCUS = "#room-list"
 
     @dataclass
     class Opened(Message):
@@ -89,9 +90,6 @@ class RoomsPane(ConsolePane):
     def on_mount(self) -> None:
         if self.read_only:
             self.query_one("#compose", Input).display = False
-
-    def focus_default(self) -> None:
-        self.query_one("#room-list").focus()
 
     # drawing -----------------------------------------------------------------------
 
@@ -141,10 +139,10 @@ class RoomsPane(ConsolePane):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.remove_class("hidden")
-        box.focus()
+        self.focus_now("#filter")
 
     def action_compose(self) -> None:
-        self.query_one("#compose", Input).focus()
+        self.focus_now("#compose")
 
     def action_pause_room(self) -> None:
         room = self.state.current_room
@@ -176,7 +174,7 @@ class RoomsPane(ConsolePane):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
-        self.query_one("#stream").focus()
+        self.focus_now("#stream")
 
     @on(Input.Submitted, "#compose")
     def _post(self, event: Input.Submitted) -> None:

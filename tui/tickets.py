@@ -36,6 +36,7 @@ class TicketsPane(ConsolePane):
     TAB_TITLE = "4 Tickets"
     DRAWS_FROM = frozenset({"tickets", "proposals"})
     WRITE_ACTIONS = frozenset({"new_ticket"})
+    FOCUS = "#ticket-table"
 
     @dataclass
     class File(Message):
@@ -48,9 +49,6 @@ class TicketsPane(ConsolePane):
         with Vertical():
             yield KeyedTable("#", "state", "title", "filed by", "answer", id="ticket-table")
             yield Static("", id="ticket-detail", classes="detail")
-
-    def focus_default(self) -> None:
-        self.query_one(KeyedTable).focus()
 
     def _answers(self) -> dict[str, dict[str, Any]]:
         """The newest answer proposed for each ticket, by the ticket's path."""
