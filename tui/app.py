@@ -119,7 +119,7 @@ class ConsoleApp(App[None]):
                 )
 
     def _connect(self, token: str) -> None:
-        self.link = HubLink(self.url, token, self.state, self._dirty.add)
+        self.link = HubLink(self.url, token, self.state, self._changed)
         self.pane(ProposalsPane).hub_linked = True
         self.run_worker(self._start_link(), exclusive=True, group="link")
 
@@ -143,9 +143,15 @@ class ConsoleApp(App[None]):
         self._dirty.update(parts)
         self._redraw()
 
+    def _changed(self, part: str) -> None:
+        """The link changed ``part`` of the state: drawn on the next tick, or at once for
+        the connection (rare, and the first thing the moderator looks at)."""
+        self._dirty.add(part)
+        if part == "connection" and self.screen_stack:  # none left while closing down
+            self._redraw()
+
     def _redraw(self) -> None:
-        dirty = set(self._dirty)  # the link holds this very set's add: empty it in place
-        self._dirty.clear()
+        dirty, self._dirty = self._dirty, set()
         try:
             if "connection" in dirty:
                 self._draw_status()
