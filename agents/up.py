@@ -37,9 +37,9 @@ async def issue_agent_tokens(store: Store, settings: Settings) -> dict[str, str]
 
     tokens = {}
     for persona in personas_or_fail(settings):
-        if await store.principal(persona.id) is not None:
-            await store.revoke_tokens(name=persona.id)
-        _principal, tokens[persona.id] = await store.issue_token(
+        if await store.principals.get(persona.id) is not None:
+            await store.principals.revoke_tokens(name=persona.id)
+        _principal, tokens[persona.id] = await store.principals.issue_token(
             persona.id, Role.AGENT, arenas=persona.arenas
         )
     return tokens
@@ -56,9 +56,9 @@ async def up(settings: Settings) -> int:
         store = running.hub.store
         tokens = await issue_agent_tokens(store, settings)
         write_secret(settings.tokens_path, tokens)
-        if await store.principal(MODERATOR) is not None:
-            await store.revoke_tokens(name=MODERATOR)
-        _moderator, moderator_token = await store.issue_token(MODERATOR, Role.MODERATOR)
+        if await store.principals.get(MODERATOR) is not None:
+            await store.principals.revoke_tokens(name=MODERATOR)
+        _moderator, moderator_token = await store.principals.issue_token(MODERATOR, Role.MODERATOR)
         env = {
             **os.environ,
             "BOTARENA_HUB_URL": running.url,

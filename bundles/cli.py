@@ -230,18 +230,17 @@ def _audit(settings: BundleSettings, record: dict[str, Any]) -> bool:
 
     import asyncpg
 
-    from botarena.server import audit
-    from botarena.server.app import open_store
     from botarena.server.errors import MigrationError
+    from botarena.server.store import open_store
 
     if not settings.database_url and not settings.pgdata.exists():
         return False
 
     async def append() -> None:
         action = "bundle.downgraded" if record["downgrade"] else "bundle.installed"
-        async with open_store(settings) as store, store.transaction() as conn:
-            await audit.append(
-                conn, action, actor="operator", subject=record["name"], detail=record
+        async with open_store(settings) as store:
+            await store.audit.append(
+                action, actor="operator", subject=record["name"], detail=record
             )
 
     try:

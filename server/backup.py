@@ -32,6 +32,7 @@ from botarena.server.errors import BackupError
 from botarena.server.files import atomic_write, sha256_file, write_atomic
 from botarena.server.objects import open_objects
 from botarena.server.settings import CommonSettings, DatabaseSettings, ObjectStoreSettings
+from botarena.server.store import schema
 
 FORMAT = 1
 PARTS_GROUP = "botarena.backup"
@@ -87,10 +88,10 @@ class DatabasePart:
             await asyncio.to_thread(_run, [_pg_tool("pg_dump"), *dump, f"--dbname={url}"])
             conn = await asyncpg.connect(url)
             try:
-                schema = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+                version = await schema.current_version(conn)
             finally:
                 await conn.close()
-        return {"schema_version": schema}
+        return {"schema_version": version}
 
     async def not_empty(self, settings: CommonSettings) -> str | None:
         async with database(settings.view(DatabaseSettings)) as url:

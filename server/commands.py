@@ -13,14 +13,20 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from botarena.arenas.names import ARENAS
+from botarena.arenas.names import ARENAS, ProposalKind, ProposalStatus
 from botarena.server.cli import fail, load_settings, run
 from botarena.server.protocol import Role
 from botarena.server.settings import ClientSettings, HubSettings
+
+if TYPE_CHECKING:
+    from botarena.server.auth import Principal
+    from botarena.server.store import Proposal, Store
+
+T = TypeVar("T")
 
 app = typer.Typer()
 token_app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke access tokens.")
@@ -63,7 +69,7 @@ def token_create(
     import re
 
     from botarena.arenas.names import NAME_PATTERN
-    from botarena.server.app import open_store
+    from botarena.server.store import open_store
 
     if not re.fullmatch(NAME_PATTERN, name):
         fail(f"bad name {name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
@@ -74,7 +80,7 @@ def token_create(
 
     async def create() -> str:
         async with open_store(settings) as store:
-            _principal, token = await store.issue_token(
+            _principal, token = await store.principals.issue_token(
                 name, role, arenas=arenas, may_create_groups=may_create_groups
             )
             return token
@@ -91,13 +97,13 @@ def token_create(
 @token_app.command("list")
 def token_list() -> None:
     """List tokens (never their secrets)."""
-    from botarena.server.app import open_store
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
 
     async def fetch() -> list[Any]:
         async with open_store(settings) as store:
-            return await store.tokens()
+            return await store.principals.tokens()
 
     for info in run(fetch()):
         state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
@@ -113,7 +119,7 @@ def token_revoke(
     token_id: Annotated[int | None, typer.Option("--id", help="revoke this token")] = None,
 ) -> None:
     """Revoke tokens; sessions using them are disconnected at once."""
-    from botarena.server.app import open_store
+    from botarena.server.store import open_store
 
     if (name is None) == (token_id is None):
         fail("give exactly one of --name or --id")
@@ -121,7 +127,7 @@ def token_revoke(
 
     async def revoke() -> int:
         async with open_store(settings) as store:
-            return await store.revoke_tokens(name=name, token_id=token_id)
+            return await store.principals.revoke_tokens(name=name, token_id=token_id)
 
     count = run(revoke())
     if count == 0:
@@ -132,7 +138,7 @@ def token_revoke(
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending migrations and print the schema version."""
-    from botarena.server.app import open_store
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
 
@@ -187,20 +193,18 @@ def backup_command(
     ] = False,
 ) -> None:
     """Back up the site: the database, ChromaDB's collections and the object store."""
-    from botarena.server.artifacts import Artifacts
     from botarena.server.backup import backup
     from botarena.server.objects import open_objects
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
 
     async def make() -> dict:
         manifest = await backup(settings, out)
         if to_store:
-            from botarena.server.app import open_store
-
             async with open_store(settings) as store:
                 key = f"backups/{out.name}"
-                await Artifacts(store.pool, open_objects(settings)).store("backup", key, out)
+                await store.artifacts.put(open_objects(settings), "backup", key, out)
         return manifest
 
     manifest = run(make(), code=1)
@@ -223,10 +227,9 @@ def archive_command(
     """Archive a day's room transcripts (and the canon) to the object store."""
     from datetime import UTC, date, datetime, timedelta
 
-    from botarena.server.app import open_store
-    from botarena.server.archive import archive_transcripts, export_canon
-    from botarena.server.artifacts import Artifacts
+    from botarena.server.archive import archive_canon, archive_day
     from botarena.server.objects import open_objects
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
     try:
@@ -236,9 +239,9 @@ def archive_command(
 
     async def archive() -> tuple[list[str], dict | None]:
         async with open_store(settings) as store:
-            artifacts = Artifacts(store.pool, open_objects(settings))
-            stored = await archive_transcripts(store.pool, artifacts, when)
-            return stored, (await export_canon(store.pool, artifacts) if canon else None)
+            objects = open_objects(settings)
+            stored = await archive_day(store, objects, when)
+            return stored, (await archive_canon(store, objects) if canon else None)
 
     stored, exported = run(archive(), code=1)
     for key in stored:
@@ -267,13 +270,13 @@ def restore_command(
 def audit_verify() -> None:
     """Recompute the whole audit chain; name the first entry that does not hold."""
     from botarena.server import audit
-    from botarena.server.app import open_store
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
 
     async def check() -> audit.Verdict:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            return await audit.verify(conn)
+        async with open_store(settings) as store:
+            return await store.audit.verify()
 
     verdict = run(check())
     if not verdict.ok:
@@ -286,8 +289,8 @@ def audit_checkpoint(
     out: Annotated[Path | None, typer.Option(help="folder; default var/checkpoints")] = None,
 ) -> None:
     """Sign the audit chain head and the canon's Merkle root with the site key."""
-    from botarena.server import audit, checkpoint
-    from botarena.server.app import open_store
+    from botarena.server import checkpoint
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
     if not settings.site_key:
@@ -295,16 +298,14 @@ def audit_checkpoint(
     folder = out or settings.var_dir / "checkpoints"
 
     async def make() -> dict[str, Any]:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            document = await checkpoint.make(conn)
-            async with conn.transaction():
-                await audit.append(
-                    conn,
-                    "audit.checkpoint",
-                    actor="operator",
-                    subject=f"audit:{document['audit_seq']}",
-                    detail={"canon_root": document["canon_root"]},
-                )
+        async with open_store(settings) as store:
+            document = await checkpoint.create(store)
+            await store.audit.append(
+                "audit.checkpoint",
+                actor="operator",
+                subject=f"audit:{document['audit_seq']}",
+                detail={"canon_root": document["canon_root"]},
+            )
             return document
 
     try:
@@ -331,7 +332,7 @@ def audit_verify_checkpoint(
     import json
 
     from botarena.server import checkpoint
-    from botarena.server.app import open_store
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
     if not settings.site_key:
@@ -351,8 +352,8 @@ def audit_verify_checkpoint(
         fail("the checkpoint is not JSON", code=1)
 
     async def check() -> checkpoint.CheckpointReport:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            return await checkpoint.verify_checkpoint(conn, document)
+        async with open_store(settings) as store:
+            return await checkpoint.check(store, document)
 
     report = run(check())
     for line in report.problems + report.changed_documents:
@@ -369,13 +370,13 @@ def audit_verify_checkpoint(
 def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> None:
     """Show the newest audit entries."""
     from botarena.server import audit
-    from botarena.server.app import open_store
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
 
     async def fetch() -> list[audit.AuditEntry]:
-        async with open_store(settings) as store, store.pool.acquire() as conn:
-            return await audit.entries(conn, limit)
+        async with open_store(settings) as store:
+            return await store.audit.entries(limit)
 
     for entry in reversed(run(fetch())):
         typer.echo(
@@ -384,24 +385,23 @@ def audit_log(limit: Annotated[int, typer.Option(min=1, max=10000)] = 30) -> Non
         )
 
 
-def _with_proposals(action: Callable[[Any, Any], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``action(proposal_store, store)`` against the configured database."""
-    from botarena.server.app import open_store
-    from botarena.server.proposals import ProposalStore
+def _with_store(action: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+    """Run ``action(store)`` against the configured database."""
+    from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
 
-    async def act() -> Any:
+    async def act() -> T:
         async with open_store(settings) as store:
-            return await action(ProposalStore(store.pool), store)
+            return await action(store)
 
     return run(act())
 
 
-async def _reviewer(store: Any, name: str) -> Any:
+async def _reviewer(store: Store, name: str) -> Principal:
     from botarena.server.errors import Forbidden
 
-    principal = await store.principal(name)
+    principal = await store.principals.get(name)
     if principal is None or not principal.supervises:
         raise Forbidden(f"{name!r} is not a moderator or admin")
     return principal
@@ -410,7 +410,7 @@ async def _reviewer(store: Any, name: str) -> Any:
 @app.command()
 def sync() -> None:
     """Reset the working copy from the canon: flag pending proposals on old versions."""
-    flagged = _with_proposals(lambda proposals, _store: proposals.sync())
+    flagged = _with_store(lambda store: store.proposals.sync())
     for p in flagged:
         typer.echo(f"conflict #{p.id} {p.path}: {p.reason}")
     typer.echo(f"working copy in line with the canon; {len(flagged)} proposal(s) flagged")
@@ -421,10 +421,8 @@ def reputation(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Agents by reputation, and who may enter the external arena now."""
-    from botarena.server import reputation as rep
-
     fraction = load_settings(HubSettings).external_top_fraction
-    board = _with_proposals(lambda _proposals, store: rep.standings(store.pool, fraction))
+    board = _with_store(lambda store: store.reputation.standings(fraction))
     if as_json:
         typer.echo(json.dumps([s.public() for s in board], indent=1))
         return
@@ -450,9 +448,7 @@ def proposals_list(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
 ) -> None:
     """List proposals, newest first."""
-    found = _with_proposals(
-        lambda proposals, _s: proposals.list(arena=arena, status=status, limit=limit)
-    )
+    found = _with_store(lambda store: store.proposals.find(arena=arena, status=status, limit=limit))
     for p in found:
         typer.echo(
             f"{p.id:>6} {p.status:<9} {p.arena:<11} {p.kind:<13} {p.author:<14} "
@@ -465,11 +461,11 @@ def proposals_show(proposal_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Show a proposal and its diff against the canon."""
     from botarena.server.patching import unified_diff
 
-    async def show(proposals: Any, _store: Any) -> tuple[Any, Any]:
-        found = await proposals.get(proposal_id)
-        return found, (await proposals.canon(found.path) if found else None)
+    async def show(store: Store) -> tuple[Proposal | None, tuple[int, str] | None]:
+        found = await store.proposals.get(proposal_id)
+        return found, (await store.canon.get(found.path) if found else None)
 
-    proposal, canon = _with_proposals(show)
+    proposal, canon = _with_store(show)
     if proposal is None:
         fail(f"no proposal {proposal_id}", code=1)
     version, current = canon if canon else (0, "")
@@ -482,7 +478,7 @@ def proposals_show(proposal_id: Annotated[int, typer.Argument(min=1)]) -> None:
     )
     typer.echo(
         proposal.content
-        if proposal.kind == "patch"
+        if proposal.kind is ProposalKind.PATCH
         else unified_diff(current, proposal.content, proposal.path)
     )
 
@@ -494,11 +490,11 @@ def proposals_approve(
 ) -> None:
     """Approve: merge into the canon as a new version (or mark a conflict)."""
 
-    async def approve(proposals: Any, store: Any) -> Any:
-        return await proposals.approve(proposal_id, await _reviewer(store, reviewer))
+    async def approve(store: Store) -> Proposal:
+        return await store.proposals.approve(proposal_id, await _reviewer(store, reviewer))
 
-    result = _with_proposals(approve)
-    if result.status == "conflict":
+    result = _with_store(approve)
+    if result.status is ProposalStatus.CONFLICT:
         fail(f"conflict: {result.reason}", code=1)
     typer.echo(f"approved: {result.path} is now at version {result.merged_version}")
 
@@ -511,10 +507,10 @@ def proposals_reject(
 ) -> None:
     """Reject with a reason."""
 
-    async def reject(proposals: Any, store: Any) -> Any:
-        return await proposals.reject(proposal_id, await _reviewer(store, reviewer), reason)
+    async def reject(store: Store) -> Proposal:
+        return await store.proposals.reject(proposal_id, await _reviewer(store, reviewer), reason)
 
-    _with_proposals(reject)
+    _with_store(reject)
     typer.echo(f"rejected #{proposal_id}")
 
 
@@ -529,12 +525,12 @@ def proposals_edit(
     """Edit then approve: the file's text becomes the new canon version."""
     text = content_file.read_text(encoding="utf-8")
 
-    async def edit(proposals: Any, store: Any) -> Any:
-        return await proposals.approve(
+    async def edit(store: Store) -> Proposal:
+        return await store.proposals.approve(
             proposal_id, await _reviewer(store, reviewer), edited_content=text
         )
 
-    result = _with_proposals(edit)
-    if result.status == "conflict":
+    result = _with_store(edit)
+    if result.status is ProposalStatus.CONFLICT:
         fail(f"conflict: {result.reason}", code=1)
     typer.echo(f"edited and approved: {result.path} is now at version {result.merged_version}")

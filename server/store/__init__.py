@@ -12,7 +12,7 @@ Only the hub's internals import this package.
 from __future__ import annotations
 
 from botarena.server.errors import HubError
-from botarena.server.store.facade import Store
+from botarena.server.store.facade import Store, open_store
 from botarena.server.store.messages import Posted
 from botarena.server.store.moderation import CONTROL_CHANNEL, ControlAction
 from botarena.server.store.principals import TokenInfo
@@ -30,4 +30,5 @@ __all__ = [
     "Store",
     "StoreError",
     "TokenInfo",
+    "open_store",
 ]

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from botarena.server.embedded_pg import database
+from botarena.server.settings import DatabaseSettings
 from botarena.server.store import schema
 from botarena.server.store.agents import AgentStateRepository
 from botarena.server.store.artifacts import ArtifactRepository
@@ -72,3 +74,14 @@ class Store(LegacyNames):
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
+
+
+@asynccontextmanager
+async def open_store(settings: DatabaseSettings) -> AsyncIterator[Store]:
+    """The store on the configured database, or on the embedded one started for it."""
+    async with database(settings) as url:
+        store = await Store.open(url, pool_size=settings.db_pool_size)
+        try:
+            yield store
+        finally:
+            await store.close()
