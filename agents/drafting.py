@@ -59,7 +59,7 @@ def plan(turn: Turn, charter: ArenaCharter | None, initiative_count: int) -> Dra
     if charter is None:
         return None
     trigger = turn.trigger
-    if trigger is not None and "ticket_answer" in charter.proposals:
+    if trigger is not None and ProposalKind.TICKET_ANSWER in charter.proposals:
         ticket = TICKET_ANNOUNCEMENT.match(trigger.text)
         if ticket and trigger.author_role != "agent":
             return DraftPlan(

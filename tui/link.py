@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from botarena.arenas.names import ProposalKind, ProposalStatus
 from botarena.server.client import HubCallError, HubClient
 from botarena.server.patching import apply_unified_diff
 from botarena.server.protocol import Message
@@ -155,7 +156,10 @@ class HubLink:
     def _on_proposal(self, proposal: dict) -> None:
         self.state.set_proposal(proposal)
         self.on_change("proposals")
-        if proposal.get("kind") == "ticket_answer" and proposal.get("status") != "pending":
+        if (
+            proposal.get("kind") == ProposalKind.TICKET_ANSWER
+            and proposal.get("status") != ProposalStatus.PENDING
+        ):
             self._spawn(self._reload_tickets())
 
     async def _reload_tickets(self) -> None:
@@ -200,7 +204,7 @@ class HubLink:
         the canon with the patch applied (:class:`ValueError` when it does not apply)."""
         detail = await self.proposal(proposal_id)
         text = detail["content"]
-        if detail["kind"] == "patch":  # edit the result, not the diff
+        if detail["kind"] == ProposalKind.PATCH:  # edit the result, not the diff
             base = await self.client.call("canon.get", {"path": detail["path"]})
             text = apply_unified_diff(base["content"], detail["content"])
         return detail["path"], text

@@ -20,15 +20,25 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
-from botarena.arenas.names import ARENAS
+from botarena.arenas.names import ARENAS, ProposalStatus
 from botarena.tui.markup import colour, styled
 from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import Field, FormScreen
 from botarena.tui.state import ConsoleState
 from botarena.tui.table import KeyedTable, Row
 
-STATUS_FILTERS = ("pending", None, "approved", "rejected", "conflict")
-STATUS_STYLE = {"conflict": "bold red", "approved": "green", "rejected": "dim"}
+STATUS_FILTERS = (
+    ProposalStatus.PENDING,
+    None,
+    ProposalStatus.APPROVED,
+    ProposalStatus.REJECTED,
+    ProposalStatus.CONFLICT,
+)
+STATUS_STYLE = {
+    ProposalStatus.CONFLICT: "bold red",
+    ProposalStatus.APPROVED: "green",
+    ProposalStatus.REJECTED: "dim",
+}
 
 
 class ProposalsPane(ConsolePane):
@@ -56,7 +66,7 @@ class ProposalsPane(ConsolePane):
 
     arena_filter: reactive[str | None] = reactive(None, init=False)
     """The arena shown, or every arena."""
-    status_filter: reactive[str | None] = reactive("pending", init=False)
+    status_filter: reactive[str | None] = reactive(ProposalStatus.PENDING, init=False)
     """The state shown, or every state."""
 
     @dataclass

@@ -17,6 +17,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from botarena.arenas.names import ProposalKind, TicketStatus
 from botarena.tui.markup import styled
 from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import Field, FormScreen
@@ -54,7 +55,7 @@ class TicketsPane(ConsolePane):
         """The newest answer proposed for each ticket, by the ticket's path."""
         found: dict[str, dict[str, Any]] = {}
         for p in sorted(self.state.proposals.values(), key=lambda p: p["id"]):
-            if p["kind"] == "ticket_answer":
+            if p["kind"] == ProposalKind.TICKET_ANSWER:
                 found[p["path"]] = p
         return found
 
@@ -66,11 +67,11 @@ class TicketsPane(ConsolePane):
             progress = (
                 f"#{answer['id']} {answer['status']} by {answer['author']}" if answer else "waiting"
             )
-            if t["status"] == "closed" and t.get("human_intervention"):
+            if t["status"] == TicketStatus.CLOSED and t.get("human_intervention"):
                 progress += " (human)"
             cells = (
                 str(t["id"]),
-                styled(t["status"], "green" if t["status"] == "closed" else "yellow"),
+                styled(t["status"], "green" if t["status"] == TicketStatus.CLOSED else "yellow"),
                 escape(t["title"])[:50],
                 escape(t["filed_by"]),
                 progress,
