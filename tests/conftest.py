@@ -4,27 +4,21 @@ and a hub running in the test's event loop with helpers to make principals and c
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from botarena.agents.embedded_llm import EmbeddedLlama
-from botarena.server.app import RunningHub, running_hub
-from botarena.server.client import HubClient
-from botarena.server.protocol import Message, Role
+from botarena.server.app import running_hub
 from botarena.server.settings import Settings
-from botarena.server.store import Store
 from tests import services
+from tests.harness import Arena, ArenaFactory, create_database, make_settings
 from tests.services import redis_server
 
 for _name in [k for k in os.environ if k.startswith("BOTARENA_")]:
@@ -44,21 +38,6 @@ def pg_admin_url() -> Iterator[str]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-_db_numbers = itertools.count(1)
-
-
-async def create_database(pg_admin_url: str) -> str:
-    """A new, empty database on the session's server; its URL."""
-    name = f"t{os.getpid()}_{next(_db_numbers)}"
-    conn = await asyncpg.connect(pg_admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base, query = pg_admin_url.split("?", 1)
-    return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
-
-
 @pytest.fixture
 async def database_url(pg_admin_url: str) -> str:
     """A fresh, empty database for one test."""
@@ -74,85 +53,6 @@ def free_port() -> int:
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
         yield url
-
-
-def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "var_dir": tmp_path / "var",
-        "database_url": database_url,
-        "port": 0,
-        "log_level": "warning",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-@dataclass
-class Arena:
-    """A running hub plus helpers to make principals and connected clients."""
-
-    running: RunningHub
-    context: AbstractAsyncContextManager[RunningHub]
-    clients: list[HubClient] = field(default_factory=list)
-    stopped: bool = False
-
-    async def stop(self) -> None:
-        """Stop the hub (clients stay, and try to reconnect)."""
-        if not self.stopped:
-            self.stopped = True
-            await self.context.__aexit__(None, None, None)
-
-    @property
-    def store(self) -> Store:
-        return self.running.hub.store
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-    async def fingerprint(self, *, ignore: tuple[str, ...] = ()) -> dict[str, str]:
-        """A digest of every row of every table (but ``ignore``): equal digests mean an
-        unchanged store."""
-        async with self.store.pool.acquire() as conn:
-            tables = await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-            )
-            digest = {}
-            for row in tables:
-                name = row["tablename"]
-                if name in ignore:
-                    continue
-                digest[name] = await conn.fetchval(
-                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                    f'FROM "{name}" t'
-                )
-            return digest
-
-    async def token(self, name: str, role: Role | str = Role.AGENT, **kwargs: object) -> str:
-        if "arenas" not in kwargs and Role(role) is Role.AGENT:
-            kwargs["arenas"] = ["compiler", "creative", "education", "operations"]
-        _principal, token = await self.store.issue_token(name, Role(role), **kwargs)  # type: ignore[arg-type]
-        return token
-
-    async def client(
-        self,
-        name: str,
-        role: Role | str = Role.AGENT,
-        *,
-        inbox: list[Message] | None = None,
-        **kwargs: object,
-    ) -> HubClient:
-        token = await self.token(name, role, **kwargs)
-        return await self.connect(token, inbox=inbox)
-
-    async def connect(self, token: str, *, inbox: list[Message] | None = None) -> HubClient:
-        client = HubClient(self.url, token, on_message=inbox.append if inbox is not None else None)
-        await client.connect()
-        self.clients.append(client)
-        return client
-
-
-ArenaFactory = Callable[..., Awaitable[Arena]]
 
 
 @pytest.fixture

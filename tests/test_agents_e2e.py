@@ -14,8 +14,7 @@ from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 from tests.services import free_port
 from tests.test_personas import SHIPPED
 

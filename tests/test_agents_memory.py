@@ -14,8 +14,7 @@ from botarena.agents.worker import AgentWorker
 from botarena.memory.service import MemoryService
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 from tests.services import free_port
 from tests.test_agents_e2e import compiler_pair, stop_worker
 

@@ -18,8 +18,7 @@ from botarena.memory.service import MemoryService
 from botarena.server import audit, checkpoint
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
-from tests.conftest import Arena
-from tests.helpers import eventually, make_key
+from tests.harness import Arena, eventually, make_key
 from tests.ollama_standin import ollama_standin
 from tests.test_agents_e2e import FAST, stop_worker
 from tests.test_personas import SHIPPED

@@ -12,7 +12,7 @@ from botarena.server.archive import archive_canon, archive_day
 from botarena.server.objects import open_objects
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
-from tests.conftest import Arena
+from tests.harness import Arena
 
 YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
 

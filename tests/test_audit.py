@@ -13,7 +13,7 @@ import pytest
 from botarena.server.audit import Verdict
 from botarena.server.protocol import Role
 from botarena.server.store import Store
-from tests.conftest import Arena
+from tests.harness import Arena
 from tests.test_cli import botarena
 
 

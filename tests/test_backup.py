@@ -24,7 +24,7 @@ from botarena.server.objects import open_objects
 from botarena.server.proposals import ProposalStore
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
-from tests.conftest import create_database
+from tests.harness import create_database
 
 ROOT = Path(__file__).resolve().parent.parent
 

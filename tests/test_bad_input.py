@@ -10,8 +10,7 @@ import aiohttp
 import pytest
 
 from botarena.server.client import HubCallError, HubClient
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 
 BAD_EVENTS: list[tuple[str, object, str]] = [
     ("send", "not an object", "invalid_payload"),

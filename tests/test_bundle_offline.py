@@ -16,7 +16,7 @@ import yaml
 from botarena.bundles.build import build, sign
 from botarena.bundles.install import Policy, Site
 from botarena.bundles.trust import TrustStore
-from tests.helpers import make_key
+from tests.harness import make_key
 from tests.services import ROOT
 
 pytestmark = pytest.mark.e2e

@@ -27,7 +27,7 @@ from botarena.bundles.build import build, sign
 from botarena.bundles.install import Policy, Site, verify
 from botarena.bundles.trust import TrustStore
 from botarena.server.errors import BundleError
-from tests.helpers import make_key
+from tests.harness import make_key
 
 MODEL = b"GGUF" + bytes(range(256)) * 64
 

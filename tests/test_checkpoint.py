@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from botarena.server.checkpoint import leaf, merkle_root
-from tests.helpers import make_key
+from tests.harness import make_key
 from tests.test_cli import botarena
 
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from botarena.server.client import HubCallError, HubClient
 from botarena.server.protocol import Role
 from botarena.server.store import Store
-from tests.helpers import eventually
+from tests.harness import eventually
 from tests.services import HubProcess
+
+pytestmark = pytest.mark.e2e
 
 WRITERS = 3
 PER_WRITER = 150

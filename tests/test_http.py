@@ -11,8 +11,7 @@ import aiohttp
 import pytest
 
 from botarena.server.client import HubCallError
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 
 
 async def get(url: str) -> tuple[int, str, dict | None]:

@@ -8,8 +8,7 @@ from botarena.arenas.names import ARENAS
 from botarena.server.client import HubCallError
 from botarena.server.protocol import Message
 from botarena.server.store import Store
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 
 
 async def test_clients_in_rooms_exchange_messages(arena: Arena) -> None:

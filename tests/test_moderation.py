@@ -8,8 +8,7 @@ import pytest
 
 from botarena.server.client import HubCallError
 from botarena.server.protocol import Message
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 
 
 async def test_a_muted_agent_cannot_post_even_after_reconnecting(arena: Arena) -> None:

@@ -16,7 +16,7 @@ import pytest
 from botarena.server.errors import Conflict, NotFound, ObjectStoreError
 from botarena.server.objects import open_objects
 from botarena.server.settings import Settings
-from tests.conftest import Arena
+from tests.harness import Arena
 from tests.services import S3_KEYS, S3Server, s3_server
 
 

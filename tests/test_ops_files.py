@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tests.conftest import Arena
+from tests.harness import Arena
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "compose" / "prometheus"

@@ -8,8 +8,7 @@ import pytest
 
 from botarena.server.client import HubCallError, HubClient
 from botarena.server.patching import unified_diff
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 
 V1 = "def add(a, b):\n    return a + b\n"
 

@@ -8,8 +8,7 @@ import pytest
 
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
-from tests.conftest import Arena
-from tests.helpers import eventually, stays
+from tests.harness import Arena, eventually, stays
 from tests.test_cli import botarena
 
 

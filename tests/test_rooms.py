@@ -7,8 +7,7 @@ import pytest
 from botarena.arenas.names import dm_room
 from botarena.server.client import HubCallError
 from botarena.server.protocol import Message
-from tests.conftest import Arena
-from tests.helpers import eventually
+from tests.harness import Arena, eventually
 
 
 async def test_direct_messages_reach_only_the_two_principals(arena: Arena) -> None:

@@ -9,7 +9,7 @@ import pytest
 from botarena.server.client import HubCallError, HubClient
 from botarena.server.protocol import Message, Role
 from botarena.server.store import Store
-from tests.helpers import eventually
+from tests.harness import eventually
 from tests.services import HubProcess
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from botarena.server.client import HubCallError, HubClient
 from botarena.server.store import Store
 from botarena.tui.app import WRITE_ACTIONS, ConsoleApp
 from botarena.tui.screens import EditorScreen, FormScreen
-from tests.conftest import Arena
+from tests.harness import Arena
 
 SIZE = (140, 40)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
-from tests.helpers import eventually
+from tests.harness import eventually
 from tests.services import ROOT
 from tests.test_up import botarena_up
 

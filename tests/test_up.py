@@ -19,7 +19,7 @@ import pytest
 from botarena.arenas.names import ARENAS
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
-from tests.helpers import eventually
+from tests.harness import eventually
 from tests.services import free_port, hub_env
 
 pytestmark = pytest.mark.e2e

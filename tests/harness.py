@@ -1,0 +1,174 @@
+"""What tests share besides fixtures: waiting for asynchronous delivery, signing keys,
+a fresh database on the session's PostgreSQL, test settings, and :class:`Arena`, a
+running hub with helpers to make principals and connected clients. Tests import it;
+``conftest.py`` holds only fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from botarena.server.app import RunningHub
+from botarena.server.client import HubClient
+from botarena.server.protocol import Message, Role
+from botarena.server.settings import Settings
+from botarena.server.store import Store
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Wait until ``predicate()`` holds; fail the test with ``what`` when it never does."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+async def stays(predicate: Callable[[], bool], duration: float = 0.5) -> bool:
+    """True when ``predicate()`` holds throughout ``duration`` seconds."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        if not predicate():
+            return False
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+def make_key(home: Path, name: str) -> str:
+    """A new ed25519 signing key in GnuPG home ``home``; its fingerprint."""
+    subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            f"{name} <{name}@site.local>",
+            "ed25519",
+            "sign",
+            "1y",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    listing = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--with-colons",
+            "--list-secret-keys",
+            f"{name}@site.local",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
+
+
+_db_numbers = itertools.count(1)
+
+
+async def create_database(pg_admin_url: str) -> str:
+    """A new, empty database on the session's server; its URL."""
+    name = f"t{os.getpid()}_{next(_db_numbers)}"
+    conn = await asyncpg.connect(pg_admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, query = pg_admin_url.split("?", 1)
+    return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "var_dir": tmp_path / "var",
+        "database_url": database_url,
+        "port": 0,
+        "log_level": "warning",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Arena:
+    """A running hub plus helpers to make principals and connected clients."""
+
+    running: RunningHub
+    context: AbstractAsyncContextManager[RunningHub]
+    clients: list[HubClient] = field(default_factory=list)
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        """Stop the hub (clients stay, and try to reconnect)."""
+        if not self.stopped:
+            self.stopped = True
+            await self.context.__aexit__(None, None, None)
+
+    @property
+    def store(self) -> Store:
+        return self.running.hub.store
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    async def fingerprint(self, *, ignore: tuple[str, ...] = ()) -> dict[str, str]:
+        """A digest of every row of every table (but ``ignore``): equal digests mean an
+        unchanged store."""
+        async with self.store.pool.acquire() as conn:
+            tables = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+            digest = {}
+            for row in tables:
+                name = row["tablename"]
+                if name in ignore:
+                    continue
+                digest[name] = await conn.fetchval(
+                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                    f'FROM "{name}" t'
+                )
+            return digest
+
+    async def token(self, name: str, role: Role | str = Role.AGENT, **kwargs: object) -> str:
+        if "arenas" not in kwargs and Role(role) is Role.AGENT:
+            kwargs["arenas"] = ["compiler", "creative", "education", "operations"]
+        _principal, token = await self.store.issue_token(name, Role(role), **kwargs)  # type: ignore[arg-type]
+        return token
+
+    async def client(
+        self,
+        name: str,
+        role: Role | str = Role.AGENT,
+        *,
+        inbox: list[Message] | None = None,
+        **kwargs: object,
+    ) -> HubClient:
+        token = await self.token(name, role, **kwargs)
+        return await self.connect(token, inbox=inbox)
+
+    async def connect(self, token: str, *, inbox: list[Message] | None = None) -> HubClient:
+        client = HubClient(self.url, token, on_message=inbox.append if inbox is not None else None)
+        await client.connect()
+        self.clients.append(client)
+        return client
+
+
+ArenaFactory = Callable[..., Awaitable[Arena]]
