@@ -26,8 +26,8 @@ from botarena.bundles.manifest import (
     VersionText,
     safe_path,
 )
-from botarena.bundles.trust import fingerprint
 from botarena.server.files import sha256_file
+from botarena.server.signatures import fingerprint
 
 
 class Include(BaseModel):

@@ -11,8 +11,6 @@ say exactly why.
 from __future__ import annotations
 
 import json
-import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,16 +19,7 @@ from typing import Any
 import gnupg
 
 from botarena.server.files import write_atomic
-
-FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
-
-
-def fingerprint(text: str) -> str:
-    """A full fingerprint in canonical form (upper case, no spaces), or ValueError."""
-    clean = text.replace(" ", "").upper()
-    if not FINGERPRINT.match(clean):
-        raise ValueError(f"not a full 40-hex-digit fingerprint: {text!r}")
-    return clean
+from botarena.server.signatures import fingerprint, verify_detached
 
 
 @dataclass(frozen=True)
@@ -111,13 +100,8 @@ class TrustStore:
     def check(self, data: bytes, named: str, armored: str) -> SignatureCheck:
         """What one detached signature over ``data`` is worth."""
         pinned = self.pinned()
-        with tempfile.NamedTemporaryFile("w", suffix=".asc", dir=self.directory) as sig:
-            sig.write(armored)
-            sig.flush()
-            result = self._gpg().verify_data(sig.name, data)
-        signer = (result.pubkey_fingerprint or result.fingerprint or "").upper()
-        status = (result.status or "").lower()
-        key_status = (getattr(result, "key_status", None) or "").lower()
+        result = verify_detached(self._gpg(), data, armored, self.directory)
+        signer, status, key_status = result.signer, result.status, result.key_status
         if "bad" in status:
             return SignatureCheck(named, "bad_signature", "the signature does not match")
         if "no public key" in status:
@@ -127,7 +111,7 @@ class TrustStore:
         if "expired" in status or "expired" in key_status:
             return SignatureCheck(named, "expired_key", f"{signer or named} has expired")
         if not result.valid:
-            return SignatureCheck(named, "bad_signature", result.status or "not a valid signature")
+            return SignatureCheck(named, "bad_signature", status or "not a valid signature")
         if signer not in pinned:
             return SignatureCheck(named, "untrusted_key", f"{signer} is not a trusted key")
         if signer != named:

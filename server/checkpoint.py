@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botarena.server.signatures import verify_detached
 from botarena.server.store import Store
 from botarena.server.store.legacy import on_connection
 
@@ -86,17 +87,11 @@ class Signer:
     def verify(self, data: bytes, signature: str, fingerprint: str) -> str | None:
         """None when ``signature`` is a good, current signature by ``fingerprint``;
         otherwise why not."""
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".asc", dir=self.home) as sig:
-            sig.write(signature)
-            sig.flush()
-            result = self.gpg.verify_data(sig.name, data)
+        result = verify_detached(self.gpg, data, signature, self.home)
         if not result.valid:
             return f"bad signature ({result.status or 'no valid signature'})"
-        signer = (result.pubkey_fingerprint or result.fingerprint or "").upper()
-        if signer != fingerprint.upper().replace(" ", ""):
-            return f"signed by {signer}, not the site key {fingerprint}"
+        if result.signer != fingerprint.upper().replace(" ", ""):
+            return f"signed by {result.signer}, not the site key {fingerprint}"
         return None
 
 
