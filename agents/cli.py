@@ -37,12 +37,11 @@ def worker() -> None:
     """Run the agent worker: the personas in BOTARENA_PERSONAS_DIR, with the tokens in
     BOTARENA_AGENT_TOKENS_FILE, on the configured LLM backend."""
     from botarena.agents.run import run_worker
-    from botarena.server.errors import LLMUnavailable
 
     settings = load_settings(AgentSettings, service=True)
     try:
-        run(run_worker(settings))
-    except (LLMUnavailable, FileNotFoundError, ValueError) as exc:
+        run(run_worker(settings), code=1)  # no LLM, no usable persona: status 1
+    except (FileNotFoundError, ValueError) as exc:  # the tokens file
         fail(str(exc), code=1)
 
 

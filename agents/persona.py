@@ -20,12 +20,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from botarena.arenas.names import ARENAS, NAME_PATTERN
+from botarena.server.errors import ConfigError
 
 TraitName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")]
 MAX_PERSONA_BYTES = 64 * 1024
 
 
-class PersonaError(ValueError):
+class PersonaError(ConfigError):
     """A persona file that cannot be used: which file, which field, and why."""
 
     def __init__(self, path: Path, field: str, reason: str) -> None:

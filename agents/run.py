@@ -17,7 +17,7 @@ from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker, load_tokens
 from botarena.memory.service import MemoryService
 from botarena.server import offline
-from botarena.server.errors import LLMUnavailable
+from botarena.server.errors import ConfigError, LLMUnavailable
 from botarena.server.settings import AgentSettings
 from botarena.server.signals import stop_requested
 
@@ -45,7 +45,7 @@ def personas_or_fail(settings: AgentSettings) -> list[Persona]:
     for error in errors:
         log.error("persona.refused", file=str(error.path), field=error.field, reason=error.reason)
     if not personas:
-        raise LLMUnavailable(f"no usable persona in {settings.personas_dir}")
+        raise ConfigError(f"no usable persona in {settings.personas_dir}")
     return personas
 
 

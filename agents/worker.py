@@ -35,6 +35,7 @@ from botarena.agents.persona import Persona, Traits
 from botarena.agents.scheduler import Turn, TurnScheduler
 from botarena.agents.turn import CrewTurns, TurnOutcome, build_task
 from botarena.arenas.charter import ArenaCharter, charters
+from botarena.arenas.names import ProposalKind
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubCallError, HubClient
 from botarena.server.protocol import AgentStateKind, Message
@@ -411,7 +412,7 @@ class AgentWorker:
         """Propose ``fields`` (kind, path, title, content) in ``arena``, based on the
         canon's current version of the path."""
         base = 0
-        if fields["kind"] != "ticket_answer":
+        if fields["kind"] != ProposalKind.TICKET_ANSWER:
             try:
                 canon = await seat.client.call("canon.get", {"path": fields["path"]})
                 base = canon["version"]
