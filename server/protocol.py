@@ -1,20 +1,23 @@
 """The Socket.IO protocol of the hub, written once for the hub, agents and the console.
 
-Every client event has a payload model here (unknown fields are refused) and is
-acknowledged with an :class:`Ack`: ``{"ok": true, "data": ...}`` or
-``{"ok": false, "error": {"code": ..., "message": ...}}``. Server-pushed events
-(``message``, ``room.state``, ``moderation``) have their models here too, as do the
-room-name rules and the error codes a client may see.
+Every client event has a request model (unknown fields are refused) in :data:`REQUESTS`
+and a response model in :data:`RESPONSES`; it is acknowledged with an :class:`Ack`:
+``{"ok": true, "data": <response>}`` or ``{"ok": false, "error": {"code": ...,
+"message": ...}}``. Every event the hub pushes unasked (``message``, ``room.state``,
+``moderation``...) is a :class:`Push` model that names its event, listed in
+:data:`PUSHES`. The error codes a client may see are here too; the classes raised for
+them are in :mod:`botarena.server.errors`.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
 from botarena.arenas.names import (
     GROUP_PATTERN,
@@ -30,6 +33,10 @@ PrincipalName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 GroupSlug = Annotated[str, StringConstraints(pattern=GROUP_PATTERN)]
 RoomName = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+IsoTime = Annotated[
+    datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str, when_used="json")
+]
+"""A time sent as Python's ``isoformat()`` (``+00:00``), where the wire always had it so."""
 
 
 class Role(StrEnum):
@@ -58,7 +65,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     MUTED = "muted"
     ROOM_PAUSED = "room_paused"
-    CONFLICT = "conflict"  # already exists
+    CONFLICT = "conflict"  # already exists, already reviewed
     UNAVAILABLE = "unavailable"  # a dependency (the database) is down; retry later
     INTERNAL = "internal"
 
@@ -260,8 +267,16 @@ class ReactRequest(Payload):
     value: Literal[-1, 0, 1]
 
 
-class Message(BaseModel):
+class Push(BaseModel):
+    """What the hub sends unasked; ``event`` is the Socket.IO event that carries it."""
+
+    event: ClassVar[str]
+
+
+class Message(Push):
     """A stored message, as pushed in ``message`` events and returned in history."""
+
+    event = "message"
 
     id: int
     room: str
@@ -298,8 +313,35 @@ class Whoami(BaseModel):
     rooms: list[str] = Field(description="rooms this principal may join")
 
 
-class RoomState(BaseModel):
+class RoomInvited(RoomInfo, Push):
+    """Pushed as ``room.invited`` to a principal admitted to a direct message or group."""
+
+    event = "room.invited"
+
+
+class RoomList(BaseModel):
+    rooms: list[RoomInfo]
+
+
+class LeaveResult(BaseModel):
+    room: str
+
+
+class SendResult(BaseModel):
+    message: Message
+    duplicate: bool = Field(description="the client id was seen: this is the earlier copy")
+
+
+class InviteResult(BaseModel):
+    room: str
+    principal: str
+    added: bool = Field(description="False: the principal was a member already")
+
+
+class RoomState(Push):
     """Pushed as ``room.state`` when a room is paused or resumed."""
+
+    event = "room.state"
 
     room: str
     paused: bool
@@ -307,8 +349,10 @@ class RoomState(BaseModel):
     reason: str = ""
 
 
-class AgentState(BaseModel):
+class AgentState(Push):
     """Pushed as ``agent.state`` to moderators, and listed by ``agents``."""
+
+    event = "agent.state"
 
     agent: str
     state: AgentStateKind
@@ -319,8 +363,169 @@ class AgentState(BaseModel):
     updated_at: datetime
 
 
-class ModerationNotice(BaseModel):
+class AgentList(BaseModel):
+    agents: list[AgentState]
+
+
+class Reaction(Push):
+    """A reaction to a message, pushed as ``reaction`` to its room."""
+
+    event = "reaction"
+    room: str
+    message_id: int
+    author: str = Field(description="who wrote the message")
+    by: str = Field(description="who reacted")
+    value: Literal[-1, 0, 1]
+
+
+class AgentStanding(BaseModel):
+    """An agent's reputation and what it was earned with."""
+
+    agent: str
+    reputation: int
+    approved: int = Field(description="approved as proposed")
+    edited: int = Field(description="approved after a human edit")
+    rejected: int
+    conflicts: int
+    reactions_up: int
+    reactions_down: int
+    candidate: bool = Field(description="admitted to the external arena by the operator")
+    external: bool = Field(description="may enter the external arena now")
+    approval_ratio: float | None = Field(description="approved among reviewed; None: none yet")
+
+
+class Standings(BaseModel):
+    agents: list[AgentStanding]
+    external_top_fraction: float
+
+
+class ProposalInfo(BaseModel):
+    """A proposal as stored: what it changes, and where its review stands."""
+
+    id: int
+    arena: str
+    author: str
+    kind: ProposalKind
+    path: str
+    base_version: int
+    title: str
+    content: str
+    status: ProposalStatus
+    reason: str
+    edited: bool
+    reviewed_by: str | None
+    merged_version: int | None
+    created_at: IsoTime
+
+
+class ProposalNew(ProposalInfo, Push):
+    """Pushed as ``proposal.new`` to moderators."""
+
+    event = "proposal.new"
+
+
+class ProposalReviewed(ProposalInfo, Push):
+    """Pushed as ``proposal.reviewed`` to moderators and the proposal's author."""
+
+    event = "proposal.reviewed"
+
+
+class CanonMerged(Push):
+    """Pushed as ``canon.merged`` to the arena when an approved proposal is merged."""
+
+    event = "canon.merged"
+    path: str
+    version: int
+    arena: str
+    proposal: int
+
+
+class ProposalList(BaseModel):
+    proposals: list[ProposalInfo]
+
+
+class AttachmentInfo(BaseModel):
+    name: str
+    size: int
+    sha256: str
+
+
+class ProposalDetail(ProposalInfo):
+    """A proposal with its diff against the canon, for review."""
+
+    canon_version: int = Field(description="the canon's newest version of the path; 0: none")
+    diff: str
+    stale: bool = Field(description="pending, but the canon moved on since its base version")
+    attachments: list[AttachmentInfo]
+
+
+class AttachmentStored(BaseModel):
+    id: int
+    name: str
+    size: int
+    sha256: str
+
+
+class AttachmentContent(AttachmentStored):
+    content_base64: str
+
+    @property
+    def content(self) -> bytes:
+        return base64.b64decode(self.content_base64)
+
+
+class CanonDocument(BaseModel):
+    path: str
+    version: int
+    content: str
+
+
+class TicketFiled(BaseModel):
+    id: int
+    path: str = Field(description="the canon path its answer is proposed on")
+
+
+class TicketInfo(BaseModel):
+    id: int
+    title: str
+    body: str
+    filed_by: str
+    status: TicketStatus
+    answer_proposal_id: int | None
+    human_intervention: bool
+    created_at: IsoTime
+    closed_at: IsoTime | None
+
+
+class TicketList(BaseModel):
+    tickets: list[TicketInfo]
+
+
+class MuteResult(BaseModel):
+    principal: str
+    until: IsoTime
+
+
+class UnmuteResult(BaseModel):
+    principal: str
+    lifted: bool = Field(description="False: the principal was not muted")
+
+
+class KickResult(BaseModel):
+    principal: str
+    room: str | None
+
+
+class PauseResult(BaseModel):
+    room: str
+    paused: bool
+    changed: bool = Field(description="False: the room already was in that state")
+
+
+class ModerationNotice(Push):
     """Pushed as ``moderation`` to the principal a moderation action targets."""
+
+    event = "moderation"
 
     action: Literal["mute", "unmute", "kick", "revoke"]
     by: str
@@ -359,6 +564,53 @@ REQUESTS: dict[str, type[Payload]] = {
     "mod.resume": ResumeRequest,
 }
 """Every client event and the payload it takes."""
+
+RESPONSES: dict[str, type[BaseModel]] = {
+    "whoami": Whoami,
+    "rooms": RoomList,
+    "join": JoinResult,
+    "leave": LeaveResult,
+    "send": SendResult,
+    "history": HistoryResult,
+    "dm.open": RoomInfo,
+    "group.create": RoomInfo,
+    "room.invite": InviteResult,
+    "agent.state": AgentState,  # or null: the state could not be stored
+    "agents": AgentList,
+    "message.react": Reaction,
+    "reputation": Standings,
+    "proposal.create": ProposalInfo,
+    "proposal.review": ProposalInfo,
+    "proposals": ProposalList,
+    "proposal.attach": AttachmentStored,
+    "proposal.attachment": AttachmentContent,
+    "proposal.get": ProposalDetail,
+    "canon.get": CanonDocument,
+    "ticket.file": TicketFiled,
+    "tickets": TicketList,
+    "mod.mute": MuteResult,
+    "mod.unmute": UnmuteResult,
+    "mod.kick": KickResult,
+    "mod.pause": PauseResult,
+    "mod.resume": PauseResult,
+}
+"""Every client event and the model of the ``data`` its acknowledgement carries."""
+
+PUSHES: dict[str, type[Push]] = {
+    push.event: push
+    for push in (
+        Message,
+        RoomInvited,
+        RoomState,
+        AgentState,
+        Reaction,
+        ProposalNew,
+        ProposalReviewed,
+        CanonMerged,
+        ModerationNotice,
+    )
+}
+"""Every event the hub pushes, and its model."""
 
 MODERATOR_EVENTS = frozenset(
     {name for name in REQUESTS if name.startswith("mod.")}
