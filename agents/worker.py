@@ -37,7 +37,8 @@ from botarena.agents.turn import CrewTurns, TurnOutcome, build_task
 from botarena.arenas.charter import ArenaCharter, charters
 from botarena.arenas.names import ProposalKind
 from botarena.memory.service import MemoryService, TurnMemory
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from botarena.server.protocol import AgentStateKind, Message
 
 log = structlog.get_logger(__name__)
@@ -170,7 +171,7 @@ class AgentWorker:
             try:
                 await seat.client.connect()
                 break
-            except HubCallError as exc:
+            except HubError as exc:
                 if exc.code == "unauthorized":
                     raise
                 log.warning("worker.hub_unreachable", agent=seat.persona.id, retry_in=delay)
@@ -185,7 +186,7 @@ class AgentWorker:
         gate) is tried again every ``rejoin_seconds``."""
         try:
             joined = await seat.client.join(arena)
-        except HubCallError as exc:
+        except HubError as exc:
             log.info("worker.join_refused", agent=seat.persona.id, room=arena, error=exc.message)
             if exc.code == "forbidden":
                 seat.refused.add(arena)
@@ -201,7 +202,7 @@ class AgentWorker:
         seat.refused.add(room)
         try:
             await seat.client.leave(room)
-        except HubCallError as exc:
+        except HubError as exc:
             log.info("worker.leave_failed", agent=seat.persona.id, room=room, error=exc.message)
 
     async def _rejoin_refused(self) -> None:
@@ -217,7 +218,7 @@ class AgentWorker:
         assert self.memory is not None
         try:
             canon = await client.call("canon.get", {"path": path, "version": version})
-        except HubCallError as exc:
+        except HubError as exc:
             log.warning("worker.canon_not_fetched", path=path, error=exc.message)
             return
         await self.memory.index_canon(path, version, canon["content"])
@@ -262,7 +263,7 @@ class AgentWorker:
                 },
                 timeout=5,
             )
-        except HubCallError as exc:
+        except HubError as exc:
             log.info("worker.state_not_reported", agent=agent, error=exc.message)
 
     def _report_soon(self, agent: str, state: AgentStateKind, detail: str) -> None:
@@ -416,7 +417,7 @@ class AgentWorker:
             try:
                 canon = await seat.client.call("canon.get", {"path": fields["path"]})
                 base = canon["version"]
-            except HubCallError as exc:
+            except HubError as exc:
                 if exc.code != "not_found":
                     raise
         proposal = await seat.client.call(
@@ -441,7 +442,7 @@ class AgentWorker:
             future = asyncio.run_coroutine_threadsafe(self._submit(seat, arena, fields), loop)
             try:
                 proposal = future.result(timeout=30)
-            except HubCallError as exc:
+            except HubError as exc:
                 return f"The hub refused the proposal: {exc.message}"
             return f"Proposal #{proposal['id']} is waiting for human review."
 
@@ -457,7 +458,7 @@ class AgentWorker:
             return None, parsed
         try:
             proposal = await self._submit(seat, turn.room, asdict(parsed))
-        except HubCallError as exc:
+        except HubError as exc:
             log.warning("turn.not_proposed", agent=turn.agent, room=turn.room, error=str(exc))
             return None, f"proposal refused: {exc.message}"
         if draft.ticket is not None:
@@ -471,7 +472,7 @@ class AgentWorker:
         try:
             await seat.client.send(turn.room, text, reply_to=reply_to)
             return True
-        except HubCallError as exc:
+        except HubError as exc:
             if exc.code == "muted":
                 self.scheduler.mute(turn.agent, 60.0)
                 await self._report(turn.agent, AgentStateKind.MUTED, exc.message)

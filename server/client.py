@@ -1,11 +1,11 @@
 """A Socket.IO client of the hub, shared by agents, the console, the CLI and the tests.
 
-:class:`HubClient` connects with a token, turns acknowledgements into results or
-:class:`HubCallError`, remembers the last message id seen in each joined room, and after
-a reconnect re-joins those rooms with ``since`` so that missed messages arrive (paged
-until none is left). Each message is delivered once: live messages that arrive while a
-join is answered wait behind the history it returns, and ids already delivered are
-skipped.
+:class:`HubClient` connects with a token, turns acknowledgements into results or raises
+the error tree's class for a refusal (``except Muted:``, ``except HubError:``),
+remembers the last message id seen in each joined room, and after a reconnect re-joins
+those rooms with ``since`` so that missed messages arrive (paged until none is left).
+Each message is delivered once: live messages that arrive while a join is answered wait
+behind the history it returns, and ids already delivered are skipped.
 """
 
 from __future__ import annotations
@@ -19,20 +19,21 @@ import socketio
 import structlog
 from pydantic import ValidationError
 
-from botarena.server.errors import CodedError
+from botarena.server.errors import (
+    HUB_ERRORS,
+    BadAnswer,
+    ConnectRefused,
+    HubError,
+    NotConnected,
+    TimedOut,
+    Unreachable,
+    hub_error,
+)
 from botarena.server.protocol import Ack, ErrorBody, ErrorCode, JoinResult, Message
 
 log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[Message], Awaitable[None] | None]
-
-
-class HubCallError(CodedError):
-    """The hub refused an event (or a connection) with ``code`` and ``message``."""
-
-    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
-        super().__init__(code, message)
-        self.detail = detail or {}
 
 
 class HubClient:
@@ -56,9 +57,10 @@ class HubClient:
         self.last_seen: dict[str, int] = {}
         self._recent: dict[str, tuple[deque[int], set[int]]] = {}
         self._joining: dict[str, list[Message]] = {}
-        self.refusal: HubCallError | None = None
+        self.refusal: HubError | None = None
         self.reconnected = asyncio.Event()
         self._connected_once = False
+        self._rejoins: set[asyncio.Task[None]] = set()
         self.sio = socketio.AsyncClient(
             reconnection=reconnection,
             reconnection_delay=0.2,
@@ -73,7 +75,8 @@ class HubClient:
         self.sio.on("message", self._on_message)
 
     async def connect(self, timeout: float = 10.0) -> None:
-        """Connect and authenticate; raises :class:`HubCallError` when refused."""
+        """Connect and authenticate; raises the refusal's class (:class:`Unauthorized`...)
+        or :class:`Unreachable`."""
         self.refusal = None
         try:
             await self.sio.connect(
@@ -86,9 +89,12 @@ class HubClient:
             await self._close_transport_session()
             if self.refusal is not None:
                 raise self.refusal from None
-            raise HubCallError("unreachable", f"cannot reach the hub at {self.url}: {exc}") from exc
+            raise Unreachable(f"cannot reach the hub at {self.url}: {exc}") from exc
 
     async def close(self) -> None:
+        for task in self._rejoins:
+            task.cancel()
+        await asyncio.gather(*self._rejoins, return_exceptions=True)
         await self.sio.disconnect()
         await self._close_transport_session()
 
@@ -101,24 +107,25 @@ class HubClient:
 
     @property
     def connected(self) -> bool:
-        return self.sio.connected
+        return bool(self.sio.connected)
 
     async def call(self, event: str, payload: Any = None, timeout: float | None = None) -> Any:
-        """Emit ``event`` and return the acknowledged data, or raise :class:`HubCallError`."""
+        """Emit ``event`` and return the acknowledged data, or raise the refusal's class."""
         args = () if payload is None else (payload,)
         try:
             ack = await self.sio.call(event, *args, timeout=timeout or self.call_timeout)
         except socketio.exceptions.TimeoutError:
-            raise HubCallError("timeout", f"no answer to {event}") from None
+            raise TimedOut(f"no answer to {event}") from None
         except socketio.exceptions.BadNamespaceError:
-            raise HubCallError("disconnected", f"not connected; {event} not sent") from None
+            raise NotConnected(f"not connected; {event} not sent") from None
         try:
             answer = Ack.model_validate(ack)
         except ValidationError:
-            raise HubCallError("protocol", f"unexpected answer to {event}: {ack!r:.200}") from None
+            raise BadAnswer(f"unexpected answer to {event}: {ack!r:.200}") from None
         if not answer.ok:
-            error = answer.error or ErrorBody(code=ErrorCode.INTERNAL, message="no error given")
-            raise HubCallError(error.code.value, error.message, error.detail)
+            raise hub_error(
+                answer.error or ErrorBody(code=ErrorCode.INTERNAL, message="no error given")
+            )
         return answer.data
 
     async def join(self, room: str, since: int | None = None) -> JoinResult:
@@ -184,7 +191,7 @@ class HubClient:
             if asyncio.iscoroutine(outcome):
                 await outcome
 
-    async def _on_message(self, data: dict) -> None:
+    async def _on_message(self, data: dict[str, Any]) -> None:
         message = Message.model_validate(data)
         held = self._joining.get(message.room)
         if held is not None:
@@ -195,7 +202,9 @@ class HubClient:
     async def _on_connect(self) -> None:
         if self._connected_once:
             self.reconnected.clear()
-            asyncio.get_running_loop().create_task(self._rejoin())
+            rejoin = asyncio.create_task(self._rejoin())
+            self._rejoins.add(rejoin)
+            rejoin.add_done_callback(self._rejoins.discard)
         self._connected_once = True
         if self.on_connection is not None:
             self.on_connection(True)
@@ -208,14 +217,18 @@ class HubClient:
         for room, since in list(self.last_seen.items()):
             try:
                 await self.join(room, since=since)
-            except HubCallError as exc:
+            except HubError as exc:
                 log.warning("client.rejoin_failed", room=room, error=str(exc))
         self.reconnected.set()
 
     async def _on_connect_error(self, data: Any = None) -> None:
-        if isinstance(data, dict):
-            extra = data.get("data")
-            code = extra.get("code", "refused") if isinstance(extra, dict) else "refused"
-            self.refusal = HubCallError(code, str(data.get("message", "")))
-        else:
-            self.refusal = HubCallError("refused", str(data))
+        if not isinstance(data, dict):
+            self.refusal = ConnectRefused(str(data))
+            return
+        extra = data.get("data")
+        code = extra.get("code") if isinstance(extra, dict) else None
+        try:
+            refusal = HUB_ERRORS[ErrorCode(str(code))]
+        except ValueError:
+            refusal = ConnectRefused
+        self.refusal = refusal(str(data.get("message", "")))

@@ -3,7 +3,7 @@
 ::
 
     BotArenaError                  .code (a string for programs), .message (for people)
-    ├── HubError                   the hub refused an event or a connection (.code: ErrorCode)
+    ├── HubError                   the hub refused an event or a connection, or was not reached
     │   ├── Unauthorized           missing, unknown or revoked token
     │   ├── InvalidPayload         the payload is not what the event expects
     │   ├── UnknownEvent
@@ -17,7 +17,13 @@
     │   ├── RoomPaused
     │   ├── Conflict               already exists, already reviewed, stale base version
     │   ├── Unavailable            a dependency (the database) is down; retry later
-    │   └── Internal
+    │   ├── Internal
+    │   ├── ConnectRefused         a connection refused without a protocol code ("refused")
+    │   └── NotAnswered            raised by the client alone: the hub gave no answer
+    │       ├── Unreachable        no hub answers at the URL ("unreachable")
+    │       ├── NotConnected       not connected, so the event was not sent ("disconnected")
+    │       ├── TimedOut           no acknowledgement in time ("timeout")
+    │       └── BadAnswer          an answer that is not an acknowledgement ("protocol")
     ├── ObjectStoreError           the artifact store refused or failed (.code: its own)
     ├── BundleError                a bundle refused by verify or install (.code: its own)
     ├── BackupError                a backup or restore that cannot go on
@@ -28,6 +34,8 @@
 The hub raises :class:`HubError` subclasses anywhere below its gate, which turns them
 into error acknowledgements; :class:`~botarena.server.client.HubClient` raises the same
 class again from an error ack (:func:`hub_error`), so an agent writes ``except Muted:``.
+Each class from ``Unauthorized`` to ``Internal`` is one protocol :class:`ErrorCode`
+(:data:`HUB_ERRORS`); the ones after it carry the client's own codes and never travel.
 """
 
 from __future__ import annotations
@@ -48,19 +56,20 @@ class BotArenaError(Exception):
 
 
 class HubError(BotArenaError):
-    """An event or connection refused by the hub, with the protocol's error code."""
+    """An event or connection refused by the hub (``code``: the protocol's error code),
+    or a hub the client could not ask (``code``: the client's own)."""
 
-    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
-    code: ErrorCode
+    default_code: ClassVar[str] = ErrorCode.INTERNAL
 
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(self.default_code, message)
-        self.code = self.default_code
         self.detail: dict[str, Any] = detail
 
     def body(self) -> ErrorBody:
         """The ``error`` of the acknowledgement that carries this refusal."""
-        return ErrorBody(code=self.code, message=self.message, detail=self.detail or None)
+        return ErrorBody(
+            code=ErrorCode(self.code), message=self.message, detail=self.detail or None
+        )
 
 
 class Unauthorized(HubError):
@@ -134,8 +143,32 @@ class Internal(HubError):
     default_code = ErrorCode.INTERNAL
 
 
+class ConnectRefused(HubError):
+    default_code = "refused"
+
+
+class NotAnswered(HubError):
+    """The client got no answer from the hub; the hub never sends these."""
+
+
+class Unreachable(NotAnswered):
+    default_code = "unreachable"
+
+
+class NotConnected(NotAnswered):
+    default_code = "disconnected"
+
+
+class TimedOut(NotAnswered):
+    default_code = "timeout"
+
+
+class BadAnswer(NotAnswered):
+    default_code = "protocol"
+
+
 HUB_ERRORS: dict[ErrorCode, type[HubError]] = {
-    cls.default_code: cls
+    ErrorCode(cls.default_code): cls
     for cls in (
         Unauthorized,
         InvalidPayload,
@@ -191,6 +224,3 @@ class LLMUnavailable(BotArenaError):
 
     def __init__(self, message: str) -> None:
         super().__init__("llm_unavailable", message)
-
-
-CodedError = BotArenaError  # the store and the client move to the classes above

@@ -9,7 +9,8 @@ import json
 import aiohttp
 import pytest
 
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from tests.harness import Arena, eventually
 
 BAD_EVENTS: list[tuple[str, object, str]] = [
@@ -85,7 +86,7 @@ async def test_every_bad_event_gets_its_error_and_changes_nothing(mallory) -> No
     before = await arena.fingerprint()
     seen = []
     for event, payload, code in BAD_EVENTS:
-        with pytest.raises(HubCallError) as err:
+        with pytest.raises(HubError) as err:
             await client.call(event, payload)
         seen.append((event, err.value.code))
         assert err.value.code == code, (event, payload, err.value)
@@ -97,7 +98,7 @@ async def test_every_bad_event_gets_its_error_and_changes_nothing(mallory) -> No
 
 async def test_validation_errors_name_the_field(mallory) -> None:
     _arena, client = mallory
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await client.call("send", {"room": "compiler", "text": 7})
     assert "text" in err.value.message
     assert err.value.detail["problems"][0]["field"] == "text"
@@ -120,7 +121,7 @@ async def test_flood_is_rate_limited_per_principal(hub_factory) -> None:
     results = await asyncio.gather(
         *(flooder.send("compiler", f"spam {i}") for i in range(12)), return_exceptions=True
     )
-    refused = [r for r in results if isinstance(r, HubCallError)]
+    refused = [r for r in results if isinstance(r, HubError)]
     stored = [r for r in results if not isinstance(r, Exception)]
     assert len(stored) == 4 and len(refused) == 8
     assert {r.code for r in refused} == {"rate_limited"}
@@ -162,7 +163,7 @@ async def test_a_revoked_token_is_refused_and_its_session_dropped(arena: Arena) 
     assert await arena.store.revoke_tokens(name="leaver") == 1
     await eventually(lambda: not client.connected, what="revoked session dropped")
     again = HubClient(arena.url, token, reconnection=False)
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await again.connect()
     assert err.value.code == "unauthorized" and "revoked" in err.value.message
 
@@ -174,7 +175,7 @@ async def test_an_oversized_frame_drops_only_that_connection(hub_factory) -> Non
     big = await arena.client("big")
     await big.join("compiler")
     before = await arena.fingerprint(ignore=("agent_states",))  # big goes offline: fine
-    with pytest.raises(HubCallError):
+    with pytest.raises(HubError):
         await big.call("send", {"room": "compiler", "text": "y" * 50_000}, timeout=3)
     assert await arena.fingerprint(ignore=("agent_states",)) == before
     assert (await bystander.send("compiler", "still here")).text == "still here"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from tests.services import ROOT, HubProcess, hub_env
 
 pytestmark = pytest.mark.e2e
@@ -121,7 +122,7 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
     revoke = botarena(site, "token", "revoke", "--name", "dave")  # while the hub runs
     assert revoke.returncode == 0 and "revoked 1" in revoke.stdout
     again = HubClient(hub.url, token, reconnection=False)
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await again.connect()
     assert err.value.code == "unauthorized"
     await client.close()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from botarena.server.protocol import Role
 from botarena.server.store import Store
 from tests.harness import eventually
@@ -45,7 +46,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_message(
             try:
                 message = await clients[i].send("compiler", key, client_id=key)
                 acked[i].append((key, message.id))
-            except HubCallError:
+            except HubError:
                 unacked[i].append(key)
 
     async def kill_mid_burst() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from botarena.server.client import HubCallError
+from botarena.server.errors import HubError
 from tests.harness import Arena, eventually
 
 
@@ -35,7 +35,7 @@ async def test_metrics_count_events_errors_and_messages(arena: Arena) -> None:
     await alice.join("compiler")
     await alice.send("compiler", "one")
     await alice.send("compiler", "two")
-    with pytest.raises(HubCallError):
+    with pytest.raises(HubError):
         await alice.send("creative", "not joined")
     status, text, _ = await get(arena.url + "/metrics")
     assert status == 200
@@ -81,7 +81,7 @@ async def test_a_lost_database_is_reported_and_survived(hub_factory, private_pg)
     assert status == 503 and health["ready"] is False
     assert health["dependencies"]["database"]["ok"] is False
     assert (await get(arena.url + "/healthz?probe=live"))[0] == 200
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await agent.send("compiler", "during the outage")
     assert err.value.code == "unavailable"
 
@@ -100,7 +100,7 @@ async def test_a_lost_database_is_reported_and_survived(hub_factory, private_pg)
         try:
             sent = await agent.send("compiler", "after the outage")
             break
-        except HubCallError as exc:
+        except HubError as exc:
             assert exc.code == "unavailable"
             await asyncio.sleep(0.1)
     assert sent is not None

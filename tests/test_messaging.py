@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from botarena.arenas.names import ARENAS
-from botarena.server.client import HubCallError
+from botarena.server.errors import HubError
 from botarena.server.protocol import Message
 from botarena.server.store import Store
 from tests.harness import Arena, eventually
@@ -160,6 +160,6 @@ async def test_a_reply_must_point_into_the_same_room(arena: Arena) -> None:
     await ada.join("compiler")
     await ada.join("creative")
     other = await ada.send("creative", "elsewhere")
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await ada.send("compiler", "re", reply_to=other.id)
     assert err.value.code == "not_found"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from botarena.server.client import HubCallError
+from botarena.server.errors import HubError
 from botarena.server.protocol import Message
 from tests.harness import Arena, eventually
 
@@ -23,14 +23,14 @@ async def test_a_muted_agent_cannot_post_even_after_reconnecting(arena: Arena) -
     assert result["principal"] == "noisy"
     await eventually(lambda: notices, what="mute notice")
     assert notices[0]["action"] == "mute" and notices[0]["reason"] == "spam"
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await noisy.send("compiler", "still talking")
     assert err.value.code == "muted" and err.value.detail["until"]
 
     await noisy.close()
     await noisy.connect()
     await noisy.join("compiler")
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await noisy.send("compiler", "after reconnect")
     assert err.value.code == "muted"
 
@@ -45,7 +45,7 @@ async def test_a_mute_ends_by_itself(arena: Arena) -> None:
     agent = await arena.client("brief")
     await agent.join("creative")
     await mod.call("mod.mute", {"principal": "brief", "seconds": 1})
-    with pytest.raises(HubCallError):
+    with pytest.raises(HubError):
         await agent.send("creative", "now")
     await asyncio.sleep(1.1)
     assert (await agent.send("creative", "later")).text == "later"
@@ -65,12 +65,12 @@ async def test_a_hub_restart_keeps_mutes_and_pauses(hub_factory, free_port: int)
     await agent.join("education")
     joined = await agent.join("operations")
     assert joined.room.paused is False
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await agent.send("operations", "hello")
     assert err.value.code == "muted"
     mod2 = await second.connect(mod_token)
     await mod2.call("mod.unmute", {"principal": "agent1"})
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await agent.send("education", "hello")
     assert err.value.code == "room_paused"
 
@@ -87,7 +87,7 @@ async def test_pause_and_resume_a_room(arena: Arena) -> None:
     assert paused == {"room": "operations", "paused": True, "changed": True}
     await eventually(lambda: states, what="room.state pushed")
     assert states[0] == {"room": "operations", "paused": True, "by": "mod", "reason": "incident"}
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await agent.send("operations", "rm -rf /")
     assert err.value.code == "room_paused"
     assert (await mod.send("operations", "moderators may still speak")).author == "mod"
@@ -123,10 +123,10 @@ async def test_kick_disconnects_and_kick_from_a_room_revokes_it(arena: Arena) ->
         what="left compiler",
     )
     await mod.send("compiler", "rowdy must not see this")
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await rowdy.send("compiler", "let me back")
     assert err.value.code == "not_joined"
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await rowdy.join("compiler")
     assert err.value.code == "forbidden"
     assert (await rowdy.send("creative", "still welcome here")).room == "creative"
@@ -139,7 +139,7 @@ async def test_moderators_cannot_moderate_their_equals_or_admins(arena: Arena) -
     await arena.token("root", "admin")
     admin = await arena.client("chief", "admin")
     for target in ("peer", "root", "mod"):
-        with pytest.raises(HubCallError) as err:
+        with pytest.raises(HubError) as err:
             await mod.call("mod.mute", {"principal": target, "seconds": 60})
         assert err.value.code == "forbidden"
     assert (await admin.call("mod.mute", {"principal": "peer", "seconds": 60}))["principal"]
@@ -167,6 +167,6 @@ async def test_mute_duration_is_bounded(arena: Arena) -> None:
     mod = await arena.client("mod", "moderator")
     await arena.token("target")
     for seconds in (0, -5, 10**9):
-        with pytest.raises(HubCallError) as err:
+        with pytest.raises(HubError) as err:
             await mod.call("mod.mute", {"principal": "target", "seconds": seconds})
         assert err.value.code == "invalid_payload"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from botarena.server.patching import unified_diff
 from tests.harness import Arena, eventually
 
@@ -106,7 +107,7 @@ async def test_edit_then_approve_and_reject_with_a_reason(arena: Arena) -> None:
     )
 
     second = await propose(agent, base_version=1, content="x = 1\n")
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await mod.call("proposal.review", {"id": second["id"], "decision": "reject"})
     assert err.value.code == "invalid_payload" and "reason" in err.value.message
     rejected = await mod.call(
@@ -114,7 +115,7 @@ async def test_edit_then_approve_and_reject_with_a_reason(arena: Arena) -> None:
         {"id": second["id"], "decision": "reject", "reason": "drops the function"},
     )
     assert rejected["status"] == "rejected" and rejected["reason"] == "drops the function"
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await mod.call("proposal.review", {"id": second["id"], "decision": "approve"})
     assert err.value.code == "conflict"
 
@@ -140,7 +141,7 @@ async def test_who_may_propose_and_review(arena: Arena) -> None:
         ("proposals", {"arena": "external"}, "forbidden"),
     ]
     for event, payload, code in cases:
-        with pytest.raises(HubCallError) as err:
+        with pytest.raises(HubError) as err:
             await agent.call(event, payload)
         assert err.value.code == code, (event, payload, err.value)
     assert await arena.fingerprint() == before
@@ -273,7 +274,7 @@ async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
     mod = await arena.client("mod", "moderator")
     helper = await arena.client("sage", arenas=["external"], inbox=inbox)
     await helper.join("external")
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await helper.call("ticket.file", {"title": "t", "body": "b"})
     assert err.value.code == "forbidden"
     ticket = await mod.call("ticket.file", {"title": "Backups", "body": "How old may they be?"})
@@ -281,7 +282,7 @@ async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
         lambda: any(f"Ticket #{ticket['id']}" in m.text for m in inbox),
         what="the ticket announced in external",
     )
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await helper.call(
             "proposal.create",
             {
@@ -375,13 +376,13 @@ async def test_attachments_are_kept_with_a_proposal(arena: Arena) -> None:
         (agent, {"id": 999, "name": "x.txt", "content_base64": "aGk="}, "not_found"),
     ]
     for client, payload, code in refusals:
-        with pytest.raises(HubCallError) as err:
+        with pytest.raises(HubError) as err:
             await client.call("proposal.attach", {"id": created["id"], **payload})
         assert err.value.code == code, payload
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await mod.call("proposal.attachment", {"id": created["id"], "name": "none.txt"})
     assert err.value.code == "not_found"
     outsider = await arena.client("maria", arenas=["education"])
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await outsider.call("proposal.attachment", {"id": created["id"], "name": "diagram.png"})
     assert err.value.code == "forbidden"

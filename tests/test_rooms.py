@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from botarena.arenas.names import dm_room
-from botarena.server.client import HubCallError
+from botarena.server.errors import HubError
 from botarena.server.protocol import Message
 from tests.harness import Arena, eventually
 
@@ -26,7 +26,7 @@ async def test_direct_messages_reach_only_the_two_principals(arena: Arena) -> No
     await ann.send(room, "psst")
     await eventually(lambda: inboxes["ben"], what="ben receives")
     assert inboxes["ben"][0].text == "psst"
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await eve.join(room)
     assert err.value.code == "forbidden"
     assert inboxes["eve"] == []
@@ -35,14 +35,14 @@ async def test_direct_messages_reach_only_the_two_principals(arena: Arena) -> No
     joined = await mod.join(room)  # moderators supervise direct messages
     assert [m.text for m in joined.messages] == ["psst"]
     assert joined.room.may_post is False
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await mod.send(room, "moderators read but do not speak in others' DMs")
     assert err.value.code == "forbidden"
 
 
 async def test_groups_are_created_by_the_allowed_and_joined_by_members(arena: Arena) -> None:
     plain = await arena.client("plain")
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await plain.call("group.create", {"name": "plotters"})
     assert err.value.code == "forbidden"
 
@@ -52,10 +52,10 @@ async def test_groups_are_created_by_the_allowed_and_joined_by_members(arena: Ar
         "group.create", {"name": "reviewers", "title": "Code review", "members": ["member"]}
     )
     assert info["name"] == "group:reviewers"
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await lead.call("group.create", {"name": "reviewers"})
     assert err.value.code == "conflict"
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await plain.join("group:reviewers")
     assert err.value.code == "forbidden"
 
@@ -64,7 +64,7 @@ async def test_groups_are_created_by_the_allowed_and_joined_by_members(arena: Ar
     ]
     await plain.join("group:reviewers")
     assert (await plain.send("group:reviewers", "thanks")).room == "group:reviewers"
-    with pytest.raises(HubCallError) as err:  # members do not invite; the creator does
+    with pytest.raises(HubError) as err:  # members do not invite; the creator does
         await plain.call("room.invite", {"room": "group:reviewers", "principal": "lead"})
     assert err.value.code == "forbidden"
 
@@ -72,7 +72,7 @@ async def test_groups_are_created_by_the_allowed_and_joined_by_members(arena: Ar
 async def test_moderators_admit_agents_to_arenas(arena: Arena) -> None:
     mod = await arena.client("mod", "moderator")
     agent = await arena.client("newcomer", arenas=["compiler"])
-    with pytest.raises(HubCallError):
+    with pytest.raises(HubError):
         await agent.join("external")
     await mod.call("room.invite", {"room": "external", "principal": "newcomer"})
     assert (await agent.join("external")).room.name == "external"
@@ -83,7 +83,7 @@ async def test_moderators_admit_agents_to_arenas(arena: Arena) -> None:
 async def test_a_group_members_list_must_name_real_principals(arena: Arena) -> None:
     mod = await arena.client("mod", "moderator")
     before = await arena.fingerprint()
-    with pytest.raises(HubCallError) as err:
+    with pytest.raises(HubError) as err:
         await mod.call("group.create", {"name": "ghosts", "members": ["nobody"]})
     assert err.value.code == "not_found"
     assert await arena.fingerprint() == before

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from botarena.server.protocol import Message, Role
 from botarena.server.store import Store
 from tests.harness import eventually
@@ -68,7 +69,7 @@ async def _probe_until_not_joined(client: HubClient) -> str:
     for _ in range(200):
         try:
             await client.send("compiler", "probe", reply_to=2**60)
-        except HubCallError as exc:
+        except HubError as exc:
             if exc.code != "not_found":
                 return exc.code
         await asyncio.sleep(0.05)

@@ -10,7 +10,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RichLog, Static, TextArea
 
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from botarena.server.store import Store
 from botarena.tui.app import WRITE_ACTIONS, ConsoleApp
 from botarena.tui.screens import EditorScreen, FormScreen
@@ -233,7 +234,7 @@ async def test_muting_an_agent_from_the_console(arena: Arena) -> None:
         await pilot.press("enter", *"off topic", "enter")  # 10 minutes, a reason
         await until(pilot, lambda: app.flash == "ada muted", "muted")
         await ada.join("compiler")
-        with pytest.raises(HubCallError, match="muted"):
+        with pytest.raises(HubError, match="muted"):
             await ada.send("compiler", "still here?")
         await pilot.press("u")
         await until(pilot, lambda: app.flash == "ada unmuted", "unmuted")

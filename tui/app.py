@@ -22,7 +22,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent
 
-from botarena.server.client import HubCallError
+from botarena.server.errors import HubError
 from botarena.tui.agents import AgentsPane
 from botarena.tui.health import HealthPane
 from botarena.tui.link import HubLink
@@ -127,7 +127,7 @@ class ConsoleApp(App[None]):
         assert self.link is not None
         try:
             await self.link.start()
-        except HubCallError as exc:
+        except HubError as exc:
             self.state.status = f"refused: {exc.message}"
             self._dirty.add("connection")
             self._show_flash(f"cannot connect: {exc.message}", error=True)
@@ -245,7 +245,7 @@ class ConsoleApp(App[None]):
         async def run() -> None:
             try:
                 await make(link)
-            except HubCallError as exc:
+            except HubError as exc:
                 self._show_flash(f"refused: {exc.message}", error=True)
                 return
             self._show_flash(done)
@@ -309,7 +309,7 @@ class ConsoleApp(App[None]):
         async def open_editor() -> None:
             try:
                 path, text = await link.editable(pid)
-            except HubCallError as exc:
+            except HubError as exc:
                 self._show_flash(f"refused: {exc.message}", error=True)
                 return
             except ValueError as exc:
@@ -333,7 +333,7 @@ class ConsoleApp(App[None]):
         async def load() -> None:
             try:
                 await link.proposal(pid)
-            except HubCallError as exc:
+            except HubError as exc:
                 self._show_flash(f"refused: {exc.message}", error=True)
             self._dirty.add("proposals")
 

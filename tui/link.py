@@ -8,7 +8,7 @@ reconnects, :class:`HubClient` re-joins each room from the last message seen (so
 messages arrive) and the lists are loaded again. ``/healthz`` is polled for the
 dependencies' state. Every change calls ``on_change`` with what changed (``rooms``,
 ``agents``, ``proposals``, ``tickets``, ``health``, ``connection``); actions raise
-:class:`HubCallError` with the hub's message when refused.
+:class:`HubError` with the hub's message when refused.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 
 from botarena.arenas.names import ProposalKind, ProposalStatus
-from botarena.server.client import HubCallError, HubClient
+from botarena.server.client import HubClient
+from botarena.server.errors import HubError
 from botarena.server.patching import apply_unified_diff
 from botarena.server.protocol import Message
 from botarena.tui.state import ConsoleState
@@ -61,7 +62,7 @@ class HubLink:
             try:
                 await self.client.connect()
                 break
-            except HubCallError as exc:
+            except HubError as exc:
                 self.state.status = f"cannot connect: {exc.message}"
                 self.on_change("connection")
                 if exc.code == "unauthorized":
@@ -71,7 +72,7 @@ class HubLink:
         self._spawn(self._poll_health())
         try:
             await self.load()
-        except HubCallError:
+        except HubError:
             if self.client.connected:
                 raise
             # the hub went away while loading: the reconnect loads again
@@ -142,7 +143,7 @@ class HubLink:
 
     async def _after_reconnect(self) -> None:
         await self.client.reconnected.wait()  # rooms re-joined, missed messages delivered
-        with contextlib.suppress(HubCallError):
+        with contextlib.suppress(HubError):
             await self.load()  # rooms not joined yet, and the lists
 
     def _on_message(self, message: Message) -> None:
@@ -163,7 +164,7 @@ class HubLink:
             self._spawn(self._reload_tickets())
 
     async def _reload_tickets(self) -> None:
-        with contextlib.suppress(HubCallError):
+        with contextlib.suppress(HubError):
             for ticket in (await self.client.call("tickets", {"limit": 500}))["tickets"]:
                 self.state.set_ticket(ticket)
             self.on_change("tickets")
@@ -174,7 +175,7 @@ class HubLink:
 
     async def _on_room_invited(self, info: dict) -> None:
         self.state.set_room(info)
-        with contextlib.suppress(HubCallError):
+        with contextlib.suppress(HubError):
             await self.client.join(info["name"])
         self.on_change("rooms")
 
