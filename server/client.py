@@ -1,24 +1,32 @@
 """A Socket.IO client of the hub, shared by agents, the console, the CLI and the tests.
 
-:class:`HubClient` connects with a token, turns acknowledgements into results or raises
-the error tree's class for a refusal (``except Muted:``, ``except HubError:``),
-remembers the last message id seen in each joined room, and after a reconnect re-joins
-those rooms with ``since`` so that missed messages arrive (paged until none is left).
-Each message is delivered once: live messages that arrive while a join is answered wait
-behind the history it returns, and ids already delivered are skipped.
+:class:`HubClient` connects with a token (once, or :meth:`~HubClient.connect_with_backoff`
+while the hub is away), has a typed method for every event of the protocol (each
+returns the event's response model), and raises the error tree's class for a refusal
+(``except Muted:``, ``except HubError:``). :meth:`~HubClient.on` subscribes to a push
+with its parsed model. The client remembers the last message id seen in each joined
+room, and after a reconnect re-joins those rooms with ``since`` so that missed messages
+arrive (paged until none is left). Each message is delivered once: live messages that
+arrive while a join is answered wait behind the history it returns, and ids already
+delivered are skipped. :meth:`~HubClient.call` stays for callers that speak the
+protocol's dicts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import socketio
 import structlog
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from botarena.arenas.names import ProposalKind, ProposalStatus, TicketStatus
 from botarena.server.errors import (
     HUB_ERRORS,
     BadAnswer,
@@ -26,14 +34,58 @@ from botarena.server.errors import (
     HubError,
     NotConnected,
     TimedOut,
+    Unauthorized,
     Unreachable,
     hub_error,
 )
-from botarena.server.protocol import Ack, ErrorBody, ErrorCode, JoinResult, Message
+from botarena.server.protocol import (
+    Ack,
+    AgentList,
+    AgentState,
+    AgentStateKind,
+    AttachmentContent,
+    AttachmentStored,
+    CanonDocument,
+    ErrorBody,
+    ErrorCode,
+    HistoryResult,
+    InviteResult,
+    JoinResult,
+    KickResult,
+    LeaveResult,
+    Message,
+    MuteResult,
+    PauseResult,
+    ProposalDetail,
+    ProposalInfo,
+    ProposalList,
+    Push,
+    Reaction,
+    RoomInfo,
+    RoomList,
+    SendResult,
+    Standings,
+    TicketFiled,
+    TicketList,
+    UnmuteResult,
+    Whoami,
+)
 
 log = structlog.get_logger(__name__)
 
+R = TypeVar("R", bound=BaseModel)
+P = TypeVar("P", bound=Push)
+
 MessageHandler = Callable[[Message], Awaitable[None] | None]
+PushHandler = Callable[[P], Awaitable[None] | None]
+FailureHandler = Callable[[HubError, float | None], None]
+"""Told each failed connect and the seconds until the next try (None: no next try)."""
+
+
+async def _run(handler: Callable[[Any], Awaitable[None] | None], value: Any) -> None:
+    outcome = handler(value)
+    if inspect.isawaitable(outcome):
+        await outcome
 
 
 class HubClient:
@@ -57,6 +109,7 @@ class HubClient:
         self.last_seen: dict[str, int] = {}
         self._recent: dict[str, tuple[deque[int], set[int]]] = {}
         self._joining: dict[str, list[Message]] = {}
+        self._subscribers: dict[str, list[Callable[[Any], Awaitable[None] | None]]] = {}
         self.refusal: HubError | None = None
         self.reconnected = asyncio.Event()
         self._connected_once = False
@@ -72,7 +125,9 @@ class HubClient:
         self.sio.on("connect", self._on_connect)
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on("message", self._on_message)
+        self.sio.on(Message.event, self._on_message)
+
+    # connection -----------------------------------------------------------------------
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Connect and authenticate; raises the refusal's class (:class:`Unauthorized`...)
@@ -90,6 +145,38 @@ class HubClient:
             if self.refusal is not None:
                 raise self.refusal from None
             raise Unreachable(f"cannot reach the hub at {self.url}: {exc}") from exc
+
+    async def connect_with_backoff(
+        self,
+        *,
+        first_delay: float = 0.5,
+        max_delay: float = 10.0,
+        stop: asyncio.Event | None = None,
+        on_failure: FailureHandler | None = None,
+    ) -> bool:
+        """Connect, retrying with a doubling delay (``first_delay`` up to ``max_delay``)
+        while the hub is away or refuses for now; ``on_failure`` is told each failure.
+        :class:`Unauthorized` is raised at once: a token does not get better. False when
+        ``stop`` is set before a connection."""
+        delay = first_delay
+        while stop is None or not stop.is_set():
+            try:
+                await self.connect()
+                return True
+            except Unauthorized as exc:
+                if on_failure is not None:
+                    on_failure(exc, None)
+                raise
+            except HubError as exc:
+                if on_failure is not None:
+                    on_failure(exc, delay)
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, max_delay)
+        return False
 
     async def close(self) -> None:
         for task in self._rejoins:
@@ -109,8 +196,11 @@ class HubClient:
     def connected(self) -> bool:
         return bool(self.sio.connected)
 
+    # calls ----------------------------------------------------------------------------
+
     async def call(self, event: str, payload: Any = None, timeout: float | None = None) -> Any:
-        """Emit ``event`` and return the acknowledged data, or raise the refusal's class."""
+        """Emit ``event`` and return the acknowledged data (the response model's JSON), or
+        raise the refusal's class."""
         args = () if payload is None else (payload,)
         try:
             ack = await self.sio.call(event, *args, timeout=timeout or self.call_timeout)
@@ -128,12 +218,26 @@ class HubClient:
             )
         return answer.data
 
+    async def _ask(self, event: str, response: type[R], payload: dict[str, Any] | None = None) -> R:
+        """Call ``event`` and parse its answer as ``response``."""
+        data = await self.call(event, payload)
+        try:
+            return response.model_validate(data)
+        except ValidationError:
+            raise BadAnswer(f"unexpected {event} data: {data!r:.200}") from None
+
+    async def whoami(self) -> Whoami:
+        return await self._ask("whoami", Whoami)
+
+    async def rooms(self) -> RoomList:
+        """The rooms this principal may join."""
+        return await self._ask("rooms", RoomList)
+
     async def join(self, room: str, since: int | None = None) -> JoinResult:
         """Join ``room``; its recent (or, with ``since``, missed) messages are delivered."""
         self._joining[room] = []
         try:
-            data = await self.call("join", {"room": room, "since": since})
-            result = JoinResult.model_validate(data)
+            result = await self._ask("join", JoinResult, {"room": room, "since": since})
             self.last_seen.setdefault(room, 0)
             await self._deliver_all(result.messages)
             if since is None:
@@ -145,10 +249,10 @@ class HubClient:
         await self._deliver_all(sorted(held, key=lambda m: m.id))
         return result
 
-    async def leave(self, room: str) -> None:
+    async def leave(self, room: str) -> LeaveResult:
         """Leave ``room``: no more of its messages, and it is not rejoined on reconnect."""
         self.last_seen.pop(room, None)
-        await self.call("leave", {"room": room})
+        return await self._ask("leave", LeaveResult, {"room": room})
 
     async def send(
         self,
@@ -158,14 +262,169 @@ class HubClient:
         reply_to: int | None = None,
         client_id: str | None = None,
     ) -> Message:
-        data = await self.call(
-            "send", {"room": room, "text": text, "reply_to": reply_to, "client_id": client_id}
-        )
-        return Message.model_validate(data["message"])
+        """Post ``text``; the stored message (the earlier one for a known ``client_id``)."""
+        payload = {"room": room, "text": text, "reply_to": reply_to, "client_id": client_id}
+        return (await self._ask("send", SendResult, payload)).message
 
     async def history(self, room: str, **query: Any) -> tuple[list[Message], bool]:
-        data = await self.call("history", {"room": room, **query})
-        return [Message.model_validate(m) for m in data["messages"]], data["has_more"]
+        """A page of ``room``'s messages (``since``, ``before``, ``limit``), and whether
+        there are more."""
+        page = await self._ask("history", HistoryResult, {"room": room, **query})
+        return page.messages, page.has_more
+
+    async def open_dm(self, principal: str) -> RoomInfo:
+        return await self._ask("dm.open", RoomInfo, {"principal": principal})
+
+    async def create_group(
+        self, name: str, *, title: str | None = None, members: Sequence[str] = ()
+    ) -> RoomInfo:
+        payload = {"name": name, "title": title, "members": list(members)}
+        return await self._ask("group.create", RoomInfo, payload)
+
+    async def invite(self, room: str, principal: str) -> InviteResult:
+        return await self._ask("room.invite", InviteResult, {"room": room, "principal": principal})
+
+    async def report_state(
+        self,
+        state: AgentStateKind,
+        detail: str = "",
+        *,
+        drift: dict[str, float] | None = None,
+        summary: str | None = None,
+        llm_seconds: float | None = None,
+    ) -> AgentState | None:
+        """Report this agent's state; None when the hub could not store it."""
+        payload = {
+            "state": state,
+            "detail": detail,
+            "drift": drift or {},
+            "summary": summary,
+            "llm_seconds": llm_seconds,
+        }
+        data = await self.call("agent.state", payload)
+        return None if data is None else AgentState.model_validate(data)
+
+    async def agent_states(self) -> AgentList:
+        return await self._ask("agents", AgentList)
+
+    async def react(self, room: str, message_id: int, value: int) -> Reaction:
+        """+1, -1, or 0 to take a reaction back."""
+        payload = {"room": room, "message_id": message_id, "value": value}
+        return await self._ask("message.react", Reaction, payload)
+
+    async def reputation(self) -> Standings:
+        return await self._ask("reputation", Standings)
+
+    async def propose(
+        self,
+        arena: str,
+        kind: ProposalKind,
+        path: str,
+        title: str,
+        content: str,
+        *,
+        base_version: int = 0,
+    ) -> ProposalInfo:
+        payload = {
+            "arena": arena,
+            "kind": kind,
+            "path": path,
+            "base_version": base_version,
+            "title": title,
+            "content": content,
+        }
+        return await self._ask("proposal.create", ProposalInfo, payload)
+
+    async def review(
+        self,
+        proposal_id: int,
+        decision: Literal["approve", "reject", "edit"],
+        *,
+        reason: str = "",
+        content: str | None = None,
+    ) -> ProposalInfo:
+        """``approve``, ``reject`` (with a reason) or ``edit`` (with the edited content)."""
+        payload = {"id": proposal_id, "decision": decision, "reason": reason, "content": content}
+        return await self._ask("proposal.review", ProposalInfo, payload)
+
+    async def proposals(
+        self,
+        *,
+        arena: str | None = None,
+        status: ProposalStatus | None = None,
+        limit: int = 100,
+    ) -> ProposalList:
+        payload = {"arena": arena, "status": status, "limit": limit}
+        return await self._ask("proposals", ProposalList, payload)
+
+    async def proposal(self, proposal_id: int) -> ProposalDetail:
+        """A proposal with its diff against the canon and its attachments."""
+        return await self._ask("proposal.get", ProposalDetail, {"id": proposal_id})
+
+    async def attach(self, proposal_id: int, name: str, content: bytes) -> AttachmentStored:
+        payload = {
+            "id": proposal_id,
+            "name": name,
+            "content_base64": base64.b64encode(content).decode(),
+        }
+        return await self._ask("proposal.attach", AttachmentStored, payload)
+
+    async def attachment(self, proposal_id: int, name: str) -> AttachmentContent:
+        payload = {"id": proposal_id, "name": name}
+        return await self._ask("proposal.attachment", AttachmentContent, payload)
+
+    async def canon(self, path: str, version: int | None = None) -> CanonDocument:
+        """A canon document: its newest version, or the one asked for."""
+        return await self._ask("canon.get", CanonDocument, {"path": path, "version": version})
+
+    async def file_ticket(self, title: str, body: str) -> TicketFiled:
+        return await self._ask("ticket.file", TicketFiled, {"title": title, "body": body})
+
+    async def tickets(self, *, status: TicketStatus | None = None, limit: int = 100) -> TicketList:
+        return await self._ask("tickets", TicketList, {"status": status, "limit": limit})
+
+    async def mute(self, principal: str, seconds: int, reason: str = "") -> MuteResult:
+        payload = {"principal": principal, "seconds": seconds, "reason": reason}
+        return await self._ask("mod.mute", MuteResult, payload)
+
+    async def unmute(self, principal: str) -> UnmuteResult:
+        return await self._ask("mod.unmute", UnmuteResult, {"principal": principal})
+
+    async def kick(
+        self, principal: str, *, room: str | None = None, reason: str = ""
+    ) -> KickResult:
+        """Disconnect ``principal``, or revoke its admission to ``room``."""
+        payload = {"principal": principal, "room": room, "reason": reason}
+        return await self._ask("mod.kick", KickResult, payload)
+
+    async def pause(self, room: str, reason: str = "") -> PauseResult:
+        return await self._ask("mod.pause", PauseResult, {"room": room, "reason": reason})
+
+    async def resume(self, room: str) -> PauseResult:
+        return await self._ask("mod.resume", PauseResult, {"room": room})
+
+    # pushes ---------------------------------------------------------------------------
+
+    def on(self, push: type[P], handler: PushHandler[P]) -> None:
+        """Call ``handler`` with each ``push`` the hub sends, parsed. :class:`Message`
+        handlers see each message once, in order, after the catch-up of a join."""
+        subscribers = self._subscribers.setdefault(push.event, [])
+        if not subscribers and push is not Message:
+
+            async def received(data: Any = None) -> None:
+                await self._dispatch(push, data)
+
+            self.sio.on(push.event, received)
+        subscribers.append(handler)
+
+    async def _dispatch(self, push: type[Push], data: Any) -> None:
+        try:
+            parsed = push.model_validate(data)
+        except ValidationError:
+            log.warning("client.bad_push", push=push.event, data=f"{data!r:.200}")
+            return
+        for handler in self._subscribers.get(push.event, ()):
+            await _run(handler, parsed)
 
     async def _catch_up(self, room: str) -> None:
         more = True
@@ -187,9 +446,9 @@ class HubClient:
             ids.discard(order.popleft())
         self.last_seen[message.room] = max(self.last_seen.get(message.room, 0), message.id)
         if self.on_message is not None:
-            outcome = self.on_message(message)
-            if asyncio.iscoroutine(outcome):
-                await outcome
+            await _run(self.on_message, message)
+        for handler in self._subscribers.get(Message.event, ()):
+            await _run(handler, message)
 
     async def _on_message(self, data: dict[str, Any]) -> None:
         message = Message.model_validate(data)
