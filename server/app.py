@@ -8,21 +8,19 @@ SIGINT or SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
-import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
-from botarena.server.embedded_pg import database
 from botarena.server.endpoints import routes
 from botarena.server.hub import Hub
 from botarena.server.metrics import HubMetrics
-from botarena.server.settings import Settings
-from botarena.server.store import Store
+from botarena.server.settings import HubSettings
+from botarena.server.signals import stop_requested
+from botarena.server.store import open_store
 
 log = structlog.get_logger(__name__)
 
@@ -34,18 +32,7 @@ class RunningHub:
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    """The store on the configured database, or on the embedded one started for it."""
-    async with database(settings) as url:
-        store = await Store.open(url, pool_size=settings.db_pool_size)
-        try:
-            yield store
-        finally:
-            await store.close()
-
-
-@asynccontextmanager
-async def running_hub(settings: Settings) -> AsyncIterator[RunningHub]:
+async def running_hub(settings: HubSettings) -> AsyncIterator[RunningHub]:
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings))
         hub = Hub(settings, store, HubMetrics())
@@ -72,13 +59,12 @@ async def running_hub(settings: Settings) -> AsyncIterator[RunningHub]:
         log.info("hub.stopping")
 
 
-async def serve(settings: Settings, on_ready: object = None) -> None:
+async def serve(
+    settings: HubSettings, on_ready: Callable[[RunningHub], None] | None = None
+) -> None:
     """Run the hub until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_requested()
     async with running_hub(settings) as running:
-        if callable(on_ready):
+        if on_ready is not None:
             on_ready(running)
         await stop.wait()

@@ -17,7 +17,6 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from botarena.server import reputation
 from botarena.server.hub import Hub
 
 _CHECK_TIMEOUT = 2.0
@@ -56,10 +55,11 @@ def routes(hub: Hub) -> list[web.RouteDef]:
 
     async def metrics(_request: web.Request) -> web.Response:
         try:
-            hub.metrics.set_work(await hub.proposals.stats())
-            hub.metrics.set_agent_states(await hub.store.agent_states())
+            store = hub.store
+            hub.metrics.set_work(await store.proposals.counts(), await store.tickets.counts())
+            hub.metrics.set_agent_states(await store.agents.states())
             hub.metrics.set_standings(
-                await reputation.standings(hub.store.pool, hub.settings.external_top_fraction)
+                await store.reputation.standings(hub.settings.external_top_fraction)
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass  # the database is away: the other metrics are still worth serving

@@ -8,10 +8,9 @@ agent gauges are read from the database when ``/metrics`` is scraped.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from botarena.arenas.names import ProposalStatus
 from botarena.server.protocol import AgentState
 from botarena.server.reputation import Standing
 
@@ -114,20 +113,20 @@ class HubMetrics:
             registry=self.registry,
         )
 
-    def set_work(self, stats: dict[str, Any]) -> None:
-        """Refresh the proposal and ticket gauges from :meth:`ProposalStore.stats`."""
+    def set_work(self, proposals: list[tuple[str, str, int]], tickets: dict[str, int]) -> None:
+        """Refresh the proposal and ticket gauges from the store's counts: (arena,
+        status, proposals) and the open, closed and human-closed tickets."""
         reviewed: dict[str, int] = {}
         approved: dict[str, int] = {}
         self.proposals.clear()
-        for arena, status, count in stats["proposals"]:
+        for arena, status, count in proposals:
             self.proposals.labels(arena, status).set(count)
-            if status != "pending":
+            if status != ProposalStatus.PENDING:
                 reviewed[arena] = reviewed.get(arena, 0) + count
-            if status == "approved":
+            if status == ProposalStatus.APPROVED:
                 approved[arena] = count
         for arena, count in reviewed.items():
             self.approval_ratio.labels(arena).set(approved.get(arena, 0) / count)
-        tickets = stats["tickets"]
         self.tickets.labels("open").set(tickets["open"])
         self.tickets.labels("closed").set(tickets["closed"])
         self.human_intervention.set(
@@ -135,7 +134,7 @@ class HubMetrics:
         )
 
     def set_standings(self, board: list[Standing]) -> None:
-        """Refresh the per-agent gauges from :func:`reputation.standings`."""
+        """Refresh the per-agent gauges from the store's reputation standings."""
         self.agent_reputation.clear()
         self.agent_approval_ratio.clear()
         for standing in board:

@@ -108,8 +108,8 @@ def test_audit_verify_command_reports_the_entry(tmp_path: Path) -> None:
     assert "token.issued" in shown.stdout and "alice" in shown.stdout and "bat_" not in shown.stdout
 
     async def tamper() -> None:
-        from botarena.server.app import open_store
         from botarena.server.settings import Settings
+        from botarena.server.store import open_store
 
         async with open_store(Settings(var_dir=var)) as store:
             await _tamper(store, "UPDATE audit_log SET subject = 'eve' WHERE seq = 2")

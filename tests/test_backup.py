@@ -16,7 +16,6 @@ import pytest
 from botarena.memory.index import KnowledgeIndex, open_chroma
 from botarena.memory.knowledge import load_pack
 from botarena.server import audit
-from botarena.server.app import open_store
 from botarena.server.artifacts import Artifacts
 from botarena.server.backup import backup, restore
 from botarena.server.errors import BackupError
@@ -24,6 +23,7 @@ from botarena.server.objects import open_objects
 from botarena.server.proposals import ProposalStore
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
+from botarena.server.store import open_store
 from tests.harness import create_database
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,8 +30,8 @@ def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
     botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
 
     async def canon() -> None:
-        from botarena.server.app import open_store
         from botarena.server.settings import Settings
+        from botarena.server.store import open_store
 
         async with open_store(Settings(var_dir=var)) as store:
             mod = await store.principals.get("mod")
@@ -74,8 +74,8 @@ def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
     assert refused.returncode == 1 and "signature refused" in refused.stderr
 
     async def tamper() -> None:
-        from botarena.server.app import open_store
         from botarena.server.settings import Settings
+        from botarena.server.store import open_store
 
         async with open_store(Settings(var_dir=var)) as store:
             async with store.pool.acquire() as conn, conn.transaction():

@@ -108,6 +108,6 @@ async def test_a_lost_database_is_reported_and_survived(hub_factory, private_pg)
     assert [m.text for m in history] == ["before the outage", "after the outage"]
     # the control channel came back too: a kick reaches the hub's sessions again
     mod = await arena.client("mod", "moderator")
-    await eventually(lambda: arena.running.hub._control_ready.is_set())
+    await eventually(lambda: arena.running.hub.control_ready.is_set())
     await mod.call("mod.kick", {"principal": "agent1"})
     await eventually(lambda: not agent.connected, timeout=15, what="kick after reconnect")

@@ -164,9 +164,9 @@ async def test_the_canon_cannot_be_rewritten_in_the_database(arena: Arena) -> No
 def test_moderators_review_from_the_command_line(tmp_path) -> None:
     import asyncio
 
-    from botarena.server.app import open_store
     from botarena.server.protocol import Role
     from botarena.server.settings import Settings
+    from botarena.server.store import open_store
     from tests.test_cli import botarena
 
     var = tmp_path / "var"

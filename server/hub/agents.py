@@ -1,0 +1,79 @@
+"""Agents: the states they report, the reactions messages get, and reputation.
+
+An agent reports its own state (thinking, speaking, degraded...), which is stored and
+pushed to moderators; the hub itself marks it offline when its last connection closes
+(:meth:`HubContext.publish_agent_state`). Reactions to messages feed reputation, which
+is computed from the record and decides who may enter the external arena.
+"""
+
+from __future__ import annotations
+
+from botarena.server.errors import Forbidden, NotJoined
+from botarena.server.hub.context import HubContext
+from botarena.server.hub.gate import EventTable
+from botarena.server.hub.sessions import Session
+from botarena.server.protocol import (
+    AgentList,
+    AgentStanding,
+    AgentState,
+    AgentStateReport,
+    EmptyRequest,
+    Reaction,
+    ReactRequest,
+    Role,
+    Standings,
+)
+
+
+async def report_state(
+    hub: HubContext, session: Session, req: AgentStateReport
+) -> AgentState | None:
+    if session.principal.role is not Role.AGENT:
+        raise Forbidden("only agents report an agent state")
+    return await hub.publish_agent_state(
+        session.principal,
+        req.state,
+        req.detail,
+        req.drift,
+        summary=req.summary,
+        llm_seconds=req.llm_seconds,
+    )
+
+
+async def agent_states(hub: HubContext, session: Session, _req: EmptyRequest) -> AgentList:
+    return AgentList(agents=await hub.store.agents.states())
+
+
+async def react(hub: HubContext, session: Session, req: ReactRequest) -> Reaction:
+    """React to a message in a room the session has joined; the room sees it."""
+    if req.room not in session.joined:
+        raise NotJoined(f"join {req.room[:80]} before reacting in it")
+    await hub.still_admitted(session, req.room)
+    author = await hub.store.messages.react(session.principal, req.room, req.message_id, req.value)
+    reaction = Reaction(
+        room=req.room,
+        message_id=req.message_id,
+        author=author,
+        by=session.principal.name,
+        value=req.value,
+    )
+    await hub.push(reaction, req.room)
+    return reaction
+
+
+async def standings(hub: HubContext, session: Session, _req: EmptyRequest) -> Standings:
+    """Every agent's reputation and who may enter the external arena now."""
+    fraction = hub.settings.external_top_fraction
+    board = await hub.store.reputation.standings(fraction)
+    return Standings(
+        agents=[AgentStanding.model_validate(s, from_attributes=True) for s in board],
+        external_top_fraction=fraction,
+    )
+
+
+EVENTS: EventTable = {
+    "agent.state": report_state,
+    "agents": agent_states,
+    "message.react": react,
+    "reputation": standings,
+}

@@ -1,0 +1,141 @@
+"""What every handler group reaches: settings, store, transport, and the shared checks.
+
+:class:`HubContext` is handed to each event handler. It pushes models to Socket.IO
+rooms, enters and leaves rooms for a session, and holds the checks several events make
+(the room exists, the principal exists, the session may read the room, an agent still
+ranks high enough for the external arena). Checks raise the error tree's classes; the
+gate turns them into acknowledgements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+import socketio
+import structlog
+
+from botarena.arenas.names import room_kind
+from botarena.server import auth
+from botarena.server.auth import Principal
+from botarena.server.errors import Forbidden, NotFound, UnknownRoom
+from botarena.server.hub.sessions import Session, personal_room
+from botarena.server.metrics import HubMetrics
+from botarena.server.objects import ObjectStore, open_objects
+from botarena.server.protocol import SUPERVISORS_ROOM, AgentState, AgentStateKind, Push, Role
+from botarena.server.reputation import EXTERNAL
+from botarena.server.settings import HubSettings
+from botarena.server.store import Room, Store
+
+log = structlog.get_logger(__name__)
+
+UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+"""What a database that is away raises."""
+
+
+class HubContext:
+    """The parts of one hub process that its event handlers use."""
+
+    def __init__(
+        self, settings: HubSettings, store: Store, metrics: HubMetrics, sio: socketio.AsyncServer
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.sio = sio
+        self.room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._objects: ObjectStore | None = None
+
+    # the transport ------------------------------------------------------------------
+
+    async def push(self, push: Push, to: str | list[str]) -> None:
+        """Send ``push`` to a Socket.IO room (or to several, each connection once)."""
+        await self.sio.emit(push.event, push.model_dump(mode="json"), to=to)
+
+    async def notify(self, principal: Principal, push: Push) -> None:
+        """Send ``push`` to every connection of ``principal``, on every hub."""
+        await self.push(push, personal_room(principal.id))
+
+    async def enter(self, session: Session, room: str, may_post: bool) -> None:
+        await self.sio.enter_room(session.sid, room)
+        session.joined[room] = may_post
+
+    async def leave(self, session: Session, room: str) -> bool:
+        """Take the session out of ``room``; False when it was not in it."""
+        if session.joined.pop(room, None) is None:
+            return False
+        await self.sio.leave_room(session.sid, room)
+        return True
+
+    # shared checks ------------------------------------------------------------------
+
+    async def room(self, name: str) -> Room:
+        room = await self.store.rooms.get(name) if room_kind(name) else None
+        if room is None:
+            raise UnknownRoom(f"no room named {name[:80]!r}")
+        return room
+
+    async def principal(self, name: str) -> Principal:
+        principal = await self.store.principals.get(name)
+        if principal is None:
+            raise NotFound(f"no principal named {name!r}")
+        return principal
+
+    async def readable(self, session: Session, name: str) -> tuple[Room, bool]:
+        """The room, and whether the session may post in it; refuses unreadable rooms."""
+        room = await self.room(name)
+        who = session.principal
+        member = await self.store.rooms.is_member(room.name, who.id)
+        if not auth.may_read(who, member):
+            raise Forbidden(f"{who.name} is not admitted to {room.name}")
+        await self.reputation_gate(who, room.name)
+        return room, auth.may_post(who, room.kind, member)
+
+    async def reputation_gate(self, who: Principal, room: str) -> None:
+        """Agents enter the external arena only while their reputation ranks high enough."""
+        if room != EXTERNAL or who.role is not Role.AGENT:
+            return
+        refusal = await self.store.reputation.external_refusal(
+            who.name, self.settings.external_top_fraction
+        )
+        if refusal is not None:
+            raise Forbidden(refusal)
+
+    async def still_admitted(self, session: Session, room: str) -> None:
+        """The gate for a session acting in a room: one that has fallen out of external
+        is taken out of the room too, so it stops receiving it."""
+        try:
+            await self.reputation_gate(session.principal, room)
+        except Forbidden:
+            await self.leave(session, room)
+            raise
+
+    # shared services ----------------------------------------------------------------
+
+    async def objects(self) -> ObjectStore:
+        """The object store that holds artifacts' bytes, opened on first use."""
+        if self._objects is None:
+            self._objects = await asyncio.to_thread(open_objects, self.settings)
+        return self._objects
+
+    async def publish_agent_state(
+        self,
+        agent: Principal,
+        state: AgentStateKind,
+        detail: str = "",
+        drift: dict[str, float] | None = None,
+        **extra: Any,
+    ) -> AgentState | None:
+        """Store and push an agent's state; ``extra``: summary, llm_seconds. None when the
+        database is away (the state is not worth failing for)."""
+        try:
+            stored = await self.store.agents.report(
+                agent, state.value, detail, drift or {}, **extra
+            )
+        except UNAVAILABLE as exc:
+            log.warning("hub.agent_state_not_stored", agent=agent.name, error=str(exc))
+            return None
+        await self.push(stored, SUPERVISORS_ROOM)
+        return stored

@@ -1,0 +1,172 @@
+"""The hub's background jobs, every one a task of one :class:`asyncio.TaskGroup`.
+
+* the control listener keeps a connection LISTENing on the store's control channel and
+  applies each action (a kick, a revoked token) to this process's sessions; after a
+  reconnect it replays what was logged while it was away, so no action is missed;
+* the audit watch verifies the audit chain now and every ``audit_check_seconds``, for
+  ``/metrics`` (and the alert on a broken chain);
+* the archiver stores yesterday's room transcripts in the object store every
+  ``archive_every_seconds`` (a day stored once; with several hubs, one stores it).
+
+:meth:`Jobs.stop` cancels the group, which cancels and awaits every task. A failing
+round of a periodic job is logged and the job goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+
+from botarena.server.archive import archive_day
+from botarena.server.errors import ObjectStoreError
+from botarena.server.hub.context import UNAVAILABLE, HubContext
+from botarena.server.hub.sessions import Sessions
+from botarena.server.store import CONTROL_CHANNEL, ControlAction
+
+log = structlog.get_logger(__name__)
+
+
+class Jobs:
+    """The background work of one hub process."""
+
+    def __init__(self, hub: HubContext, sessions: Sessions) -> None:
+        self.hub = hub
+        self.sessions = sessions
+        self.control_ready = asyncio.Event()
+        self._control_seen: int | None = None  # last control action applied
+        self._notified: asyncio.Queue[ControlAction] = asyncio.Queue()
+        self._group: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start every job; return once the control listener listens."""
+        self._group = asyncio.create_task(self._run(), name="hub.jobs")
+        await asyncio.wait_for(self.control_ready.wait(), timeout=30)
+
+    async def stop(self) -> None:
+        if self._group is None:
+            return
+        self._group.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._group
+        self._group = None
+
+    async def _run(self) -> None:
+        settings = self.hub.settings
+        async with asyncio.TaskGroup() as jobs:
+            jobs.create_task(self._listen_control(), name="hub.control.listen")
+            jobs.create_task(self._apply_notified(), name="hub.control.apply")
+            jobs.create_task(
+                self._every(settings.audit_check_seconds, self._check_audit), name="hub.audit"
+            )
+            if settings.archive_every_seconds:
+                jobs.create_task(
+                    self._every(settings.archive_every_seconds, self._archive_yesterday),
+                    name="hub.archive",
+                )
+
+    @staticmethod
+    async def _every(seconds: float, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await step()
+            except Exception:  # one failed round must not end the job (or the others)
+                log.exception("hub.job_failed", job=step.__name__)
+            await asyncio.sleep(seconds)
+
+    # periodic jobs --------------------------------------------------------------------
+
+    async def _archive_yesterday(self) -> None:
+        yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+        try:
+            stored = await archive_day(self.hub.store, await self.hub.objects(), yesterday)
+        except ObjectStoreError as exc:
+            log.warning("archive.not_stored", error=exc.message)
+            return
+        except UNAVAILABLE as exc:
+            log.warning("archive.not_stored", error=str(exc))
+            return
+        if stored:
+            log.info("archive.transcripts", day=str(yesterday), artifacts=stored)
+
+    async def _check_audit(self) -> None:
+        metrics = self.hub.metrics
+        try:
+            verdict = await self.hub.store.audit.verify()
+        except UNAVAILABLE as exc:
+            log.warning("audit.not_checked", error=str(exc))
+            return
+        metrics.audit_chain_ok.set(1 if verdict.ok else 0)
+        metrics.audit_entries.set(verdict.entries)
+        if not verdict.ok:
+            log.error("audit.chain_broken", problem=verdict.problem)
+
+    # control actions ------------------------------------------------------------------
+
+    async def _listen_control(self) -> None:
+        """Keep one connection LISTENing for control actions; reconnect when it drops."""
+        delay = 0.2
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.hub.store.url)
+                lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+                def on_lost(_conn: object, lost: asyncio.Future[None] = lost) -> None:
+                    if not lost.done():
+                        lost.set_result(None)
+
+                conn.add_termination_listener(on_lost)
+                await conn.add_listener(CONTROL_CHANNEL, self._on_notify)
+                await self._catch_up()
+                self.control_ready.set()
+                log.info("control.listening")
+                delay = 0.2
+                await lost
+                log.warning("control.connection_lost")
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("control.connect_failed", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await asyncio.shield(conn.close(timeout=2))
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._notified.put_nowait(ControlAction(**json.loads(payload)))
+
+    async def _apply_notified(self) -> None:
+        while True:
+            action = await self._notified.get()
+            try:
+                await self._apply(action)
+            except Exception:  # one action that fails must not stop the next ones
+                log.exception("control.not_applied", action=action.id)
+
+    async def _catch_up(self) -> None:
+        """After (re)connecting the listener, apply what was logged while it was away."""
+        if self._control_seen is None:
+            self._control_seen = await self.hub.store.moderation.last_action_id()
+            return
+        for action in await self.hub.store.moderation.control_actions_since(self._control_seen):
+            await self._apply(action)
+
+    async def _apply(self, action: ControlAction) -> None:
+        if self._control_seen is not None and action.id <= self._control_seen:
+            return
+        self._control_seen = max(self._control_seen or 0, action.id)
+        for session in self.sessions.of_principal(action.principal_id):
+            if session.sid not in self.sessions:
+                continue  # closed meanwhile
+            if action.action == "revoke":
+                if session.token_id == action.detail.get("token_id"):
+                    await self.hub.sio.disconnect(session.sid)
+            elif action.room is not None:
+                await self.hub.leave(session, action.room)
+            else:
+                await self.hub.sio.disconnect(session.sid)

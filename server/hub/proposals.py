@@ -1,0 +1,124 @@
+"""Proposals and canon: agents propose, moderators review, approved work is merged.
+
+A new proposal is pushed to moderators; a review is pushed to moderators and the
+author, and a merge to the proposal's arena (agents re-index the canon from it).
+Reading a proposal shows its diff against the canon's newest version and whether that
+version moved on since the proposal was based on it.
+"""
+
+from __future__ import annotations
+
+from botarena.arenas.names import ProposalKind, ProposalStatus
+from botarena.server.errors import InvalidPayload, NotFound
+from botarena.server.hub.attachments import attachments_of
+from botarena.server.hub.context import HubContext
+from botarena.server.hub.gate import EventTable
+from botarena.server.hub.sessions import Session, personal_room
+from botarena.server.patching import unified_diff
+from botarena.server.protocol import (
+    SUPERVISORS_ROOM,
+    CanonDocument,
+    CanonMerged,
+    CanonRequest,
+    ProposalCreate,
+    ProposalDetail,
+    ProposalInfo,
+    ProposalList,
+    ProposalNew,
+    ProposalQuery,
+    ProposalRef,
+    ProposalReview,
+    ProposalReviewed,
+)
+from botarena.server.store import Proposal
+
+
+def info(proposal: Proposal) -> ProposalInfo:
+    return ProposalInfo.model_validate(proposal, from_attributes=True)
+
+
+async def propose(hub: HubContext, session: Session, req: ProposalCreate) -> ProposalInfo:
+    await hub.still_admitted(session, req.arena)
+    proposal = await hub.store.proposals.create(
+        session.principal,
+        arena=req.arena,
+        kind=req.kind,
+        path=req.path,
+        base_version=req.base_version,
+        title=req.title,
+        content=req.content,
+    )
+    await hub.push(ProposalNew.model_validate(proposal, from_attributes=True), SUPERVISORS_ROOM)
+    return info(proposal)
+
+
+async def review(hub: HubContext, session: Session, req: ProposalReview) -> ProposalInfo:
+    who = session.principal
+    if req.decision == "reject":
+        proposal = await hub.store.proposals.reject(req.id, who, req.reason)
+    elif req.decision == "edit":
+        if not req.content:
+            raise InvalidPayload("edit needs the edited content")
+        proposal = await hub.store.proposals.approve(req.id, who, edited_content=req.content)
+    else:
+        proposal = await hub.store.proposals.approve(req.id, who)
+    author = await hub.store.principals.get(proposal.author)
+    rooms = [SUPERVISORS_ROOM] + ([personal_room(author.id)] if author else [])
+    reviewed = ProposalReviewed.model_validate(proposal, from_attributes=True)
+    await hub.push(reviewed, rooms)  # each connection once
+    if proposal.status == ProposalStatus.APPROVED and proposal.merged_version is not None:
+        merged = CanonMerged(
+            path=proposal.path,
+            version=proposal.merged_version,
+            arena=proposal.arena,
+            proposal=proposal.id,
+        )
+        await hub.push(merged, proposal.arena)
+    return info(proposal)
+
+
+async def list_proposals(hub: HubContext, session: Session, req: ProposalQuery) -> ProposalList:
+    if req.arena is None and not session.principal.supervises:
+        raise InvalidPayload("name the arena whose proposals to list")
+    if req.arena is not None:
+        await hub.readable(session, req.arena)
+    found = await hub.store.proposals.find(arena=req.arena, status=req.status, limit=req.limit)
+    return ProposalList(proposals=[info(p) for p in found])
+
+
+async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> ProposalDetail:
+    proposal = await hub.store.proposals.get(req.id)
+    if proposal is None:
+        raise NotFound(f"no proposal {req.id}")
+    await hub.readable(session, proposal.arena)
+    head = await hub.store.canon.get(proposal.path)
+    version, current = head if head else (0, "")
+    diff = (
+        proposal.content
+        if proposal.kind == ProposalKind.PATCH
+        else unified_diff(current, proposal.content, proposal.path)
+    )
+    return ProposalDetail(
+        **info(proposal).model_dump(),
+        canon_version=version,
+        diff=diff,
+        stale=proposal.status == ProposalStatus.PENDING and proposal.base_version != version,
+        attachments=await attachments_of(hub, proposal.id),
+    )
+
+
+async def get_canon(hub: HubContext, session: Session, req: CanonRequest) -> CanonDocument:
+    found = await hub.store.canon.get(req.path, req.version)
+    if found is None:
+        shown = f" version {req.version}" if req.version else ""
+        raise NotFound(f"no canon document {req.path}{shown}")
+    return CanonDocument(path=req.path, version=found[0], content=found[1])
+
+
+EVENTS: EventTable = {
+    "proposal.create": propose,
+    "proposal.review": review,
+    "proposals": list_proposals,
+    "proposal.get": get_proposal,
+    "canon.get": get_canon,
+}

@@ -1,0 +1,51 @@
+"""Tickets: questions moderators file for the external arena's agents to answer.
+
+A filed ticket is announced in the external arena in the form agents recognise (even
+while the arena is paused; not when the moderator filing it is muted); its answer is a
+``ticket_answer`` proposal on the ticket's canon path, reviewed like any other.
+"""
+
+from __future__ import annotations
+
+from botarena.arenas.names import ticket_path
+from botarena.server.errors import Muted
+from botarena.server.hub.context import HubContext
+from botarena.server.hub.gate import EventTable
+from botarena.server.hub.sessions import Session
+from botarena.server.protocol import (
+    TicketFile,
+    TicketFiled,
+    TicketInfo,
+    TicketList,
+    TicketQuery,
+    ticket_announcement,
+)
+from botarena.server.reputation import EXTERNAL
+
+
+async def file_ticket(hub: HubContext, session: Session, req: TicketFile) -> TicketFiled:
+    """A moderator files a ticket; it is announced in the external arena."""
+    ticket_id = await hub.store.tickets.file(session.principal, req.title, req.body)
+    text = ticket_announcement(ticket_id, req.title, req.body)
+    text = text[: hub.settings.max_message_chars]
+    try:
+        posted = await hub.store.messages.post(
+            EXTERNAL, session.principal, text, may_post_when_paused=True
+        )
+    except Muted:
+        pass  # a muted moderator's ticket is filed all the same, unannounced
+    else:
+        await hub.push(posted.message, EXTERNAL)
+    return TicketFiled(id=ticket_id, path=ticket_path(ticket_id))
+
+
+async def list_tickets(hub: HubContext, session: Session, req: TicketQuery) -> TicketList:
+    await hub.readable(session, EXTERNAL)
+    found = await hub.store.tickets.find(req.status, req.limit)
+    return TicketList(tickets=[TicketInfo.model_validate(t) for t in found])
+
+
+EVENTS: EventTable = {
+    "ticket.file": file_ticket,
+    "tickets": list_tickets,
+}
