@@ -17,15 +17,10 @@ import tarfile
 import tempfile
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botarena.server.objects import ObjectStore
 from botarena.server.store import Store
-
-if TYPE_CHECKING:
-    import asyncpg
-
-    from botarena.server.artifacts import Artifacts
 
 
 def _write(path: Path, lines: list[str]) -> None:
@@ -84,15 +79,3 @@ async def archive_canon(store: Store, objects: ObjectStore) -> dict[str, Any]:
             **await store.artifacts.put(objects, "canon", key, path, actor="archiver"),
             "documents": len(documents),
         }
-
-
-# Temporary: the pool-taking calls of before, kept until the hub and the commands call
-# archive_day and archive_canon with the store.
-
-
-async def archive_transcripts(pool: asyncpg.Pool, artifacts: Artifacts, day: date) -> list[str]:
-    return await archive_day(Store(pool, ""), artifacts.objects, day)
-
-
-async def export_canon(pool: asyncpg.Pool, artifacts: Artifacts) -> dict[str, Any]:
-    return await archive_canon(Store(pool, ""), artifacts.objects)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import asyncpg
+    pass
 
 GENESIS = "0" * 64
 """The previous hash of the first entry."""
@@ -93,33 +93,3 @@ def chain_problem(entry: AuditEntry, seq: int, prev_hash: str) -> str | None:
     if recomputed != entry.hash:
         return f"{where} was altered: its content no longer matches its hash"
     return None
-
-
-# Temporary: the connection-taking calls of before the store's AuditLog, kept until the
-# hub and the commands reach the chain through ``store.audit``.
-
-
-async def append(
-    conn: asyncpg.Connection,
-    action: str,
-    *,
-    actor: str | None = None,
-    subject: str | None = None,
-    detail: dict[str, Any] | None = None,
-) -> int:
-    from botarena.server.store.legacy import on_connection
-
-    log = on_connection(conn).audit
-    return await log.append(action, actor=actor, subject=subject, detail=detail, conn=conn)
-
-
-async def verify(conn: asyncpg.Connection) -> Verdict:
-    from botarena.server.store.legacy import on_connection
-
-    return await on_connection(conn).audit.verify()
-
-
-async def entries(conn: asyncpg.Connection, limit: int = 50) -> list[AuditEntry]:
-    from botarena.server.store.legacy import on_connection
-
-    return await on_connection(conn).audit.entries(limit)

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from botarena.server.signatures import verify_detached
 from botarena.server.store import Store
-from botarena.server.store.legacy import on_connection
 
 if TYPE_CHECKING:
-    import asyncpg
+    pass
 
 
 def merkle_root(leaves: list[str]) -> str:
@@ -124,15 +123,3 @@ async def check(store: Store, document: dict[str, Any]) -> CheckpointReport:
 
 def dump(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
-
-
-# Temporary: the connection-taking calls of before, kept until the commands call create
-# and check with the store.
-
-
-async def make(conn: asyncpg.Connection) -> dict[str, Any]:
-    return await create(on_connection(conn))
-
-
-async def verify_checkpoint(conn: asyncpg.Connection, document: dict[str, Any]) -> CheckpointReport:
-    return await check(on_connection(conn), document)

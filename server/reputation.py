@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import asyncpg
+    pass
 
 EXTERNAL = "external"
 APPROVED, EDITED, REJECTED, REACTION = 10, 5, -5, 1
@@ -96,19 +96,3 @@ def refusal(board: list[Standing], agent: str, fraction: float) -> str | None:
         f"{mine.reputation}; {EXTERNAL} admits the top {fraction:.0%} ({seats} seat"
         f"{'s' if seats != 1 else ''}, reputation {needed} or more)"
     )
-
-
-# Temporary: the pool-taking calls of before the store's ReputationRepository, kept until
-# the hub and the commands reach it through ``store.reputation``.
-
-
-async def standings(pool: asyncpg.Pool, fraction: float) -> list[Standing]:
-    from botarena.server.store import Store
-
-    return await Store(pool, "").reputation.standings(fraction)
-
-
-async def external_refusal(pool: asyncpg.Pool, agent: str, fraction: float) -> str | None:
-    from botarena.server.store import Store
-
-    return await Store(pool, "").reputation.external_refusal(agent, fraction)

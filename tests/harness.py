@@ -150,7 +150,7 @@ class Arena:
     async def token(self, name: str, role: Role | str = Role.AGENT, **kwargs: object) -> str:
         if "arenas" not in kwargs and Role(role) is Role.AGENT:
             kwargs["arenas"] = ["compiler", "creative", "education", "operations"]
-        _principal, token = await self.store.issue_token(name, Role(role), **kwargs)  # type: ignore[arg-type]
+        _principal, token = await self.store.principals.issue_token(name, Role(role), **kwargs)  # type: ignore[arg-type]
         return token
 
     async def client(

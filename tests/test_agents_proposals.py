@@ -15,7 +15,7 @@ from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker
 from botarena.arenas.charter import charters
 from botarena.memory.service import MemoryService
-from botarena.server import audit, checkpoint
+from botarena.server import checkpoint
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
 from tests.harness import Arena, eventually, make_key
@@ -115,18 +115,17 @@ async def test_a_tiny_models_draft_becomes_signed_canon(
             await asyncio.sleep(0.1)
         assert any(marker in h for h in hits), hits
 
-        async with arena.store.pool.acquire() as conn:
-            verdict = await audit.verify(conn)
-            assert verdict.ok, verdict.problem
-            actions = [e.action for e in await audit.entries(conn, limit=50)]
-            assert {"proposal.created", "proposal.approved"} <= set(actions)
-            document = await checkpoint.make(conn)
-            assert proposal["path"] in document["canon"]
-            site = make_key(gnupg_home, "site")
-            signer = checkpoint.Signer(gnupg_home)
-            signature = signer.sign(checkpoint.dump(document), site)
-            assert signer.verify(checkpoint.dump(document), signature, site) is None
-            assert (await checkpoint.verify_checkpoint(conn, document)).ok
+        verdict = await arena.store.audit.verify()
+        assert verdict.ok, verdict.problem
+        actions = [e.action for e in await arena.store.audit.entries(limit=50)]
+        assert {"proposal.created", "proposal.approved"} <= set(actions)
+        document = await checkpoint.create(arena.store)
+        assert proposal["path"] in document["canon"]
+        site = make_key(gnupg_home, "site")
+        signer = checkpoint.Signer(gnupg_home)
+        signature = signer.sign(checkpoint.dump(document), site)
+        assert signer.verify(checkpoint.dump(document), signature, site) is None
+        assert (await checkpoint.check(arena.store, document)).ok
     finally:
         await stop_worker(worker, task)
 

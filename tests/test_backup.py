@@ -15,12 +15,9 @@ import pytest
 
 from botarena.memory.index import KnowledgeIndex, open_chroma
 from botarena.memory.knowledge import load_pack
-from botarena.server import audit
-from botarena.server.artifacts import Artifacts
 from botarena.server.backup import backup, restore
 from botarena.server.errors import BackupError
 from botarena.server.objects import open_objects
-from botarena.server.proposals import ProposalStore
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
 from botarena.server.store import open_store
@@ -59,11 +56,11 @@ def chroma_contents(settings: Settings) -> dict[str, tuple[list[str], list[str]]
 
 async def populate(settings: Settings) -> None:
     async with open_store(settings) as store:
-        mod, _ = await store.issue_token("mod", Role.MODERATOR)
-        ada, _ = await store.issue_token("ada", Role.AGENT, arenas=["compiler"])
+        mod, _ = await store.principals.issue_token("mod", Role.MODERATOR)
+        ada, _ = await store.principals.issue_token("ada", Role.AGENT, arenas=["compiler"])
         for text in ("the parser is fixed", "tests are green"):
-            await store.post("compiler", ada, text)
-        proposals = ProposalStore(store.pool)
+            await store.messages.post("compiler", ada, text)
+        proposals = store.proposals
         first = await proposals.create(
             ada,
             arena="compiler",
@@ -85,8 +82,9 @@ async def populate(settings: Settings) -> None:
         )
         attachment = settings.var_dir / "attachment.bin"
         attachment.write_bytes(os.urandom(200_000))
-        artifacts = Artifacts(store.pool, open_objects(settings))
-        await artifacts.store("attachment", "attachments/1/diagram.bin", attachment)
+        await store.artifacts.put(
+            open_objects(settings), "attachment", "attachments/1/diagram.bin", attachment
+        )
     chunks, _ = load_pack(ROOT / "memory" / "packs" / "demo")
     await asyncio.to_thread(KnowledgeIndex(open_chroma(settings)).index, chunks)
 
@@ -115,14 +113,13 @@ async def test_backup_then_restore_onto_an_empty_site(
     assert before.keys() == after.keys() and "canon_versions" in after
     for table in before:
         assert before[table] == after[table], table
-    async with open_store(target) as store, store.pool.acquire() as conn:
-        verdict = await audit.verify(conn)
+    async with open_store(target) as store:
+        verdict = await store.audit.verify()
         assert verdict.ok and verdict.entries > 5
-        canon = await ProposalStore(store.pool).canon("docs/parser.md")
+        canon = await store.canon.get("docs/parser.md")
         assert canon == (1, "The parser keeps trailing commas.\n")
-        artifacts = Artifacts(store.pool, open_objects(target))
         back = tmp_path / "back.bin"
-        await artifacts.fetch("attachments/1/diagram.bin", back)
+        await store.artifacts.get(open_objects(target), "attachments/1/diagram.bin", back)
         assert back.read_bytes() == (source.var_dir / "attachment.bin").read_bytes()
     assert chroma_contents(source) == chroma_contents(target)
     hits_before = KnowledgeIndex(open_chroma(source)).search("trailing commas", {"code": 1})
@@ -173,7 +170,7 @@ async def test_backup_and_restore_commands(
     assert made.returncode == 0, made.stderr
     assert "2 objects" not in made.stdout and "1 objects" in made.stdout
     async with open_store(source) as store:
-        kept = await Artifacts(store.pool, open_objects(source)).list("backup")
+        kept = await store.artifacts.find("backup")
     assert [a["key"] for a in kept] == ["backups/cli.backup.tar"]
 
     target_url = await create_database(pg_admin_url)

@@ -160,7 +160,7 @@ async def test_connections_without_a_valid_token_are_refused(arena: Arena, auth,
 async def test_a_revoked_token_is_refused_and_its_session_dropped(arena: Arena) -> None:
     token = await arena.token("leaver")
     client = await arena.connect(token)
-    assert await arena.store.revoke_tokens(name="leaver") == 1
+    assert await arena.store.principals.revoke_tokens(name="leaver") == 1
     await eventually(lambda: not client.connected, what="revoked session dropped")
     again = HubClient(arena.url, token, reconnection=False)
     with pytest.raises(HubError) as err:

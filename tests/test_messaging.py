@@ -82,10 +82,10 @@ async def test_hub_restart_delivers_missed_messages_once(hub_factory, free_port:
     await first_hub.stop()
     await eventually(lambda: not reader.connected, what="reader sees the hub go")
     store = await Store.open(first_hub.store.url)  # another hub process, say, still writing
-    writer = await store.principal("writer")
+    writer = await store.principals.get("writer")
     assert writer is not None and writer_token
     for text in ("two", "three"):
-        await store.post("compiler", writer, text)
+        await store.messages.post("compiler", writer, text)
     await store.close()
 
     second_hub = await hub_factory(port=free_port)

@@ -153,7 +153,7 @@ async def test_moderation_actions_are_logged(arena: Arena) -> None:
     await mod.call("mod.pause", {"room": "external", "reason": "maintenance"})
     await mod.call("mod.resume", {"room": "external"})
     await mod.call("mod.kick", {"principal": "target", "room": "creative"})
-    log = await arena.store.moderation_log()
+    log = await arena.store.moderation.log()
     assert [(e["action"], e["actor"], e["target"], e["room"]) for e in reversed(log)] == [
         ("mute", "mod", "target", None),
         ("unmute", "mod", "target", None),

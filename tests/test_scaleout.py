@@ -20,9 +20,9 @@ async def test_two_hubs_deliver_to_each_others_clients(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     store = await Store.open(database_url)
-    agent_token = (await store.issue_token("on-a", Role.AGENT, arenas=["compiler"]))[1]
-    other_token = (await store.issue_token("on-b", Role.AGENT, arenas=["compiler"]))[1]
-    mod_token = (await store.issue_token("mod", Role.MODERATOR))[1]
+    agent_token = (await store.principals.issue_token("on-a", Role.AGENT, arenas=["compiler"]))[1]
+    other_token = (await store.principals.issue_token("on-b", Role.AGENT, arenas=["compiler"]))[1]
+    mod_token = (await store.principals.issue_token("mod", Role.MODERATOR))[1]
     hub_a = HubProcess(tmp_path / "a.log", database_url=database_url, redis_url=redis_url).start()
     hub_b = HubProcess(tmp_path / "b.log", database_url=database_url, redis_url=redis_url).start()
     try:

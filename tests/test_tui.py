@@ -169,9 +169,9 @@ async def test_a_hub_restart_shows_disconnected_then_the_missed_messages(
         await first.stop()
         await until(pilot, lambda: "disconnected" in shown(app, "#status"), "disconnected shown")
         store = await Store.open(first.store.url)  # messages while the console is away
-        writer = await store.principal("writer")
+        writer = await store.principals.get("writer")
         assert writer is not None and writer_token
-        await store.post("compiler", writer, "written while you were away")
+        await store.messages.post("compiler", writer, "written while you were away")
         await store.close()
         await hub_factory(port=free_port)
         await until(pilot, lambda: "● connected" in shown(app, "#status"), "reconnected", 30)

@@ -11,15 +11,12 @@ Only the hub's internals import this package.
 
 from __future__ import annotations
 
-from botarena.server.errors import HubError
 from botarena.server.store.facade import Store, open_store
 from botarena.server.store.messages import Posted
 from botarena.server.store.moderation import CONTROL_CHANNEL, ControlAction
 from botarena.server.store.principals import TokenInfo
 from botarena.server.store.proposals import Proposal
 from botarena.server.store.rooms import Room
-
-StoreError = HubError  # temporary: the hub's gate catches it until it catches HubError
 
 __all__ = [
     "CONTROL_CHANNEL",
@@ -28,7 +25,6 @@ __all__ = [
     "Proposal",
     "Room",
     "Store",
-    "StoreError",
     "TokenInfo",
     "open_store",
 ]

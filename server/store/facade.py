@@ -11,12 +11,14 @@ repository, reached as an attribute: ``store.principals``, ``store.rooms``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
 
+from botarena.server.auth import Principal
 from botarena.server.embedded_pg import database
+from botarena.server.protocol import Role
 from botarena.server.settings import DatabaseSettings
 from botarena.server.store import schema
 from botarena.server.store.agents import AgentStateRepository
@@ -24,7 +26,6 @@ from botarena.server.store.artifacts import ArtifactRepository
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.canon import CanonRepository
 from botarena.server.store.database import Database
-from botarena.server.store.legacy import LegacyNames
 from botarena.server.store.messages import MessageRepository
 from botarena.server.store.moderation import ModerationRepository
 from botarena.server.store.principals import PrincipalRepository
@@ -34,7 +35,7 @@ from botarena.server.store.rooms import RoomRepository
 from botarena.server.store.tickets import TicketRepository
 
 
-class Store(LegacyNames):
+class Store:
     """Durable state of the hub. Open with :meth:`open`, close with :meth:`close`."""
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
@@ -74,6 +75,28 @@ class Store(LegacyNames):
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
+
+    # The two set-up steps a site's scripts take most (the hub benchmark's launcher in
+    # the harness calls them under these names): tokens for new principals, and groups.
+
+    async def issue_token(
+        self,
+        name: str,
+        role: Role,
+        *,
+        arenas: Sequence[str] = (),
+        may_create_groups: bool = False,
+    ) -> tuple[Principal, str]:
+        """A new token for ``name`` (created if new); see ``principals.issue_token``."""
+        return await self.principals.issue_token(
+            name, role, arenas=arenas, may_create_groups=may_create_groups
+        )
+
+    async def create_group(
+        self, room: str, title: str | None, creator: Principal, members: Sequence[Principal]
+    ) -> None:
+        """A new group room; see ``rooms.create_group``."""
+        await self.rooms.create_group(room, title, creator, members)
 
 
 @asynccontextmanager

@@ -60,10 +60,10 @@ async def main(model: Path) -> dict:
         async with running_hub(settings) as running:
             store = running.hub.store
             tokens = {
-                p.id: (await store.issue_token(p.id, Role.AGENT, arenas=["compiler"]))[1]
+                p.id: (await store.principals.issue_token(p.id, Role.AGENT, arenas=["compiler"]))[1]
                 for p in pair
             }
-            watcher_token = (await store.issue_token("watcher", Role.MODERATOR))[1]
+            watcher_token = (await store.principals.issue_token("watcher", Role.MODERATOR))[1]
             seen: list[str] = []
             watcher = HubClient(
                 running.url, watcher_token, on_message=lambda m: seen.append(m.author)

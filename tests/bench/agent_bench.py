@@ -75,7 +75,8 @@ async def through_botarena(settings: Settings, llama: EmbeddedLlama, agents_n: i
     async with running_hub(settings) as running:
         store = running.hub.store
         tokens = {
-            p.id: (await store.issue_token(p.id, Role.AGENT, arenas=p.arenas))[1] for p in personas
+            p.id: (await store.principals.issue_token(p.id, Role.AGENT, arenas=p.arenas))[1]
+            for p in personas
         }
         turns = CrewTurns(
             OpenAICompatibleBackend(llama.urls, "smollm2"), settings, keep_prompts=True

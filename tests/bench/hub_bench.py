@@ -60,7 +60,7 @@ async def run_size(admin_url: str, clients_n: int, workdir: Path) -> dict:
 
     store = await Store.open(url)
     tokens = [
-        (await store.issue_token(f"bench{i}", Role.AGENT, arenas=ARENAS))[1]
+        (await store.principals.issue_token(f"bench{i}", Role.AGENT, arenas=ARENAS))[1]
         for i in range(clients_n)
     ]
     await store.close()
