@@ -24,7 +24,8 @@ from botarena.server.settings import ClientSettings, HubSettings
 
 if TYPE_CHECKING:
     from botarena.server.auth import Principal
-    from botarena.server.store import Proposal, Store
+    from botarena.server.protocol import ProposalInfo
+    from botarena.server.store import Store
 
 T = TypeVar("T")
 
@@ -461,7 +462,7 @@ def proposals_show(proposal_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Show a proposal and its diff against the canon."""
     from botarena.server.patching import unified_diff
 
-    async def show(store: Store) -> tuple[Proposal | None, tuple[int, str] | None]:
+    async def show(store: Store) -> tuple[ProposalInfo | None, tuple[int, str] | None]:
         found = await store.proposals.get(proposal_id)
         return found, (await store.canon.get(found.path) if found else None)
 
@@ -490,7 +491,7 @@ def proposals_approve(
 ) -> None:
     """Approve: merge into the canon as a new version (or mark a conflict)."""
 
-    async def approve(store: Store) -> Proposal:
+    async def approve(store: Store) -> ProposalInfo:
         return await store.proposals.approve(proposal_id, await _reviewer(store, reviewer))
 
     result = _with_store(approve)
@@ -507,7 +508,7 @@ def proposals_reject(
 ) -> None:
     """Reject with a reason."""
 
-    async def reject(store: Store) -> Proposal:
+    async def reject(store: Store) -> ProposalInfo:
         return await store.proposals.reject(proposal_id, await _reviewer(store, reviewer), reason)
 
     _with_store(reject)
@@ -525,7 +526,7 @@ def proposals_edit(
     """Edit then approve: the file's text becomes the new canon version."""
     text = content_file.read_text(encoding="utf-8")
 
-    async def edit(store: Store) -> Proposal:
+    async def edit(store: Store) -> ProposalInfo:
         return await store.proposals.approve(
             proposal_id, await _reviewer(store, reviewer), edited_content=text
         )

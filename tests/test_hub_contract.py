@@ -51,7 +51,6 @@ from botarena.server.protocol import (
     TicketInfo,
 )
 from botarena.server.reputation import Standing
-from botarena.server.store import Proposal
 
 pytestmark = pytest.mark.unit
 
@@ -298,8 +297,8 @@ async def test_on_hands_each_push_to_its_subscribers_parsed() -> None:
     assert [m.id for m in messages] == [7]
 
 
-def _proposal() -> Proposal:
-    return Proposal(
+def _proposal() -> ProposalInfo:
+    return ProposalInfo(
         id=3,
         arena="compiler",
         author="bob",
@@ -319,9 +318,11 @@ def _proposal() -> Proposal:
 
 def test_models_made_from_the_store_keep_the_json_it_had() -> None:
     proposal = _proposal()
-    for model in (ProposalInfo, ProposalNew):
-        dumped = model.model_validate(proposal, from_attributes=True).model_dump(mode="json")
-        assert list(dumped.items()) == list(proposal.public().items())
+    stored = proposal.model_dump(mode="json")
+    assert stored["created_at"] == NOW.isoformat()  # "+00:00", as the wire always had it
+    assert stored["kind"] == "document" and stored["status"] == "pending"
+    pushed = ProposalNew.model_validate(proposal, from_attributes=True).model_dump(mode="json")
+    assert list(pushed.items()) == list(stored.items())
     standing = Standing("bob", 15, 1, 1, 0, 0, 0, 0, True, True)
     dumped = AgentStanding.model_validate(standing, from_attributes=True).model_dump(mode="json")
     assert dumped == standing.public()

@@ -31,15 +31,15 @@ from botarena.server.protocol import (
     AttachmentPut,
     AttachmentRef,
     AttachmentStored,
+    ProposalInfo,
 )
-from botarena.server.store import Proposal
 
 
 def _key(proposal_id: int, name: str = "") -> str:
     return f"attachments/{proposal_id}/{name}"
 
 
-async def _proposal(hub: HubContext, proposal_id: int) -> Proposal:
+async def _proposal(hub: HubContext, proposal_id: int) -> ProposalInfo:
     proposal = await hub.store.proposals.get(proposal_id)
     if proposal is None:
         raise NotFound(f"no proposal {proposal_id}")

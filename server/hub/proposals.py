@@ -30,11 +30,6 @@ from botarena.server.protocol import (
     ProposalReview,
     ProposalReviewed,
 )
-from botarena.server.store import Proposal
-
-
-def info(proposal: Proposal) -> ProposalInfo:
-    return ProposalInfo.model_validate(proposal, from_attributes=True)
 
 
 async def propose(hub: HubContext, session: Session, req: ProposalCreate) -> ProposalInfo:
@@ -49,7 +44,7 @@ async def propose(hub: HubContext, session: Session, req: ProposalCreate) -> Pro
         content=req.content,
     )
     await hub.push(ProposalNew.model_validate(proposal, from_attributes=True), SUPERVISORS_ROOM)
-    return info(proposal)
+    return proposal
 
 
 async def review(hub: HubContext, session: Session, req: ProposalReview) -> ProposalInfo:
@@ -74,7 +69,7 @@ async def review(hub: HubContext, session: Session, req: ProposalReview) -> Prop
             proposal=proposal.id,
         )
         await hub.push(merged, proposal.arena)
-    return info(proposal)
+    return proposal
 
 
 async def list_proposals(hub: HubContext, session: Session, req: ProposalQuery) -> ProposalList:
@@ -83,7 +78,7 @@ async def list_proposals(hub: HubContext, session: Session, req: ProposalQuery) 
     if req.arena is not None:
         await hub.readable(session, req.arena)
     found = await hub.store.proposals.find(arena=req.arena, status=req.status, limit=req.limit)
-    return ProposalList(proposals=[info(p) for p in found])
+    return ProposalList(proposals=found)
 
 
 async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> ProposalDetail:
@@ -99,7 +94,7 @@ async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> P
         else unified_diff(current, proposal.content, proposal.path)
     )
     return ProposalDetail(
-        **info(proposal).model_dump(),
+        **proposal.model_dump(),
         canon_version=version,
         diff=diff,
         stale=proposal.status == ProposalStatus.PENDING and proposal.base_version != version,

@@ -15,14 +15,12 @@ from botarena.server.store.facade import Store, open_store
 from botarena.server.store.messages import Posted
 from botarena.server.store.moderation import CONTROL_CHANNEL, ControlAction
 from botarena.server.store.principals import TokenInfo
-from botarena.server.store.proposals import Proposal
 from botarena.server.store.rooms import Room
 
 __all__ = [
     "CONTROL_CHANNEL",
     "ControlAction",
     "Posted",
-    "Proposal",
     "Room",
     "Store",
     "TokenInfo",

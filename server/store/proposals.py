@@ -12,9 +12,6 @@ answer closes the ticket. Every step is audited in the same transaction.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -30,6 +27,7 @@ from botarena.server.errors import (
     UnknownRoom,
 )
 from botarena.server.patching import PatchError, apply_unified_diff
+from botarena.server.protocol import ProposalInfo
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.canon import CanonRepository
 from botarena.server.store.database import Database
@@ -39,29 +37,6 @@ from botarena.server.store.tickets import TicketRepository
 MAX_CONTENT_CHARS = 200_000
 
 
-@dataclass(frozen=True)
-class Proposal:
-    id: int
-    arena: str
-    author: str
-    kind: ProposalKind
-    path: str
-    base_version: int
-    title: str
-    content: str
-    status: ProposalStatus
-    reason: str
-    edited: bool
-    reviewed_by: str | None
-    merged_version: int | None
-    created_at: datetime
-
-    def public(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["created_at"] = self.created_at.isoformat()
-        return data
-
-
 _SELECT = """SELECT p.id, p.arena, a.name AS author, p.kind, p.path, p.base_version, p.title,
                     p.content, p.status, p.reason, p.edited, r.name AS reviewed_by,
                     p.merged_version, p.created_at
@@ -69,14 +44,8 @@ _SELECT = """SELECT p.id, p.arena, a.name AS author, p.kind, p.path, p.base_vers
              LEFT JOIN principals r ON r.id = p.reviewed_by"""
 
 
-def _proposal(row: asyncpg.Record) -> Proposal:
-    return Proposal(
-        **{
-            **dict(row),
-            "kind": ProposalKind(row["kind"]),
-            "status": ProposalStatus(row["status"]),
-        }
-    )
+def _proposal(row: asyncpg.Record) -> ProposalInfo:
+    return ProposalInfo.model_validate(dict(row))
 
 
 class ProposalRepository:
@@ -106,7 +75,7 @@ class ProposalRepository:
         base_version: int,
         title: str,
         content: str,
-    ) -> Proposal:
+    ) -> ProposalInfo:
         charter = charters().get(arena)
         if charter is None:
             raise UnknownRoom(f"{arena!r} is not an arena")
@@ -163,13 +132,13 @@ class ProposalRepository:
             )
             return _proposal(await conn.fetchrow(f"{_SELECT} WHERE p.id = $1", proposal_id))
 
-    async def get(self, proposal_id: int) -> Proposal | None:
+    async def get(self, proposal_id: int) -> ProposalInfo | None:
         row = await self.db.pool.fetchrow(f"{_SELECT} WHERE p.id = $1", proposal_id)
         return _proposal(row) if row else None
 
     async def find(
         self, *, arena: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[Proposal]:
+    ) -> list[ProposalInfo]:
         """Proposals newest first, of one arena and one status when given."""
         rows = await self.db.pool.fetch(
             f"""{_SELECT} WHERE ($1::text IS NULL OR p.arena = $1)
@@ -187,7 +156,7 @@ class ProposalRepository:
         )
         return [(r["arena"], r["status"], r["n"]) for r in rows]
 
-    async def sync(self, actor: str = "operator") -> list[Proposal]:
+    async def sync(self, actor: str = "operator") -> list[ProposalInfo]:
         """Bring the working copy in line with the canon: every pending proposal based on
         an older version than the canon's current one is flagged as a conflict (its
         author must propose again from the new version). Returns those flagged."""
@@ -211,7 +180,7 @@ class ProposalRepository:
         flagged = [await self.get(r["id"]) for r in stale]
         return [p for p in flagged if p is not None]
 
-    async def reject(self, proposal_id: int, reviewer: Principal, reason: str) -> Proposal:
+    async def reject(self, proposal_id: int, reviewer: Principal, reason: str) -> ProposalInfo:
         if not reason.strip():
             raise InvalidPayload("a rejection needs a reason")
         async with self.db.transaction() as conn:
@@ -221,7 +190,7 @@ class ProposalRepository:
 
     async def approve(
         self, proposal_id: int, reviewer: Principal, edited_content: str | None = None
-    ) -> Proposal:
+    ) -> ProposalInfo:
         """Merge into the canon as a new version, or mark a conflict when the canon moved."""
         async with self.db.transaction() as conn:
             row = await self._pending(proposal_id, conn=conn)
@@ -331,7 +300,7 @@ class ProposalRepository:
             conn=conn,
         )
 
-    async def _reviewed(self, proposal_id: int) -> Proposal:
+    async def _reviewed(self, proposal_id: int) -> ProposalInfo:
         proposal = await self.get(proposal_id)
         assert proposal is not None, "a reviewed proposal is never deleted"
         return proposal
