@@ -108,7 +108,7 @@ async def test_approving_from_the_console_changes_the_canon(arena: Arena) -> Non
         await until(pilot, lambda: "reviewed" in app.flash, "approval")
         canon = await ada.call("canon.get", {"path": "docs/retries.md"})
         assert (canon["version"], canon["content"]) == (1, "Retry twice, a minute apart.\n")
-        assert app.state.proposals[created["id"]]["status"] == "approved"
+        assert app.state.proposals[created["id"]].status == "approved"
 
 
 async def test_rejecting_asks_for_a_reason(arena: Arena) -> None:
@@ -192,7 +192,7 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
         await pilot.press(*"Disk", "enter", *"Is it full?", "enter")
         await until(pilot, lambda: app.state.tickets, "ticket listed")
         (ticket,) = app.state.tickets.values()
-        assert (ticket["title"], ticket["status"]) == ("Disk", "open")
+        assert (ticket.title, ticket.status) == ("Disk", "open")
 
         def row() -> str:
             table = app.query_one("#ticket-table", DataTable)
@@ -204,7 +204,7 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
             {
                 "arena": "external",
                 "kind": "ticket_answer",
-                "path": f"tickets/{ticket['id']}",
+                "path": f"tickets/{ticket.id}",
                 "base_version": 0,
                 "title": "Answer",
                 "content": "No: 41% used.",
@@ -215,7 +215,7 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
         await until(pilot, lambda: answer["id"] in app.state.proposals, "answer listed")
         await pilot.pause(0.3)
         await pilot.press("a")
-        await until(pilot, lambda: app.state.tickets[ticket["id"]]["status"] == "closed", "closed")
+        await until(pilot, lambda: app.state.tickets[ticket.id].status == "closed", "closed")
         await pilot.press("4")
         await until(pilot, lambda: "approved" in row(), "the approved answer shown")
         assert "No: 41% used." in shown(app, "#ticket-detail")

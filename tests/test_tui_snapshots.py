@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from textual.pilot import Pilot
 
-from botarena.server.protocol import Message, Role
+from botarena.server.protocol import (
+    AgentStanding,
+    AgentState,
+    Message,
+    ProposalDetail,
+    ProposalInfo,
+    Role,
+    RoomInfo,
+    TicketInfo,
+)
 from botarena.tui.app import ConsoleApp
 from botarena.tui.state import ConsoleState
 
@@ -21,8 +30,10 @@ def site() -> ConsoleState:
     state = ConsoleState(url="http://127.0.0.1:8765", me="mod", role="moderator")
     state.connected, state.status = True, "connected"
     for name in ("compiler", "creative", "education", "external", "operations"):
-        state.set_room({"name": name, "kind": "arena", "may_post": True})
-    state.set_room({"name": "group:staff", "kind": "group", "may_post": True})
+        state.set_room(RoomInfo.model_validate({"name": name, "kind": "arena", "may_post": True}))
+    state.set_room(
+        RoomInfo.model_validate({"name": "group:staff", "kind": "group", "may_post": True})
+    )
     lines = [
         ("ada", Role.AGENT, "The parser drops trailing commas; I will add a test.", None),
         ("linus", Role.AGENT, "Good. Keep the fix small and the test first.", 1),
@@ -52,17 +63,19 @@ def site() -> ConsoleState:
     ]
     for name, kind, detail, drift, seconds in agents:
         state.set_agent(
-            {
-                "agent": name,
-                "state": kind,
-                "detail": detail,
-                "drift": drift,
-                "summary": f"{name.title()}, agent of the demo site",
-                "llm_seconds": seconds,
-                "updated_at": T0.isoformat(),
-            }
+            AgentState.model_validate(
+                {
+                    "agent": name,
+                    "state": kind,
+                    "detail": detail,
+                    "drift": drift,
+                    "summary": f"{name.title()}, agent of the demo site",
+                    "llm_seconds": seconds,
+                    "updated_at": T0.isoformat(),
+                }
+            )
         )
-    state.standings = {
+    standings = {
         "ada": {
             "agent": "ada",
             "reputation": 25,
@@ -103,6 +116,7 @@ def site() -> ConsoleState:
             "approval_ratio": 1.0,
         },
     }
+    state.standings = {name: AgentStanding.model_validate(s) for name, s in standings.items()}
     proposals = [
         (
             4,
@@ -152,35 +166,49 @@ def site() -> ConsoleState:
             "content": "",
             "reason": extra if status == "conflict" else "",
             "edited": False,
+            "reviewed_by": None,
+            "merged_version": None,
+            "created_at": T0,
         }
         if status == "pending":
-            proposal.update(diff=extra, canon_version=1, stale=False)
-        state.set_proposal(proposal)
+            proposal.update(diff=extra, canon_version=1, stale=False, attachments=[])
+            state.set_proposal(ProposalDetail.model_validate(proposal))
+        else:
+            state.set_proposal(ProposalInfo.model_validate(proposal))
     state.set_ticket(
-        {
-            "id": 1,
-            "title": "Disk",
-            "body": "Is the backup disk full?",
-            "filed_by": "mod",
-            "status": "open",
-            "answer_proposal_id": None,
-            "human_intervention": False,
-        }
+        TicketInfo.model_validate(
+            {
+                "id": 1,
+                "title": "Disk",
+                "body": "Is the backup disk full?",
+                "filed_by": "mod",
+                "status": "open",
+                "answer_proposal_id": None,
+                "human_intervention": False,
+                "created_at": T0,
+                "closed_at": None,
+            }
+        )
     )
     state.set_proposal(
-        {
-            "id": 5,
-            "status": "pending",
-            "arena": "external",
-            "kind": "ticket_answer",
-            "author": "sage",
-            "path": "tickets/1",
-            "title": "Answer to ticket #1",
-            "base_version": 0,
-            "content": "No: 41% used.\n",
-            "reason": "",
-            "edited": False,
-        }
+        ProposalInfo.model_validate(
+            {
+                "id": 5,
+                "status": "pending",
+                "arena": "external",
+                "kind": "ticket_answer",
+                "author": "sage",
+                "path": "tickets/1",
+                "title": "Answer to ticket #1",
+                "base_version": 0,
+                "content": "No: 41% used.\n",
+                "reason": "",
+                "edited": False,
+                "reviewed_by": None,
+                "merged_version": None,
+                "created_at": T0,
+            }
+        )
     )
     state.llm_seconds.extend([1.2, 1.8, 2.4, 1.1, 3.0, 1.6, 1.4, 2.2])
     state.health = {

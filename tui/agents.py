@@ -17,6 +17,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from botarena.server.protocol import AgentStanding
 from botarena.tui.markup import STATE_STYLE, colour, styled
 from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import Field, FormScreen
@@ -71,18 +72,20 @@ class AgentsPane(ConsolePane):
     def draw(self) -> None:
         rows: list[Row] = []
         for name in sorted(set(self.state.agents) | set(self.state.standings)):
-            state = self.state.agents.get(name, {})
-            standing = self.state.standings.get(name, {})
-            kind = state.get("state", "unknown")
-            drift = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(state.get("drift", {}).items()))
+            state = self.state.agents.get(name)
+            standing = self.state.standings.get(name)
+            kind = str(state.state) if state else "unknown"
+            drift = (
+                ", ".join(f"{k} {v:+.2f}" for k, v in sorted(state.drift.items())) if state else ""
+            )
             desk = (
-                ("yes" if standing.get("external") else "no") if standing.get("candidate") else "-"
+                ("yes" if standing.external else "no") if standing and standing.candidate else "-"
             )
             cells = (
                 styled(name, colour(name)),
                 styled(kind, STATE_STYLE.get(kind, "")),
-                escape(state.get("detail", ""))[:50],
-                str(standing.get("reputation", "")),
+                escape(state.detail if state else "")[:50],
+                str(standing.reputation) if standing else "",
                 desk,
                 drift,
             )
@@ -97,16 +100,16 @@ class AgentsPane(ConsolePane):
         if agent is None:
             detail.update("no agents yet")
             return
-        state = self.state.agents.get(agent, {})
-        standing = self.state.standings.get(agent, {})
-        ratio = standing.get("approval_ratio")
+        state = self.state.agents.get(agent)
+        standing = self.state.standings.get(agent) or no_record(agent)
+        ratio = standing.approval_ratio
         detail.update(
-            f"[b]{escape(agent)}[/b]  {escape(state.get('summary', ''))}\n"
-            f"reputation {standing.get('reputation', 0)}: {standing.get('approved', 0)} approved, "
-            f"{standing.get('edited', 0)} edited, {standing.get('rejected', 0)} rejected, "
-            f"reactions +{standing.get('reactions_up', 0)}/-{standing.get('reactions_down', 0)}"
+            f"[b]{escape(agent)}[/b]  {escape(state.summary if state else '')}\n"
+            f"reputation {standing.reputation}: {standing.approved} approved, "
+            f"{standing.edited} edited, {standing.rejected} rejected, "
+            f"reactions +{standing.reactions_up}/-{standing.reactions_down}"
             + (f", approval {ratio:.0%}" if ratio is not None else "")
-            + f"\nlast LLM turn: {state.get('llm_seconds') or 0:.2f} s"
+            + f"\nlast LLM turn: {(state.llm_seconds if state else None) or 0:.2f} s"
         )
 
     # keys --------------------------------------------------------------------------
@@ -138,3 +141,20 @@ class AgentsPane(ConsolePane):
         agent = self.selected
         if agent:
             self.post_message(self.Unmute(agent))
+
+
+def no_record(agent: str) -> AgentStanding:
+    """The standing of an agent the reputation does not list yet: nothing earned."""
+    return AgentStanding(
+        agent=agent,
+        reputation=0,
+        approved=0,
+        edited=0,
+        rejected=0,
+        conflicts=0,
+        reactions_up=0,
+        reactions_down=0,
+        candidate=False,
+        external=False,
+        approval_ratio=None,
+    )

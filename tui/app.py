@@ -30,7 +30,7 @@ from botarena.tui.pane import TAB_KEYS, ConsolePane
 from botarena.tui.proposals import ProposalsPane
 from botarena.tui.rooms import RoomsPane
 from botarena.tui.screens import EditorScreen, Field, FormScreen, HelpScreen
-from botarena.tui.state import ConsoleState
+from botarena.tui.state import ConsoleState, Decision
 from botarena.tui.tickets import TicketsPane
 
 PANES: tuple[type[ConsolePane], ...] = (
@@ -292,7 +292,7 @@ class ConsoleApp(App[None]):
         self._review_as(message.proposal_id, message.decision, reason=message.reason)
 
     def _review_as(
-        self, pid: int, decision: str, *, reason: str = "", content: str | None = None
+        self, pid: int, decision: Decision, *, reason: str = "", content: str | None = None
     ) -> None:
         self._act(
             lambda link: link.review(pid, decision, reason=reason, content=content),

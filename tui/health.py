@@ -39,7 +39,7 @@ class HealthPane(ConsolePane):
 
     def draw(self) -> None:
         s = self.state
-        pending = sum(1 for p in s.proposals.values() if p["status"] == ProposalStatus.PENDING)
+        pending = sum(1 for p in s.proposals.values() if p.status == ProposalStatus.PENDING)
         self.query_one("#health-connection", Static).update(
             f"hub {escape(s.url)}: {'connected' if s.connected else escape(s.status)}; "
             f"{len(s.rooms)} rooms, {len(s.agents)} agents, {pending} pending proposals"

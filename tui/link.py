@@ -1,14 +1,16 @@
 """The console's link to the hub: one Socket.IO connection that keeps a
 :class:`ConsoleState` current and carries out the moderator's actions.
 
-It connects with the moderator's token (retrying while the hub is away), joins every
-room the principal may read, loads agents, reputation, proposals and tickets, and then
-follows the hub's pushes. A dropped connection is reported at once; python-socketio
-reconnects, :class:`HubClient` re-joins each room from the last message seen (so missed
-messages arrive) and the lists are loaded again. ``/healthz`` is polled for the
-dependencies' state. Every change calls ``on_change`` with what changed (``rooms``,
-``agents``, ``proposals``, ``tickets``, ``health``, ``connection``); actions raise
-:class:`HubError` with the hub's message when refused.
+It connects with the moderator's token (:meth:`HubClient.connect_with_backoff` while the
+hub is away; a refused token ends it), joins every room the principal may read, loads
+agents, reputation, proposals and tickets, and then follows the hub's pushes, each
+subscribed to as its protocol model (:meth:`HubClient.on`). A dropped connection is
+reported at once; python-socketio reconnects, :class:`HubClient` re-joins each room from
+the last message seen (so missed messages arrive) and the lists are loaded again.
+``/healthz`` is polled for the dependencies' state. Every change calls ``on_change`` with
+what changed (``rooms``, ``agents``, ``proposals``, ``tickets``, ``health``,
+``connection``); actions raise the refusal's :class:`HubError` subclass (``Forbidden``,
+``Conflict``...) with the hub's message.
 """
 
 from __future__ import annotations
@@ -24,10 +26,24 @@ from botarena.arenas.names import ProposalKind, ProposalStatus
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
 from botarena.server.patching import apply_unified_diff
-from botarena.server.protocol import Message
-from botarena.tui.state import ConsoleState
+from botarena.server.protocol import (
+    AgentState,
+    Message,
+    ProposalDetail,
+    ProposalInfo,
+    ProposalNew,
+    ProposalReviewed,
+    Role,
+    RoomInvited,
+    RoomState,
+    TicketFiled,
+)
+from botarena.tui.state import ConsoleState, Decision
 
 HEALTH_SECONDS = 5.0
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 5.0
+"""Waits between connects while the hub is away: doubling from the first to the last."""
 
 
 class HubLink:
@@ -38,37 +54,30 @@ class HubLink:
         self.state = state
         self.state.url = self.url
         self.on_change = on_change
-        self.client = HubClient(
-            self.url, token, on_message=self._on_message, on_connection=self._on_connection
-        )
+        self.client = HubClient(self.url, token, on_connection=self._on_connection)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._connects = 0
-        for event, handler in {
-            "agent.state": self._on_agent_state,
-            "proposal.new": self._on_proposal,
-            "proposal.reviewed": self._on_proposal,
-            "room.state": self._on_room_state,
-            "room.invited": self._on_room_invited,
-        }.items():
-            self.client.sio.on(event, handler)
+        self.client.on(Message, self._on_message)
+        self.client.on(AgentState, self._on_agent_state)
+        self.client.on(ProposalNew, self._on_proposal)
+        self.client.on(ProposalReviewed, self._on_proposal)
+        self.client.on(RoomState, self._on_room_state)
+        self.client.on(RoomInvited, self._on_room_invited)
 
     # life cycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (retrying until the hub answers or the token is refused), then load."""
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                await self.client.connect()
-                break
-            except HubError as exc:
-                self.state.status = f"cannot connect: {exc.message}"
-                self.on_change("connection")
-                if exc.code == "unauthorized":
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Connect (retrying until the hub answers; :class:`Unauthorized` is raised for a
+        refused token), then load."""
+        connected = await self.client.connect_with_backoff(
+            first_delay=FIRST_RETRY_SECONDS,
+            max_delay=MAX_RETRY_SECONDS,
+            stop=self._stopping,
+            on_failure=self._connect_failed,
+        )
+        if not connected:
+            return  # stopped before the hub answered
         self._spawn(self._poll_health())
         try:
             await self.load()
@@ -76,6 +85,10 @@ class HubLink:
             if self.client.connected:
                 raise
             # the hub went away while loading: the reconnect loads again
+
+    def _connect_failed(self, exc: HubError, _retry_in: float | None) -> None:
+        self.state.status = f"cannot connect: {exc.message}"
+        self.on_change("connection")
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -85,14 +98,13 @@ class HubLink:
 
     async def load(self) -> None:
         """Who we are, every readable room (joined), and the lists."""
-        me = await self.client.call("whoami")
-        self.state.me, self.state.role = me["name"], me["role"]
-        rooms = (await self.client.call("rooms"))["rooms"]
-        for info in rooms:
+        me = await self.client.whoami()
+        self.state.me, self.state.role = me.name, me.role
+        for info in (await self.client.rooms()).rooms:
             self.state.set_room(info)
-            if info["name"] not in self.client.last_seen:
-                joined = await self.client.join(info["name"])
-                self.state.set_room(joined.room.model_dump(mode="json"))
+            if info.name not in self.client.last_seen:
+                joined = await self.client.join(info.name)
+                self.state.set_room(joined.room)
         self.on_change("rooms")
         await self.refresh()
         self.state.loaded = True
@@ -100,15 +112,14 @@ class HubLink:
 
     async def refresh(self) -> None:
         """Agents, reputation, proposals and tickets, read again."""
-        if self.state.role in ("moderator", "admin"):
-            for agent in (await self.client.call("agents"))["agents"]:
+        if self.state.role in (Role.MODERATOR, Role.ADMIN):
+            for agent in (await self.client.agent_states()).agents:
                 self.state.set_agent(agent)
-            for proposal in (await self.client.call("proposals", {"limit": 500}))["proposals"]:
+            for proposal in (await self.client.proposals(limit=500)).proposals:
                 self.state.set_proposal(proposal)
-            for ticket in (await self.client.call("tickets", {"limit": 500}))["tickets"]:
+            for ticket in (await self.client.tickets(limit=500)).tickets:
                 self.state.set_ticket(ticket)
-        standings = (await self.client.call("reputation"))["agents"]
-        self.state.standings = {s["agent"]: s for s in standings}
+        self.state.set_standings(await self.client.reputation())
         for what in ("agents", "proposals", "tickets"):
             self.on_change(what)
 
@@ -150,33 +161,33 @@ class HubLink:
         self.state.add_message(message)
         self.on_change("rooms")
 
-    def _on_agent_state(self, state: dict) -> None:
+    def _on_agent_state(self, state: AgentState) -> None:
         self.state.set_agent(state)
         self.on_change("agents")
 
-    def _on_proposal(self, proposal: dict) -> None:
+    def _on_proposal(self, proposal: ProposalInfo) -> None:
         self.state.set_proposal(proposal)
         self.on_change("proposals")
         if (
-            proposal.get("kind") == ProposalKind.TICKET_ANSWER
-            and proposal.get("status") != ProposalStatus.PENDING
+            proposal.kind == ProposalKind.TICKET_ANSWER
+            and proposal.status != ProposalStatus.PENDING
         ):
             self._spawn(self._reload_tickets())
 
     async def _reload_tickets(self) -> None:
         with contextlib.suppress(HubError):
-            for ticket in (await self.client.call("tickets", {"limit": 500}))["tickets"]:
+            for ticket in (await self.client.tickets(limit=500)).tickets:
                 self.state.set_ticket(ticket)
             self.on_change("tickets")
 
-    def _on_room_state(self, data: dict) -> None:
-        self.state.room(data["room"]).paused = bool(data["paused"])
+    def _on_room_state(self, push: RoomState) -> None:
+        self.state.room(push.room).paused = push.paused
         self.on_change("rooms")
 
-    async def _on_room_invited(self, info: dict) -> None:
+    async def _on_room_invited(self, info: RoomInvited) -> None:
         self.state.set_room(info)
         with contextlib.suppress(HubError):
-            await self.client.join(info["name"])
+            await self.client.join(info.name)
         self.on_change("rooms")
 
     # actions ------------------------------------------------------------------------
@@ -185,18 +196,20 @@ class HubLink:
         await self.client.send(room, text)
 
     async def review(
-        self, proposal_id: int, decision: str, *, reason: str = "", content: str | None = None
-    ) -> dict:
-        payload: dict[str, Any] = {"id": proposal_id, "decision": decision, "reason": reason}
-        if content is not None:
-            payload["content"] = content
-        reviewed = await self.client.call("proposal.review", payload)
+        self,
+        proposal_id: int,
+        decision: Decision,
+        *,
+        reason: str = "",
+        content: str | None = None,
+    ) -> ProposalInfo:
+        reviewed = await self.client.review(proposal_id, decision, reason=reason, content=content)
         self._on_proposal(reviewed)
         return reviewed
 
-    async def proposal(self, proposal_id: int) -> dict:
+    async def proposal(self, proposal_id: int) -> ProposalDetail:
         """A proposal with its diff against the canon and whether it is stale."""
-        detail = await self.client.call("proposal.get", {"id": proposal_id})
+        detail = await self.client.proposal(proposal_id)
         self.state.set_proposal(detail)
         return detail
 
@@ -204,27 +217,25 @@ class HubLink:
         """A proposal's path and the text a moderator edits: its content, or for a patch
         the canon with the patch applied (:class:`ValueError` when it does not apply)."""
         detail = await self.proposal(proposal_id)
-        text = detail["content"]
-        if detail["kind"] == ProposalKind.PATCH:  # edit the result, not the diff
-            base = await self.client.call("canon.get", {"path": detail["path"]})
-            text = apply_unified_diff(base["content"], detail["content"])
-        return detail["path"], text
+        text = detail.content
+        if detail.kind == ProposalKind.PATCH:  # edit the result, not the diff
+            base = await self.client.canon(detail.path)
+            text = apply_unified_diff(base.content, detail.content)
+        return detail.path, text
 
     async def mute(self, agent: str, seconds: int, reason: str) -> None:
-        await self.client.call(
-            "mod.mute", {"principal": agent, "seconds": seconds, "reason": reason}
-        )
+        await self.client.mute(agent, seconds, reason)
 
     async def unmute(self, agent: str) -> None:
-        await self.client.call("mod.unmute", {"principal": agent})
+        await self.client.unmute(agent)
 
     async def pause(self, room: str, reason: str) -> None:
-        await self.client.call("mod.pause", {"room": room, "reason": reason})
+        await self.client.pause(room, reason)
 
     async def resume(self, room: str) -> None:
-        await self.client.call("mod.resume", {"room": room})
+        await self.client.resume(room)
 
-    async def file_ticket(self, title: str, body: str) -> dict:
-        filed = await self.client.call("ticket.file", {"title": title, "body": body})
+    async def file_ticket(self, title: str, body: str) -> TicketFiled:
+        filed = await self.client.file_ticket(title, body)
         await self._reload_tickets()
         return filed

@@ -9,7 +9,7 @@ diff."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.markup import escape
 from textual import on
@@ -21,10 +21,11 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
 from botarena.arenas.names import ARENAS, ProposalStatus
+from botarena.server.protocol import ProposalDetail, ProposalInfo
 from botarena.tui.markup import colour, styled
 from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import Field, FormScreen
-from botarena.tui.state import ConsoleState
+from botarena.tui.state import ConsoleState, Decision
 from botarena.tui.table import KeyedTable, Row
 
 STATUS_FILTERS = (
@@ -74,7 +75,7 @@ class ProposalsPane(ConsolePane):
         """Review a proposal: ``approve``, or ``reject`` with a reason."""
 
         proposal_id: int
-        decision: str
+        decision: Decision
         reason: str = ""
 
     @dataclass
@@ -103,7 +104,7 @@ class ProposalsPane(ConsolePane):
             yield RichLog(id="proposal-detail", wrap=False, markup=True, min_width=20)
 
     @property
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> ProposalInfo | None:
         key = self.query_one(KeyedTable).selected
         return self.state.proposals.get(int(key)) if key else None
 
@@ -121,23 +122,24 @@ class ProposalsPane(ConsolePane):
             f"state [b]{self.status_filter or 'all'}[/b] (s)"
         )
         rows: list[Row] = []
-        for p in sorted(self.state.proposals.values(), key=lambda p: -p["id"]):
-            if (self.arena_filter is not None and p["arena"] != self.arena_filter) or (
-                self.status_filter is not None and p["status"] != self.status_filter
+        for p in sorted(self.state.proposals.values(), key=lambda p: -p.id):
+            if (self.arena_filter is not None and p.arena != self.arena_filter) or (
+                self.status_filter is not None and p.status != self.status_filter
             ):
                 continue
-            status = p["status"] + (" (stale)" if p.get("stale") else "")
-            style = STATUS_STYLE.get(p["status"], "yellow" if p.get("stale") else "")
+            stale = isinstance(p, ProposalDetail) and p.stale
+            status = str(p.status) + (" (stale)" if stale else "")
+            style = STATUS_STYLE.get(p.status, "yellow" if stale else "")
             cells = (
-                str(p["id"]),
+                str(p.id),
                 styled(status, style),
-                p["arena"],
-                p["kind"],
-                styled(p["author"], colour(p["author"])),
-                escape(p["path"]),
-                escape(p["title"])[:40],
+                p.arena,
+                str(p.kind),
+                styled(p.author, colour(p.author)),
+                escape(p.path),
+                escape(p.title)[:40],
             )
-            rows.append((str(p["id"]), cells))
+            rows.append((str(p.id), cells))
         self.query_one(KeyedTable).fill(rows)
         self._draw_detail()
 
@@ -149,27 +151,27 @@ class ProposalsPane(ConsolePane):
         if proposal is None:
             log.write("no proposal selected")
             return
+        detail = proposal if isinstance(proposal, ProposalDetail) else None
         log.write(
-            f"[b]#{proposal['id']} {escape(proposal['title'])}[/b] by {escape(proposal['author'])}"
-            f" in {proposal['arena']}: {proposal['kind']} on {escape(proposal['path'])}, based on "
-            f"v{proposal['base_version']}"
-            + (f", canon at v{proposal['canon_version']}" if "canon_version" in proposal else "")
+            f"[b]#{proposal.id} {escape(proposal.title)}[/b] by {escape(proposal.author)}"
+            f" in {proposal.arena}: {proposal.kind} on {escape(proposal.path)}, based on "
+            f"v{proposal.base_version}" + (f", canon at v{detail.canon_version}" if detail else "")
         )
-        if proposal.get("reason"):
-            log.write(f"[b]{proposal['status']}[/b]: {escape(proposal['reason'])}")
-        if proposal.get("attachments"):
-            files = ", ".join(f"{a['name']} ({a['size']} bytes)" for a in proposal["attachments"])
+        if proposal.reason:
+            log.write(f"[b]{proposal.status}[/b]: {escape(proposal.reason)}")
+        if detail and detail.attachments:
+            files = ", ".join(f"{a.name} ({a.size} bytes)" for a in detail.attachments)
             log.write(f"attachments: {escape(files)}")
-        if "diff" not in proposal and not self.hub_linked:
-            log.write(escape(proposal.get("content", "")))  # no hub to diff against
+        if detail is None and not self.hub_linked:
+            log.write(escape(proposal.content))  # no hub to diff against
             return
-        if "diff" not in proposal:
-            if self._diff_for != proposal["id"]:
-                self._diff_for = proposal["id"]
-                self.post_message(self.DiffWanted(proposal["id"]))
+        if detail is None:
+            if self._diff_for != proposal.id:
+                self._diff_for = proposal.id
+                self.post_message(self.DiffWanted(proposal.id))
             log.write("[dim]loading the diff…[/]")
             return
-        for line in proposal["diff"].splitlines():
+        for line in detail.diff.splitlines():
             log.write(styled(line, diff_style(line)))
 
     # keys --------------------------------------------------------------------------
@@ -177,13 +179,13 @@ class ProposalsPane(ConsolePane):
     def action_approve(self) -> None:
         proposal = self.selected
         if proposal:
-            self.post_message(self.Review(proposal["id"], "approve"))
+            self.post_message(self.Review(proposal.id, "approve"))
 
     def action_reject(self) -> None:
         proposal = self.selected
         if not proposal:
             return
-        pid = proposal["id"]
+        pid = proposal.id
 
         def reject(values: dict[str, str] | None) -> None:
             if values is not None:
@@ -196,7 +198,7 @@ class ProposalsPane(ConsolePane):
     def action_edit(self) -> None:
         proposal = self.selected
         if proposal:
-            self.post_message(self.Edit(proposal["id"]))
+            self.post_message(self.Edit(proposal.id))
 
     def action_arena_filter(self) -> None:
         order = [None, *ARENAS]

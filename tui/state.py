@@ -2,9 +2,12 @@
 
 Rooms with their recent messages and unread counts, agents with their last reported
 state and their reputation, proposals, tickets, the hub's health and the samples behind
-the sparklines (messages per interval, LLM seconds per turn). Nothing here talks to the
-hub or draws anything, so the views can be tested on a state built by hand and the link
-on a state read back.
+the sparklines (messages per interval, LLM seconds per turn). Agents, standings,
+proposals and tickets are held as the protocol's models (a proposal read with its diff
+stays a :class:`~botarena.server.protocol.ProposalDetail` when it is listed or pushed
+again); a room is a :class:`RoomView` set from a ``RoomInfo``; the health is ``/healthz``'s
+JSON. Nothing here talks to the hub or draws anything, so the views can be tested on a
+state built by hand and the link on a state read back.
 """
 
 from __future__ import annotations
@@ -12,13 +15,25 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from botarena.server.protocol import Message
+from botarena.server.protocol import (
+    AgentStanding,
+    AgentState,
+    Message,
+    ProposalDetail,
+    ProposalInfo,
+    RoomInfo,
+    Standings,
+    TicketInfo,
+)
 
 MAX_MESSAGES = 1000
 RATE_BUCKET_SECONDS = 10.0
 RATE_BUCKETS = 30
+
+Decision = Literal["approve", "reject", "edit"]
+"""A moderator's review of a proposal, as a pane asks for it and the link sends it."""
 
 
 @dataclass
@@ -44,11 +59,11 @@ class ConsoleState:
     status: str = "connecting"
     rooms: dict[str, RoomView] = field(default_factory=dict)
     current_room: str | None = None
-    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    standings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    proposals: dict[int, dict[str, Any]] = field(default_factory=dict)
-    tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
-    health: dict[str, Any] = field(default_factory=dict)
+    agents: dict[str, AgentState] = field(default_factory=dict)
+    standings: dict[str, AgentStanding] = field(default_factory=dict)
+    proposals: dict[int, ProposalInfo] = field(default_factory=dict)
+    tickets: dict[int, TicketInfo] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)  # /healthz's JSON
     message_times: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     llm_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=60))
 
@@ -59,12 +74,12 @@ class ConsoleState:
             self.rooms[name] = RoomView(name)
         return self.rooms[name]
 
-    def set_room(self, info: dict[str, Any]) -> RoomView:
-        view = self.room(info["name"])
-        view.kind = str(info.get("kind", view.kind))
-        view.title = info.get("title") or ""
-        view.paused = bool(info.get("paused", view.paused))
-        view.may_post = bool(info.get("may_post", view.may_post))
+    def set_room(self, info: RoomInfo) -> RoomView:
+        view = self.room(info.name)
+        view.kind = str(info.kind)
+        view.title = info.title or ""
+        view.paused = info.paused
+        view.may_post = info.may_post
         if self.current_room is None:
             self.current_room = view.name
         return view
@@ -96,16 +111,23 @@ class ConsoleState:
 
     # agents, proposals, tickets ----------------------------------------------------------
 
-    def set_agent(self, state: dict[str, Any]) -> None:
-        before = self.agents.get(state["agent"], {})
-        seconds = state.get("llm_seconds")
-        if seconds is not None and seconds != before.get("llm_seconds"):  # a new turn's time
-            self.llm_seconds.append(float(seconds))
-        self.agents[state["agent"]] = state
+    def set_agent(self, state: AgentState) -> None:
+        before = self.agents.get(state.agent)
+        seconds = state.llm_seconds
+        if seconds is not None and (before is None or seconds != before.llm_seconds):
+            self.llm_seconds.append(float(seconds))  # a new turn's time
+        self.agents[state.agent] = state
 
-    def set_proposal(self, proposal: dict[str, Any]) -> None:
-        kept = self.proposals.get(proposal["id"], {})
-        self.proposals[proposal["id"]] = {**kept, **proposal}
+    def set_standings(self, standings: Standings) -> None:
+        self.standings = {s.agent: s for s in standings.agents}
 
-    def set_ticket(self, ticket: dict[str, Any]) -> None:
-        self.tickets[ticket["id"]] = ticket
+    def set_proposal(self, proposal: ProposalInfo) -> None:
+        """A proposal as listed, pushed or reviewed; what only its detail carries (the
+        diff, the canon's version, staleness, attachments) is kept from an earlier read."""
+        kept = self.proposals.get(proposal.id)
+        if isinstance(kept, ProposalDetail) and not isinstance(proposal, ProposalDetail):
+            proposal = kept.model_copy(update=dict(proposal))
+        self.proposals[proposal.id] = proposal
+
+    def set_ticket(self, ticket: TicketInfo) -> None:
+        self.tickets[ticket.id] = ticket

@@ -7,7 +7,7 @@ since an answer is a proposal."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.markup import escape
 from textual import on
@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from botarena.arenas.names import ProposalKind, TicketStatus
+from botarena.server.protocol import ProposalInfo
 from botarena.tui.markup import styled
 from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import Field, FormScreen
@@ -51,32 +52,30 @@ class TicketsPane(ConsolePane):
             yield KeyedTable("#", "state", "title", "filed by", "answer", id="ticket-table")
             yield Static("", id="ticket-detail", classes="detail")
 
-    def _answers(self) -> dict[str, dict[str, Any]]:
+    def _answers(self) -> dict[str, ProposalInfo]:
         """The newest answer proposed for each ticket, by the ticket's path."""
-        found: dict[str, dict[str, Any]] = {}
-        for p in sorted(self.state.proposals.values(), key=lambda p: p["id"]):
-            if p["kind"] == ProposalKind.TICKET_ANSWER:
-                found[p["path"]] = p
+        found: dict[str, ProposalInfo] = {}
+        for p in sorted(self.state.proposals.values(), key=lambda p: p.id):
+            if p.kind == ProposalKind.TICKET_ANSWER:
+                found[p.path] = p
         return found
 
     def draw(self) -> None:
         rows: list[Row] = []
         answers = self._answers()
-        for t in sorted(self.state.tickets.values(), key=lambda t: -t["id"]):
-            answer = answers.get(f"tickets/{t['id']}")
-            progress = (
-                f"#{answer['id']} {answer['status']} by {answer['author']}" if answer else "waiting"
-            )
-            if t["status"] == TicketStatus.CLOSED and t.get("human_intervention"):
+        for t in sorted(self.state.tickets.values(), key=lambda t: -t.id):
+            answer = answers.get(f"tickets/{t.id}")
+            progress = f"#{answer.id} {answer.status} by {answer.author}" if answer else "waiting"
+            if t.status == TicketStatus.CLOSED and t.human_intervention:
                 progress += " (human)"
             cells = (
-                str(t["id"]),
-                styled(t["status"], "green" if t["status"] == TicketStatus.CLOSED else "yellow"),
-                escape(t["title"])[:50],
-                escape(t["filed_by"]),
+                str(t.id),
+                styled(str(t.status), "green" if t.status == TicketStatus.CLOSED else "yellow"),
+                escape(t.title)[:50],
+                escape(t.filed_by),
                 progress,
             )
-            rows.append((str(t["id"]), cells))
+            rows.append((str(t.id), cells))
         self.query_one(KeyedTable).fill(rows)
         self._draw_detail()
 
@@ -88,11 +87,11 @@ class TicketsPane(ConsolePane):
         if ticket is None:
             detail.update("no tickets yet" + ("" if self.read_only else " (n files one)"))
             return
-        answer = self._answers().get(f"tickets/{ticket['id']}")
+        answer = self._answers().get(f"tickets/{ticket.id}")
         detail.update(
-            f"[b]#{ticket['id']} {escape(ticket['title'])}[/b]\n{escape(ticket['body'])}\n\n"
+            f"[b]#{ticket.id} {escape(ticket.title)}[/b]\n{escape(ticket.body)}\n\n"
             + (
-                f"answer #{answer['id']} ({answer['status']}):\n{escape(answer['content'])}"
+                f"answer #{answer.id} ({answer.status}):\n{escape(answer.content)}"
                 if answer
                 else "no answer yet"
             )
