@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -38,8 +38,15 @@ from botarena.arenas.charter import ArenaCharter, charters
 from botarena.arenas.names import ProposalKind
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubClient
-from botarena.server.errors import HubError
-from botarena.server.protocol import AgentStateKind, Message
+from botarena.server.errors import Forbidden, HubError, Muted, NotFound, RoomPaused
+from botarena.server.protocol import (
+    AgentStateKind,
+    CanonMerged,
+    Message,
+    ModerationNotice,
+    ProposalInfo,
+    RoomState,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -128,55 +135,53 @@ class AgentWorker:
         self._failures = 0
         self._retry_at = 0.0
         self._seen: OrderedDict[int, None] = OrderedDict()  # message ids already handled
-        self._canon_seen: set[tuple[object, object]] = set()  # merges already indexed
+        self._canon_seen: set[tuple[str, int]] = set()  # merges already indexed
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # connecting -------------------------------------------------------------------
 
     def _listen(self, agent: str, client: HubClient) -> None:
-        def on_moderation(notice: dict) -> None:
-            if notice.get("action") == "mute":
-                until = notice.get("until")
+        def on_moderation(notice: ModerationNotice) -> None:
+            if notice.action == "mute":
                 seconds = 3600.0
-                if until:
-                    end = datetime.fromisoformat(until)
-                    seconds = max(0.0, (end - datetime.now(UTC)).total_seconds())
+                if notice.until is not None:
+                    seconds = max(0.0, (notice.until - datetime.now(UTC)).total_seconds())
                 self.scheduler.mute(agent, seconds)
                 self.seats[agent].traits.nudge("assertiveness", -0.2)
                 self._report_soon(agent, AgentStateKind.MUTED, "muted by a moderator")
-            elif notice.get("action") == "unmute":
+            elif notice.action == "unmute":
                 self.scheduler.unmute(agent)
                 self._report_soon(agent, AgentStateKind.IDLE, "unmuted")
-            elif notice.get("action") == "kick" and notice.get("room"):
-                self.scheduler.leave(agent, notice["room"])
+            elif notice.action == "kick" and notice.room:
+                self.scheduler.leave(agent, notice.room)
 
-        def on_room_state(state: dict) -> None:
-            self.scheduler.set_paused(state["room"], bool(state["paused"]))
+        def on_room_state(state: RoomState) -> None:
+            self.scheduler.set_paused(state.room, state.paused)
 
-        def on_canon_merged(merged: dict) -> None:
-            key = (merged.get("path"), merged.get("version"))
+        def on_canon_merged(merged: CanonMerged) -> None:
+            key = (merged.path, merged.version)
             if self.memory is not None and key not in self._canon_seen:
                 self._canon_seen.add(key)
-                self._spawn(self._index_canon(client, str(key[0]), int(key[1] or 0)))
+                self._spawn(self._index_canon(client, merged.path, merged.version))
 
-        client.sio.on("moderation", on_moderation)
-        client.sio.on("room.state", on_room_state)
-        client.sio.on("canon.merged", on_canon_merged)
+        client.on(ModerationNotice, on_moderation)
+        client.on(RoomState, on_room_state)
+        client.on(CanonMerged, on_canon_merged)
 
     async def _connect(self, seat: AgentSeat) -> None:
-        """Connect and join the persona's arenas, retrying while the hub is away."""
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                await seat.client.connect()
-                break
-            except HubError as exc:
-                if exc.code == "unauthorized":
-                    raise
-                log.warning("worker.hub_unreachable", agent=seat.persona.id, retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """Connect and join the persona's arenas, retrying while the hub is away (a
+        refused token is raised: it does not get better)."""
+
+        def unreachable(_exc: HubError, retry_in: float | None) -> None:
+            if retry_in is not None:
+                log.warning("worker.hub_unreachable", agent=seat.persona.id, retry_in=retry_in)
+
+        connected = await seat.client.connect_with_backoff(
+            first_delay=0.5, max_delay=10.0, stop=self._stopping, on_failure=unreachable
+        )
+        if not connected:
+            return  # stopped before the hub answered
         for arena in seat.persona.arenas:
             await self._join(seat, arena)
         await self._report(seat.persona.id, AgentStateKind.IDLE, "connected")
@@ -186,10 +191,12 @@ class AgentWorker:
         gate) is tried again every ``rejoin_seconds``."""
         try:
             joined = await seat.client.join(arena)
+        except Forbidden as exc:
+            log.info("worker.join_refused", agent=seat.persona.id, room=arena, error=exc.message)
+            seat.refused.add(arena)
+            return
         except HubError as exc:
             log.info("worker.join_refused", agent=seat.persona.id, room=arena, error=exc.message)
-            if exc.code == "forbidden":
-                seat.refused.add(arena)
             return
         seat.refused.discard(arena)
         self.scheduler.enter(
@@ -217,11 +224,11 @@ class AgentWorker:
         """Fetch a newly merged canon version and add it to the shared knowledge."""
         assert self.memory is not None
         try:
-            canon = await client.call("canon.get", {"path": path, "version": version})
+            canon = await client.canon(path, version)
         except HubError as exc:
             log.warning("worker.canon_not_fetched", path=path, error=exc.message)
             return
-        await self.memory.index_canon(path, version, canon["content"])
+        await self.memory.index_canon(path, version, canon.content)
 
     def _observe(self, message: Message) -> None:
         if message.id in self._seen:
@@ -252,15 +259,12 @@ class AgentWorker:
         if not seat.client.connected:
             return
         try:
-            await seat.client.call(
-                "agent.state",
-                {
-                    "state": state.value,
-                    "detail": detail[:500],
-                    "drift": seat.traits.drift(),
-                    "summary": seat.persona.summary()[:300],
-                    "llm_seconds": llm_seconds,
-                },
+            await seat.client.report_state(
+                state,
+                detail[:500],
+                drift=seat.traits.drift(),
+                summary=seat.persona.summary()[:300],
+                llm_seconds=llm_seconds,
                 timeout=5,
             )
         except HubError as exc:
@@ -409,27 +413,32 @@ class AgentWorker:
 
     # proposals ----------------------------------------------------------------------
 
-    async def _submit(self, seat: AgentSeat, arena: str, fields: dict[str, str]) -> dict:
+    async def _submit(self, seat: AgentSeat, arena: str, fields: dict[str, str]) -> ProposalInfo:
         """Propose ``fields`` (kind, path, title, content) in ``arena``, based on the
         canon's current version of the path."""
         base = 0
         if fields["kind"] != ProposalKind.TICKET_ANSWER:
             try:
-                canon = await seat.client.call("canon.get", {"path": fields["path"]})
-                base = canon["version"]
-            except HubError as exc:
-                if exc.code != "not_found":
-                    raise
-        proposal = await seat.client.call(
-            "proposal.create", {"arena": arena, **fields, "base_version": base}
+                base = (await seat.client.canon(fields["path"])).version
+            except NotFound:
+                pass  # a new document: base version 0
+        # The propose tool relays the model's own words: a kind the hub does not know is
+        # sent as written, and refused by the hub like any other field it rejects.
+        proposal = await seat.client.propose(
+            arena,
+            cast(ProposalKind, fields["kind"]),
+            fields["path"],
+            fields["title"],
+            fields["content"],
+            base_version=base,
         )
         log.info(
             "turn.proposed",
             agent=seat.persona.id,
             arena=arena,
-            proposal=proposal["id"],
-            kind=proposal["kind"],
-            path=proposal["path"],
+            proposal=proposal.id,
+            kind=proposal.kind,
+            path=proposal.path,
         )
         return proposal
 
@@ -444,7 +453,7 @@ class AgentWorker:
                 proposal = future.result(timeout=30)
             except HubError as exc:
                 return f"The hub refused the proposal: {exc.message}"
-            return f"Proposal #{proposal['id']} is waiting for human review."
+            return f"Proposal #{proposal.id} is waiting for human review."
 
         return submit
 
@@ -463,8 +472,8 @@ class AgentWorker:
             return None, f"proposal refused: {exc.message}"
         if draft.ticket is not None:
             said = outcome.text or f"I answered ticket #{draft.ticket}."
-            return f"{said} (proposal #{proposal['id']})", "ok"
-        return f'I proposed the {parsed.kind} "{parsed.title}" (#{proposal["id"]}).', "ok"
+            return f"{said} (proposal #{proposal.id})", "ok"
+        return f'I proposed the {parsed.kind} "{parsed.title}" (#{proposal.id}).', "ok"
 
     async def _post(self, seat: AgentSeat, turn: Turn, text: str) -> bool:
         reply_to = turn.trigger.id if turn.trigger is not None else None
@@ -472,19 +481,18 @@ class AgentWorker:
         try:
             await seat.client.send(turn.room, text, reply_to=reply_to)
             return True
+        except Muted as exc:
+            self.scheduler.mute(turn.agent, 60.0)
+            await self._report(turn.agent, AgentStateKind.MUTED, exc.message)
+        except RoomPaused as exc:
+            self.scheduler.set_paused(turn.room, True)
+            await self._report(turn.agent, AgentStateKind.IDLE, exc.message)
+        except Forbidden as exc:
+            log.info("worker.left_out", agent=turn.agent, room=turn.room, error=exc.message)
+            await self._left_out(seat, turn.room)
         except HubError as exc:
-            if exc.code == "muted":
-                self.scheduler.mute(turn.agent, 60.0)
-                await self._report(turn.agent, AgentStateKind.MUTED, exc.message)
-            elif exc.code == "room_paused":
-                self.scheduler.set_paused(turn.room, True)
-                await self._report(turn.agent, AgentStateKind.IDLE, exc.message)
-            elif exc.code == "forbidden":
-                log.info("worker.left_out", agent=turn.agent, room=turn.room, error=exc.message)
-                await self._left_out(seat, turn.room)
-            else:
-                log.warning("turn.not_posted", agent=turn.agent, room=turn.room, error=str(exc))
-            return False
+            log.warning("turn.not_posted", agent=turn.agent, room=turn.room, error=str(exc))
+        return False
 
     def _record(self, turn: Turn, outcome: TurnOutcome, started: float, *, posted: bool) -> None:
         self.records.append(

@@ -292,8 +292,10 @@ class HubClient:
         drift: dict[str, float] | None = None,
         summary: str | None = None,
         llm_seconds: float | None = None,
+        timeout: float | None = None,
     ) -> AgentState | None:
-        """Report this agent's state; None when the hub could not store it."""
+        """Report this agent's state; None when the hub could not store it. ``timeout``:
+        seconds to wait for the answer (None: the client's ``call_timeout``)."""
         payload = {
             "state": state,
             "detail": detail,
@@ -301,7 +303,7 @@ class HubClient:
             "summary": summary,
             "llm_seconds": llm_seconds,
         }
-        data = await self.call("agent.state", payload)
+        data = await self.call("agent.state", payload, timeout=timeout)
         return None if data is None else AgentState.model_validate(data)
 
     async def agent_states(self) -> AgentList:
