@@ -20,7 +20,7 @@ import contextlib
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import socketio
 import structlog
@@ -61,6 +61,7 @@ from botarena.server.protocol import (
     ProposalList,
     Push,
     Reaction,
+    ReviewDecision,
     RoomInfo,
     RoomList,
     SendResult,
@@ -86,6 +87,14 @@ async def _run(handler: Callable[[Any], Awaitable[None] | None], value: Any) -> 
     outcome = handler(value)
     if inspect.isawaitable(outcome):
         await outcome
+
+
+def _parse(event: str, response: type[R], data: Any) -> R:
+    """The answer of ``event`` as ``response``; an answer of another shape is BadAnswer."""
+    try:
+        return response.model_validate(data)
+    except ValidationError:
+        raise BadAnswer(f"unexpected {event} data: {data!r:.200}") from None
 
 
 class HubClient:
@@ -220,11 +229,7 @@ class HubClient:
 
     async def _ask(self, event: str, response: type[R], payload: dict[str, Any] | None = None) -> R:
         """Call ``event`` and parse its answer as ``response``."""
-        data = await self.call(event, payload)
-        try:
-            return response.model_validate(data)
-        except ValidationError:
-            raise BadAnswer(f"unexpected {event} data: {data!r:.200}") from None
+        return _parse(event, response, await self.call(event, payload))
 
     async def whoami(self) -> Whoami:
         return await self._ask("whoami", Whoami)
@@ -304,7 +309,7 @@ class HubClient:
             "llm_seconds": llm_seconds,
         }
         data = await self.call("agent.state", payload, timeout=timeout)
-        return None if data is None else AgentState.model_validate(data)
+        return None if data is None else _parse("agent.state", AgentState, data)
 
     async def agent_states(self) -> AgentList:
         return await self._ask("agents", AgentList)
@@ -340,7 +345,7 @@ class HubClient:
     async def review(
         self,
         proposal_id: int,
-        decision: Literal["approve", "reject", "edit"],
+        decision: ReviewDecision,
         *,
         reason: str = "",
         content: str | None = None,

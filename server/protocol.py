@@ -199,9 +199,13 @@ class ProposalCreate(Payload):
     content: str = Field(min_length=1, description="the text, or a unified diff for patch")
 
 
+ReviewDecision = Literal["approve", "reject", "edit"]
+"""What a moderator does with a proposal (edit: approve the moderator's version)."""
+
+
 class ProposalReview(Payload):
     id: int = Field(ge=1)
-    decision: Literal["approve", "reject", "edit"]
+    decision: ReviewDecision
     reason: str = Field("", max_length=2000)
     content: str | None = Field(None, description="the edited text, for edit")
 

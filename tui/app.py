@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent
 
 from botarena.server.errors import HubError
+from botarena.server.protocol import ReviewDecision
 from botarena.tui.agents import AgentsPane
 from botarena.tui.health import HealthPane
 from botarena.tui.link import HubLink
@@ -30,7 +31,7 @@ from botarena.tui.pane import TAB_KEYS, ConsolePane
 from botarena.tui.proposals import ProposalsPane
 from botarena.tui.rooms import RoomsPane
 from botarena.tui.screens import EditorScreen, Field, FormScreen, HelpScreen
-from botarena.tui.state import ConsoleState, Decision
+from botarena.tui.state import ConsoleState
 from botarena.tui.tickets import TicketsPane
 
 PANES: tuple[type[ConsolePane], ...] = (
@@ -292,7 +293,7 @@ class ConsoleApp(App[None]):
         self._review_as(message.proposal_id, message.decision, reason=message.reason)
 
     def _review_as(
-        self, pid: int, decision: Decision, *, reason: str = "", content: str | None = None
+        self, pid: int, decision: ReviewDecision, *, reason: str = "", content: str | None = None
     ) -> None:
         self._act(
             lambda link: link.review(pid, decision, reason=reason, content=content),

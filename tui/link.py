@@ -33,12 +33,13 @@ from botarena.server.protocol import (
     ProposalInfo,
     ProposalNew,
     ProposalReviewed,
+    ReviewDecision,
     Role,
     RoomInvited,
     RoomState,
     TicketFiled,
 )
-from botarena.tui.state import ConsoleState, Decision
+from botarena.tui.state import ConsoleState
 
 HEALTH_SECONDS = 5.0
 FIRST_RETRY_SECONDS = 0.5
@@ -198,7 +199,7 @@ class HubLink:
     async def review(
         self,
         proposal_id: int,
-        decision: Decision,
+        decision: ReviewDecision,
         *,
         reason: str = "",
         content: str | None = None,

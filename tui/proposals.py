@@ -21,11 +21,11 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
 from botarena.arenas.names import ARENAS, ProposalStatus
-from botarena.server.protocol import ProposalDetail, ProposalInfo
+from botarena.server.protocol import ProposalDetail, ProposalInfo, ReviewDecision
 from botarena.tui.markup import colour, styled
 from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import Field, FormScreen
-from botarena.tui.state import ConsoleState, Decision
+from botarena.tui.state import ConsoleState
 from botarena.tui.table import KeyedTable, Row
 
 STATUS_FILTERS = (
@@ -75,7 +75,7 @@ class ProposalsPane(ConsolePane):
         """Review a proposal: ``approve``, or ``reject`` with a reason."""
 
         proposal_id: int
-        decision: Decision
+        decision: ReviewDecision
         reason: str = ""
 
     @dataclass

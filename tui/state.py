@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from botarena.server.protocol import (
     AgentStanding,
@@ -32,7 +32,6 @@ MAX_MESSAGES = 1000
 RATE_BUCKET_SECONDS = 10.0
 RATE_BUCKETS = 30
 
-Decision = Literal["approve", "reject", "edit"]
 """A moderator's review of a proposal, as a pane asks for it and the link sends it."""
 
 
