@@ -24,7 +24,10 @@
     │       ├── NotConnected       not connected, so the event was not sent ("disconnected")
     │       ├── TimedOut           no acknowledgement in time ("timeout")
     │       └── BadAnswer          an answer that is not an acknowledgement ("protocol")
-    ├── ObjectStoreError           the artifact store refused or failed (.code: its own)
+    ├── ObjectStoreError           the artifact store refused or failed
+    │   ├── ObjectNotFound
+    │   ├── ObjectRefused          a bad key or URL, a refusal, bytes not as stored
+    │   └── ObjectUnavailable      the store did not answer
     ├── BundleError                a bundle refused by verify or install (.code: its own)
     ├── BackupError                a backup or restore that cannot go on
     ├── MigrationError             the database schema cannot be brought up to date
@@ -195,7 +198,28 @@ def hub_error(body: ErrorBody) -> HubError:
 
 
 class ObjectStoreError(BotArenaError):
-    """The object store refused or failed; ``code`` is ``not_found``, ``too_large``...."""
+    """The object store refused or failed; each kind is its own class below."""
+
+    default_code: ClassVar[str] = "object_store"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.default_code, message)
+
+
+class ObjectNotFound(ObjectStoreError):
+    default_code = "not_found"
+
+
+class ObjectRefused(ObjectStoreError):
+    """A bad key or URL, a server's refusal, bytes that are not what was stored."""
+
+    default_code = "refused"
+
+
+class ObjectUnavailable(ObjectStoreError):
+    """The store did not answer, or lost bytes on the way."""
+
+    default_code = "unavailable"
 
 
 class BundleError(BotArenaError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,9 @@ CHUNK = 1024 * 1024
 def atomic_write(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """A handle on a hidden partial file beside ``path``, renamed over ``path`` only when
     the block ends without an error (removed otherwise): readers see the old file or the
-    whole new one, never half of it."""
-    partial = path.with_name(f".{path.name}.partial")
+    whole new one, never half of it. Each write has its own partial file
+    (``.<name>.<random>.partial``), so writers of the same path never share one."""
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as handle:

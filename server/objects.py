@@ -5,22 +5,19 @@ exports, backups) in a folder under ``var/objects`` by default, or in any S3 ser
 Both kinds put an object in whole or not at all: the folder writes a temporary file
 and renames it; S3 makes an object visible only when its (multipart) upload completes.
 Downloads land in a temporary file that is renamed only when complete. Every failure
-is an :class:`ObjectStoreError` with a code (``not_found``, ``unavailable``, ``refused``)
-and a message that names the store.
+is an :class:`~botarena.server.errors.ObjectStoreError` of its kind (``ObjectNotFound``,
+``ObjectUnavailable``, ``ObjectRefused``) with a message that names the store.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from botarena.server.errors import ObjectStoreError
+from botarena.server.errors import ObjectNotFound, ObjectRefused, ObjectUnavailable
 from botarena.server.files import copy_atomic
 from botarena.server.settings import ObjectStoreSettings
 
@@ -40,7 +37,7 @@ class ObjectInfo:
 def _check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ObjectStoreError("refused", f"not an object key: {key!r}")
+        raise ObjectRefused(f"not an object key: {key!r}")
     return key
 
 
@@ -71,18 +68,13 @@ class FolderStore:
     def put(self, key: str, source: Path) -> ObjectInfo:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-        try:
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        copy_atomic(source, target)
         return ObjectInfo(key, target.stat().st_size)
 
     def get(self, key: str, dest: Path) -> ObjectInfo:
         source = self._path(key)
         if not source.is_file():
-            raise ObjectStoreError("not_found", f"no object {key} in {self.where}")
+            raise ObjectNotFound(f"no object {key} in {self.where}")
         copy_atomic(source, dest)
         return ObjectInfo(key, dest.stat().st_size)
 
@@ -112,9 +104,7 @@ class S3Store:
 
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ObjectStoreError(
-                "refused", f"BOTARENA_S3_URL must be http(s)://host:port, not {url}"
-            )
+            raise ObjectRefused(f"BOTARENA_S3_URL must be http(s)://host:port, not {url}")
         self.where = f"{url.rstrip('/')}/{bucket}"
         self.bucket = bucket
         self.client = Minio(
@@ -133,11 +123,11 @@ class S3Store:
             return action()
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
-                raise ObjectStoreError("not_found", f"no object {what} in {self.where}") from None
-            raise ObjectStoreError("refused", f"{self.where} refused {what}: {exc.code}") from None
+                raise ObjectNotFound(f"no object {what} in {self.where}") from None
+            raise ObjectRefused(f"{self.where} refused {what}: {exc.code}") from None
         except (HTTPError, OSError) as exc:
-            raise ObjectStoreError(
-                "unavailable", f"{self.where} did not answer ({what}): {type(exc).__name__}"
+            raise ObjectUnavailable(
+                f"{self.where} did not answer ({what}): {type(exc).__name__}"
             ) from None
 
     def ensure_bucket(self) -> None:
@@ -154,7 +144,7 @@ class S3Store:
         )
         info = self.stat(key)
         if info is None:
-            raise ObjectStoreError("unavailable", f"{key} is not in {self.where} after its upload")
+            raise ObjectUnavailable(f"{key} is not in {self.where} after its upload")
         return info
 
     def get(self, key: str, dest: Path) -> ObjectInfo:
@@ -166,10 +156,8 @@ class S3Store:
         _check_key(key)
         try:
             found = self._call(key, lambda: self.client.stat_object(self.bucket, key))
-        except ObjectStoreError as exc:
-            if exc.code == "not_found":
-                return None
-            raise
+        except ObjectNotFound:
+            return None
         assert found.size is not None  # stat_object reads it from Content-Length: always set
         return ObjectInfo(key, int(found.size))
 

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from botarena.server.errors import Conflict, NotFound, ObjectStoreError
+from botarena.server.errors import (
+    Conflict,
+    NotFound,
+    ObjectNotFound,
+    ObjectRefused,
+    ObjectUnavailable,
+)
 from botarena.server.objects import open_objects
 from botarena.server.settings import Settings
 from tests.harness import Arena
@@ -62,12 +68,12 @@ async def test_store_list_fetch_and_a_missing_artifact(
     with pytest.raises(NotFound) as missing:
         await artifacts.get(objects, "transcripts/1999-01-01/none.jsonl", tmp_path / "x")
     assert missing.value.code == "not_found"
-    with pytest.raises(ObjectStoreError) as absent:
+    with pytest.raises(ObjectNotFound) as absent:
         await asyncio.to_thread(objects.get, "no/such/key", tmp_path / "y")
     assert absent.value.code == "not_found" and not (tmp_path / "y").exists()
     with pytest.raises(Conflict, match="exists"):
         await artifacts.put(objects, "transcript", stored["key"], source)
-    with pytest.raises(ObjectStoreError, match="not an object key"):
+    with pytest.raises(ObjectRefused, match="not an object key"):
         await artifacts.put(objects, "transcript", "../escape", source)
     assert [a["key"] for a in await artifacts.find()] == [stored["key"]]
 
@@ -96,7 +102,7 @@ async def test_the_s3_server_going_away_mid_transfer(
 
     killer = threading.Thread(target=kill_once_a_part_lands)
     killer.start()
-    with pytest.raises(ObjectStoreError) as failed:
+    with pytest.raises(ObjectUnavailable) as failed:
         await artifacts.put(objects, "backup", "backups/site.tar", source)
     killer.join()
     assert failed.value.code == "unavailable"

@@ -18,6 +18,7 @@ from botarena.server.errors import (
     Forbidden,
     InvalidPayload,
     NotFound,
+    ObjectNotFound,
     ObjectStoreError,
     TooLarge,
     Unavailable,
@@ -89,9 +90,10 @@ async def attachment(hub: HubContext, session: Session, req: AttachmentRef) -> A
         path = Path(work) / "file"
         try:
             found = await hub.store.artifacts.get(await hub.objects(), _key(req.id, req.name), path)
+        except ObjectNotFound as exc:
+            raise NotFound(exc.message) from None
         except ObjectStoreError as exc:
-            missing = exc.code == "not_found"
-            raise (NotFound if missing else Unavailable)(exc.message) from None
+            raise Unavailable(exc.message) from None
         data = await asyncio.to_thread(path.read_bytes)
     return AttachmentContent(
         id=req.id,

@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from botarena.server.errors import Conflict, NotFound, ObjectStoreError
+from botarena.server.errors import Conflict, NotFound, ObjectRefused, ObjectUnavailable
 from botarena.server.files import sha256_file
 from botarena.server.objects import ObjectStore
 from botarena.server.store.audit import AuditLog
@@ -51,7 +51,7 @@ class ArtifactRepository:
         try:
             info = await asyncio.to_thread(objects.put, key, source)
             if info.size != size:
-                raise ObjectStoreError("unavailable", f"{key}: {info.size} bytes stored of {size}")
+                raise ObjectUnavailable(f"{key}: {info.size} bytes stored of {size}")
         except BaseException:
             await self.db.pool.execute("DELETE FROM artifacts WHERE key = $1", key)
             raise
@@ -92,5 +92,5 @@ class ArtifactRepository:
         size, sha256 = await asyncio.to_thread(_digest, dest)
         if (size, sha256) != (row["size"], row["sha256"]):
             await asyncio.to_thread(dest.unlink, missing_ok=True)
-            raise ObjectStoreError("refused", f"{key} from {objects.where} is not what was stored")
+            raise ObjectRefused(f"{key} from {objects.where} is not what was stored")
         return {"key": key, **dict(row)}
