@@ -29,7 +29,7 @@ def up() -> None:
     from botarena.agents.up import up as run_up
 
     settings = load_settings(Settings, service=True)
-    raise typer.Exit(run(run_up(settings)))
+    raise typer.Exit(run(run_up(settings), code=1))
 
 
 @app.command()

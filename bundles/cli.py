@@ -39,7 +39,7 @@ def _settings() -> BundleSettings:
     """The settings; logs go to stderr, so stdout stays for results (and JSON)."""
     try:
         settings = get_settings(BundleSettings)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         _refuse("config", str(exc), as_json=False)
     logs.configure("warning", settings.log_format, stream=sys.stderr)
     return settings

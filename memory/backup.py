@@ -13,7 +13,7 @@ from typing import Any
 
 from botarena.memory.embedder import ChromaEmbedding
 from botarena.memory.index import open_chroma
-from botarena.server.settings import CommonSettings, MemorySettings
+from botarena.server.settings import MemorySettings
 
 BATCH = 500
 FILE = "chroma.jsonl"
@@ -75,22 +75,20 @@ class CollectionsPart:
     """ChromaDB's collections, between the database (first) and the object store."""
 
     order = 10
+    settings = MemorySettings
 
-    async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
-        mine = settings.view(MemorySettings)
-        return {"collections": await asyncio.to_thread(_export_chroma, mine, work / FILE)}
+    async def export(self, settings: MemorySettings, work: Path) -> dict[str, Any]:
+        return {"collections": await asyncio.to_thread(_export_chroma, settings, work / FILE)}
 
-    async def not_empty(self, settings: CommonSettings) -> str | None:
-        mine = settings.view(MemorySettings)
-        if await asyncio.to_thread(lambda: open_chroma(mine).list_collections()):
+    async def not_empty(self, settings: MemorySettings) -> str | None:
+        if await asyncio.to_thread(lambda: open_chroma(settings).list_collections()):
             return "ChromaDB is not empty"
         return None
 
     async def restore(
-        self, settings: CommonSettings, work: Path, manifest: dict[str, Any]
+        self, settings: MemorySettings, work: Path, manifest: dict[str, Any]
     ) -> dict[str, Any]:
-        mine = settings.view(MemorySettings)
-        return {"collections": await asyncio.to_thread(_import_chroma, mine, work / FILE)}
+        return {"collections": await asyncio.to_thread(_import_chroma, settings, work / FILE)}
 
 
 COLLECTIONS = CollectionsPart()

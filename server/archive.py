@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from botarena.server.errors import Conflict
 from botarena.server.objects import ObjectStore
 from botarena.server.store import Store
 
@@ -45,7 +46,10 @@ async def archive_day(store: Store, objects: ObjectStore, day: date) -> list[str
             ]
             path = Path(work) / f"{len(stored)}.jsonl"
             await asyncio.to_thread(_write, path, lines)
-            await store.artifacts.put(objects, "transcript", key, path, actor="archiver")
+            try:
+                await store.artifacts.put(objects, "transcript", key, path, actor="archiver")
+            except Conflict:  # another hub stored this room's day meanwhile
+                continue
             stored.append(key)
     return stored
 

@@ -40,9 +40,11 @@ PARTS_GROUP = "botarena.backup"
 
 
 class BackupPart(Protocol):
-    """One store of a site in a backup; ``order`` decides who goes first (lowest)."""
+    """One store of a site in a backup; ``order`` decides who goes first (lowest). Its
+    methods receive the site's settings as its own component ``settings`` reads them."""
 
     order: int
+    settings: type[CommonSettings]
 
     async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
         """Write this part's files under ``work``; what goes into the manifest."""
@@ -59,10 +61,13 @@ class BackupPart(Protocol):
         ...
 
 
-def parts() -> list[BackupPart]:
-    """Every installed backup part, in order."""
-    found = [entry.load() for entry in entry_points(group=PARTS_GROUP)]
-    return sorted(found, key=lambda part: part.order)
+def parts(settings: CommonSettings) -> list[tuple[BackupPart, CommonSettings]]:
+    """Every installed backup part, in order, with ``settings`` as that part reads them:
+    a bad setting of any part stops the backup or restore before it starts."""
+    found = sorted(
+        (entry.load() for entry in entry_points(group=PARTS_GROUP)), key=lambda p: p.order
+    )
+    return [(part, settings.view(part.settings)) for part in found]
 
 
 def _pg_tool(name: str) -> str:
@@ -81,9 +86,10 @@ class DatabasePart:
     """The hub's PostgreSQL database: principals, messages, proposals, canon, audit."""
 
     order = 0
+    settings = DatabaseSettings
 
-    async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
-        async with database(settings.view(DatabaseSettings)) as url:
+    async def export(self, settings: DatabaseSettings, work: Path) -> dict[str, Any]:
+        async with database(settings) as url:
             dump = ["--format=custom", "--no-owner", f"--file={work / 'database.dump'}"]
             await asyncio.to_thread(_run, [_pg_tool("pg_dump"), *dump, f"--dbname={url}"])
             conn = await asyncpg.connect(url)
@@ -93,8 +99,8 @@ class DatabasePart:
                 await conn.close()
         return {"schema_version": version}
 
-    async def not_empty(self, settings: CommonSettings) -> str | None:
-        async with database(settings.view(DatabaseSettings)) as url:
+    async def not_empty(self, settings: DatabaseSettings) -> str | None:
+        async with database(settings) as url:
             conn = await asyncpg.connect(url)
             try:
                 tables = await conn.fetchval(
@@ -105,9 +111,9 @@ class DatabasePart:
         return "the database is not empty: restore onto an empty site" if tables else None
 
     async def restore(
-        self, settings: CommonSettings, work: Path, manifest: dict[str, Any]
+        self, settings: DatabaseSettings, work: Path, manifest: dict[str, Any]
     ) -> dict[str, Any]:
-        async with database(settings.view(DatabaseSettings)) as url:
+        async with database(settings) as url:
             command = [_pg_tool("pg_restore"), "--no-owner", "--exit-on-error"]
             dump = str(work / "database.dump")
             await asyncio.to_thread(_run, [*command, f"--dbname={url}", dump])
@@ -118,9 +124,10 @@ class ObjectsPart:
     """Every artifact in the object store (a folder under var/, or an S3 bucket)."""
 
     order = 20
+    settings = ObjectStoreSettings
 
-    async def export(self, settings: CommonSettings, work: Path) -> dict[str, Any]:
-        objects = await asyncio.to_thread(open_objects, settings.view(ObjectStoreSettings))
+    async def export(self, settings: ObjectStoreSettings, work: Path) -> dict[str, Any]:
+        objects = await asyncio.to_thread(open_objects, settings)
         keys = []
         for info in await asyncio.to_thread(objects.list):
             target = work / "objects" / info.key
@@ -129,16 +136,16 @@ class ObjectsPart:
             keys.append(info.key)
         return {"objects": keys}
 
-    async def not_empty(self, settings: CommonSettings) -> str | None:
-        objects = await asyncio.to_thread(open_objects, settings.view(ObjectStoreSettings))
+    async def not_empty(self, settings: ObjectStoreSettings) -> str | None:
+        objects = await asyncio.to_thread(open_objects, settings)
         if await asyncio.to_thread(objects.list):
             return f"the object store at {objects.where} is not empty"
         return None
 
     async def restore(
-        self, settings: CommonSettings, work: Path, manifest: dict[str, Any]
+        self, settings: ObjectStoreSettings, work: Path, manifest: dict[str, Any]
     ) -> dict[str, Any]:
-        objects = await asyncio.to_thread(open_objects, settings.view(ObjectStoreSettings))
+        objects = await asyncio.to_thread(open_objects, settings)
         for key in manifest["objects"]:
             await asyncio.to_thread(objects.put, key, work / "objects" / key)
         return {"objects": len(manifest["objects"])}
@@ -149,13 +156,13 @@ OBJECTS = ObjectsPart()
 
 
 async def backup(settings: CommonSettings, out: Path) -> dict[str, Any]:
-    """Write a backup of the site to ``out``; its manifest. Each part reads its own
-    component's settings from ``settings`` (:meth:`CommonSettings.view`)."""
+    """Write a backup of the site to ``out``; its manifest."""
+    every = parts(settings)
     work = Path(tempfile.mkdtemp(prefix="botarena-backup-"))
     try:
         meta: dict[str, Any] = {}
-        for part in parts():
-            meta.update(await part.export(settings, work))
+        for part, own in every:
+            meta.update(await part.export(own, work))
         return await asyncio.to_thread(_write_archive, work, out, meta)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -202,17 +209,17 @@ def _unpack(archive_path: Path, work: Path) -> dict[str, Any]:
 
 async def restore(settings: CommonSettings, archive_path: Path) -> dict[str, Any]:
     """Restore a backup onto an empty site; what was restored."""
+    every = parts(settings)
     work = Path(tempfile.mkdtemp(prefix="botarena-restore-"))
     try:
         manifest = await asyncio.to_thread(_unpack, archive_path, work)
-        every = parts()
-        for part in reversed(every):  # the cheap checks first, the database last
-            problem = await part.not_empty(settings)
+        for part, own in reversed(every):  # the cheap checks first, the database last
+            problem = await part.not_empty(own)
             if problem:
                 raise BackupError(problem)
         restored: dict[str, Any] = {}
-        for part in every:
-            restored.update(await part.restore(settings, work, manifest))
+        for part, own in every:
+            restored.update(await part.restore(own, work, manifest))
         return restored
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -51,8 +51,18 @@ def build_app() -> typer.Typer:
     """The root command with every installed package's commands."""
     root = typer.Typer(no_args_is_help=True, add_completion=False, help=_main.__doc__)
     root.callback()(_main)
-    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
-        entry.load()(root)
+    # the hub's commands first (as --help always listed them), then each package's
+    for entry in sorted(
+        entry_points(group=COMMANDS_GROUP), key=lambda e: (e.name != "hub", e.name)
+    ):
+        try:
+            entry.load()(root)
+        except Exception as exc:  # a broken plugin must not take every command down
+            typer.secho(
+                f"warning: commands of {entry.name} ({entry.value}) not loaded: {exc}",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
     return root
 
 

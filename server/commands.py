@@ -186,6 +186,21 @@ def watch(
         pass
 
 
+def _backup_settings() -> HubSettings:
+    """The hub's settings, once every backup part has read its own without a fault: a bad
+    setting of any part stops a backup or restore before it starts."""
+    from pydantic import ValidationError
+
+    from botarena.server.backup import parts
+
+    settings = load_settings(HubSettings)
+    try:
+        parts(settings)
+    except ValidationError as exc:
+        fail(f"bad settings: {exc}")
+    return settings
+
+
 @app.command("backup")
 def backup_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="the backup archive to write")],
@@ -198,7 +213,7 @@ def backup_command(
     from botarena.server.objects import open_objects
     from botarena.server.store import open_store
 
-    settings = load_settings(HubSettings)
+    settings = _backup_settings()
 
     async def make() -> dict:
         manifest = await backup(settings, out)
@@ -211,8 +226,9 @@ def backup_command(
     manifest = run(make(), code=1)
     typer.echo(
         f"backed up to {out}: schema v{manifest['schema_version']}, "
-        f"{sum(manifest['collections'].values())} memories and chunks in "
-        f"{len(manifest['collections'])} collections, {len(manifest['objects'])} objects"
+        f"{sum(manifest.get('collections', {}).values())} memories and chunks in "
+        f"{len(manifest.get('collections', {}))} collections, "
+        f"{len(manifest.get('objects', []))} objects"
         + (" (and kept in the object store)" if to_store else "")
     )
 
@@ -259,11 +275,11 @@ def restore_command(
     """Restore a backup onto an empty site (empty database, ChromaDB and object store)."""
     from botarena.server.backup import restore
 
-    settings = load_settings(HubSettings)
+    settings = _backup_settings()
     restored = run(restore(settings, archive), code=1)
     typer.echo(
         f"restored schema v{restored['schema_version']}, "
-        f"{len(restored['collections'])} collections, {restored['objects']} objects"
+        f"{len(restored.get('collections', {}))} collections, {restored.get('objects', 0)} objects"
     )
 
 

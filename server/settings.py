@@ -59,17 +59,30 @@ def _config_file() -> Path | None:
     return default if default.is_file() else None
 
 
+def _keys(cls: type[BaseSettings]) -> set[str]:
+    """The keys a settings class takes: its fields' names and their aliases (such as
+    ``OLLAMA_HOST``)."""
+    keys = set(cls.model_fields)
+    for field in cls.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            keys.update(a for a in alias.choices if isinstance(a, str))
+        elif isinstance(alias, str):
+            keys.add(alias)
+    return keys
+
+
 class _OwnKeys(TomlConfigSettingsSource):
     """The config file as one component reads it: its own keys; a key that no component
     knows is refused, so a typo does not pass unseen."""
 
     def __init__(self, settings_cls: type[BaseSettings], toml_file: Path) -> None:
-        self._own = set(settings_cls.model_fields)
+        self._own = _keys(settings_cls)
         super().__init__(settings_cls, toml_file=toml_file)
 
     def _read_files(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         data: dict[str, Any] = super()._read_files(*args, **kwargs)
-        unknown = set(data) - set(Settings.model_fields)
+        unknown = set(data) - _keys(Settings)
         if unknown:
             raise ValueError(f"unknown settings in the config file: {', '.join(sorted(unknown))}")
         return {key: value for key, value in data.items() if key in self._own}

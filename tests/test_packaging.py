@@ -124,3 +124,25 @@ def test_a_package_of_the_site_adds_a_command_through_the_entry_point_group(
 
     without = subprocess.run([*command, "greet", "x"], cwd=tmp_path, capture_output=True)
     assert without.returncode != 0  # the command comes only from the plugin
+
+
+@pytest.mark.unit
+def test_a_broken_plugin_is_named_and_every_other_command_still_works(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "site_broken.py").write_text("raise ImportError('needs a library this site lacks')\n")
+    info = site / "site_broken-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: site-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[botarena.commands]\nbroken = site_broken:register\n")
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    listed = subprocess.run(
+        [sys.executable, "-P", "-m", "botarena.server.cli", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode == 0 and "serve" in listed.stdout and "bundle" in listed.stdout
+    assert "commands of broken (site_broken:register) not loaded" in listed.stderr
+    assert "needs a library this site lacks" in listed.stderr

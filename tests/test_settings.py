@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,34 @@ def test_a_component_sees_the_settings_it_shares_with_another() -> None:
     assert memory.chroma_dir == Path("/srv/site/chroma")
     whole = Settings(port=9300)
     assert whole.view(HubSettings) is whole  # already one
+
+
+def test_a_config_file_may_name_a_setting_by_its_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text('OLLAMA_HOST = "http://gpu-node:11434"\n')
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    assert AgentSettings().ollama_host == "http://gpu-node:11434"
+
+
+def test_a_bad_setting_of_any_backup_part_stops_the_backup_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    """The hub's command reads memory's settings too, before any store is touched."""
+    out = tmp_path / "site.backup.tar"
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "botarena.server.cli", "backup", "--out", str(out)],
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ["PATH"],
+            "BOTARENA_VAR_DIR": str(tmp_path / "var"),
+            "BOTARENA_MEMORY_MAX_PER_AGENT": "1",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "bad settings" in done.stderr and "memory_max_per_agent" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists() and not (tmp_path / "var" / "pgdata").exists()

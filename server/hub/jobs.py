@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +32,15 @@ from botarena.server.store import CONTROL_CHANNEL, ControlAction
 
 log = structlog.get_logger(__name__)
 
+APPLIED_KEPT = 10_000
+"""How many applied control actions' ids are remembered, so none is applied twice."""
+
+
+def _report_end(group: asyncio.Task[None]) -> None:
+    """Log the jobs' end when it is not the hub stopping them (a job that escaped)."""
+    if not group.cancelled() and group.exception() is not None:
+        log.error("hub.jobs_ended", error=repr(group.exception()))
+
 
 class Jobs:
     """The background work of one hub process."""
@@ -39,20 +49,22 @@ class Jobs:
         self.hub = hub
         self.sessions = sessions
         self.control_ready = asyncio.Event()
-        self._control_seen: int | None = None  # last control action applied
-        self._notified: asyncio.Queue[ControlAction] = asyncio.Queue()
+        self._control_seen: int | None = None  # the newest control action applied
+        self._applied: deque[int] = deque(maxlen=APPLIED_KEPT)  # ids applied, newest last
+        self._queue: asyncio.Queue[ControlAction] = asyncio.Queue()
         self._group: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start every job; return once the control listener listens."""
         self._group = asyncio.create_task(self._run(), name="hub.jobs")
+        self._group.add_done_callback(_report_end)
         await asyncio.wait_for(self.control_ready.wait(), timeout=30)
 
     async def stop(self) -> None:
         if self._group is None:
             return
         self._group.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # an end already logged
             await self._group
         self._group = None
 
@@ -60,7 +72,7 @@ class Jobs:
         settings = self.hub.settings
         async with asyncio.TaskGroup() as jobs:
             jobs.create_task(self._listen_control(), name="hub.control.listen")
-            jobs.create_task(self._apply_notified(), name="hub.control.apply")
+            jobs.create_task(self._apply_queued(), name="hub.control.apply")
             jobs.create_task(
                 self._every(settings.audit_check_seconds, self._check_audit), name="hub.audit"
             )
@@ -113,6 +125,7 @@ class Jobs:
         delay = 0.2
         while True:
             conn: asyncpg.Connection | None = None
+            resume_from = self._control_seen  # what was applied before this connection
             try:
                 conn = await asyncpg.connect(self.hub.store.url)
                 lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -123,7 +136,7 @@ class Jobs:
 
                 conn.add_termination_listener(on_lost)
                 await conn.add_listener(CONTROL_CHANNEL, self._on_notify)
-                await self._catch_up()
+                await self._catch_up(resume_from)
                 self.control_ready.set()
                 log.info("control.listening")
                 delay = 0.2
@@ -138,27 +151,35 @@ class Jobs:
                     await asyncio.shield(conn.close(timeout=2))
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self._notified.put_nowait(ControlAction(**json.loads(payload)))
+        self._queue.put_nowait(ControlAction(**json.loads(payload)))
 
-    async def _apply_notified(self) -> None:
+    async def _apply_queued(self) -> None:
+        """Apply control actions one at a time, whether notified or caught up."""
         while True:
-            action = await self._notified.get()
+            action = await self._queue.get()
             try:
                 await self._apply(action)
             except Exception:  # one action that fails must not stop the next ones
                 log.exception("control.not_applied", action=action.id)
 
-    async def _catch_up(self) -> None:
-        """After (re)connecting the listener, apply what was logged while it was away."""
-        if self._control_seen is None:
-            self._control_seen = await self.hub.store.moderation.last_action_id()
+    async def _catch_up(self, since: int | None) -> None:
+        """After (re)connecting the listener, queue what was logged after ``since`` (the
+        newest action applied before the connection dropped); at the first start, only
+        note where the log stands."""
+        if since is None:
+            newest = await self.hub.store.moderation.last_action_id()
+            self._control_seen = max(self._control_seen or 0, newest)
+            self._applied.append(newest)
             return
-        for action in await self.hub.store.moderation.control_actions_since(self._control_seen):
-            await self._apply(action)
+        for action in await self.hub.store.moderation.control_actions_since(since):
+            self._queue.put_nowait(action)
 
     async def _apply(self, action: ControlAction) -> None:
-        if self._control_seen is not None and action.id <= self._control_seen:
+        if action.id in self._applied or (
+            self._applied and action.id <= self._applied[0]  # older than any still kept
+        ):
             return
+        self._applied.append(action.id)
         self._control_seen = max(self._control_seen or 0, action.id)
         for session in self.sessions.of_principal(action.principal_id):
             if session.sid not in self.sessions:
