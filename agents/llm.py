@@ -12,7 +12,7 @@ does not care which one answers:
   are several slots, and each agent is pinned to one of them.
 
 :func:`choose_backend` applies the setting: ``auto`` takes Ollama when it answers and
-otherwise the embedded llama.cpp server (:mod:`agents.embedded_llm`).
+otherwise the embedded llama.cpp server (:mod:`botarena.agents.embedded_llm`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ to by each client, which resumes its rooms. Muted agents and paused rooms get no
 With a :class:`MemoryService`, every message seen is remembered by the agents in its
 room and each turn brings recalled memories and arena-weighted knowledge; without
 ChromaDB the agents talk on and report ``degraded``. Some turns draft a proposal
-(:mod:`agents.drafting`): the agent submits it with the propose tool, or the worker
+(:mod:`botarena.agents.drafting`): the agent submits it with the propose tool, or the worker
 submits the draft parsed from the reply, and says so in the room. An arena that refuses
 an agent (the external arena admits only the best by reputation) is retried later.
 """

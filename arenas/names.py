@@ -13,6 +13,9 @@ from enum import StrEnum
 ARENAS: tuple[str, ...] = ("compiler", "creative", "education", "operations", "external")
 """The five arena rooms, which exist from the start."""
 
+EXTERNAL = "external"
+"""The help desk: humans' tickets; agents enter it only while their reputation ranks."""
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 """How a principal (agent, moderator, admin) is named."""
 

@@ -19,13 +19,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botarena.server.signatures import verify_detached
 from botarena.server.store import Store
-
-if TYPE_CHECKING:
-    pass
 
 
 def merkle_root(leaves: list[str]) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from botarena.arenas.names import ARENAS, ProposalKind, ProposalStatus
+from botarena.arenas.names import ARENAS, EXTERNAL, ProposalKind, ProposalStatus
 from botarena.server.cli import fail, load_settings, run
 from botarena.server.protocol import Role
 from botarena.server.settings import ClientSettings, HubSettings
@@ -76,7 +76,7 @@ def token_create(
         fail(f"bad name {name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
     arenas = list(arena or [])
     if role is Role.AGENT and not arenas:
-        arenas = [a for a in ARENAS if a != "external"]
+        arenas = [a for a in ARENAS if a != EXTERNAL]
     settings = load_settings(HubSettings)
 
     async def create() -> str:

@@ -17,12 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    pass
+from botarena.arenas.names import EXTERNAL
 
-EXTERNAL = "external"
 APPROVED, EDITED, REJECTED, REACTION = 10, 5, -5, 1
 
 

@@ -11,11 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
 from tests.harness import eventually
 from tests.services import ROOT
 from tests.test_up import botarena_up
+
+pytestmark = pytest.mark.e2e
 
 
 class Tmux:

@@ -1,4 +1,4 @@
-"""What the console knows, as plain data: the views render it, the hub link feeds it.
+"""What the console knows: the hub link feeds it, and each pane draws its part of it.
 
 Rooms with their recent messages and unread counts, agents with their last reported
 state and their reputation, proposals, tickets, the hub's health and the samples behind
@@ -31,8 +31,6 @@ from botarena.server.protocol import (
 MAX_MESSAGES = 1000
 RATE_BUCKET_SECONDS = 10.0
 RATE_BUCKETS = 30
-
-"""A moderator's review of a proposal, as a pane asks for it and the link sends it."""
 
 
 @dataclass

@@ -32,19 +32,11 @@ from botarena.server.protocol import (
     AttachmentPut,
     AttachmentRef,
     AttachmentStored,
-    ProposalInfo,
 )
 
 
 def _key(proposal_id: int, name: str = "") -> str:
     return f"attachments/{proposal_id}/{name}"
-
-
-async def _proposal(hub: HubContext, proposal_id: int) -> ProposalInfo:
-    proposal = await hub.store.proposals.get(proposal_id)
-    if proposal is None:
-        raise NotFound(f"no proposal {proposal_id}")
-    return proposal
 
 
 async def attachments_of(hub: HubContext, proposal_id: int) -> list[AttachmentInfo]:
@@ -59,7 +51,7 @@ async def attachments_of(hub: HubContext, proposal_id: int) -> list[AttachmentIn
 
 async def attach(hub: HubContext, session: Session, req: AttachmentPut) -> AttachmentStored:
     """Keep a file with a proposal, in the object store."""
-    proposal = await _proposal(hub, req.id)
+    proposal = await hub.proposal(req.id)
     who = session.principal
     if proposal.author != who.name and not who.supervises:
         raise Forbidden(f"only {proposal.author} or a moderator may attach")
@@ -84,7 +76,7 @@ async def attach(hub: HubContext, session: Session, req: AttachmentPut) -> Attac
 
 async def attachment(hub: HubContext, session: Session, req: AttachmentRef) -> AttachmentContent:
     """A proposal's attachment, for those who may read the proposal."""
-    proposal = await _proposal(hub, req.id)
+    proposal = await hub.proposal(req.id)
     await hub.readable(session, proposal.arena)
     with tempfile.TemporaryDirectory(prefix="botarena-attach-") as work:
         path = Path(work) / "file"

@@ -17,15 +17,21 @@ import asyncpg
 import socketio
 import structlog
 
-from botarena.arenas.names import room_kind
+from botarena.arenas.names import EXTERNAL, room_kind
 from botarena.server import auth
 from botarena.server.auth import Principal
 from botarena.server.errors import Forbidden, NotFound, UnknownRoom
 from botarena.server.hub.sessions import Session, personal_room
 from botarena.server.metrics import HubMetrics
 from botarena.server.objects import ObjectStore, open_objects
-from botarena.server.protocol import SUPERVISORS_ROOM, AgentState, AgentStateKind, Push, Role
-from botarena.server.reputation import EXTERNAL
+from botarena.server.protocol import (
+    SUPERVISORS_ROOM,
+    AgentState,
+    AgentStateKind,
+    ProposalInfo,
+    Push,
+    Role,
+)
 from botarena.server.settings import HubSettings
 from botarena.server.store import Room, Store
 
@@ -82,6 +88,12 @@ class HubContext:
         if principal is None:
             raise NotFound(f"no principal named {name!r}")
         return principal
+
+    async def proposal(self, proposal_id: int) -> ProposalInfo:
+        proposal = await self.store.proposals.get(proposal_id)
+        if proposal is None:
+            raise NotFound(f"no proposal {proposal_id}")
+        return proposal
 
     async def readable(self, session: Session, name: str) -> tuple[Room, bool]:
         """The room, and whether the session may post in it; refuses unreadable rooms."""

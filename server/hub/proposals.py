@@ -82,9 +82,7 @@ async def list_proposals(hub: HubContext, session: Session, req: ProposalQuery) 
 
 
 async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> ProposalDetail:
-    proposal = await hub.store.proposals.get(req.id)
-    if proposal is None:
-        raise NotFound(f"no proposal {req.id}")
+    proposal = await hub.proposal(req.id)
     await hub.readable(session, proposal.arena)
     head = await hub.store.canon.get(proposal.path)
     version, current = head if head else (0, "")

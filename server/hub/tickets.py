@@ -7,7 +7,7 @@ while the arena is paused; not when the moderator filing it is muted); its answe
 
 from __future__ import annotations
 
-from botarena.arenas.names import ticket_path
+from botarena.arenas.names import EXTERNAL, ticket_path
 from botarena.server.errors import Muted
 from botarena.server.hub.context import HubContext
 from botarena.server.hub.gate import EventTable
@@ -20,7 +20,6 @@ from botarena.server.protocol import (
     TicketQuery,
     ticket_announcement,
 )
-from botarena.server.reputation import EXTERNAL
 
 
 async def file_ticket(hub: HubContext, session: Session, req: TicketFile) -> TicketFiled:

@@ -6,7 +6,9 @@ opens. It is made of one repository per area, each in its own module and reached
 attribute of the store: principals and tokens, rooms, messages, agent states,
 moderation and control, proposals, the canon, tickets, the audit log, reputation and
 artifacts. Refusals are the error tree's classes (:mod:`botarena.server.errors`).
-Only the hub's internals import this package.
+The hub's internals use it, and so do the two commands that write to the database
+without a hub: ``botarena up`` (the agents' tokens) and ``botarena bundle install`` (its
+audit entry).
 """
 
 from __future__ import annotations

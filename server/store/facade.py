@@ -1,10 +1,11 @@
 """The store's facade: the one object that owns the database, made of repositories.
 
-:meth:`Store.open` creates the connection pool and applies the migrations;
-:meth:`Store.transaction` gives a transaction that several repositories' steps may
-share (each takes it as ``conn``). Each area of the hub's durable state is one
-repository, reached as an attribute: ``store.principals``, ``store.rooms``,
-``store.messages``, ``store.agents``, ``store.moderation``, ``store.proposals``,
+:meth:`Store.open` creates the connection pool and applies the migrations. The
+repositories share one :class:`~botarena.server.store.database.Database`, whose
+``transaction(conn)`` starts a transaction or joins the caller's, so a step spanning
+several repositories (a post and its audit entry) commits as one. Each area of the
+hub's durable state is one repository, reached as an attribute: ``store.principals``,
+``store.rooms``, ``store.messages``, ``store.agents``, ``store.moderation``, ``store.proposals``,
 ``store.canon``, ``store.tickets``, ``store.audit``, ``store.reputation`` and
 ``store.artifacts``.
 """
@@ -66,12 +67,6 @@ class Store:
 
     async def close(self) -> None:
         await self.pool.close()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A transaction to hand repositories as ``conn``; it commits when the block ends."""
-        async with self._db.transaction() as conn:
-            yield conn
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")

@@ -4,7 +4,8 @@ arena; the rules that turn it into standings are :mod:`botarena.server.reputatio
 
 from __future__ import annotations
 
-from botarena.server.reputation import EXTERNAL, Standing, rank, refusal
+from botarena.arenas.names import EXTERNAL
+from botarena.server.reputation import Standing, rank, refusal
 from botarena.server.store.database import Database
 
 _RECORD = """
