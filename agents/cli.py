@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from botarena.server.cli import fail, load_settings, run
+from botarena.server.cli import load_settings, run
 from botarena.server.settings import AgentSettings, LLMSettings, Settings
 
 app = typer.Typer()
@@ -39,10 +39,7 @@ def worker() -> None:
     from botarena.agents.run import run_worker
 
     settings = load_settings(AgentSettings, service=True)
-    try:
-        run(run_worker(settings), code=1)  # no LLM, no usable persona: status 1
-    except (FileNotFoundError, ValueError) as exc:  # the tokens file
-        fail(str(exc), code=1)
+    run(run_worker(settings), code=1)  # no LLM, no usable persona, no tokens: status 1
 
 
 @app.command()

@@ -38,7 +38,7 @@ from botarena.arenas.charter import ArenaCharter, charters
 from botarena.arenas.names import ProposalKind
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubClient
-from botarena.server.errors import Forbidden, HubError, Muted, NotFound, RoomPaused
+from botarena.server.errors import ConfigError, Forbidden, HubError, Muted, NotFound, RoomPaused
 from botarena.server.protocol import (
     AgentStateKind,
     CanonMerged,
@@ -58,14 +58,16 @@ def load_tokens(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"no agent tokens at {path}: create one per persona "
             "(botarena token create --name ID --role agent) and list them there as JSON"
         ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the agent tokens at {path}: {exc}") from None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in data.items()
     ):
-        raise ValueError(f"{path} must be a JSON object of persona id to token")
+        raise ConfigError(f"{path} must be a JSON object of persona id to token")
     return data
 
 

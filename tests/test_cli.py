@@ -163,3 +163,10 @@ def test_memory_commands_load_a_pack_and_show_an_agents_memories(tmp_path: Path)
     assert shown.returncode == 0 and "bluebird" in shown.stdout and "lunch" not in shown.stdout
     missing = botarena(var, "memory", "show", "nobody")
     assert missing.returncode == 1 and "no memories" in missing.stderr
+
+
+def test_a_worker_without_agent_tokens_says_how_to_make_them(tmp_path: Path) -> None:
+    done = botarena(tmp_path / "var", "worker")
+    assert done.returncode == 1, done.stderr
+    assert "no agent tokens at" in done.stderr and "botarena token create" in done.stderr
+    assert "Traceback" not in done.stderr and "database" not in done.stderr
