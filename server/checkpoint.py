@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botarena.server.errors import CheckpointError
 from botarena.server.signatures import verify_detached
 from botarena.server.store import Store
 
@@ -53,7 +54,7 @@ async def create(store: Store) -> dict[str, Any]:
     """
     verdict = await store.audit.verify()
     if not verdict.ok:
-        raise ValueError(f"the audit chain is broken, no checkpoint: {verdict.problem}")
+        raise CheckpointError(f"the audit chain is broken, no checkpoint: {verdict.problem}")
     canon = await store.canon.heads()
     return {
         "created": datetime.now(UTC).isoformat(),
@@ -77,7 +78,9 @@ class Signer:
     def sign(self, data: bytes, fingerprint: str) -> str:
         signed = self.gpg.sign(data, keyid=fingerprint, detach=True, clearsign=False)
         if not signed.data:
-            raise ValueError(f"cannot sign with {fingerprint}: {signed.status or signed.stderr}")
+            raise CheckpointError(
+                f"cannot sign with {fingerprint}: {signed.status or signed.stderr}"
+            )
         return str(signed)
 
     def verify(self, data: bytes, signature: str, fingerprint: str) -> str | None:

@@ -307,6 +307,7 @@ def audit_checkpoint(
 ) -> None:
     """Sign the audit chain head and the canon's Merkle root with the site key."""
     from botarena.server import checkpoint
+    from botarena.server.errors import CheckpointError
     from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
@@ -325,12 +326,12 @@ def audit_checkpoint(
             )
             return document
 
+    document = run(make(), code=1)
+    data = checkpoint.dump(document)
     try:
-        document = run(make())
-        data = checkpoint.dump(document)
         signature = checkpoint.Signer(settings.gnupg_dir).sign(data, settings.site_key or "")
-    except ValueError as exc:
-        fail(str(exc), code=1)
+    except CheckpointError as exc:
+        fail(exc.message, code=1)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"checkpoint-{document['audit_seq']:08d}.json"
     path.write_bytes(data)

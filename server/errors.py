@@ -29,6 +29,7 @@
     │   ├── ObjectRefused          a bad key or URL, a refusal, bytes not as stored
     │   └── ObjectUnavailable      the store did not answer
     ├── BundleError                a bundle refused by verify or install (.code: its own)
+    ├── CheckpointError            a checkpoint that cannot be made or signed
     ├── BackupError                a backup or restore that cannot go on
     ├── MigrationError             the database schema cannot be brought up to date
     ├── ConfigError                settings, personas or files that cannot be used
@@ -224,6 +225,13 @@ class ObjectUnavailable(ObjectStoreError):
 
 class BundleError(BotArenaError):
     """A bundle refused by verify or install; ``code`` names the check that failed."""
+
+
+class CheckpointError(BotArenaError):
+    """An audit checkpoint that cannot be made (a broken chain) or signed (the site key)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("checkpoint", message)
 
 
 class BackupError(BotArenaError):
