@@ -20,6 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, TabbedContent
 
 from botarena.server.errors import HubError
@@ -81,6 +82,7 @@ class ConsoleApp(App[None]):
         self.link: HubLink | None = None
         self.flash = ""
         self._dirty: set[str] = set(PARTS)
+        self._redraw_timer: Timer | None = None
 
     # layout ------------------------------------------------------------------------
 
@@ -108,8 +110,7 @@ class ConsoleApp(App[None]):
                 field.cursor_blink = False
         self.pane(RoomsPane).focus_default()
         self._redraw()
-        self.set_interval(0.1, self._redraw)
-        self.set_interval(1.0, lambda: self._dirty.add("health"))
+        self.set_interval(1.0, lambda: self._changed("health"))  # its clock and sparklines
         if self.connect_to_hub:
             if self.token:
                 self._connect(self.token)
@@ -130,7 +131,7 @@ class ConsoleApp(App[None]):
             await self.link.start()
         except HubError as exc:
             self.state.status = f"refused: {exc.message}"
-            self._dirty.add("connection")
+            self._changed("connection")
             self._show_flash(f"cannot connect: {exc.message}", error=True)
 
     async def on_unmount(self) -> None:
@@ -145,13 +146,21 @@ class ConsoleApp(App[None]):
         self._redraw()
 
     def _changed(self, part: str) -> None:
-        """The link changed ``part`` of the state: drawn on the next tick, or at once for
-        the connection (rare, and the first thing the moderator looks at)."""
+        """``part`` of the state changed: drawn within 0.1 s with whatever else changes
+        meanwhile (a burst of messages is one redraw), or at once for the connection (rare,
+        and the first thing the moderator looks at). Nothing runs while nothing changes."""
         self._dirty.add(part)
-        if part == "connection" and self.screen_stack:  # none left while closing down
+        if part == "connection":
             self._redraw()
+        elif self._redraw_timer is None:
+            self._redraw_timer = self.set_timer(0.1, self._redraw)
 
     def _redraw(self) -> None:
+        if self._redraw_timer is not None:
+            self._redraw_timer.stop()
+            self._redraw_timer = None
+        if not self.screen_stack:  # closing down: nothing left to draw on
+            return
         dirty, self._dirty = self._dirty, set()
         try:
             if "connection" in dirty:
@@ -336,6 +345,6 @@ class ConsoleApp(App[None]):
                 await link.proposal(pid)
             except HubError as exc:
                 self._show_flash(f"refused: {exc.message}", error=True)
-            self._dirty.add("proposals")
+            self._changed("proposals")
 
         self.run_worker(load(), group="diff", exclusive=True)
