@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tarfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from botarena.server.archive import archive_canon, archive_day
@@ -14,29 +14,34 @@ from botarena.server.protocol import Role
 from botarena.server.settings import Settings
 from tests.harness import Arena
 
-YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
+def yesterday() -> date:
+    """Yesterday by the clock now, read when a test runs (a suite may cross midnight)."""
+    return (datetime.now(UTC) - timedelta(days=1)).date()
 
 
-async def yesterdays_talk(arena: Arena) -> None:
+async def yesterdays_talk(arena: Arena) -> date:
+    """Three messages dated yesterday at noon and one of today; the day they belong to."""
     ada = await arena.client("ada", arenas=["compiler", "creative"])
     for room, text in [("compiler", "one"), ("compiler", "two"), ("creative", "a tale")]:
         await ada.join(room)
         await ada.send(room, text)
-    await arena.store.pool.execute("UPDATE messages SET created_at = created_at - interval '1 day'")
+    day = yesterday()
+    noon = datetime.combine(day, time(12), tzinfo=UTC)
+    await arena.store.pool.execute("UPDATE messages SET created_at = $1", noon)
     await ada.send("compiler", "today's")  # not part of yesterday
+    return day
 
 
 async def test_a_days_transcripts_are_archived_once(arena: Arena, tmp_path: Path) -> None:
-    await yesterdays_talk(arena)
+    day = await yesterdays_talk(arena)
     objects = open_objects(Settings(var_dir=tmp_path / "var"))
-    stored = await archive_day(arena.store, objects, YESTERDAY)
-    day = YESTERDAY.isoformat()
+    stored = await archive_day(arena.store, objects, day)
     assert stored == [f"transcripts/{day}/compiler.jsonl", f"transcripts/{day}/creative.jsonl"]
     back = tmp_path / "compiler.jsonl"
     await arena.store.artifacts.get(objects, stored[0], back)
     lines = [json.loads(line) for line in back.read_text().splitlines()]
     assert [(m["author"], m["text"]) for m in lines] == [("ada", "one"), ("ada", "two")]
-    assert await archive_day(arena.store, objects, YESTERDAY) == []  # once
+    assert await archive_day(arena.store, objects, day) == []  # once
 
 
 async def test_the_canon_is_exported_with_its_manifest(arena: Arena, tmp_path: Path) -> None:
@@ -75,7 +80,7 @@ async def test_the_canon_is_exported_with_its_manifest(arena: Arena, tmp_path: P
 
 async def test_the_hub_archives_yesterday_by_itself(hub_factory, tmp_path: Path) -> None:
     arena = await hub_factory(archive_every_seconds=0.2)
-    await yesterdays_talk(arena)
+    day = await yesterdays_talk(arena)
 
     async def keys() -> list[str]:
         return [a["key"] for a in await arena.store.artifacts.find("transcript")]
@@ -85,8 +90,8 @@ async def test_the_hub_archives_yesterday_by_itself(hub_factory, tmp_path: Path)
             break
         await asyncio.sleep(0.1)
     assert await keys() == [
-        f"transcripts/{YESTERDAY}/compiler.jsonl",
-        f"transcripts/{YESTERDAY}/creative.jsonl",
+        f"transcripts/{day}/compiler.jsonl",
+        f"transcripts/{day}/creative.jsonl",
     ]
 
 
