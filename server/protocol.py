@@ -33,6 +33,14 @@ PrincipalName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 GroupSlug = Annotated[str, StringConstraints(pattern=GROUP_PATTERN)]
 RoomName = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+"""A stored row's id (PostgreSQL ``bigserial``)."""
+Cursor = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+"""An id to read after; 0: from the start."""
+CanonVersion = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
+"""A canon document's version (PostgreSQL ``integer``)."""
 IsoTime = Annotated[
     datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str, when_used="json")
 ]
@@ -90,7 +98,7 @@ class Payload(BaseModel):
 
 class JoinRequest(Payload):
     room: RoomName
-    since: int | None = Field(None, ge=0, description="last message id seen; None: recent")
+    since: Cursor | None = Field(None, description="last message id seen; None: recent")
 
 
 class LeaveRequest(Payload):
@@ -100,7 +108,7 @@ class LeaveRequest(Payload):
 class SendRequest(Payload):
     room: RoomName
     text: str = Field(min_length=1)
-    reply_to: int | None = Field(None, ge=1)
+    reply_to: RowId | None = None
     client_id: ClientId | None = Field(
         None, description="the sender's idempotency key: resending it never duplicates"
     )
@@ -108,8 +116,8 @@ class SendRequest(Payload):
 
 class HistoryRequest(Payload):
     room: RoomName
-    since: int | None = Field(None, ge=0, description="messages after this id, oldest first")
-    before: int | None = Field(None, ge=1, description="messages before this id, newest last")
+    since: Cursor | None = Field(None, description="messages after this id, oldest first")
+    before: RowId | None = Field(None, description="messages before this id, newest last")
     limit: int = Field(100, ge=1, le=5000)
 
 
@@ -130,7 +138,7 @@ class InviteRequest(Payload):
 
 class MuteRequest(Payload):
     principal: PrincipalName
-    seconds: int = Field(ge=1)
+    seconds: int = Field(ge=1, le=INTEGER_MAX)
     reason: str = Field("", max_length=500)
 
 
@@ -194,7 +202,9 @@ class ProposalCreate(Payload):
     arena: RoomName
     kind: ProposalKind
     path: CanonPath
-    base_version: int = Field(ge=0, description="the canon version seen; 0 for a new one")
+    base_version: int = Field(
+        ge=0, le=INTEGER_MAX, description="the canon version seen; 0 for a new one"
+    )
     title: str = Field(min_length=1, max_length=200)
     content: str = Field(min_length=1, description="the text, or a unified diff for patch")
 
@@ -204,7 +214,7 @@ ReviewDecision = Literal["approve", "reject", "edit"]
 
 
 class ProposalReview(Payload):
-    id: int = Field(ge=1)
+    id: RowId
     decision: ReviewDecision
     reason: str = Field("", max_length=2000)
     content: str | None = Field(None, description="the edited text, for edit")
@@ -216,13 +226,13 @@ AttachmentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0
 class AttachmentPut(Payload):
     """Attach a file to a proposal (its author or a moderator); base64, size-limited."""
 
-    id: int = Field(ge=1)
+    id: RowId
     name: AttachmentName
     content_base64: str = Field(min_length=1)
 
 
 class AttachmentRef(Payload):
-    id: int = Field(ge=1)
+    id: RowId
     name: AttachmentName
 
 
@@ -233,12 +243,12 @@ class ProposalQuery(Payload):
 
 
 class ProposalRef(Payload):
-    id: int = Field(ge=1)
+    id: RowId
 
 
 class CanonRequest(Payload):
     path: CanonPath
-    version: int | None = Field(None, ge=1)
+    version: CanonVersion | None = None
 
 
 class TicketFile(Payload):
@@ -267,7 +277,7 @@ class ReactRequest(Payload):
     """React to someone else's message: +1, -1, or 0 to take a reaction back."""
 
     room: RoomName
-    message_id: int = Field(ge=1)
+    message_id: RowId
     value: Literal[-1, 0, 1]
 
 

@@ -180,6 +180,12 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     history_page: int = Field(500, ge=1, le=5000, description="most messages per reply")
     rate_per_second: float = Field(10.0, gt=0, description="events a principal may send /s")
     rate_burst: int = Field(40, ge=1, description="events a principal may send at once")
+    refused_connects_per_second: float = Field(
+        1.0, gt=0, description="refused connects an address may make /s"
+    )
+    refused_connects_burst: int = Field(
+        20, ge=1, description="refused connects an address may make at once"
+    )
     max_mute_seconds: int = Field(30 * 24 * 3600, ge=1)
     archive_every_seconds: float = Field(
         3600.0, ge=0, description="how often the hub archives yesterday's transcripts; 0: never"

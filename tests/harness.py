@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import subprocess
 import time
@@ -15,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from botarena.server.app import RunningHub
@@ -172,3 +174,56 @@ class Arena:
 
 
 ArenaFactory = Callable[..., Awaitable[Arena]]
+
+
+class RawSocket:
+    """A websocket writing Engine.IO/Socket.IO frames by hand, as a hostile client would:
+    ``connect`` sends a CONNECT with any auth, ``call`` any event frame, ``frame`` any text."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+        self._acks = itertools.count(1)
+        self.pushes: list[tuple[str, object]] = []
+
+    async def __aenter__(self) -> RawSocket:
+        self._http = aiohttp.ClientSession()
+        self.ws = await self._http.ws_connect(self.url)
+        opened = await self.ws.receive_str(timeout=5)
+        assert opened.startswith("0"), opened
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.ws.close()
+        await self._http.close()
+
+    async def frame(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    async def receive(self, prefix: str, timeout: float = 5) -> str:
+        """The next frame that starts with ``prefix``, answering pings and keeping pushes."""
+        while True:
+            text = await self.ws.receive_str(timeout=timeout)
+            if text == "2":
+                await self.ws.send_str("3")
+            elif text.startswith("42") and prefix != "42":
+                name, *args = json.loads(text[2:])
+                self.pushes.append((name, args[0] if args else None))
+            elif text.startswith(prefix):
+                return text[len(prefix) :]
+
+    async def connect(self, auth: object | str) -> tuple[bool, dict]:
+        """Send a CONNECT (``auth`` as JSON, or a raw string); (accepted, its body)."""
+        await self.frame("40" + (auth if isinstance(auth, str) else json.dumps(auth)))
+        while True:
+            text = await self.receive("4")
+            if text[:1] in "04":
+                return text[0] == "0", json.loads(text[1:])
+
+    async def call(self, payload: str) -> dict:
+        """Send ``42<id><payload>`` (``payload``: the raw JSON array) and return its ack."""
+        ack_id = next(self._acks)
+        await self.frame(f"42{ack_id}{payload}")
+        while True:
+            text = await self.receive("43")
+            if text.startswith(str(ack_id)) and text[len(str(ack_id))] == "[":
+                return json.loads(text[len(str(ack_id)) :])[0]

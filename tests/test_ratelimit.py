@@ -18,3 +18,16 @@ def test_burst_then_steady_rate() -> None:
     assert limiter.take(1) > 0
     now[0] += 100
     assert [limiter.take(1) for _ in range(4)][-1] > 0  # refills to the burst, no further
+
+
+def test_idle_buckets_are_dropped_and_spent_ones_kept() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1.0, burst=2, clock=lambda: now[0])
+    limiter.take("spender")
+    limiter.take("spender")
+    for key in range(RateLimiter.PRUNE_AT - 1):
+        limiter.peek(key)  # full buckets, as good as new ones
+    now[0] = 1.0  # the spender has one token of two back
+    limiter.peek("newcomer")  # prunes
+    assert len(limiter) == 2
+    assert limiter.take("spender") == 0.0 and limiter.take("spender") > 0

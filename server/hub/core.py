@@ -4,8 +4,11 @@
 the error code), keeps a :class:`~botarena.server.hub.sessions.Session` for it, puts it
 in its principal's room (and moderators in the supervisors' room), and routes every
 protocol event through the :class:`~botarena.server.hub.gate.Gate` to its handler in
-the table of :mod:`~botarena.server.hub.events`. With ``BOTARENA_REDIS_URL`` several
-hub processes share rooms through Redis.
+the table of :mod:`~botarena.server.hub.events`; the packet layer
+(:mod:`~botarena.server.hub.transport`) lets nothing else reach a handler. A connect
+spends from its principal's rate bucket like an event, and an address whose connects
+keep being refused is refused before its tokens are looked up. With
+``BOTARENA_REDIS_URL`` several hub processes share rooms and rate buckets through Redis.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from typing import Any
 import socketio
 import structlog
 
-from botarena.server.errors import HubError, Unauthorized, Unavailable
+from botarena.server.errors import HubError, Internal, RateLimited, Unauthorized, Unavailable
 from botarena.server.hub.context import UNAVAILABLE, HubContext
 from botarena.server.hub.events import event_table
 from botarena.server.hub.gate import Gate
 from botarena.server.hub.jobs import Jobs
 from botarena.server.hub.sessions import Session, Sessions, personal_room
+from botarena.server.hub.transport import HubServer
 from botarena.server.metrics import HubMetrics
 from botarena.server.protocol import SUPERVISORS_ROOM, AgentStateKind, Role
-from botarena.server.ratelimit import RateLimiter
+from botarena.server.ratelimit import buckets
 from botarena.server.settings import HubSettings
 from botarena.server.store import Store
 
@@ -41,7 +45,21 @@ class Hub:
         self.store = store
         self.metrics = metrics
         manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-        self.sio = socketio.AsyncServer(
+        self.sessions = Sessions()
+        self.limiter = buckets(
+            settings.redis_url, "principal", settings.rate_per_second, settings.rate_burst
+        )
+        self.refusals = buckets(
+            settings.redis_url,
+            "refused",
+            settings.refused_connects_per_second,
+            settings.refused_connects_burst,
+        )
+        table = event_table()
+        gate = Gate(self.sessions, self.limiter, metrics)
+        self.sio = HubServer(
+            table,
+            gate.unknown,
             async_mode="aiohttp",
             client_manager=manager,
             max_http_buffer_size=settings.max_payload_bytes,
@@ -50,15 +68,11 @@ class Hub:
             engineio_logger=False,
         )
         self.context = HubContext(settings, store, metrics, self.sio)
-        self.sessions = Sessions()
-        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
         self.jobs = Jobs(self.context, self.sessions)
-        gate = Gate(self.context, self.sessions, self.limiter)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on("*", gate.unknown)
-        for name, handler in event_table().items():
-            self.sio.on(name, gate.wrap(name, handler))
+        for name, handler in table.items():
+            self.sio.on(name, gate.wrap(name, handler, self.context))
 
     @property
     def control_ready(self) -> asyncio.Event:
@@ -89,12 +103,15 @@ class Hub:
     # connections ------------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        request = environ.get("aiohttp.request")
+        address = str(getattr(request, "remote", None) or environ.get("REMOTE_ADDR", "?"))
         try:
-            session = await self._authenticate(sid, auth)
+            session = await self._admit(sid, address, auth)
         except HubError as exc:
             self.metrics.connects_refused.labels(str(exc.code)).inc()
+            extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
             raise socketio.exceptions.ConnectionRefusedError(
-                exc.message, {"code": str(exc.code)}
+                exc.message, {"code": str(exc.code), **extra}
             ) from None
         self.sessions.add(session)
         principal = session.principal
@@ -103,6 +120,26 @@ class Hub:
             await self.sio.enter_room(sid, SUPERVISORS_ROOM)
         self.metrics.connections.inc()
         log.info("hub.connect", principal=principal.name, role=principal.role.value)
+
+    async def _admit(self, sid: str, address: str, auth: Any) -> Session:
+        """The session of an accepted connect; refusals spend from the address's bucket,
+        and an address without tokens left is refused before its token is looked up."""
+        wait = await self.refusals.peek(address)
+        if wait:
+            raise RateLimited(f"too many refused connects: wait {wait:.2f}s", retry_after=wait)
+        try:
+            session = await self._authenticate(sid, auth)
+        except HubError as exc:
+            if not isinstance(exc, Unavailable):
+                await self.refusals.take(address)
+            raise
+        except Exception:
+            log.exception("hub.connect_failed")
+            raise Internal("internal error; the hub logged it") from None
+        wait = await self.limiter.take(str(session.principal.id))
+        if wait:
+            raise RateLimited(f"too many connects and events: wait {wait:.2f}s", retry_after=wait)
+        return session
 
     async def _authenticate(self, sid: str, auth: Any) -> Session:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -124,7 +161,6 @@ class Hub:
         if session is None:
             return
         if last:
-            self.limiter.forget(session.principal.id)
             if session.principal.role is Role.AGENT:
                 await self.context.publish_agent_state(session.principal, AgentStateKind.OFFLINE)
         self.metrics.connections.dec()

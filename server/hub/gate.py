@@ -5,7 +5,9 @@ events, and validation of the payload against the event's request model; then th
 handler runs. Whatever it raises becomes an error acknowledgement: the error tree's
 classes as they are (:meth:`HubError.body`), a database that is away as
 ``unavailable``, anything else as ``internal`` (logged). A result is acknowledged with
-its response model's JSON, so the wire is written in one place.
+its response model's JSON, so the wire is written in one place. An event of no protocol
+name (the packet layer sends every one here) passes the same session and rate checks
+before it is answered ``unknown_event``.
 """
 
 from __future__ import annotations
@@ -28,15 +30,15 @@ from botarena.server.errors import (
 )
 from botarena.server.hub.context import UNAVAILABLE, HubContext
 from botarena.server.hub.sessions import Session, Sessions
+from botarena.server.metrics import HubMetrics
 from botarena.server.protocol import (
     MODERATOR_EVENTS,
     REQUESTS,
     Ack,
     EmptyRequest,
-    ErrorCode,
     Payload,
 )
-from botarena.server.ratelimit import RateLimiter
+from botarena.server.ratelimit import Buckets
 
 log = structlog.get_logger(__name__)
 
@@ -74,41 +76,55 @@ def _invalid(name: str, exc: ValidationError) -> InvalidPayload:
 class Gate:
     """Wraps event handlers into acknowledged Socket.IO handlers."""
 
-    def __init__(self, hub: HubContext, sessions: Sessions, limiter: RateLimiter) -> None:
-        self.hub = hub
+    def __init__(self, sessions: Sessions, limiter: Buckets, metrics: HubMetrics) -> None:
         self.sessions = sessions
         self.limiter = limiter
+        self.metrics = metrics
 
-    def wrap(self, name: str, handler: Handler) -> Acknowledged:
+    def wrap(self, name: str, handler: Handler, hub: HubContext) -> Acknowledged:
         model = REQUESTS[name]
-        metrics = self.hub.metrics
+        metrics = self.metrics
 
         async def gated(sid: str, *args: Any) -> dict[str, Any]:
             metrics.events.labels(name).inc()
             try:
-                return ok_ack(await self._admit(name, model, handler, sid, args))
+                return ok_ack(await self._admit(hub, name, model, handler, sid, args))
             except HubError as exc:
                 metrics.errors.labels(name, exc.code).inc()
                 return error_ack(exc)
 
         return gated
 
-    async def unknown(self, event: str, sid: str, *_args: Any) -> dict[str, Any]:
+    async def unknown(self, sid: str, event: str) -> dict[str, Any]:
         """The answer to an event the protocol does not have."""
-        self.hub.metrics.events.labels("unknown").inc()
-        self.hub.metrics.errors.labels("unknown", ErrorCode.UNKNOWN_EVENT).inc()
-        shown = event[:64] if isinstance(event, str) else "?"
-        return error_ack(UnknownEvent(f"no event named {shown!r}"))
+        self.metrics.events.labels("unknown").inc()
+        try:
+            await self._session(sid)
+            raise UnknownEvent(f"no event named {event[:64]!r}")
+        except HubError as exc:
+            self.metrics.errors.labels("unknown", exc.code).inc()
+            return error_ack(exc)
 
-    async def _admit(
-        self, name: str, model: type[Payload], handler: Handler, sid: str, args: tuple[Any, ...]
-    ) -> BaseModel | None:
+    async def _session(self, sid: str) -> Session:
+        """The caller's session, once it has spent a token from its principal's bucket."""
         session = self.sessions.get(sid)
         if session is None:
             raise Unauthorized("not authenticated")
-        wait = self.limiter.take(session.principal.id)
+        wait = await self.limiter.take(str(session.principal.id))
         if wait:
             raise RateLimited(f"too many events: wait {wait:.2f}s", retry_after=round(wait, 3))
+        return session
+
+    async def _admit(
+        self,
+        hub: HubContext,
+        name: str,
+        model: type[Payload],
+        handler: Handler,
+        sid: str,
+        args: tuple[Any, ...],
+    ) -> BaseModel | None:
+        session = await self._session(sid)
         if name in MODERATOR_EVENTS and not session.principal.supervises:
             raise Forbidden(f"{name} is for moderators")
         if len(args) > 1:
@@ -121,7 +137,7 @@ class Gate:
         except ValidationError as exc:
             raise _invalid(name, exc) from None
         try:
-            return await handler(self.hub, session, request)
+            return await handler(hub, session, request)
         except HubError:
             raise
         except UNAVAILABLE as exc:

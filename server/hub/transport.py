@@ -1,0 +1,207 @@
+"""The hub's packet layer: which Socket.IO frames reach a handler at all.
+
+:class:`HubServer` is python-socketio's ``AsyncServer`` with the checks a hostile client
+calls for before any handler runs. Frames are decoded by :class:`HubPacket`, whose JSON
+reader refuses what the store could not hold (:func:`check_value`): NaN and Infinity,
+integers beyond 64 bits, text with NUL or lone surrogates, nesting deeper than
+:data:`MAX_DEPTH`, more than :data:`MAX_VALUES` values. (The decoder itself stops at
+Python's recursion limit, so its work is linear in a frame already bounded by
+``max_payload_bytes``.) An event goes to its handler only when its name is one of the
+protocol's events; every other name, the ones python-socketio treats specially
+(``connect``, ``disconnect``...) included, goes to the unknown-event handler, which is
+rate-limited like the rest. A second CONNECT on a live namespace is refused, and binary
+frames, which no protocol event uses, are answered and never buffered. A refused frame
+is answered wherever the client waits for an answer (CONNECT_ERROR with the error code,
+or an error acknowledgement), and otherwise dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+import socketio
+import structlog
+from socketio import packet
+
+from botarena.server.errors import HubError, InvalidPayload, Unauthorized
+
+log = structlog.get_logger(__name__)
+
+MAX_DEPTH = 16
+"""The deepest nesting of lists and objects a frame may carry (the protocol needs 4)."""
+
+MAX_VALUES = 10_000
+"""The most values (strings, numbers, lists, objects...) one frame may carry."""
+
+INT64 = 2**63
+"""Integers must lie in [-INT64, INT64): PostgreSQL's bigint, the widest column."""
+
+UNKNOWN_EVENT = "\x00unknown"
+"""Where events of no protocol name are sent (a name no client can send: NUL is refused)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise InvalidPayload("text may not contain NUL (\\u0000)")
+    if not text.isascii() and _SURROGATE.search(text):
+        raise InvalidPayload("text is not valid Unicode (a lone surrogate)")
+
+
+def check_value(value: Any) -> None:
+    """Refuse (``InvalidPayload``) a decoded JSON value the store could not hold."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen = 1
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -INT64 <= item < INT64:
+                raise InvalidPayload("an integer is beyond 64 bits")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidPayload("a number is not finite")
+        elif isinstance(item, list | dict):
+            if depth >= MAX_DEPTH:
+                raise InvalidPayload(f"nested deeper than {MAX_DEPTH}")
+            seen += len(item)
+            if seen > MAX_VALUES:
+                raise InvalidPayload(f"more than {MAX_VALUES} values")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_text(key)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidPayload(f"{name} is not a number JSON allows")
+
+
+class BoundedJSON:
+    """The ``json`` module python-socketio's packets use, with :func:`check_value` on read."""
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(text: str | bytes, **_kwargs: Any) -> Any:
+        try:
+            value = json.loads(text, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise InvalidPayload(f"nested deeper than {MAX_DEPTH}") from None
+        except ValueError as exc:  # malformed JSON, or an integer of thousands of digits
+            raise InvalidPayload(f"not JSON: {str(exc)[:120]}") from None
+        check_value(value)
+        return value
+
+
+class RefusedFrame(Exception):
+    """A frame that did not decode: the error, and what the client waits for."""
+
+    def __init__(self, error: HubError, packet_type: int | None, ack_id: int | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.packet_type = packet_type
+        self.ack_id = ack_id
+
+
+class HubPacket(packet.Packet):
+    """A Socket.IO packet read with :class:`BoundedJSON`."""
+
+    json = BoundedJSON
+
+    def decode(self, encoded_packet: str) -> int:
+        try:
+            return int(super().decode(encoded_packet) or 0)
+        except InvalidPayload as exc:
+            raise RefusedFrame(exc, self.packet_type, self.id) from None
+        except (ValueError, TypeError) as exc:  # not a Socket.IO packet at all
+            raise RefusedFrame(InvalidPayload(str(exc)[:120]), None, None) from None
+
+
+UnknownHandler = Callable[[str, str], Awaitable[dict[str, Any]]]
+"""Answers an event of no protocol name: (Socket.IO sid, the name as sent)."""
+
+
+class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+    """A Socket.IO server that lets only the protocol's frames reach their handlers."""
+
+    def __init__(self, events: Collection[str], unknown: UnknownHandler, **options: Any) -> None:
+        super().__init__(serializer=HubPacket, **options)
+        self.protocol_events = frozenset(events)
+        self.on(UNKNOWN_EVENT, unknown)
+
+    async def _answer(
+        self, eio_sid: str, namespace: str, ack_id: int | None, error: HubError
+    ) -> None:
+        if ack_id is None:
+            return  # nobody waits for an answer
+        body = {"ok": False, "data": None, "error": error.body()}
+        await self._send_packet(
+            eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=ack_id, data=[body])
+        )
+
+    async def _refuse_connect(self, eio_sid: str, namespace: str, error: HubError) -> None:
+        reason = {"message": error.message, "data": {"code": str(error.code)}}
+        await self._send_packet(
+            eio_sid, self.packet_class(packet.CONNECT_ERROR, data=reason, namespace=namespace)
+        )
+
+    async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
+        if not isinstance(data, str):
+            return  # an attachment: no protocol packet has any, so none is ever awaited
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except RefusedFrame as refused:
+            log.info("hub.frame_refused", error=refused.error.message)
+            if refused.packet_type == packet.CONNECT:
+                await self._refuse_connect(eio_sid, "/", refused.error)
+            else:
+                await self._answer(eio_sid, "/", refused.ack_id, refused.error)
+            return
+        namespace = pkt.namespace or "/"
+        kind = pkt.packet_type
+        if kind == packet.CONNECT:
+            if self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+                await self._refuse_connect(
+                    eio_sid, namespace, InvalidPayload("this connection is connected already")
+                )
+            else:
+                await self._handle_connect(eio_sid, namespace, pkt.data)
+        elif kind == packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, namespace, self.reason.CLIENT_DISCONNECT)
+        elif kind == packet.EVENT:
+            await self._dispatch(eio_sid, namespace, pkt.id, pkt.data)
+        elif kind == packet.ACK:
+            await self._handle_ack(eio_sid, namespace, pkt.id, pkt.data)
+        else:  # binary events and acks, CONNECT_ERROR: not for a client to send
+            await self._answer(
+                eio_sid,
+                namespace,
+                pkt.id,
+                InvalidPayload("binary frames are not part of the protocol"),
+            )
+
+    async def _dispatch(self, eio_sid: str, namespace: str, ack_id: int | None, data: Any) -> None:
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            await self._answer(eio_sid, namespace, ack_id, Unauthorized("not authenticated"))
+            return
+        if not isinstance(data, list) or not data:
+            await self._answer(
+                eio_sid, namespace, ack_id, InvalidPayload("an event is a list: [name, payload]")
+            )
+            return
+        name = data[0]
+        if not isinstance(name, str) or name not in self.protocol_events:
+            data = [UNKNOWN_EVENT, name if isinstance(name, str) else repr(name)[:64]]
+        await self._handle_event(eio_sid, namespace, ack_id, data)
