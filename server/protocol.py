@@ -191,9 +191,15 @@ class AgentStateReport(Payload):
     )
 
 
-CanonPath = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_./-]{0,199}$", max_length=200)
-]
+CANON_PATH_PATTERN = (
+    r"^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9_-]+)*(?:/[a-z0-9_][a-z0-9_-]*(?:\.[a-z0-9_-]+)*)*$"
+)
+"""A canon document's path: relative, ``/``-separated, lower case, each segment a name
+with dots only between its characters. So never absolute, never an empty, ``.`` or
+``..`` segment, no hidden segment, and no ``..`` anywhere (the canon's table refuses
+it too): a path can never name a place outside the canon."""
+
+CanonPath = Annotated[str, StringConstraints(pattern=CANON_PATH_PATTERN, max_length=200)]
 
 
 class ProposalCreate(Payload):

@@ -7,11 +7,16 @@ checks roles): reject with a reason, approve, or edit then approve. Approving ap
 new canon version unless the canon moved on since the proposal's base version, in which
 case the proposal is marked ``conflict`` and nothing is merged; approving a ticket's
 answer closes the ticket. Every step is audited in the same transaction.
+
+A stored proposal whose path is not a safe canon path (one made before paths were
+checked as they are now) cannot be approved: it is refused with ``invalid_payload`` and
+can only be rejected.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import asyncpg
 
@@ -27,7 +32,7 @@ from botarena.server.errors import (
     UnknownRoom,
 )
 from botarena.server.patching import PatchError, apply_unified_diff
-from botarena.server.protocol import ProposalInfo
+from botarena.server.protocol import CANON_PATH_PATTERN, ProposalInfo
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.canon import CanonRepository
 from botarena.server.store.database import Database
@@ -195,6 +200,11 @@ class ProposalRepository:
         async with self.db.transaction() as conn:
             row = await self._pending(proposal_id, conn=conn)
             path = row["path"]
+            if not re.fullmatch(CANON_PATH_PATTERN, path):
+                raise InvalidPayload(
+                    f"proposal {proposal_id}'s path {path[:200]!r} is not a safe canon path: "
+                    "it cannot be merged; reject it"
+                )
             await self.canon.lock(path, conn=conn)
             head = await self.canon.head(path, conn=conn)
             if row["base_version"] != head:
