@@ -2,13 +2,17 @@
 
 A document's versions are numbered from 1 and never updated in place (the database
 refuses it); a merge takes the document's lock, so two approvals of the same path
-cannot both become the same next version. The newest version of each document, with
-the SHA-256 recorded at its merge, is what checkpoints sign and exports archive.
+cannot both become the same next version. Each version records the arena it was merged
+in, and a document belongs to one arena (the proposals refuse a path another arena's
+canon holds), so who may read it is who may read that arena. The newest version of
+each document, with the SHA-256 recorded at its merge, is what checkpoints sign and
+exports archive.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -16,11 +20,40 @@ import asyncpg
 from botarena.server.store.database import Database
 
 
+@dataclass(frozen=True)
+class CanonEntry:
+    """One version of a canon document, and the arena it was merged in."""
+
+    path: str
+    version: int
+    content: str
+    arena: str
+
+
 class CanonRepository:
     """Canon versions, by path."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def entry(
+        self, path: str, version: int | None = None, *, conn: asyncpg.Connection | None = None
+    ) -> CanonEntry | None:
+        """A document's newest version (or the one asked for), with its arena."""
+        row = await (conn or self.db.pool).fetchrow(
+            """SELECT version, content, arena FROM canon_versions WHERE path = $1
+               AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1""",
+            path,
+            version,
+        )
+        return CanonEntry(path, row["version"], row["content"], row["arena"]) if row else None
+
+    async def arena_of(self, path: str, *, conn: asyncpg.Connection | None = None) -> str | None:
+        """The arena whose canon holds ``path`` (that of its newest version), or None."""
+        return await (conn or self.db.pool).fetchval(
+            "SELECT arena FROM canon_versions WHERE path = $1 ORDER BY version DESC LIMIT 1",
+            path,
+        )
 
     async def get(
         self, path: str, version: int | None = None, *, conn: asyncpg.Connection | None = None

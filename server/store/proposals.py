@@ -8,9 +8,11 @@ new canon version unless the canon moved on since the proposal's base version, i
 case the proposal is marked ``conflict`` and nothing is merged; approving a ticket's
 answer closes the ticket. Every step is audited in the same transaction.
 
-A stored proposal whose path is not a safe canon path (one made before paths were
-checked as they are now) cannot be approved: it is refused with ``invalid_payload`` and
-can only be rejected.
+A canon document belongs to one arena: a proposal on a path that another arena's canon
+holds is refused (before anything about that document is told), and ``tickets/`` is
+kept for ticket answers. A stored proposal whose path is not a safe canon path (one
+made before paths were checked as they are now) cannot be approved: it is refused with
+``invalid_payload`` and can only be rejected.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from botarena.server.store.rooms import RoomRepository
 from botarena.server.store.tickets import TicketRepository
 
 MAX_CONTENT_CHARS = 200_000
+
+_TICKETS = "tickets/"
+"""The canon folder of ticket answers (:func:`~botarena.arenas.names.ticket_path`)."""
 
 
 _SELECT = """SELECT p.id, p.arena, a.name AS author, p.kind, p.path, p.base_version, p.title,
@@ -92,7 +97,12 @@ class ProposalRepository:
             )
         if not author.supervises and not await self.rooms.is_member(arena, author.id):
             raise Forbidden(f"{author.name} is not admitted to {arena}")
+        if kind != ProposalKind.TICKET_ANSWER and path.startswith(_TICKETS):
+            raise InvalidPayload(f"{_TICKETS} holds ticket answers only")
         async with self.db.transaction() as conn:
+            owner = await self.canon.arena_of(path, conn=conn)
+            if owner is not None and owner != arena:  # told before its version: no peeking
+                raise Forbidden(f"{path} belongs to another arena's canon")
             head = await self.canon.head(path, conn=conn)
             if base_version > head:
                 raise InvalidPayload(
@@ -206,6 +216,12 @@ class ProposalRepository:
                     "it cannot be merged; reject it"
                 )
             await self.canon.lock(path, conn=conn)
+            owner = await self.canon.arena_of(path, conn=conn)
+            if owner is not None and owner != row["arena"]:
+                raise Conflict(
+                    f"{path} belongs to the {owner} arena's canon, not {row['arena']}'s: "
+                    "reject the proposal"
+                )
             head = await self.canon.head(path, conn=conn)
             if row["base_version"] != head:
                 reason = (
