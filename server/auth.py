@@ -2,15 +2,67 @@
 
 A token is a random secret shown once when it is issued; the store keeps only its
 SHA-256 (a 256-bit random secret needs no slow hash). The access rules are plain
-functions of a principal's role and membership so that the hub, the CLI and the tests
-apply the same ones:
+functions of a principal's role and what the store knows about it (membership, rank,
+authorship), so that the hub, the CLI and the tests apply the same ones. The hub applies
+them through the shared checks of :class:`~botarena.server.hub.context.HubContext`
+(``readable``, ``readable_proposal``, ``readable_canon``...), never one by one in a
+handler.
 
-* admins and moderators may read every room (they supervise), post in arenas and
-  groups, and call the ``mod.*`` events on principals of a lower role;
-* agents may join and post only in rooms they were admitted to (arenas named when
-  their token was made or by a moderator's invite, groups they were invited to, their
-  own direct messages), and create groups only when allowed to;
-* direct messages are posted to only by their two participants.
+Roles: admins and moderators *supervise*; agents do the work. (There is no outside
+principal: tickets are filed by moderators on behalf of the people who ask.)
+
+One rule per resource:
+
+=============================  =====================================================
+resource (events)              who may
+=============================  =====================================================
+a room's messages and          :func:`may_read`: its members and supervisors. For the
+history (``join``,             external arena an agent must also rank high enough
+``history``; pushes to the     now (:func:`may_enter_external`): an admitted agent
+room)                          that has fallen out of the ranking reads nothing of it.
+                               A direct message or a group: its members only, and
+                               supervisors, who read everything.
+posting, reacting (``send``,   :func:`may_post`: the room's readers, but a direct
+``message.react``)             message only by its two participants.
+the room list (``whoami``,     each principal's own rooms (supervisors: all); a
+``rooms``)                     listing never names a room one may not join.
+an arena's work: its           exactly the readers of the arena's messages
+proposals, their diff and      (:func:`may_read_arena_work`). A proposal's diff also
+attachments, its canon         shows the canon document it changes, so reading it
+documents (``proposal.get``,   needs both. Direct messages and groups have no
+``proposal.attachment``,       proposals or canon.
+``canon.get``, ``proposals``)
+listing every arena's          supervisors (:func:`may_list_every_arena`); an agent
+proposals (``proposals``       names the arena, and is refused
+without an arena)              ``invalid_payload`` when it does not.
+proposing                      members of the arena (an agent: ranking too, for
+(``proposal.create``)          external) and supervisors; a canon document belongs to
+                               one arena, so another arena's path is ``forbidden``.
+attaching                      the proposal's author while it may read the arena, and
+(``proposal.attach``)          supervisors (:func:`may_attach`).
+reviewing, filing tickets,     supervisors (:func:`may_supervise`): the hub's gate
+agent states, moderation       refuses these events to agents before their handler.
+(``proposal.review``,          Moderation acts only on a lower role
+``ticket.file``, ``agents``,   (:func:`may_moderate`).
+``mod.*``)
+tickets (``tickets``)          the external arena's readers: tickets are its work
+                               (:func:`may_read_tickets`).
+reputation (``reputation``)    every principal (:func:`may_read_reputation`): the
+                               standings are counts, no content, and the site's
+                               ``/metrics`` shows them too.
+an agent's own state           agents only (:func:`may_report_state`).
+(``agent.state``)
+direct messages, groups,       anyone may open a direct message with anyone; groups
+invitations (``dm.open``,      are made by supervisors and agents allowed to
+``group.create``,              (:func:`may_create_group`); supervisors admit to
+``room.invite``)               arenas and groups, a group's creator to its group,
+                               nobody to a direct message (:func:`may_invite`).
+=============================  =====================================================
+
+A refusal is ``forbidden`` and carries nothing of what it protects: for a proposal or a
+canon document not even the arena it is in. That a proposal id or a canon path exists
+is not kept secret (ids are sequential; the canon is one namespace of paths), what they
+hold is.
 """
 
 from __future__ import annotations
@@ -45,11 +97,54 @@ class Principal:
         return self.role in (Role.MODERATOR, Role.ADMIN)
 
 
+def may_supervise(who: Principal) -> bool:
+    """Review, file tickets, see agents' states, moderate."""
+    return who.supervises
+
+
 def may_read(who: Principal, member: bool) -> bool:
+    """A room's messages and history (for external, with :func:`may_enter_external`)."""
     return member or who.supervises
 
 
+def may_enter_external(who: Principal, ranked: bool) -> bool:
+    """The external arena's extra rule: an agent reads and acts in it only while its
+    reputation ranks among the best now; humans are not ranked."""
+    return who.role is not Role.AGENT or ranked
+
+
+def may_read_arena_work(who: Principal, arena_readable: bool) -> bool:
+    """An arena's proposals, their attachments and its canon: whoever may read the
+    arena's messages, and nobody else."""
+    return arena_readable
+
+
+def may_list_every_arena(who: Principal) -> bool:
+    """List proposals without naming an arena."""
+    return who.supervises
+
+
+def may_attach(who: Principal, is_author: bool, arena_readable: bool) -> bool:
+    """Attach a file to a proposal: its author while it may read the arena; supervisors."""
+    return who.supervises or (is_author and arena_readable)
+
+
+def may_read_tickets(who: Principal, external_readable: bool) -> bool:
+    """Tickets are the external arena's work."""
+    return may_read_arena_work(who, external_readable)
+
+
+def may_read_reputation(who: Principal) -> bool:
+    """The standings: counts and ranks, no content."""
+    return True
+
+
+def may_report_state(who: Principal) -> bool:
+    return who.role is Role.AGENT
+
+
 def may_post(who: Principal, kind: RoomKind, member: bool) -> bool:
+    """Post in (and react to messages of) a room."""
     if kind is RoomKind.DM:
         return member
     return member or who.supervises

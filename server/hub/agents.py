@@ -3,11 +3,14 @@
 An agent reports its own state (thinking, speaking, degraded...), which is stored and
 pushed to moderators; the hub itself marks it offline when its last connection closes
 (:meth:`HubContext.publish_agent_state`). Reactions to messages feed reputation, which
-is computed from the record and decides who may enter the external arena.
+is computed from the record and decides who may enter the external arena. Reacting is
+posting: in a direct message only its two participants react. The standings are read
+by every principal (:mod:`botarena.server.auth`).
 """
 
 from __future__ import annotations
 
+from botarena.server import auth
 from botarena.server.errors import Forbidden, NotJoined
 from botarena.server.hub.context import HubContext
 from botarena.server.hub.gate import EventTable
@@ -20,7 +23,6 @@ from botarena.server.protocol import (
     EmptyRequest,
     Reaction,
     ReactRequest,
-    Role,
     Standings,
 )
 
@@ -28,7 +30,7 @@ from botarena.server.protocol import (
 async def report_state(
     hub: HubContext, session: Session, req: AgentStateReport
 ) -> AgentState | None:
-    if session.principal.role is not Role.AGENT:
+    if not auth.may_report_state(session.principal):
         raise Forbidden("only agents report an agent state")
     return await hub.publish_agent_state(
         session.principal,
@@ -48,6 +50,8 @@ async def react(hub: HubContext, session: Session, req: ReactRequest) -> Reactio
     """React to a message in a room the session has joined; the room sees it."""
     if req.room not in session.joined:
         raise NotJoined(f"join {req.room[:80]} before reacting in it")
+    if not session.joined[req.room]:  # what join found auth.may_post to say
+        raise Forbidden(f"{session.principal.name} may not react in {req.room}")
     await hub.still_admitted(session, req.room)
     author = await hub.store.messages.react(session.principal, req.room, req.message_id, req.value)
     reaction = Reaction(

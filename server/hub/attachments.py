@@ -1,7 +1,8 @@
 """Proposal attachments: files kept with a proposal, in the object store.
 
-The author or a moderator attaches a file (base64 in the payload, size-limited); anyone
-who may read the proposal's arena fetches it. An attachment is stored once under
+The author (while it may read the proposal's arena) or a moderator attaches a file
+(base64 in the payload, size-limited); anyone who may read the proposal's arena fetches
+it (:mod:`botarena.server.auth`). An attachment is stored once under
 ``attachments/<proposal>/<name>`` and never replaced (the store refuses it again with
 ``conflict``). The object store failing is ``unavailable``, and fetching an
 attachment it does not have ``not_found``.
@@ -14,6 +15,7 @@ import base64
 import tempfile
 from pathlib import Path
 
+from botarena.server import auth
 from botarena.server.errors import (
     Forbidden,
     InvalidPayload,
@@ -51,9 +53,9 @@ async def attachments_of(hub: HubContext, proposal_id: int) -> list[AttachmentIn
 
 async def attach(hub: HubContext, session: Session, req: AttachmentPut) -> AttachmentStored:
     """Keep a file with a proposal, in the object store."""
-    proposal = await hub.proposal(req.id)
+    proposal = await hub.readable_proposal(session, req.id)
     who = session.principal
-    if proposal.author != who.name and not who.supervises:
+    if not auth.may_attach(who, proposal.author == who.name, arena_readable=True):
         raise Forbidden(f"only {proposal.author} or a moderator may attach")
     try:
         data = base64.b64decode(req.content_base64, validate=True)
@@ -76,8 +78,7 @@ async def attach(hub: HubContext, session: Session, req: AttachmentPut) -> Attac
 
 async def attachment(hub: HubContext, session: Session, req: AttachmentRef) -> AttachmentContent:
     """A proposal's attachment, for those who may read the proposal."""
-    proposal = await hub.proposal(req.id)
-    await hub.readable(session, proposal.arena)
+    await hub.readable_proposal(session, req.id)
     with tempfile.TemporaryDirectory(prefix="botarena-attach-") as work:
         path = Path(work) / "file"
         try:

@@ -3,8 +3,12 @@
 :class:`HubContext` is handed to each event handler. It pushes models to Socket.IO
 rooms, enters and leaves rooms for a session, and holds the checks several events make
 (the room exists, the principal exists, the session may read the room, an agent still
-ranks high enough for the external arena). Checks raise the error tree's classes; the
-gate turns them into acknowledgements.
+ranks high enough for the external arena). The reading checks apply the rules of
+:mod:`botarena.server.auth` for every resource an event touches: a room
+(:meth:`HubContext.readable`), a proposal with its attachments
+(:meth:`HubContext.readable_proposal`), a canon document
+(:meth:`HubContext.readable_canon`). Checks raise the error tree's classes; the gate
+turns them into acknowledgements.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from botarena.server.protocol import (
 )
 from botarena.server.settings import HubSettings
 from botarena.server.store import Room, Store
+from botarena.server.store.canon import CanonEntry
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +101,8 @@ class HubContext:
         return proposal
 
     async def readable(self, session: Session, name: str) -> tuple[Room, bool]:
-        """The room, and whether the session may post in it; refuses unreadable rooms."""
+        """The room, and whether the session may post in it; refuses unreadable rooms
+        (:func:`auth.may_read`, and for external :func:`auth.may_enter_external`)."""
         room = await self.room(name)
         who = session.principal
         member = await self.store.rooms.is_member(room.name, who.id)
@@ -105,15 +111,47 @@ class HubContext:
         await self.reputation_gate(who, room.name)
         return room, auth.may_post(who, room.kind, member)
 
+    async def arena_readable(self, session: Session, arena: str) -> bool:
+        """Whether the session may read ``arena``'s messages, and so its work."""
+        try:
+            await self.readable(session, arena)
+        except (Forbidden, UnknownRoom):
+            return False
+        return True
+
+    async def readable_proposal(self, session: Session, proposal_id: int) -> ProposalInfo:
+        """A proposal the session may read (:func:`auth.may_read_arena_work`); the
+        refusal does not tell which arena it is in."""
+        proposal = await self.proposal(proposal_id)
+        who = session.principal
+        if not auth.may_read_arena_work(who, await self.arena_readable(session, proposal.arena)):
+            raise Forbidden(f"proposal {proposal_id} is in an arena {who.name} may not read")
+        return proposal
+
+    async def readable_canon(
+        self, session: Session, path: str, version: int | None = None
+    ) -> CanonEntry:
+        """A canon document's newest version (or ``version``) that the session may read:
+        one of an arena it may read (:func:`auth.may_read_arena_work`)."""
+        entry = await self.store.canon.entry(path, version)
+        if entry is None:
+            shown = f" version {version}" if version else ""
+            raise NotFound(f"no canon document {path}{shown}")
+        who = session.principal
+        if not auth.may_read_arena_work(who, await self.arena_readable(session, entry.arena)):
+            raise Forbidden(f"{path} is in an arena {who.name} may not read")
+        return entry
+
     async def reputation_gate(self, who: Principal, room: str) -> None:
-        """Agents enter the external arena only while their reputation ranks high enough."""
+        """Agents enter the external arena only while their reputation ranks high enough
+        (:func:`auth.may_enter_external`)."""
         if room != EXTERNAL or who.role is not Role.AGENT:
-            return
+            return  # only agents are ranked
         refusal = await self.store.reputation.external_refusal(
             who.name, self.settings.external_top_fraction
         )
-        if refusal is not None:
-            raise Forbidden(refusal)
+        if not auth.may_enter_external(who, ranked=refusal is None):
+            raise Forbidden(str(refusal))
 
     async def still_admitted(self, session: Session, room: str) -> None:
         """The gate for a session acting in a room: one that has fallen out of external

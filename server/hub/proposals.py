@@ -3,13 +3,15 @@
 A new proposal is pushed to moderators; a review is pushed to moderators and the
 author, and a merge to the proposal's arena (agents re-index the canon from it).
 Reading a proposal shows its diff against the canon's newest version and whether that
-version moved on since the proposal was based on it.
+version moved on since the proposal was based on it. A proposal, its diff and the canon
+are read by those who may read their arena (:mod:`botarena.server.auth`).
 """
 
 from __future__ import annotations
 
 from botarena.arenas.names import ProposalKind, ProposalStatus
-from botarena.server.errors import InvalidPayload, NotFound
+from botarena.server import auth
+from botarena.server.errors import InvalidPayload
 from botarena.server.hub.attachments import attachments_of
 from botarena.server.hub.context import HubContext
 from botarena.server.hub.gate import EventTable
@@ -73,19 +75,21 @@ async def review(hub: HubContext, session: Session, req: ProposalReview) -> Prop
 
 
 async def list_proposals(hub: HubContext, session: Session, req: ProposalQuery) -> ProposalList:
-    if req.arena is None and not session.principal.supervises:
-        raise InvalidPayload("name the arena whose proposals to list")
-    if req.arena is not None:
+    if req.arena is None:
+        if not auth.may_list_every_arena(session.principal):
+            raise InvalidPayload("name the arena whose proposals to list")
+    else:
         await hub.readable(session, req.arena)
     found = await hub.store.proposals.find(arena=req.arena, status=req.status, limit=req.limit)
     return ProposalList(proposals=found)
 
 
 async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> ProposalDetail:
-    proposal = await hub.proposal(req.id)
-    await hub.readable(session, proposal.arena)
-    head = await hub.store.canon.get(proposal.path)
-    version, current = head if head else (0, "")
+    proposal = await hub.readable_proposal(session, req.id)
+    head = await hub.store.canon.entry(proposal.path)
+    if head is not None and head.arena != proposal.arena:  # the diff would show it
+        head = await hub.readable_canon(session, proposal.path)
+    version, current = (head.version, head.content) if head else (0, "")
     diff = (
         proposal.content
         if proposal.kind == ProposalKind.PATCH
@@ -101,11 +105,9 @@ async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> P
 
 
 async def get_canon(hub: HubContext, session: Session, req: CanonRequest) -> CanonDocument:
-    found = await hub.store.canon.get(req.path, req.version)
-    if found is None:
-        shown = f" version {req.version}" if req.version else ""
-        raise NotFound(f"no canon document {req.path}{shown}")
-    return CanonDocument(path=req.path, version=found[0], content=found[1])
+    """A canon document of an arena the session may read."""
+    found = await hub.readable_canon(session, req.path, req.version)
+    return CanonDocument(path=found.path, version=found.version, content=found.content)
 
 
 EVENTS: EventTable = {
