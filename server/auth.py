@@ -19,9 +19,11 @@ resource (events)              who may
 a room's messages and          :func:`may_read`: its members and supervisors. For the
 history (``join``,             external arena an agent must also rank high enough
 ``history``; pushes to the     now (:func:`may_enter_external`): an admitted agent
-room)                          that has fallen out of the ranking reads nothing of it.
-                               A direct message or a group: its members only, and
-                               supervisors, who read everything.
+room)                          that has fallen out of the ranking is refused from
+                               then on, and a session of it still in the room is
+                               taken out when it next acts there. A direct message
+                               or a group: its members only, and supervisors, who
+                               read everything.
 posting, reacting (``send``,   :func:`may_post`: the room's readers, but a direct
 ``message.react``)             message only by its two participants.
 the room list (``whoami``,     each principal's own rooms (supervisors: all); a
