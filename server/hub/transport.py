@@ -25,9 +25,11 @@ from typing import Any
 
 import socketio
 import structlog
+from pydantic import BaseModel
 from socketio import packet
 
 from botarena.server.errors import HubError, InvalidPayload, Unauthorized
+from botarena.server.protocol import Ack
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +46,20 @@ UNKNOWN_EVENT = "\x00unknown"
 """Where events of no protocol name are sent (a name no client can send: NUL is refused)."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def ok_ack(data: BaseModel | None) -> dict[str, Any]:
+    """The acknowledgement of an event that succeeded, with its response model."""
+    return {
+        "ok": True,
+        "data": None if data is None else data.model_dump(mode="json"),
+        "error": None,
+    }
+
+
+def error_ack(error: HubError) -> dict[str, Any]:
+    """The acknowledgement of an event that was refused."""
+    return Ack(ok=False, error=error.body()).model_dump(mode="json")
 
 
 def _check_text(text: str) -> None:
@@ -132,7 +148,7 @@ UnknownHandler = Callable[[str, str], Awaitable[dict[str, Any]]]
 """Answers an event of no protocol name: (Socket.IO sid, the name as sent)."""
 
 
-class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+class HubServer(socketio.AsyncServer):
     """A Socket.IO server that lets only the protocol's frames reach their handlers."""
 
     def __init__(self, events: Collection[str], unknown: UnknownHandler, **options: Any) -> None:
@@ -145,10 +161,10 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
     ) -> None:
         if ack_id is None:
             return  # nobody waits for an answer
-        body = {"ok": False, "data": None, "error": error.body()}
-        await self._send_packet(
-            eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=ack_id, data=[body])
+        answer = self.packet_class(
+            packet.ACK, namespace=namespace, id=ack_id, data=[error_ack(error)]
         )
+        await self._send_packet(eio_sid, answer)
 
     async def _refuse_connect(self, eio_sid: str, namespace: str, error: HubError) -> None:
         reason = {"message": error.message, "data": {"code": str(error.code)}}
