@@ -5,7 +5,10 @@ The demo model is SmolLM2-135M-Instruct, a GGUF file that ships inside the
 ever). llama-cpp-python's server answers one request at a time, so "parallel slots" are
 several server processes (``llm_slots``), each on its own port with its own threads;
 agents are pinned to slots round-robin. Each process is started with a clean
-environment that forbids Hugging Face downloads.
+environment (:func:`botarena.server.offline.child_env`) that forbids Hugging Face
+downloads: the server prefers ``HOST``, ``PORT`` and ``CONFIG_FILE`` from its environment
+to its arguments, and reads any of its settings (``API_KEY``, ``MODEL``...) from there,
+so none of the parent's variables may reach it, and it listens on loopback only.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import importlib.metadata
 import sys
 from pathlib import Path
+from typing import IO
 
 import httpx
 import structlog
@@ -26,6 +30,8 @@ from botarena.server.settings import LLMSettings
 log = structlog.get_logger(__name__)
 
 DEMO_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HOST = "127.0.0.1"
+"""The only address the embedded servers listen on."""
 
 
 def demo_model(models_dir: Path) -> Path:
@@ -86,7 +92,7 @@ class EmbeddedLlama:
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}/v1" for port in self.ports]
+        return [f"http://{HOST}:{port}/v1" for port in self.ports]
 
     def backend(self) -> OpenAICompatibleBackend:
         return OpenAICompatibleBackend(self.urls, self.alias, name="embedded")
@@ -103,30 +109,35 @@ class EmbeddedLlama:
         log.info("embedded_llm.ready", model=self.model_path.name, urls=self.urls)
 
     async def _spawn(self, port: int) -> asyncio.subprocess.Process:
-        output: int | object = asyncio.subprocess.DEVNULL
+        output: IO[bytes] | None = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / f"llama-{port}.log").open("ab")
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(self.model_path),
-            "--model_alias",
-            self.alias,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_threads",
-            str(self.threads),
-            "--n_ctx",
-            str(self.context),
-            env=child_env(),
-            stdout=output,  # type: ignore[arg-type]
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        try:
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(self.model_path),
+                "--model_alias",
+                self.alias,
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--n_threads",
+                str(self.threads),
+                "--n_ctx",
+                str(self.context),
+                env=child_env(python=True),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output if output is not None else asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            if output is not None:
+                output.close()  # the child has its own descriptor
 
     async def _wait_ready(self, url: str, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout

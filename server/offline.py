@@ -1,10 +1,19 @@
-"""Keeping every dependency offline: the environment that turns telemetry and hub
-downloads off, applied to this process before CrewAI (or anything it imports) loads,
-and given to every child process BotArena starts."""
+"""Keeping every dependency offline and every child process clean: the environment that
+turns telemetry and hub downloads off, applied to this process before CrewAI (or anything
+it imports) loads, and the environment every child process BotArena starts receives.
+
+A child never inherits this process's environment whole: servers read settings from
+variables (llama-cpp-python's server prefers ``PORT`` and ``HOST`` to its arguments,
+PostgreSQL reads ``PGPORT`` and ``PGDATA``, uvicorn reads ``FORWARDED_ALLOW_IPS``), so a
+stray variable in an operator's shell could move a server onto another address. A child
+gets an allow-list (the system's basics and locale, see :data:`BASE_ENV`), the offline
+variables, and what its caller names explicitly.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 
 OFFLINE_ENV: dict[str, str] = {
     "CREWAI_DISABLE_TELEMETRY": "true",  # CrewAI's OTLP telemetry to its cloud
@@ -19,6 +28,32 @@ OFFLINE_ENV: dict[str, str] = {
     "DO_NOT_TRACK": "1",
 }
 
+BASE_ENV: frozenset[str] = frozenset(
+    {
+        "PATH",  # finding programs
+        "LD_LIBRARY_PATH",  # a Python or library installed outside the system's paths
+        "HOME",  # where libraries keep per-user files
+        "USER",
+        "LOGNAME",
+        "TMPDIR",
+        "TZ",
+        "LANG",
+        "LANGUAGE",
+    }
+)
+"""What every child receives from this process's environment, besides ``LC_*``."""
+
+PYTHON_ENV: frozenset[str] = frozenset(
+    {
+        "PYTHONPATH",  # a Python child imports what this process imports
+        "XDG_CACHE_HOME",  # where Python libraries keep their files
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_RUNTIME_DIR",
+    }
+)
+"""What a Python child (the worker, llama-cpp-python's server) receives besides."""
+
 
 def apply() -> None:
     """Switch telemetry and downloads off in this process (explicit settings win)."""
@@ -26,6 +61,24 @@ def apply() -> None:
         os.environ.setdefault(key, value)
 
 
-def child_env() -> dict[str, str]:
-    """This process's environment with everything offline, for a child process."""
-    return {**os.environ, **OFFLINE_ENV}
+def _allowed(name: str, allowed: frozenset[str], prefixes: tuple[str, ...]) -> bool:
+    return name in allowed or name.startswith(("LC_", *prefixes))
+
+
+def child_env(
+    *,
+    python: bool = False,
+    keep: Iterable[str] = (),
+    keep_prefixes: Iterable[str] = (),
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a child process: from this process's environment only the
+    allow-list (:data:`BASE_ENV`, ``LC_*``; :data:`PYTHON_ENV` too when ``python``; the
+    names in ``keep`` and those starting with one of ``keep_prefixes``), then the offline
+    variables, then ``extra``."""
+    allowed = BASE_ENV | (PYTHON_ENV if python else frozenset()) | frozenset(keep)
+    prefixes = tuple(keep_prefixes)
+    env = {k: v for k, v in os.environ.items() if _allowed(k, allowed, prefixes)}
+    env.update(OFFLINE_ENV)
+    env.update(extra or {})
+    return env
