@@ -7,6 +7,10 @@ prints it with the commands for the console and to watch a room, then runs the a
 worker as a child process, which starts the embedded llama.cpp servers (or uses Ollama
 when it answers).
 Ctrl-C (or SIGTERM) stops the worker, its LLM servers, the hub and PostgreSQL.
+
+The worker gets a clean environment (:func:`worker_env`): the agent settings from this
+process's environment and the config file's name, so it reads its settings as ``up`` does;
+never the hub's own (the database URL, S3 keys), nor the operator's client token.
 """
 
 from __future__ import annotations
@@ -19,17 +23,52 @@ import sys
 from pathlib import Path
 
 import structlog
+from pydantic import AliasChoices
 
 from botarena.server.app import running_hub
 from botarena.server.files import write_atomic
+from botarena.server.offline import child_env
 from botarena.server.protocol import Role
-from botarena.server.settings import Settings
+from botarena.server.settings import CONFIG_ENV, AgentSettings, Settings
 from botarena.server.signals import stop_requested
 from botarena.server.store import Store
 
 log = structlog.get_logger(__name__)
 
 MODERATOR = "moderator"
+WITHHELD = frozenset({"token"})
+"""Agent settings the worker does not receive: the operator's own client token."""
+
+
+def agent_variables() -> frozenset[str]:
+    """The environment variables the worker's settings are read from (upper case)."""
+    prefix = AgentSettings.model_config.get("env_prefix", "")
+    names = {CONFIG_ENV}
+    for name, field in AgentSettings.model_fields.items():
+        if name in WITHHELD:
+            continue
+        names.add(f"{prefix}{name}".upper())
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names.update(c.upper() for c in choices if isinstance(c, str))
+    return frozenset(names)
+
+
+def worker_env(settings: Settings, hub_url: str) -> dict[str, str]:
+    """The worker's environment: a clean child environment with the agent settings this
+    process was given (settings are read without regard to case), and the hub, tokens
+    file and var/ that ``up`` decided."""
+    wanted = agent_variables()
+    given = [name for name in os.environ if name.upper() in wanted]
+    return child_env(
+        python=True,
+        keep=given,
+        extra={
+            "BOTARENA_HUB_URL": hub_url,
+            "BOTARENA_AGENT_TOKENS_FILE": str(settings.tokens_path.resolve()),
+            "BOTARENA_VAR_DIR": str(settings.var_dir.resolve()),
+        },
+    )
 
 
 async def issue_agent_tokens(store: Store, settings: Settings) -> dict[str, str]:
@@ -59,17 +98,14 @@ async def up(settings: Settings) -> int:
         if await store.principals.get(MODERATOR) is not None:
             await store.principals.revoke_tokens(name=MODERATOR)
         _moderator, moderator_token = await store.principals.issue_token(MODERATOR, Role.MODERATOR)
-        env = {
-            **os.environ,
-            "BOTARENA_HUB_URL": running.url,
-            "BOTARENA_AGENT_TOKENS_FILE": str(settings.tokens_path.resolve()),
-            "BOTARENA_VAR_DIR": str(settings.var_dir.resolve()),
-        }
-        from botarena.server.offline import OFFLINE_ENV
-
-        env.update(OFFLINE_ENV)
         worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-P", "-m", "botarena.server.cli", "worker", env=env
+            sys.executable,
+            "-P",
+            "-m",
+            "botarena.server.cli",
+            "worker",
+            env=worker_env(settings, running.url),
+            stdin=asyncio.subprocess.DEVNULL,
         )
         print(
             f"\nBotArena is up: hub on {running.url}, agents {', '.join(tokens)}\n"

@@ -14,11 +14,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
+from botarena.agents.up import worker_env
 from botarena.arenas.names import ARENAS
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
+from botarena.server.settings import Settings
 from tests.harness import eventually
 from tests.services import free_port, hub_env
 
@@ -95,7 +98,20 @@ async def botarena_up(var: Path, **settings: str) -> AsyncIterator[Up]:
         await reader
 
 
-async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+def listening_addresses(port: int) -> set[str]:
+    return {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+
+
+async def test_up_runs_everything_and_ctrl_c_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = free_port()
+    monkeypatch.setenv("HOST", "0.0.0.0")  # llama-cpp-python's server would prefer these
+    monkeypatch.setenv("PORT", str(elsewhere))
     var = tmp_path / "var"
     async with botarena_up(var) as up:
         output = up.output
@@ -114,6 +130,8 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         states = (await moderator.call("agents"))["agents"]
         assert {s["agent"] for s in states} >= {"ada", "grace", "maria", "sage", "scheherazade"}
         assert port_open(up.llm_port)
+        assert listening_addresses(up.llm_port) == {"127.0.0.1"}, "the model on loopback only"
+        assert not listening_addresses(elsewhere)
         await moderator.close()
 
         up.process.send_signal(signal.SIGINT)  # Ctrl-C
@@ -124,3 +142,37 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     assert (var / "agent-tokens.json").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in "".join(output), "".join(output)[-3000:]
     assert not any((var.parent / "elsewhere").iterdir()), "nothing written to the working folder"
+
+
+def test_the_worker_gets_its_own_settings_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text("")
+    given = {
+        "BOTARENA_CONFIG": str(config),
+        "BOTARENA_LLM_PORT": "9100",
+        "botarena_llm_slots": "3",  # settings are read without regard to case
+        "OLLAMA_HOST": "http://10.0.0.5:11434",
+        "BOTARENA_DATABASE_URL": "postgresql://hub:secret@db/botarena",
+        "BOTARENA_S3_SECRET_KEY": "s3-secret",
+        "BOTARENA_TOKEN": "bat_the_operators_own",
+        "HOST": "0.0.0.0",
+        "PORT": "1",
+        "PGPASSWORD": "secret",
+    }
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(var_dir=tmp_path / "var")
+
+    env = worker_env(settings, "http://127.0.0.1:8765")
+
+    for kept in ("BOTARENA_CONFIG", "BOTARENA_LLM_PORT", "botarena_llm_slots", "OLLAMA_HOST"):
+        assert env[kept] == given[kept]
+    for withheld in ("BOTARENA_DATABASE_URL", "BOTARENA_S3_SECRET_KEY", "BOTARENA_TOKEN"):
+        assert withheld not in env
+    assert not {"HOST", "PORT", "PGPASSWORD"} & set(env)
+    assert env["BOTARENA_HUB_URL"] == "http://127.0.0.1:8765"
+    assert env["BOTARENA_VAR_DIR"] == str((tmp_path / "var").resolve())
+    assert env["BOTARENA_AGENT_TOKENS_FILE"] == str(settings.tokens_path.resolve())
+    assert env["CREWAI_DISABLE_TELEMETRY"] == "true" and "PATH" in env
