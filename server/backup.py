@@ -31,6 +31,7 @@ from botarena.server.embedded_pg import database
 from botarena.server.errors import BackupError
 from botarena.server.files import atomic_write, sha256_file, write_atomic
 from botarena.server.objects import open_objects
+from botarena.server.offline import child_env
 from botarena.server.settings import CommonSettings, DatabaseSettings, ObjectStoreSettings
 from botarena.server.store import schema
 
@@ -77,7 +78,9 @@ def _pg_tool(name: str) -> str:
 
 
 def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+    # a client of the site's database: libpq's own PG* variables, as asyncpg reads them
+    env = child_env(keep_prefixes=("PG",))
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BackupError(f"{Path(command[0]).name} failed: {done.stderr.strip()[-500:]}")
 
