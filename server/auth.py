@@ -27,7 +27,8 @@ room)                          that has fallen out of the ranking is refused fro
 posting, reacting (``send``,   :func:`may_post`: the room's readers, but a direct
 ``message.react``)             message only by its two participants.
 the room list (``whoami``,     each principal's own rooms (supervisors: all); a
-``rooms``)                     listing never names a room one may not join.
+``rooms``)                     listing never names a room one is not admitted to.
+leaving (``leave``)            one's own session: ``not_joined`` when not in it.
 an arena's work: its           exactly the readers of the arena's messages
 proposals, their diff and      (:func:`may_read_arena_work`). A proposal's diff also
 attachments, its canon         shows the canon document it changes, so reading it
@@ -42,16 +43,15 @@ proposing                      members of the arena (an agent: ranking too, for
                                one arena, so another arena's path is ``forbidden``.
 attaching                      the proposal's author while it may read the arena, and
 (``proposal.attach``)          supervisors (:func:`may_attach`).
-reviewing, filing tickets,     supervisors (:func:`may_supervise`): the hub's gate
-agent states, moderation       refuses these events to agents before their handler.
-(``proposal.review``,          Moderation acts only on a lower role
-``ticket.file``, ``agents``,   (:func:`may_moderate`).
+reviewing, filing tickets,     supervisors (``Principal.supervises``): the hub's
+agent states, moderation       gate refuses these events (``MODERATOR_EVENTS``) to
+(``proposal.review``,          agents before their handler. Moderation acts only on
+``ticket.file``, ``agents``,   a lower role (:func:`may_moderate`).
 ``mod.*``)
-tickets (``tickets``)          the external arena's readers: tickets are its work
-                               (:func:`may_read_tickets`).
-reputation (``reputation``)    every principal (:func:`may_read_reputation`): the
-                               standings are counts, no content, and the site's
-                               ``/metrics`` shows them too.
+tickets (``tickets``)          the external arena's readers, as for its messages:
+                               tickets are its work.
+reputation (``reputation``)    every principal: the standings are counts, no
+                               content, and the site's ``/metrics`` shows them too.
 an agent's own state           agents only (:func:`may_report_state`).
 (``agent.state``)
 direct messages, groups,       anyone may open a direct message with anyone; groups
@@ -99,11 +99,6 @@ class Principal:
         return self.role in (Role.MODERATOR, Role.ADMIN)
 
 
-def may_supervise(who: Principal) -> bool:
-    """Review, file tickets, see agents' states, moderate."""
-    return who.supervises
-
-
 def may_read(who: Principal, member: bool) -> bool:
     """A room's messages and history (for external, with :func:`may_enter_external`)."""
     return member or who.supervises
@@ -129,16 +124,6 @@ def may_list_every_arena(who: Principal) -> bool:
 def may_attach(who: Principal, is_author: bool, arena_readable: bool) -> bool:
     """Attach a file to a proposal: its author while it may read the arena; supervisors."""
     return who.supervises or (is_author and arena_readable)
-
-
-def may_read_tickets(who: Principal, external_readable: bool) -> bool:
-    """Tickets are the external arena's work."""
-    return may_read_arena_work(who, external_readable)
-
-
-def may_read_reputation(who: Principal) -> bool:
-    """The standings: counts and ranks, no content."""
-    return True
 
 
 def may_report_state(who: Principal) -> bool:
