@@ -2,8 +2,8 @@
 
 :func:`running_hub` is an async context manager that brings everything up (the
 embedded PostgreSQL when no database URL is set, migrations, the control listener,
-the listening socket) and tears it down in reverse; :func:`serve` runs it until
-SIGINT or SIGTERM.
+the HTTP limits of :mod:`~botarena.server.http_guard`, the listening socket) and tears
+it down in reverse; :func:`serve` runs it until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from botarena.server.endpoints import routes
+from botarena.server.http_guard import ENGINEIO_PATH, HttpGuard, unauthenticated_sessions
 from botarena.server.hub import Hub
 from botarena.server.metrics import HubMetrics
 from botarena.server.settings import HubSettings
@@ -38,10 +39,21 @@ async def running_hub(settings: HubSettings) -> AsyncIterator[RunningHub]:
         hub = Hub(settings, store, HubMetrics())
         await hub.start()
         stack.push_async_callback(hub.stop)
-        app = web.Application(client_max_size=settings.max_payload_bytes)
-        hub.sio.attach(app)
+        guard = HttpGuard(
+            settings,
+            hub.metrics,
+            unauthenticated_sessions(
+                hub.sio.environ,
+                lambda eio_sid: hub.sio.manager.sid_from_eio_sid(eio_sid, "/"),
+                hub.sessions,
+            ),
+        )
+        app = web.Application(
+            client_max_size=settings.max_payload_bytes, middlewares=[guard.middleware]
+        )
+        hub.sio.attach(app, socketio_path=ENGINEIO_PATH.strip("/"))
         app.add_routes(routes(hub))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5, **guard.server_options())
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         stack.push_async_callback(hub.drop_connections)  # runs before runner.cleanup

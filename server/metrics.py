@@ -32,6 +32,13 @@ class HubMetrics:
             ["code"],
             registry=self.registry,
         )
+        self.http_refused = Counter(
+            "botarena_http_refused_total",
+            "HTTP requests refused before the hub read them, by reason (handshake_rate,"
+            " unauthenticated, too_large, length_required, body_timeout)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.events = Counter(
             "botarena_events_total",
             "Client events received, by event",

@@ -199,6 +199,19 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     max_attachment_bytes: int = Field(
         32 * 1024, ge=1, le=16 * 1024 * 1024, description="largest proposal attachment"
     )
+    http_header_timeout: float = Field(
+        15.0, gt=0, description="seconds to send a request's headers (from connect or last answer)"
+    )
+    http_body_timeout: float = Field(30.0, gt=0, description="seconds to send a request's body")
+    handshakes_per_second: float = Field(
+        20.0, gt=0, description="new Engine.IO connections an address may open /s"
+    )
+    handshakes_burst: int = Field(
+        400, ge=1, description="new Engine.IO connections an address may open at once"
+    )
+    max_unauthenticated_connections: int = Field(
+        256, ge=1, description="an address's connections that have not authenticated yet"
+    )
 
 
 class MemorySettings(CommonSettings):
