@@ -17,7 +17,6 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-import asyncpg
 import socketio
 import structlog
 
@@ -39,11 +38,9 @@ from botarena.server.protocol import (
 from botarena.server.settings import HubSettings
 from botarena.server.store import Room, Store
 from botarena.server.store.canon import CanonEntry
+from botarena.server.store.database import UNAVAILABLE  # the store's rule; the gate's too
 
 log = structlog.get_logger(__name__)
-
-UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
-"""What a database that is away raises."""
 
 
 class HubContext:
