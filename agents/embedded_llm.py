@@ -8,13 +8,16 @@ agents are pinned to slots round-robin. Each process is started with a clean
 environment (:func:`botarena.server.offline.child_env`) that forbids Hugging Face
 downloads: the server prefers ``HOST``, ``PORT`` and ``CONFIG_FILE`` from its environment
 to its arguments, and reads any of its settings (``API_KEY``, ``MODEL``...) from there,
-so none of the parent's variables may reach it, and it listens on loopback only.
+so none of the parent's variables may reach it, and it listens on loopback only. A server
+dies with the process that started it (Linux's parent-death signal), even one killed by
+SIGKILL, so no orphan keeps holding its port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 from typing import IO
@@ -32,6 +35,19 @@ log = structlog.get_logger(__name__)
 DEMO_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HOST = "127.0.0.1"
 """The only address the embedded servers listen on."""
+
+LAUNCH = """\
+import ctypes, os, runpy, signal, sys
+prctl = getattr(ctypes.CDLL(None), "prctl", None)
+if prctl is not None:
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: end with the parent
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the process that started this server is gone")
+sys.argv[1:2] = []
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+"""Runs llama-cpp-python's server (``python -m llama_cpp.server``) bound to its parent's
+life; its first argument is the parent's pid, the rest are the server's."""
 
 
 def demo_model(models_dir: Path) -> Path:
@@ -116,8 +132,10 @@ class EmbeddedLlama:
         try:
             return await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "llama_cpp.server",
+                "-P",
+                "-c",
+                LAUNCH,
+                str(os.getpid()),
                 "--model",
                 str(self.model_path),
                 "--model_alias",
