@@ -305,6 +305,14 @@ class Message(Push):
     text: str
     reply_to: int | None = None
     created_at: datetime
+    prev_id: int | None = Field(
+        None,
+        ge=0,
+        description="on a push: the id of the room's message before this one (0: none), so "
+        "a client whose last message of the room is another one fetches what it missed "
+        "with history(since); ids are global, so a room's are not consecutive. None in "
+        "history pages",
+    )
 
 
 class RoomInfo(BaseModel):

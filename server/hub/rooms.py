@@ -2,9 +2,13 @@
 messages and groups.
 
 Every message is stored before it is broadcast, and one hub broadcasts a room's
-messages in id order (a lock per room around store-and-emit). Joining enters the
-Socket.IO room before history is read, so nothing posted meanwhile slips by; a join
-with ``since`` resumes from the last id seen, paged by ``history``.
+messages in id order (a lock per room around store-and-emit). Each push carries the
+id of the room's message before it (``prev_id``), so a client that missed one fetches
+it. A send whose write the database failed is broadcast when the store finds it was
+stored after all, and answered ``unavailable`` (resend with the same client id) when
+it was not (see :mod:`botarena.server.store.messages`). Joining enters the Socket.IO
+room before history is read, so nothing posted meanwhile slips by; a join with
+``since`` resumes from the last id seen, paged by ``history``.
 """
 
 from __future__ import annotations
@@ -107,8 +111,9 @@ async def send(hub: HubContext, session: Session, req: SendRequest) -> SendResul
             client_id=req.client_id,
             may_post_when_paused=session.principal.supervises,
         )
-        if not posted.duplicate:
+        if posted.recovered or not posted.duplicate:  # stored by this send or a lost one
             hub.metrics.messages_stored.inc()
+        if posted.announce:
             await hub.push(posted.message, req.room)
             hub.metrics.delivery_latency.observe(time.perf_counter() - received)
     return SendResult(message=posted.message, duplicate=posted.duplicate)

@@ -2,37 +2,70 @@
 
 A message is stored by the database function ``post_message``, which takes the room's
 lock, so ids grow in the order messages are stored, and which finds the earlier copy of
-a message resent with the same client id instead of storing it twice. A post that may
-not be stored is refused with the error tree's class (muted, paused, unknown room, a
-reply to a message elsewhere).
+a message resent with the same client id instead of storing it twice. It also returns
+the id of the room's message before the new one (``prev_id``), which the hub's push
+carries so that clients notice a message they missed. A post that may not be stored is
+refused with the error tree's class (muted, paused, unknown room, a reply to a message
+elsewhere).
+
+Every write carries a client id (the sender's, or one the store makes up), so that when
+the database fails during the write -- it may have committed and lost only its answer --
+the store looks the message up again by author and client id once the database answers,
+and reports what happened: stored (the hub acknowledges and broadcasts it) or not stored
+(:class:`Unavailable`, send it again). A database that stays away longer than
+``settle_seconds`` leaves the outcome unknown: :class:`Unavailable` again, and the store
+remembers the client id, so that the resend which finds the earlier copy announces it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import structlog
 
 from botarena.server.auth import Principal
-from botarena.server.errors import InvalidPayload, Muted, NotFound, RoomPaused, UnknownRoom
+from botarena.server.errors import (
+    InvalidPayload,
+    Muted,
+    NotFound,
+    RoomPaused,
+    Unavailable,
+    UnknownRoom,
+)
 from botarena.server.protocol import Message, Role
 from botarena.server.store.audit import AuditLog
-from botarena.server.store.database import Database
+from botarena.server.store.database import UNAVAILABLE, Database
 from botarena.server.store.moderation import ModerationRepository
+
+log = structlog.get_logger(__name__)
 
 _COLUMNS = """m.id, m.room, p.name AS author, p.role AS author_role, m.text,
               m.reply_to, m.created_at"""
+
+HUB_CLIENT_ID_PREFIX = "hub-"
+"""Client ids the store makes up for posts that came without one."""
+
+_UNSETTLED_KEPT = 10_000
 
 
 @dataclass(frozen=True)
 class Posted:
     message: Message
-    duplicate: bool  # the same client id was stored before: this is that message
+    duplicate: bool  # an earlier send with the same client id stored it: this is that one
+    recovered: bool = False  # stored by a write whose answer was lost, and found again
+    announce: bool = True  # push it to the room: not a duplicate already announced, nor a
+    # recovered message that later ones (their prev_id) already lead clients to
 
 
-def _message(row: asyncpg.Record) -> Message:
+def _message(row: asyncpg.Record, prev_id: int | None = None) -> Message:
     return Message(
         id=row["id"],
         room=row["room"],
@@ -41,16 +74,22 @@ def _message(row: asyncpg.Record) -> Message:
         text=row["text"],
         reply_to=row["reply_to"],
         created_at=row["created_at"],
+        prev_id=prev_id,
     )
 
 
 class MessageRepository:
     """The messages of every room, and the reactions to them."""
 
+    settle_seconds: float = 5.0
+    """How long a post whose write failed waits for the database to answer whether the
+    message was stored, before it answers that the outcome is unknown."""
+
     def __init__(self, db: Database, audit: AuditLog, moderation: ModerationRepository) -> None:
         self.db = db
         self.audit = audit
         self.moderation = moderation
+        self._unsettled: OrderedDict[tuple[int, str], None] = OrderedDict()
 
     async def post(
         self,
@@ -62,16 +101,30 @@ class MessageRepository:
         client_id: str | None = None,
         may_post_when_paused: bool = False,
     ) -> Posted:
-        """Store a message (or find the earlier copy with the same client id)."""
-        row = await self.db.pool.fetchrow(
-            "SELECT * FROM post_message($1, $2, $3, $4, $5, $6)",
-            room,
-            author.id,
-            text,
-            reply_to,
-            client_id,
-            may_post_when_paused,
-        )
+        """Store a message (or find the earlier copy with the same client id).
+
+        A database that fails during the write is asked again whether the message was
+        stored (see the module); :class:`Unavailable` when it was not, or when that
+        cannot be known (``detail``: ``outcome`` and the ``client_id`` to resend with).
+        """
+        key = client_id or HUB_CLIENT_ID_PREFIX + uuid.uuid4().hex
+        conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
+        try:
+            row = await conn.fetchrow(
+                "SELECT * FROM post_message($1, $2, $3, $4, $5, $6)",
+                room,
+                author.id,
+                text,
+                reply_to,
+                key,
+                may_post_when_paused,
+            )
+        except UNAVAILABLE as exc:
+            log.warning("store.post_failed", room=room, author=author.name, error=repr(exc))
+            return await self._settle(room, author, key)
+        finally:
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.db.pool.release(conn)
         match row["status"]:
             case "muted":
                 until = await self.moderation.active_mute(author.id)
@@ -86,12 +139,17 @@ class MessageRepository:
             case "unknown_room":
                 raise UnknownRoom(f"no room named {room!r}")
             case "duplicate":
+                if (author.id, key) in self._unsettled:  # the first write was never told
+                    del self._unsettled[(author.id, key)]
+                    found = await self._find(room, author, key, duplicate=True)
+                    if found is not None:
+                        return found
                 stored = await self.db.pool.fetchrow(
                     f"""SELECT {_COLUMNS} FROM messages m
                         JOIN principals p ON p.id = m.author_id WHERE m.id = $1""",
                     row["message_id"],
                 )
-                return Posted(_message(stored), duplicate=True)
+                return Posted(_message(stored), duplicate=True, announce=False)
         message = Message(
             id=row["message_id"],
             room=room,
@@ -100,8 +158,80 @@ class MessageRepository:
             text=text,
             reply_to=reply_to,
             created_at=row["message_created"],
+            prev_id=row["prev_id"],
         )
         return Posted(message, duplicate=False)
+
+    async def _settle(self, room: str, author: Principal, key: str) -> Posted:
+        """Whether the write of ``key`` that just failed was stored, asked until the
+        database answers or ``settle_seconds`` pass."""
+        deadline = time.monotonic() + self.settle_seconds
+        pause = 0.05
+        while True:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                    found = await self._find(room, author, key)
+            except UNAVAILABLE as exc:  # TimeoutError (the deadline) is one too
+                if time.monotonic() + pause >= deadline:
+                    log.warning("store.post_unsettled", room=room, author=author.name)
+                    self._remember_unsettled(author.id, key)
+                    raise Unavailable(
+                        "the database failed while storing the message and has not come "
+                        "back to say whether it was stored: send it again with this client_id",
+                        outcome="unknown",
+                        client_id=key,
+                    ) from exc
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
+                continue
+            if found is None:
+                raise Unavailable(
+                    "the database failed while storing the message; it was not stored: "
+                    "send it again",
+                    outcome="not_stored",
+                    client_id=key,
+                )
+            log.info("store.post_recovered", room=room, author=author.name, id=found.message.id)
+            return found
+
+    async def _find(
+        self, room: str, author: Principal, key: str, *, duplicate: bool = False
+    ) -> Posted | None:
+        """The message ``author`` stored in ``room`` with client id ``key``, as a post
+        that was stored and never answered (``duplicate``: found by a resend); None when
+        there is none. Read under the room's lock, so that a write of it still running
+        in the database finishes first."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('botarena.room:' || $1))", room
+            )
+            row = await conn.fetchrow(
+                f"""SELECT {_COLUMNS},
+                        (SELECT coalesce(max(e.id), 0) FROM messages e
+                         WHERE e.room = m.room AND e.id < m.id) AS prev_id,
+                        EXISTS (SELECT 1 FROM messages e
+                                WHERE e.room = m.room AND e.id > m.id) AS superseded
+                    FROM messages m JOIN principals p ON p.id = m.author_id
+                    WHERE m.author_id = $1 AND m.client_id = $2 AND m.room = $3""",
+                author.id,
+                key,
+                room,
+            )
+        if row is None:
+            return None
+        # a later message's prev_id already leads clients to this one: pushing it now
+        # would only put it out of order
+        return Posted(
+            _message(row, row["prev_id"]),
+            duplicate=duplicate,
+            recovered=True,
+            announce=not row["superseded"],
+        )
+
+    def _remember_unsettled(self, author_id: int, key: str) -> None:
+        self._unsettled[(author_id, key)] = None
+        while len(self._unsettled) > _UNSETTLED_KEPT:
+            self._unsettled.popitem(last=False)
 
     async def history(
         self,
