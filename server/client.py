@@ -6,10 +6,15 @@ returns the event's response model), and raises the error tree's class for a ref
 (``except Muted:``, ``except HubError:``). :meth:`~HubClient.on` subscribes to a push
 with its parsed model. The client remembers the last message id seen in each joined
 room, and after a reconnect re-joins those rooms with ``since`` so that missed messages
-arrive (paged until none is left). Each message is delivered once: live messages that
-arrive while a join is answered wait behind the history it returns, and ids already
-delivered are skipped. :meth:`~HubClient.call` stays for callers that speak the
-protocol's dicts.
+arrive (paged until none is left). Each message is delivered once, in id order per
+room: live messages that arrive while a join is answered wait behind the history it
+returns, and ids at or below the last one delivered are skipped. A pushed message whose
+``prev_id`` (the room's message before it) is not the last one delivered shows a gap --
+a broadcast the client missed -- and the client fetches ``history(since=last)`` and
+delivers what it missed first. Calls waiting for an answer fail at once with
+:class:`ConnectionLost` when the connection drops. Messages are always sent with a
+client id, so a send may be repeated without storing it twice.
+:meth:`~HubClient.call` stays for callers that speak the protocol's dicts.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import base64
 import contextlib
 import inspect
-from collections import deque
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -30,11 +35,14 @@ from botarena.arenas.names import ProposalKind, ProposalStatus, TicketStatus
 from botarena.server.errors import (
     HUB_ERRORS,
     BadAnswer,
+    ConnectionLost,
     ConnectRefused,
     HubError,
     NotConnected,
+    RateLimited,
     TimedOut,
     Unauthorized,
+    Unavailable,
     Unreachable,
     hub_error,
 )
@@ -89,6 +97,22 @@ async def _run(handler: Callable[[Any], Awaitable[None] | None], value: Any) -> 
         await outcome
 
 
+def _pass_on(answer: asyncio.Future[Any], asked: asyncio.Future[Any]) -> None:
+    """Give ``answer`` the outcome of the call ``asked``, unless it has one already (the
+    connection dropped first)."""
+    if asked.cancelled():
+        if not answer.done():
+            answer.cancel()
+        return
+    failed = asked.exception()  # retrieved even when no longer wanted
+    if answer.done():
+        return
+    if failed is not None:
+        answer.set_exception(failed)
+    else:
+        answer.set_result(asked.result())
+
+
 def _parse(event: str, response: type[R], data: Any) -> R:
     """The answer of ``event`` as ``response``; an answer of another shape is BadAnswer."""
     try:
@@ -116,8 +140,8 @@ class HubClient:
         self.on_connection = on_connection  # told True on (re)connect, False on a drop
         self.call_timeout = call_timeout
         self.last_seen: dict[str, int] = {}
-        self._recent: dict[str, tuple[deque[int], set[int]]] = {}
-        self._joining: dict[str, list[Message]] = {}
+        self._held: dict[str, list[Message]] = {}  # a room's pushes held during a join or fill
+        self._unanswered: dict[asyncio.Future[Any], str] = {}  # calls waiting: their event
         self._subscribers: dict[str, list[Callable[[Any], Awaitable[None] | None]]] = {}
         self.refusal: HubError | None = None
         self.reconnected = asyncio.Event()
@@ -211,12 +235,21 @@ class HubClient:
         """Emit ``event`` and return the acknowledged data (the response model's JSON), or
         raise the refusal's class."""
         args = () if payload is None else (payload,)
+        asked = asyncio.ensure_future(
+            self.sio.call(event, *args, timeout=timeout or self.call_timeout)
+        )
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        asked.add_done_callback(lambda done: _pass_on(answered, done))
+        self._unanswered[answered] = event
         try:
-            ack = await self.sio.call(event, *args, timeout=timeout or self.call_timeout)
+            ack = await answered  # or ConnectionLost, set when the connection drops
         except socketio.exceptions.TimeoutError:
             raise TimedOut(f"no answer to {event}") from None
         except socketio.exceptions.BadNamespaceError:
             raise NotConnected(f"not connected; {event} not sent") from None
+        finally:
+            del self._unanswered[answered]
+            asked.cancel()
         try:
             answer = Ack.model_validate(ack)
         except ValidationError:
@@ -240,7 +273,8 @@ class HubClient:
 
     async def join(self, room: str, since: int | None = None) -> JoinResult:
         """Join ``room``; its recent (or, with ``since``, missed) messages are delivered."""
-        self._joining[room] = []
+        held: list[Message] = []
+        self._held[room] = held
         try:
             result = await self._ask("join", JoinResult, {"room": room, "since": since})
             self.last_seen.setdefault(room, 0)
@@ -249,9 +283,10 @@ class HubClient:
                 self.last_seen[room] = max(self.last_seen[room], result.room.last_id)
             if result.has_more:
                 await self._catch_up(room)
-        finally:
-            held = self._joining.pop(room, [])
-        await self._deliver_all(sorted(held, key=lambda m: m.id))
+        except BaseException:
+            self._unhold(room, held)
+            raise
+        await self._release(room, held)
         return result
 
     async def leave(self, room: str) -> LeaveResult:
@@ -267,9 +302,18 @@ class HubClient:
         reply_to: int | None = None,
         client_id: str | None = None,
     ) -> Message:
-        """Post ``text``; the stored message (the earlier one for a known ``client_id``)."""
+        """Post ``text``; the stored message (the earlier one for a known ``client_id``).
+
+        Without ``client_id`` a new one is made up. Resend with the same ``client_id``
+        after :class:`Unavailable` or :class:`ConnectionLost` (both carry it in
+        ``detail["client_id"]``): a message is never stored twice."""
+        client_id = client_id or uuid.uuid4().hex
         payload = {"room": room, "text": text, "reply_to": reply_to, "client_id": client_id}
-        return (await self._ask("send", SendResult, payload)).message
+        try:
+            return (await self._ask("send", SendResult, payload)).message
+        except (Unavailable, ConnectionLost) as exc:
+            exc.detail.setdefault("client_id", client_id)
+            raise
 
     async def history(self, room: str, **query: Any) -> tuple[list[Message], bool]:
         """A page of ``room``'s messages (``since``, ``before``, ``limit``), and whether
@@ -434,6 +478,7 @@ class HubClient:
             await _run(handler, parsed)
 
     async def _catch_up(self, room: str) -> None:
+        """Deliver every message of ``room`` after the last one delivered."""
         more = True
         while more:
             messages, more = await self.history(room, since=self.last_seen.get(room, 0), limit=5000)
@@ -444,26 +489,71 @@ class HubClient:
             await self._deliver(message)
 
     async def _deliver(self, message: Message) -> None:
-        order, ids = self._recent.setdefault(message.room, (deque(), set()))
-        if message.id in ids:
-            return  # already delivered (live and again in a history page)
-        order.append(message.id)
-        ids.add(message.id)
-        if len(order) > 10_000:
-            ids.discard(order.popleft())
-        self.last_seen[message.room] = max(self.last_seen.get(message.room, 0), message.id)
+        """Hand ``message`` to the handlers, unless it is not newer than the room's last
+        one delivered: delivery is in id order, so that one was delivered (or lies
+        before what the join asked for)."""
+        if message.id <= self.last_seen.get(message.room, 0):
+            return
+        self.last_seen[message.room] = message.id
         if self.on_message is not None:
             await _run(self.on_message, message)
         for handler in self._subscribers.get(Message.event, ()):
             await _run(handler, message)
 
+    def _missed_before(self, message: Message) -> bool:
+        """Whether the room has messages before ``message`` that were not delivered."""
+        last = self.last_seen.get(message.room)
+        return last is not None and message.prev_id is not None and message.prev_id > last
+
     async def _on_message(self, data: dict[str, Any]) -> None:
         message = Message.model_validate(data)
-        held = self._joining.get(message.room)
-        if held is not None:
+        held = self._held.get(message.room)
+        if held is not None:  # a join or a gap fill delivers it in its turn
             held.append(message)
+        elif self._missed_before(message):
+            log.info("client.gap", room=message.room, last=self.last_seen.get(message.room))
+            held = [message]
+            self._held[message.room] = held
+            await self._release(message.room, held)
         else:
             await self._deliver(message)
+
+    async def _release(self, room: str, held: list[Message]) -> None:
+        """Deliver the pushes ``held`` for ``room`` in id order (more may arrive
+        meanwhile), each after fetching what a gap before it shows missing; then stop
+        holding. A fill that cannot be made drops the rest: they are stored, so the next
+        push's gap, or the join after a reconnect, fetches them again."""
+        try:
+            while held:
+                held.sort(key=lambda m: m.id)
+                message = held.pop(0)
+                if self._missed_before(message) and not await self._fill(room):
+                    return
+                await self._deliver(message)
+        finally:
+            self._unhold(room, held)
+
+    async def _fill(self, room: str) -> bool:
+        """Fetch and deliver what ``room`` has after its last delivered message, retrying
+        while the hub is reachable but cannot answer yet; False when it cannot be done."""
+        pause = 0.2
+        while True:
+            try:
+                await self._catch_up(room)
+                return True
+            except (Unavailable, TimedOut, RateLimited) as exc:
+                if not self.connected:
+                    return False
+                log.info("client.fill_retry", room=room, error=str(exc))
+            except HubError as exc:
+                log.warning("client.fill_failed", room=room, error=str(exc))
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _unhold(self, room: str, held: list[Message]) -> None:
+        if self._held.get(room) is held:
+            del self._held[room]
 
     async def _on_connect(self) -> None:
         if self._connected_once:
@@ -476,6 +566,14 @@ class HubClient:
             self.on_connection(True)
 
     async def _on_disconnect(self, *_reason: Any) -> None:
+        for answer, event in list(self._unanswered.items()):
+            if not answer.done():
+                answer.set_exception(
+                    ConnectionLost(
+                        f"the connection dropped before {event} was answered; "
+                        "the hub may have done it"
+                    )
+                )
         if self.on_connection is not None:
             self.on_connection(False)
 

@@ -22,6 +22,8 @@
     │   └── NotAnswered            raised by the client alone: the hub gave no answer
     │       ├── Unreachable        no hub answers at the URL ("unreachable")
     │       ├── NotConnected       not connected, so the event was not sent ("disconnected")
+    │       │   └── ConnectionLost     the connection dropped before the answer: it may
+    │       │                          have been done ("disconnected")
     │       ├── TimedOut           no acknowledgement in time ("timeout")
     │       └── BadAnswer          an answer that is not an acknowledgement ("protocol")
     ├── ObjectStoreError           the artifact store refused or failed
@@ -161,6 +163,11 @@ class Unreachable(NotAnswered):
 
 class NotConnected(NotAnswered):
     default_code = "disconnected"
+
+
+class ConnectionLost(NotConnected):
+    """The connection dropped while the event waited for its answer: the hub may have
+    done it (resend a message with the same client id)."""
 
 
 class TimedOut(NotAnswered):
