@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import os
-import sys
 from pathlib import Path
 from typing import IO
 
@@ -27,7 +25,7 @@ import structlog
 
 from botarena.agents.llm import OpenAICompatibleBackend
 from botarena.server.files import copy_atomic
-from botarena.server.offline import child_env
+from botarena.server.offline import bound_python, child_env
 from botarena.server.settings import LLMSettings
 
 log = structlog.get_logger(__name__)
@@ -35,19 +33,6 @@ log = structlog.get_logger(__name__)
 DEMO_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HOST = "127.0.0.1"
 """The only address the embedded servers listen on."""
-
-LAUNCH = """\
-import ctypes, os, runpy, signal, sys
-prctl = getattr(ctypes.CDLL(None), "prctl", None)
-if prctl is not None:
-    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: end with the parent
-if os.getppid() != int(sys.argv[1]):
-    sys.exit("the process that started this server is gone")
-sys.argv[1:2] = []
-runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
-"""
-"""Runs llama-cpp-python's server (``python -m llama_cpp.server``) bound to its parent's
-life; its first argument is the parent's pid, the rest are the server's."""
 
 
 def demo_model(models_dir: Path) -> Path:
@@ -131,23 +116,21 @@ class EmbeddedLlama:
             output = (self.log_dir / f"llama-{port}.log").open("ab")
         try:
             return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-P",
-                "-c",
-                LAUNCH,
-                str(os.getpid()),
-                "--model",
-                str(self.model_path),
-                "--model_alias",
-                self.alias,
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--n_threads",
-                str(self.threads),
-                "--n_ctx",
-                str(self.context),
+                *bound_python(
+                    "llama_cpp.server",
+                    "--model",
+                    str(self.model_path),
+                    "--model_alias",
+                    self.alias,
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--n_threads",
+                    str(self.threads),
+                    "--n_ctx",
+                    str(self.context),
+                ),
                 env=child_env(python=True),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output if output is not None else asyncio.subprocess.DEVNULL,

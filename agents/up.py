@@ -10,7 +10,8 @@ Ctrl-C (or SIGTERM) stops the worker, its LLM servers, the hub and PostgreSQL.
 
 The worker gets a clean environment (:func:`worker_env`): the agent settings from this
 process's environment and the config file's name, so it reads its settings as ``up`` does;
-never the hub's own (the database URL, S3 keys), nor the operator's client token.
+never the hub's own (the database URL, S3 keys), nor the operator's client token. It
+ends with ``up`` even when ``up`` is killed, and its LLM servers with it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import structlog
@@ -27,7 +27,7 @@ from pydantic import AliasChoices
 
 from botarena.server.app import running_hub
 from botarena.server.files import write_atomic
-from botarena.server.offline import child_env
+from botarena.server.offline import bound_python, child_env
 from botarena.server.protocol import Role
 from botarena.server.settings import CONFIG_ENV, AgentSettings, Settings
 from botarena.server.signals import stop_requested
@@ -99,11 +99,7 @@ async def up(settings: Settings) -> int:
             await store.principals.revoke_tokens(name=MODERATOR)
         _moderator, moderator_token = await store.principals.issue_token(MODERATOR, Role.MODERATOR)
         worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-P",
-            "-m",
-            "botarena.server.cli",
-            "worker",
+            *bound_python("botarena.server.cli", "worker"),  # ends if up is killed
             env=worker_env(settings, running.url),
             stdin=asyncio.subprocess.DEVNULL,
         )

@@ -7,12 +7,15 @@ variables (llama-cpp-python's server prefers ``PORT`` and ``HOST`` to its argume
 PostgreSQL reads ``PGPORT`` and ``PGDATA``, uvicorn reads ``FORWARDED_ALLOW_IPS``), so a
 stray variable in an operator's shell could move a server onto another address. A child
 gets an allow-list (the system's basics and locale, see :data:`BASE_ENV`), the offline
-variables, and what its caller names explicitly.
+variables, and what its caller names explicitly. A Python child can also be bound to its
+parent's life (:func:`bound_python`): it ends when the process that started it dies, even
+by SIGKILL, instead of living on as an orphan.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 
 OFFLINE_ENV: dict[str, str] = {
@@ -82,3 +85,23 @@ def child_env(
     env.update(OFFLINE_ENV)
     env.update(extra or {})
     return env
+
+
+_BOUND = """\
+import ctypes, os, runpy, signal, sys
+prctl = getattr(ctypes.CDLL(None), "prctl", None)
+if prctl is not None:
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the process that started this one is gone")
+module = sys.argv[2]
+del sys.argv[1:3]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def bound_python(module: str, *args: str) -> list[str]:
+    """The command line running ``python -m module args...`` in this interpreter, ended
+    with SIGTERM when this process dies (Linux's parent-death signal; elsewhere unbound).
+    Start it from the thread that lives as long as the process (the event loop's)."""
+    return [sys.executable, "-P", "-c", _BOUND, str(os.getpid()), module, *args]

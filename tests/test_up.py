@@ -20,10 +20,11 @@ import pytest
 from botarena.agents.up import worker_env
 from botarena.arenas.names import ARENAS
 from botarena.server.client import HubClient
+from botarena.server.embedded_pg import read_postmaster
 from botarena.server.protocol import Message
 from botarena.server.settings import Settings
 from tests.harness import eventually
-from tests.services import free_port, hub_env
+from tests.services import HubProcess, free_port, hub_env
 
 pytestmark = pytest.mark.e2e
 
@@ -142,6 +143,34 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(
     assert (var / "agent-tokens.json").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in "".join(output), "".join(output)[-3000:]
     assert not any((var.parent / "elsewhere").iterdir()), "nothing written to the working folder"
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (an exited process nobody reaped yet is gone too)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def test_a_killed_up_leaves_no_worker_or_model_server_and_its_database_is_adopted(
+    tmp_path: Path,
+) -> None:
+    var = tmp_path / "var"
+    async with botarena_up(var) as up:
+        await eventually(lambda: port_open(up.llm_port), timeout=120, what="the model server")
+        children = [c.pid for c in psutil.Process(up.process.pid).children(recursive=True)]
+        assert len(children) >= 2, "the worker and its model server"
+        up.process.kill()
+        await up.process.wait()
+        await eventually(lambda: all(map(gone, children)), timeout=60, what="orphans to end")
+        assert not port_open(up.llm_port)
+        postmaster = read_postmaster(var / "pgdata")
+        assert postmaster is not None and postmaster.alive(), "not up's child: it stays"
+
+    successor = HubProcess(tmp_path / "hub.log", var_dir=str(var)).start()
+    assert successor.stop() == 0
+    assert gone(postmaster.pid), "the next hub adopted the database and stopped it"
 
 
 def test_the_worker_gets_its_own_settings_and_nothing_else(
