@@ -52,11 +52,10 @@ class RateLimiter:
 
     def _prune(self, now: float) -> None:
         """Drop the buckets that have refilled: they equal new ones."""
-        full_after = self.burst / self.rate
         self._buckets = {
             key: b
             for key, b in self._buckets.items()
-            if b.tokens + (now - b.stamp) * self.rate < self.burst or now - b.stamp < full_after
+            if b.tokens + (now - b.stamp) * self.rate < self.burst
         }
         self._prune_at = max(self.PRUNE_AT, 2 * len(self._buckets))
 

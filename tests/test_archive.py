@@ -14,6 +14,7 @@ from botarena.server.protocol import Role
 from botarena.server.settings import Settings
 from tests.harness import Arena
 
+
 def yesterday() -> date:
     """Yesterday by the clock now, read when a test runs (a suite may cross midnight)."""
     return (datetime.now(UTC) - timedelta(days=1)).date()

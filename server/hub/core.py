@@ -136,7 +136,7 @@ class Hub:
         except Exception:
             log.exception("hub.connect_failed")
             raise Internal("internal error; the hub logged it") from None
-        wait = await self.limiter.take(str(session.principal.id))
+        wait = await self.limiter.take(session.principal.name)
         if wait:
             raise RateLimited(f"too many connects and events: wait {wait:.2f}s", retry_after=wait)
         return session

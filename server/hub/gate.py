@@ -30,11 +30,11 @@ from botarena.server.errors import (
 )
 from botarena.server.hub.context import UNAVAILABLE, HubContext
 from botarena.server.hub.sessions import Session, Sessions
+from botarena.server.hub.transport import error_ack, ok_ack
 from botarena.server.metrics import HubMetrics
 from botarena.server.protocol import (
     MODERATOR_EVENTS,
     REQUESTS,
-    Ack,
     EmptyRequest,
     Payload,
 )
@@ -50,18 +50,6 @@ EventTable = Mapping[str, Handler]
 
 Acknowledged = Callable[..., Awaitable[dict[str, Any]]]
 """A Socket.IO event handler that answers with an acknowledgement."""
-
-
-def ok_ack(data: BaseModel | None) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "data": None if data is None else data.model_dump(mode="json"),
-        "error": None,
-    }
-
-
-def error_ack(error: HubError) -> dict[str, Any]:
-    return Ack(ok=False, error=error.body()).model_dump(mode="json")
 
 
 def _invalid(name: str, exc: ValidationError) -> InvalidPayload:
@@ -110,7 +98,7 @@ class Gate:
         session = self.sessions.get(sid)
         if session is None:
             raise Unauthorized("not authenticated")
-        wait = await self.limiter.take(str(session.principal.id))
+        wait = await self.limiter.take(session.principal.name)
         if wait:
             raise RateLimited(f"too many events: wait {wait:.2f}s", retry_after=round(wait, 3))
         return session
