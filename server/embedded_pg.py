@@ -144,8 +144,13 @@ async def _exited(postmaster: Postmaster) -> None:
             await asyncio.sleep(1.0)
         return
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
     try:
         if postmaster.alive():  # the pid still is the server's, now that fd holds it
             await done
