@@ -45,9 +45,12 @@ def test_the_product_runs_air_gapped_and_reaches_nothing_outside(
     assert os.geteuid() == 0, "unshare -n needs root (CI and these machines run as root)"
     assert shutil.which("unshare"), "unshare (util-linux) is needed for the air-gap test"
     audit = tmp_path / "net-audit.jsonl"
+    hook = tmp_path / "hook"  # the audit, with the file it writes named beside it
+    hook.mkdir()
+    shutil.copy(AUDIT_DIR / "sitecustomize.py", hook)
+    (hook / "net-audit.path").write_text(str(audit))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTARENA_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(AUDIT_DIR), str(ROOT)])
-    env["BOTARENA_NET_AUDIT"] = str(audit)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), str(ROOT)])
     run = subprocess.run(
         ["unshare", "-n", "--", sys.executable, str(AUDIT_DIR / "run_product.py"), str(demo_gguf)],
         cwd=ROOT,
@@ -63,7 +66,7 @@ def test_the_product_runs_air_gapped_and_reaches_nothing_outside(
 
     events = [json.loads(line) for line in audit.read_text().splitlines()]
     started = [e for e in events if e["event"] == "audit.start"]
-    assert any("--model" in e["argv"] for e in started), started  # the llama.cpp server
+    assert any("llama_cpp.server" in e["argv"] for e in started), started  # the model server
     assert any(e["event"] == "socket.connect" for e in events), "the audit saw connections"
     outside = [e for e in events if e["event"] != "audit.start" and not is_loopback(e["target"])]
     assert outside == [], outside[:20]

@@ -1,12 +1,18 @@
-"""Network audit for the air-gap test: loaded by every Python process of the run (this
-folder is put first on PYTHONPATH) when BOTARENA_NET_AUDIT names a file. It records every
-socket connection, send and name lookup the process attempts, one JSON line each."""
+"""Network audit for the air-gap test: loaded by every Python process of the run (its
+folder is put first on PYTHONPATH, which BotArena passes on to its Python children) when
+BOTARENA_NET_AUDIT, or a ``net-audit.path`` file beside it, names a file: BotArena's
+children get an allow-listed environment, so the file is what reaches them. It records
+every socket connection, send and name lookup the process attempts, one JSON line each."""
 
 import json
 import os
 import sys
 
+_marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "net-audit.path")
 _path = os.environ.get("BOTARENA_NET_AUDIT")
+if not _path and os.path.exists(_marker):
+    with open(_marker) as _named:
+        _path = _named.read().strip()
 
 if _path:
     _EVENTS = {
