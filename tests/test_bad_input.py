@@ -32,7 +32,7 @@ BAD_EVENTS: list[tuple[str, object, str]] = [
     ("join", {"room": "external"}, "forbidden"),
     ("join", {"room": "group:staff"}, "forbidden"),
     ("join", {"room": "dm:boss+other"}, "forbidden"),
-    ("join", {"room": "group:never-made"}, "unknown_room"),
+    ("join", {"room": "group:never-made"}, "forbidden"),  # as one that exists
     ("join", {"room": "../../etc/passwd"}, "unknown_room"),
     ("join", {"room": "compiler", "since": -1}, "invalid_payload"),
     ("join", None, "invalid_payload"),

@@ -87,3 +87,33 @@ async def test_a_group_members_list_must_name_real_principals(arena: Arena) -> N
         await mod.call("group.create", {"name": "ghosts", "members": ["nobody"]})
     assert err.value.code == "not_found"
     assert await arena.fingerprint() == before
+
+
+async def test_whether_others_talk_does_not_show_to_an_outsider(arena: Arena) -> None:
+    """A direct message or group an outsider is not in answers exactly as one that does
+    not exist: the room names are predictable, the answers must not tell them apart."""
+    mod = await arena.client("mod", "moderator")
+    ann = await arena.client("ann")
+    await arena.client("ben")
+    eve = await arena.client("eve")
+    await ann.open_dm("ben")
+    await mod.call("group.create", {"name": "staff", "members": ["ann"]})
+
+    async def answer(event: str, payload: dict) -> tuple[str, str]:
+        with pytest.raises(HubError) as refused:
+            await eve.call(event, payload)
+        shown = refused.value.message.replace(payload["room"], "<room>")
+        return refused.value.code, shown
+
+    for real, made_up in [("dm:ann+ben", "dm:ann+carl"), ("group:staff", "group:nobody")]:
+        for event, payload in [
+            ("join", {}),
+            ("history", {}),
+            ("send", {"text": "hello?"}),
+            ("room.invite", {"principal": "eve"}),
+        ]:
+            seen = await answer(event, {"room": real, **payload})
+            assert seen == await answer(event, {"room": made_up, **payload}), (event, real)
+            assert seen[0] in {"forbidden", "not_joined"}
+    with pytest.raises(HubError, match="no room named"):  # supervisors see what exists
+        await mod.join("dm:ann+carl")

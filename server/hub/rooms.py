@@ -22,9 +22,8 @@ from botarena.server.errors import (
     InvalidPayload,
     NotJoined,
     TooLarge,
-    UnknownRoom,
 )
-from botarena.server.hub.context import HubContext
+from botarena.server.hub.context import PRIVATE_ROOMS, HubContext
 from botarena.server.hub.gate import EventTable
 from botarena.server.hub.sessions import Session
 from botarena.server.protocol import (
@@ -91,9 +90,9 @@ async def leave(hub: HubContext, session: Session, req: LeaveRequest) -> LeaveRe
 async def send(hub: HubContext, session: Session, req: SendRequest) -> SendResult:
     received = time.perf_counter()
     if req.room not in session.joined:
-        if room_kind(req.room) is None or await hub.store.rooms.get(req.room) is None:
-            raise UnknownRoom(f"no room named {req.room[:80]!r}")
-        raise NotJoined(f"join {req.room} before sending to it")
+        if room_kind(req.room) not in PRIVATE_ROOMS or session.principal.supervises:
+            await hub.room(req.room)  # an unknown arena says so; a private room shows nothing
+        raise NotJoined(f"join {req.room[:80]} before sending to it")
     if not session.joined[req.room]:
         raise Forbidden(f"{session.principal.name} may not post here")
     await hub.still_admitted(session, req.room)  # standings change
@@ -157,9 +156,13 @@ async def create_group(hub: HubContext, session: Session, req: GroupCreateReques
 
 async def invite(hub: HubContext, session: Session, req: InviteRequest) -> InviteResult:
     who = session.principal
-    room = await hub.room(req.room)
+    refused = Forbidden(f"{who.name} may not invite to {req.room[:80]}")
+    try:
+        room = await hub.room(req.room, who)
+    except Forbidden:  # a private room that does not exist: told as one that does
+        raise refused from None
     if not auth.may_invite(who, room.kind, room.created_by == who.id):
-        raise Forbidden(f"{who.name} may not invite to {room.name}")
+        raise refused
     target = await hub.principal(req.principal)
     added = await hub.store.rooms.add_member(room.name, target, who)
     if added:
