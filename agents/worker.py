@@ -155,8 +155,9 @@ class AgentWorker:
             elif notice.action == "unmute":
                 self.scheduler.unmute(agent)
                 self._report_soon(agent, AgentStateKind.IDLE, "unmuted")
-            elif notice.action == "kick" and notice.room:
+            elif notice.action == "kick" and notice.room:  # tried again later, as refused
                 self.scheduler.leave(agent, notice.room)
+                self.seats[agent].refused.add(notice.room)
 
         def on_room_state(state: RoomState) -> None:
             self.scheduler.set_paused(state.room, state.paused)

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 
 from botarena.server.client import HubClient
-from botarena.server.protocol import Message
+from botarena.server.protocol import Message, ModerationNotice
 from tests.harness import Arena, eventually, stays
 from tests.test_cli import botarena
 
@@ -207,3 +207,27 @@ async def test_a_worker_enters_external_once_its_agent_earns_a_seat(arena: Arena
         assert seat.refused == set()
     finally:
         await stop_worker(worker, task)
+
+
+async def test_a_quiet_agent_that_loses_its_seat_stops_hearing_external(hub_factory) -> None:
+    """Others' approvals move the ranking; the agent that drops out is taken out of the
+    room and told, though it never acts there again."""
+    arena = await hub_factory(external_check_seconds=0.2)
+    mod = await arena.client("mod", "moderator")
+    desk = ["education", "external"]
+    inboxes: dict[str, list[Message]] = {"sage": [], "maria": []}
+    sage, maria = [await arena.client(n, arenas=desk, inbox=inboxes[n]) for n in inboxes]
+    notices: list[ModerationNotice] = []
+    sage.on(ModerationNotice, notices.append)
+    for agent in (sage, maria):
+        await agent.join("external")  # a tie: both hold the seat
+    created = await propose(maria, "education", "t/1.md")
+    await mod.call("proposal.review", {"id": created, "decision": "approve"})
+    await eventually(lambda: bool(notices), what="sage told it lost its seat")
+    assert notices[0].action == "kick" and notices[0].room == "external"
+    assert "sage ranks 2 of 2" in notices[0].reason
+    await mod.join("external")
+    said = await mod.send("external", "Thanks, maria.")
+    await eventually(lambda: any(m.id == said.id for m in inboxes["maria"]), what="maria hears")
+    assert await stays(lambda: all(m.id != said.id for m in inboxes["sage"]), 0.5)
+    assert len(notices) == 1  # told once

@@ -20,7 +20,7 @@ from typing import Any
 import socketio
 import structlog
 
-from botarena.arenas.names import EXTERNAL, room_kind
+from botarena.arenas.names import EXTERNAL, RoomKind, room_kind
 from botarena.server import auth
 from botarena.server.auth import Principal
 from botarena.server.errors import Forbidden, NotFound, UnknownRoom
@@ -31,16 +31,21 @@ from botarena.server.protocol import (
     SUPERVISORS_ROOM,
     AgentState,
     AgentStateKind,
+    ModerationNotice,
     ProposalInfo,
     Push,
     Role,
 )
+from botarena.server.reputation import refusal
 from botarena.server.settings import HubSettings
 from botarena.server.store import Room, Store
 from botarena.server.store.canon import CanonEntry
 from botarena.server.store.database import UNAVAILABLE  # the store's rule; the gate's too
 
 log = structlog.get_logger(__name__)
+
+PRIVATE_ROOMS = (RoomKind.DM, RoomKind.GROUP)
+"""Rooms whose existence is told to their members and supervisors only."""
 
 
 class HubContext:
@@ -79,9 +84,15 @@ class HubContext:
 
     # shared checks ------------------------------------------------------------------
 
-    async def room(self, name: str) -> Room:
-        room = await self.store.rooms.get(name) if room_kind(name) else None
+    async def room(self, name: str, who: Principal | None = None) -> Room:
+        """The room ``name``. To ``who``, unless a supervisor, a direct message or group
+        that does not exist is one it is not admitted to: whether others talk must not
+        show in the answer."""
+        kind = room_kind(name)
+        room = await self.store.rooms.get(name) if kind else None
         if room is None:
+            if who is not None and kind in PRIVATE_ROOMS and not who.supervises:
+                raise Forbidden(f"{who.name} is not admitted to {name[:80]}")
             raise UnknownRoom(f"no room named {name[:80]!r}")
         return room
 
@@ -100,11 +111,11 @@ class HubContext:
     async def readable(self, session: Session, name: str) -> tuple[Room, bool]:
         """The room, and whether the session may post in it; refuses unreadable rooms
         (:func:`auth.may_read`, and for external :func:`auth.may_enter_external`)."""
-        room = await self.room(name)
         who = session.principal
+        room = await self.room(name, who)
         member = await self.store.rooms.is_member(room.name, who.id)
         if not auth.may_read(who, member):
-            raise Forbidden(f"{who.name} is not admitted to {room.name}")
+            raise Forbidden(f"{who.name} is not admitted to {name[:80]}")
         await self.reputation_gate(who, room.name)
         return room, auth.may_post(who, room.kind, member)
 
@@ -158,6 +169,23 @@ class HubContext:
         except Forbidden:
             await self.leave(session, room)
             raise
+
+    async def unseat(self, sessions: list[Session]) -> int:
+        """Take the agent sessions in external whose agent lost its seat out of the room,
+        telling each with a ``moderation`` kick; how many were taken out."""
+        seated = [s for s in sessions if EXTERNAL in s.joined and s.principal.role is Role.AGENT]
+        if not seated:
+            return 0
+        fraction = self.settings.external_top_fraction
+        board = await self.store.reputation.standings(fraction)
+        unseated = 0
+        for session in seated:
+            why = refusal(board, session.principal.name, fraction)
+            if why is not None and await self.leave(session, EXTERNAL):
+                notice = ModerationNotice(action="kick", by="hub", room=EXTERNAL, reason=why)
+                await self.sio.emit(notice.event, notice.model_dump(mode="json"), to=session.sid)
+                unseated += 1
+        return unseated
 
     # shared services ----------------------------------------------------------------
 

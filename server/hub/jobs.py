@@ -6,7 +6,10 @@
 * the audit watch verifies the audit chain now and every ``audit_check_seconds``, for
   ``/metrics`` (and the alert on a broken chain);
 * the archiver stores yesterday's room transcripts in the object store every
-  ``archive_every_seconds`` (a day stored once; with several hubs, one stores it).
+  ``archive_every_seconds`` (a day stored once; with several hubs, one stores it);
+* the seat watch takes this hub's agent sessions that lost their external seat (others'
+  approvals and reactions move the ranking) out of that room every
+  ``external_check_seconds``, so a quiet agent stops hearing the help desk too.
 
 :meth:`Jobs.stop` cancels the group, which cancels and awaits every task. A failing
 round of a periodic job is logged and the job goes on.
@@ -76,6 +79,9 @@ class Jobs:
             jobs.create_task(
                 self._every(settings.audit_check_seconds, self._check_audit), name="hub.audit"
             )
+            jobs.create_task(
+                self._every(settings.external_check_seconds, self._unseat), name="hub.seats"
+            )
             if settings.archive_every_seconds:
                 jobs.create_task(
                     self._every(settings.archive_every_seconds, self._archive_yesterday),
@@ -105,6 +111,15 @@ class Jobs:
             return
         if stored:
             log.info("archive.transcripts", day=str(yesterday), artifacts=stored)
+
+    async def _unseat(self) -> None:
+        try:
+            unseated = await self.hub.unseat(list(self.sessions.values()))
+        except UNAVAILABLE as exc:
+            log.warning("seats.not_checked", error=str(exc))
+            return
+        if unseated:
+            log.info("seats.unseated", sessions=unseated)
 
     async def _check_audit(self) -> None:
         metrics = self.hub.metrics
