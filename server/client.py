@@ -201,6 +201,8 @@ class HubClient:
                     on_failure(exc, None)
                 raise
             except HubError as exc:
+                if isinstance(exc, RateLimited) and exc.retry_after:
+                    delay = max(delay, exc.retry_after)  # the hub says when
                 if on_failure is not None:
                     on_failure(exc, delay)
             if stop is None:
@@ -590,9 +592,10 @@ class HubClient:
             self.refusal = ConnectRefused(str(data))
             return
         extra = data.get("data")
-        code = extra.get("code") if isinstance(extra, dict) else None
+        detail = dict(extra) if isinstance(extra, dict) else {}
+        code = detail.pop("code", None)
         try:
             refusal = HUB_ERRORS[ErrorCode(str(code))]
         except ValueError:
             refusal = ConnectRefused
-        self.refusal = refusal(str(data.get("message", "")))
+        self.refusal = refusal(str(data.get("message", "")), **detail)

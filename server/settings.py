@@ -131,6 +131,9 @@ class DatabaseSettings(CommonSettings):
         None, description="PostgreSQL URL; unset: an embedded PostgreSQL under var/"
     )
     db_pool_size: int = Field(10, ge=1, le=200)
+    db_settle_seconds: float = Field(
+        5.0, gt=0, le=60, description="how long a failed write waits to learn if it was stored"
+    )
 
     @property
     def pgdata(self) -> Path:
@@ -195,6 +198,9 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     )
     external_top_fraction: float = Field(
         0.10, gt=0, le=1, description="share of help-desk agents, by reputation, in external"
+    )
+    external_check_seconds: float = Field(
+        10.0, gt=0, description="how often agents that lost their seat leave external"
     )
     max_attachment_bytes: int = Field(
         32 * 1024, ge=1, le=16 * 1024 * 1024, description="largest proposal attachment"

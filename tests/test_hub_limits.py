@@ -8,6 +8,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
+from botarena.server.client import HubClient
+from botarena.server.errors import RateLimited
 from tests.harness import RawSocket
 from tests.services import HubProcess
 
@@ -54,6 +58,11 @@ async def test_an_address_that_keeps_failing_is_refused_unread(hub_factory) -> N
         assert codes == ["unauthorized"] * 5 + ["rate_limited"] * 3
         accepted, body = await raw.connect({"token": good})  # until the bucket refills
         assert not accepted and body["data"]["code"] == "rate_limited"
+    client = HubClient(arena.url, good)  # the typed client says when to come back
+    with pytest.raises(RateLimited) as limited:
+        await client.connect()
+    assert limited.value.retry_after is not None and limited.value.retry_after > 0
+    await client.close()
 
 
 async def test_hubs_sharing_redis_share_the_buckets(hub_factory, redis_url: str) -> None:

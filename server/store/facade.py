@@ -39,7 +39,7 @@ from botarena.server.store.tickets import TicketRepository
 class Store:
     """Durable state of the hub. Open with :meth:`open`, close with :meth:`close`."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, settle_seconds: float = 5.0) -> None:
         self.pool = pool
         self.url = url
         self.schema_version = 0
@@ -48,7 +48,7 @@ class Store:
         self.moderation = ModerationRepository(db, self.audit)
         self.principals = PrincipalRepository(db, self.audit, self.moderation)
         self.rooms = RoomRepository(db, self.audit, self.moderation)
-        self.messages = MessageRepository(db, self.audit, self.moderation)
+        self.messages = MessageRepository(db, self.audit, self.moderation, settle_seconds)
         self.agents = AgentStateRepository(db)
         self.canon = CanonRepository(db)
         self.tickets = TicketRepository(db, self.audit)
@@ -57,10 +57,11 @@ class Store:
         self.artifacts = ArtifactRepository(db, self.audit)
 
     @classmethod
-    async def open(cls, url: str, pool_size: int = 10) -> Store:
-        """Connect to ``url`` and bring its schema up to date."""
+    async def open(cls, url: str, pool_size: int = 10, settle_seconds: float = 5.0) -> Store:
+        """Connect to ``url`` and bring its schema up to date (``settle_seconds``: see
+        :class:`~botarena.server.store.messages.MessageRepository`)."""
         pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
-        store = cls(pool, url)
+        store = cls(pool, url, settle_seconds)
         async with pool.acquire() as conn:
             store.schema_version = await schema.migrate(conn)
         return store
@@ -98,7 +99,9 @@ class Store:
 async def open_store(settings: DatabaseSettings) -> AsyncIterator[Store]:
     """The store on the configured database, or on the embedded one started for it."""
     async with database(settings) as url:
-        store = await Store.open(url, pool_size=settings.db_pool_size)
+        store = await Store.open(
+            url, pool_size=settings.db_pool_size, settle_seconds=settings.db_settle_seconds
+        )
         try:
             yield store
         finally:

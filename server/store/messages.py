@@ -81,11 +81,16 @@ def _message(row: asyncpg.Record, prev_id: int | None = None) -> Message:
 class MessageRepository:
     """The messages of every room, and the reactions to them."""
 
-    settle_seconds: float = 5.0
-    """How long a post whose write failed waits for the database to answer whether the
-    message was stored, before it answers that the outcome is unknown."""
-
-    def __init__(self, db: Database, audit: AuditLog, moderation: ModerationRepository) -> None:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        moderation: ModerationRepository,
+        settle_seconds: float = 5.0,
+    ) -> None:
+        self.settle_seconds = settle_seconds
+        """How long a post whose write failed waits for the database to answer whether
+        the message was stored, before it answers that the outcome is unknown."""
         self.db = db
         self.audit = audit
         self.moderation = moderation
