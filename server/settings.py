@@ -210,13 +210,13 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     )
     http_body_timeout: float = Field(30.0, gt=0, description="seconds to send a request's body")
     handshakes_per_second: float = Field(
-        20.0, gt=0, description="new Engine.IO connections an address may open /s"
+        50.0, gt=0, description="new Engine.IO connections an address may open /s"
     )
     handshakes_burst: int = Field(
-        400, ge=1, description="new Engine.IO connections an address may open at once"
+        1000, ge=1, description="new Engine.IO connections an address may open at once"
     )
     max_unauthenticated_connections: int = Field(
-        256, ge=1, description="an address's connections that have not authenticated yet"
+        1024, ge=1, description="an address's connections that have not authenticated yet"
     )
 
 

@@ -103,6 +103,9 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidPayload(f"{name} is not a number JSON allows")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 class BoundedJSON:
     """The ``json`` module python-socketio's packets use, with :func:`check_value` on read."""
 
@@ -111,7 +114,9 @@ class BoundedJSON:
     @staticmethod
     def loads(text: str | bytes, **_kwargs: Any) -> Any:
         try:
-            value = json.loads(text, parse_constant=_refuse_constant)
+            if not isinstance(text, str):
+                text = text.decode()
+            value = _DECODER.decode(text)
         except RecursionError:
             raise InvalidPayload(f"nested deeper than {MAX_DEPTH}") from None
         except ValueError as exc:  # malformed JSON, or an integer of thousands of digits
