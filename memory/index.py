@@ -6,8 +6,8 @@ way. Each pack collection (``code``, ``rules``...) is the Chroma collection
 ``knowledge_<name>`` with cosine distance; vectors come from the offline embedder, never
 from ChromaDB's default (downloading) one. Indexing upserts by chunk id and skips chunks
 whose text is unchanged, so re-indexing after canon changes is cheap. A search asks
-every collection the arena weighs, scores each hit as weight times cosine similarity and
-returns the best overall.
+every collection the arena weighs and ranks the hits by :func:`knowledge_score`:
+relevance first, the arena's weight only to break near-ties.
 """
 
 from __future__ import annotations
@@ -23,6 +23,24 @@ from botarena.memory.knowledge import Chunk
 from botarena.server.settings import MemorySettings
 
 PREFIX = "knowledge_"
+
+WEIGHT_BONUS = 0.02
+"""The most an arena's weight adds to a hit's cosine similarity (at weight 1 or more)."""
+
+
+def knowledge_score(similarity: float, weight: float) -> float:
+    """A knowledge hit's rank: ``similarity + WEIGHT_BONUS * min(weight, 1)``.
+
+    Relevance decides; the arena's weight of the hit's collection (clamped to 0..1) adds
+    a bonus of at most ``WEIGHT_BONUS`` (0.02): a hit outranks a more similar one only
+    when their similarities differ by less than 0.02 x the difference of their weights.
+    A weak match from a favoured collection never beats a match more than 0.02 stronger
+    from any other; between equally relevant hits the higher weight comes first. (Multiplying
+    similarity by weight did the opposite: the embedder's similarities all lie between
+    about 0.73 and 0.95, so the weight decided every time.) Collections weighted 0 or
+    less are not searched at all.
+    """
+    return similarity + WEIGHT_BONUS * min(max(weight, 0.0), 1.0)
 
 
 def open_chroma(settings: MemorySettings) -> chromadb.ClientAPI:
@@ -124,7 +142,8 @@ class KnowledgeIndex:
         return self.index(chunks)
 
     def search(self, query: str, weights: dict[str, float], k: int = 4) -> list[Hit]:
-        """The ``k`` best chunks for ``query`` across the weighted collections."""
+        """The ``k`` best chunks for ``query`` across the weighted collections, best first
+        by :func:`knowledge_score` (similarity, plus at most 0.02 for the weight)."""
         vector = self.embedder.query(query)
         present = self.collections()
         hits: list[Hit] = []
@@ -156,7 +175,7 @@ class KnowledgeIndex:
                         str(meta.get("heading", "")),
                         text or "",
                         similarity,
-                        weight * similarity,
+                        knowledge_score(similarity, weight),
                     )
                 )
         hits.sort(key=lambda h: h.score, reverse=True)

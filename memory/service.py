@@ -191,6 +191,10 @@ class MemoryService:
         k_memories: int = 4,
         k_knowledge: int = 3,
     ) -> TurnMemory:
+        """The agent's ``k_memories`` best memories for ``query`` and the ``k_knowledge``
+        best knowledge chunks across the collections ``weights`` names, ranked by
+        similarity plus at most 0.02 for the weight (``index.knowledge_score``)."""
+
         def build() -> TurnMemory:
             assert self._index is not None
             recalled = self._memories[agent].recall(query, k=k_memories)

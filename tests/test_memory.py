@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from botarena.arenas.charter import charters
 from botarena.memory.embedder import shared_embedder
-from botarena.memory.index import KnowledgeIndex, open_chroma
-from botarena.memory.knowledge import load_pack
+from botarena.memory.index import WEIGHT_BONUS, KnowledgeIndex, knowledge_score, open_chroma
+from botarena.memory.knowledge import Chunk, load_pack
 from botarena.memory.memories import AgentMemory, RecallWeights, importance_of
 from botarena.server.settings import Settings
 
@@ -188,3 +190,69 @@ def test_knowledge_search_follows_each_arenas_weights(chroma_settings: Settings)
     compiler = index.search(query, charters()["compiler"].knowledge, k=1)[0]
     creative = index.search(query, {"narrative": 1.0}, k=1)[0]
     assert compiler.collection == "code" and creative.collection == "narrative"
+
+
+def chunk(collection: str, document: str, text: str) -> Chunk:
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return Chunk(f"{document}#0", document, collection, document, "", text, digest)
+
+
+def collection_name(name: str) -> str:
+    """A collection of this test's own (the ChromaDB server is shared by the session)."""
+    return f"{name}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.unit
+def test_the_weight_only_breaks_near_ties() -> None:
+    assert knowledge_score(0.90, 0.2) > knowledge_score(0.87, 1.0), "relevance decides"
+    assert knowledge_score(0.85, 0.8) > knowledge_score(0.85, 0.4), "the weight breaks a tie"
+    assert knowledge_score(0.80, 5.0) == knowledge_score(0.80, 1.0) == 0.80 + WEIGHT_BONUS
+    assert knowledge_score(0.80, -1.0) == knowledge_score(0.80, 0.0) == 0.80
+    assert WEIGHT_BONUS <= 0.02
+
+
+def test_a_strong_match_from_a_light_collection_beats_weak_ones_from_a_heavy_one(
+    chroma_settings: Settings,
+) -> None:
+    index = KnowledgeIndex(open_chroma(chroma_settings))
+    favoured, light = collection_name("rules"), collection_name("runbooks")
+    index.index(
+        [
+            chunk(favoured, "be-kind", "Be kind to every member of the help desk."),
+            chunk(favoured, "no-secrets", "Never post passwords or tokens in a room."),
+            chunk(favoured, "stay-on-topic", "Keep each room's conversation on its topic."),
+            chunk(
+                light,
+                "restore",
+                "To restore last night's backup, stop the hub, run botarena backup restore "
+                "with the archive's path, then start the hub again.",
+            ),
+        ]
+    )
+    weights = {favoured: 1.0, light: 0.2}
+    hits = index.search("How do I restore last night's backup?", weights, k=4)
+    assert [h.collection for h in hits] == [light, favoured, favoured, favoured]
+    assert "restore last night's backup" in hits[0].text
+    # the case the rule is for: weight times similarity would have put every rule first
+    assert all(0.2 * hits[0].similarity < 1.0 * h.similarity for h in hits[1:])
+
+
+def test_between_equally_relevant_chunks_the_weight_decides(chroma_settings: Settings) -> None:
+    index = KnowledgeIndex(open_chroma(chroma_settings))
+    first, second = collection_name("canon"), collection_name("lessons")
+    text = "The hub listens on port 8765 unless BOTARENA_PORT says otherwise."
+    index.index([chunk(first, "port", text), chunk(second, "port", text)])
+    query = "Which port does the hub listen on?"
+    for heavy, light in ((first, second), (second, first)):
+        hits = index.search(query, {heavy: 0.7, light: 0.3}, k=2)
+        assert [h.collection for h in hits] == [heavy, light]
+        assert hits[0].similarity == pytest.approx(hits[1].similarity, abs=1e-4)
+
+
+def test_the_help_desk_finds_the_backup_script_it_weighs_least(chroma_settings: Settings) -> None:
+    index = KnowledgeIndex(open_chroma(chroma_settings))
+    index.index(load_pack(DEMO_PACK)[0])
+    external = charters()["external"].knowledge
+    assert external["code"] < external["rules"] and external["code"] < external["runbooks"]
+    top = index.search("How do I restore last night's backup?", external, k=3)[0]
+    assert top.collection == "code" and top.title == "ops: the nightly backup script"
