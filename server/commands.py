@@ -439,14 +439,15 @@ def reputation(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Agents by reputation, and who may enter the external arena now."""
-    fraction = load_settings(HubSettings).external_top_fraction
-    board = _with_store(lambda store: store.reputation.standings(fraction))
+    settings = load_settings(HubSettings)
+    fraction, min_seats = settings.external_top_fraction, settings.external_min_seats
+    board = _with_store(lambda store: store.reputation.standings(fraction, min_seats))
     if as_json:
         typer.echo(json.dumps([s.public() for s in board], indent=1))
         return
     typer.echo(
         f"{'agent':<16}{'rep':>6}{'ok':>5}{'edit':>5}{'rej':>5}{'conf':>5}{'+/-':>9}"
-        f"{'approved':>10}  external (top {fraction:.0%})"
+        f"{'approved':>10}  external (top {fraction:.0%}, at least {min_seats})"
     )
     for s in board:
         ratio = f"{s.approval_ratio:.0%}" if s.approval_ratio is not None else "-"

@@ -58,9 +58,8 @@ def routes(hub: Hub) -> list[web.RouteDef]:
             store = hub.store
             hub.metrics.set_work(await store.proposals.counts(), await store.tickets.counts())
             hub.metrics.set_agent_states(await store.agents.states())
-            hub.metrics.set_standings(
-                await store.reputation.standings(hub.settings.external_top_fraction)
-            )
+            gate = hub.settings.external_top_fraction, hub.settings.external_min_seats
+            hub.metrics.set_standings(await store.reputation.standings(*gate))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass  # the database is away: the other metrics are still worth serving
         body = generate_latest(hub.metrics.registry)

@@ -425,6 +425,7 @@ class AgentStanding(BaseModel):
 class Standings(BaseModel):
     agents: list[AgentStanding]
     external_top_fraction: float
+    external_min_seats: int = Field(description="fewest agents external seats (all, when fewer)")
 
 
 class ProposalInfo(BaseModel):

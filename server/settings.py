@@ -199,6 +199,9 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     external_top_fraction: float = Field(
         0.10, gt=0, le=1, description="share of help-desk agents, by reputation, in external"
     )
+    external_min_seats: int = Field(
+        3, ge=1, description="fewest help-desk agents external seats (all, when fewer)"
+    )
     external_check_seconds: float = Field(
         10.0, gt=0, description="how often agents that lost their seat leave external"
     )

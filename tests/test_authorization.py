@@ -203,7 +203,10 @@ async def world(
 ) -> AsyncIterator[World]:
     url = await create_database(pg_admin_url)
     tmp: Path = tmp_path_factory.mktemp("authorization")
-    settings = make_settings(tmp, url, rate_per_second=100_000, rate_burst=100_000)
+    # one external seat of two (ada and sunk), so that sunk ranks out of it
+    settings = make_settings(
+        tmp, url, rate_per_second=100_000, rate_burst=100_000, external_min_seats=1
+    )
     async with running_hub(settings) as running:
         built = await _build(running.hub.store, running.url)
         yield built

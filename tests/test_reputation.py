@@ -8,7 +8,9 @@ import pytest
 
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message, ModerationNotice
-from tests.harness import Arena, eventually, stays
+from botarena.server.reputation import rank, refusal, seats
+from botarena.server.settings import HubSettings
+from tests.harness import Arena, ArenaFactory, eventually, stays
 from tests.test_cli import botarena
 
 
@@ -89,7 +91,10 @@ async def test_reviews_and_reactions_move_reputation(arena: Arena) -> None:
     assert [e["actor"] for e in entries] == ["linus", "mod", "mod", "mod", "linus"]
 
 
-async def test_only_the_top_help_desk_agents_enter_external(arena: Arena, tmp_path) -> None:
+async def test_only_the_top_help_desk_agents_enter_external(
+    hub_factory: ArenaFactory, tmp_path
+) -> None:
+    arena = await hub_factory(external_min_seats=1)  # the ranking itself: one seat of three
     mod = await arena.client("mod", "moderator")
     desk = ["education", "external"]
     inboxes: dict[str, list[Message]] = {n: [] for n in ("sage", "maria", "grace")}
@@ -115,14 +120,17 @@ async def test_only_the_top_help_desk_agents_enter_external(arena: Arena, tmp_pa
         "title": "Answer",
         "content": "No.",
     }
-    refusal = "maria ranks 2 of 3 help-desk agents with reputation 0; external admits the top 10%"
+    refused = (
+        "maria ranks 2 of 3 help-desk agents with reputation 0; external admits the top 10%, "
+        r"at least 1 \(1 seat, reputation 10 or more\)"
+    )
     for attempt in (
         maria.send("external", "I can help"),
         maria.call("proposal.create", answer),
         maria.call("history", {"room": "external"}),
         maria.join("external"),
     ):
-        with pytest.raises(Exception, match=refusal):
+        with pytest.raises(Exception, match=refused):
             await attempt
     await sage.send("external", "On it.")
     await sage.call("proposal.create", answer)
@@ -147,9 +155,13 @@ async def test_only_the_top_help_desk_agents_enter_external(arena: Arena, tmp_pa
     assert standings["ada"]["candidate"] is False
 
     shown = botarena(
-        tmp_path / "var", "reputation", database_url=arena.running.hub.settings.database_url
+        tmp_path / "var",
+        "reputation",
+        database_url=arena.running.hub.settings.database_url,
+        external_min_seats="1",
     )
     assert shown.returncode == 0, shown.stderr
+    assert "external (top 10%, at least 1)" in shown.stdout.splitlines()[0]
     rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[1:]}
     assert rows["maria"][1] == "20" and rows["maria"][-1] == "yes"
     assert rows["sage"][1] == "10" and rows["sage"][-1] == "no"
@@ -158,7 +170,7 @@ async def test_only_the_top_help_desk_agents_enter_external(arena: Arena, tmp_pa
 
 
 async def test_a_wider_gate_admits_more(hub_factory) -> None:
-    arena = await hub_factory(external_top_fraction=0.5)
+    arena = await hub_factory(external_top_fraction=0.5, external_min_seats=1)
     mod = await arena.client("mod", "moderator")
     agents = [await arena.client(f"a{i}", arenas=["education", "external"]) for i in range(4)]
     for i, agent in enumerate(agents[:2]):
@@ -168,17 +180,20 @@ async def test_a_wider_gate_admits_more(hub_factory) -> None:
     standings = board(await mod.call("reputation", {}))
     assert {n for n, s in standings.items() if s["external"]} == {"a0", "a1"}
     await agents[0].join("external")
-    with pytest.raises(Exception, match="top 50% \\(2 seats, reputation 10 or more\\)"):
+    with pytest.raises(Exception, match=r"top 50%, at least 1 \(2 seats, reputation 10 or more\)"):
         await agents[2].join("external")
 
 
-async def test_a_worker_enters_external_once_its_agent_earns_a_seat(arena: Arena) -> None:
+async def test_a_worker_enters_external_once_its_agent_earns_a_seat(
+    hub_factory: ArenaFactory,
+) -> None:
     import asyncio
 
     from botarena.agents.worker import AgentWorker
     from tests.test_agents_e2e import stop_worker
     from tests.test_agents_proposals import persona
 
+    arena = await hub_factory(external_min_seats=1)  # one seat between two
     mod = await arena.client("mod", "moderator")
     rival = await arena.client("grace", arenas=["education", "external"])
     await mod.call(
@@ -212,7 +227,7 @@ async def test_a_worker_enters_external_once_its_agent_earns_a_seat(arena: Arena
 async def test_a_quiet_agent_that_loses_its_seat_stops_hearing_external(hub_factory) -> None:
     """Others' approvals move the ranking; the agent that drops out is taken out of the
     room and told, though it never acts there again."""
-    arena = await hub_factory(external_check_seconds=0.2)
+    arena = await hub_factory(external_check_seconds=0.2, external_min_seats=1)
     mod = await arena.client("mod", "moderator")
     desk = ["education", "external"]
     inboxes: dict[str, list[Message]] = {"sage": [], "maria": []}
@@ -231,3 +246,90 @@ async def test_a_quiet_agent_that_loses_its_seat_stops_hearing_external(hub_fact
     await eventually(lambda: any(m.id == said.id for m in inboxes["maria"]), what="maria hears")
     assert await stays(lambda: all(m.id != said.id for m in inboxes["sage"]), 0.5)
     assert len(notices) == 1  # told once
+
+
+def record(agent: str, approved: int = 0, rejected: int = 0, candidate: bool = True) -> dict:
+    return {
+        "agent": agent,
+        "approved": approved,
+        "edited": 0,
+        "rejected": rejected,
+        "conflicts": 0,
+        "reactions_up": 0,
+        "reactions_down": 0,
+        "candidate": candidate,
+    }
+
+
+def seated(records: list[dict], fraction: float, min_seats: int) -> set[str]:
+    return {s.agent for s in rank(records, fraction, min_seats) if s.external}
+
+
+@pytest.mark.unit
+def test_the_desk_seats_the_top_fraction_but_never_fewer_than_the_minimum() -> None:
+    assert HubSettings().external_min_seats == 3
+    assert seats(3, 0.10, 3) == 3  # 10% of three is one seat: the minimum wins
+    assert seats(100, 0.10, 3) == 10  # a big desk: the fraction wins
+    assert seats(30, 0.10, 3) == 3
+    assert seats(31, 0.10, 3) == 4
+    assert seats(2, 0.10, 3) == 2, "never more seats than candidates"
+    assert seats(0, 0.10, 3) == 0
+    assert seats(3, 0.10, 1) == 1
+    assert seats(4, 0.50, 1) == 2
+
+
+@pytest.mark.unit
+def test_one_rejection_leaves_every_agent_of_a_small_desk_seated() -> None:
+    desk = [record("sage"), record("maria"), record("grace", rejected=1)]
+    assert seated(desk, 0.10, 3) == {"sage", "maria", "grace"}
+    assert seated(desk, 0.10, 1) == {"sage", "maria"}  # one seat, shared by a tie
+    desk = [record("sage", approved=1), record("maria"), record("grace", rejected=1)]
+    assert seated(desk, 0.10, 3) == {"sage", "maria", "grace"}
+    assert seated(desk, 0.10, 1) == {"sage"}, "what the minimum is for"
+
+
+@pytest.mark.unit
+def test_past_the_minimum_the_lowest_ranked_is_refused_and_told_why() -> None:
+    desk = [
+        record("sage", approved=2),
+        record("maria", approved=1),
+        record("grace"),
+        record("linus", rejected=1),
+        record("ada", rejected=3, candidate=False),  # not a help-desk agent: not ranked
+    ]
+    board = rank(desk, 0.10, 3)
+    assert {s.agent for s in board if s.external} == {"sage", "maria", "grace"}
+    assert refusal(board, "grace", 0.10, 3) is None
+    assert refusal(board, "ada", 0.10, 3) is None  # room membership refuses it instead
+    assert refusal(board, "linus", 0.10, 3) == (
+        "linus ranks 4 of 4 help-desk agents with reputation -5; external admits the top "
+        "10%, at least 3 (3 seats, reputation 0 or more)"
+    )
+    # a tie with the last seat shares it: four seated of four
+    desk[3] = record("linus")
+    assert all(s.external for s in rank(desk, 0.10, 3) if s.candidate)
+
+
+async def test_one_rejection_does_not_empty_the_help_desk(hub_factory: ArenaFactory) -> None:
+    arena = await hub_factory(external_check_seconds=0.2)  # the default minimum: 3 seats
+    mod = await arena.client("mod", "moderator")
+    desk = ["education", "external"]
+    notices: list[ModerationNotice] = []
+    names = ("sage", "maria", "grace")
+    sage, maria, grace = [await arena.client(n, arenas=desk) for n in names]
+    for agent in (sage, maria, grace):
+        agent.on(ModerationNotice, notices.append)
+        await agent.join("external")
+    created = await propose(grace, "education", "g/1.md")
+    await mod.call("proposal.review", {"id": created, "decision": "reject", "reason": "vague"})
+    standings = await mod.call("reputation", {})
+    assert standings["external_min_seats"] == 3
+    ranked = board(standings)
+    assert ranked["grace"]["reputation"] == -5
+    assert {n for n, s in ranked.items() if s["external"]} == {"sage", "maria", "grace"}
+    for name, agent in zip(names, (sage, maria, grace), strict=True):
+        await agent.send("external", f"{name} here, the desk is open")
+    messages, _ = await grace.history("external")
+    assert [m.author for m in messages] == list(names)
+    # the quiet check runs every 0.2 s and finds nobody to take out
+    assert await stays(lambda: not notices, 1.0)

@@ -67,11 +67,12 @@ async def react(hub: HubContext, session: Session, req: ReactRequest) -> Reactio
 
 async def standings(hub: HubContext, session: Session, _req: EmptyRequest) -> Standings:
     """Every agent's reputation and who may enter the external arena now."""
-    fraction = hub.settings.external_top_fraction
-    board = await hub.store.reputation.standings(fraction)
+    fraction, min_seats = hub.settings.external_top_fraction, hub.settings.external_min_seats
+    board = await hub.store.reputation.standings(fraction, min_seats)
     return Standings(
         agents=[AgentStanding.model_validate(s, from_attributes=True) for s in board],
         external_top_fraction=fraction,
+        external_min_seats=min_seats,
     )
 
 

@@ -156,7 +156,7 @@ class HubContext:
         if room != EXTERNAL or who.role is not Role.AGENT:
             return  # only agents are ranked
         refusal = await self.store.reputation.external_refusal(
-            who.name, self.settings.external_top_fraction
+            who.name, self.settings.external_top_fraction, self.settings.external_min_seats
         )
         if not auth.may_enter_external(who, ranked=refusal is None):
             raise Forbidden(str(refusal))
@@ -176,11 +176,11 @@ class HubContext:
         seated = [s for s in sessions if EXTERNAL in s.joined and s.principal.role is Role.AGENT]
         if not seated:
             return 0
-        fraction = self.settings.external_top_fraction
-        board = await self.store.reputation.standings(fraction)
+        fraction, min_seats = self.settings.external_top_fraction, self.settings.external_min_seats
+        board = await self.store.reputation.standings(fraction, min_seats)
         unseated = 0
         for session in seated:
-            why = refusal(board, session.principal.name, fraction)
+            why = refusal(board, session.principal.name, fraction, min_seats)
             if why is not None and await self.leave(session, EXTERNAL):
                 notice = ModerationNotice(action="kick", by="hub", room=EXTERNAL, reason=why)
                 await self.sio.emit(notice.event, notice.model_dump(mode="json"), to=session.sid)

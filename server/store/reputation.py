@@ -38,11 +38,12 @@ class ReputationRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def standings(self, fraction: float) -> list[Standing]:
-        """Every agent's standing, best first (ties by name)."""
+    async def standings(self, fraction: float, min_seats: int) -> list[Standing]:
+        """Every agent's standing, best first (ties by name); the external arena seats the
+        top ``fraction`` of its candidates, at least ``min_seats``."""
         rows = await self.db.pool.fetch(_RECORD, EXTERNAL)
-        return rank([dict(r) for r in rows], fraction)
+        return rank([dict(r) for r in rows], fraction, min_seats)
 
-    async def external_refusal(self, agent: str, fraction: float) -> str | None:
+    async def external_refusal(self, agent: str, fraction: float, min_seats: int) -> str | None:
         """Why ``agent`` may not enter the external arena now, or None when it may."""
-        return refusal(await self.standings(fraction), agent, fraction)
+        return refusal(await self.standings(fraction, min_seats), agent, fraction, min_seats)
