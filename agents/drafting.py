@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from botarena.agents.echoes import ECHO_REASON, is_echo
 from botarena.agents.scheduler import Turn
 from botarena.arenas.charter import ArenaCharter
 from botarena.arenas.names import ProposalKind, ticket_path
@@ -95,16 +96,22 @@ def slug(text: str) -> str:
     return "-".join(words)[:60].strip("-") or "untitled"
 
 
-def parse(raw: str, draft: DraftPlan, author: str) -> Draft | str:
-    """The draft in a model's reply, or why there is none."""
+def parse(raw: str, draft: DraftPlan, author: str, names: Iterable[str] = ()) -> Draft | str:
+    """The draft in a model's reply, or why there is none: a reply that echoes the
+    prompt (``names``: the author's names, see :func:`~botarena.agents.echoes.is_echo`)
+    or has no real title is never a draft."""
     lines = [line.strip() for line in raw.strip().splitlines() if line.strip()]
     if not lines:
         return "empty draft"
+    if is_echo(" ".join(lines), {author, *names}):
+        return ECHO_REASON
     if draft.ticket:
         title, body = f"Answer to ticket #{draft.ticket}", lines
     else:
         first = re.sub(r"^(?:(?:#+|title\s*:|\*\*)\s*)+", "", lines[0], flags=re.I).strip(" *\"'")
-        title = first[:120] or "Untitled"
+        if not re.search(r"[^\W_]", first):
+            return "no title: its first line is only punctuation"
+        title = first[:120]
         body = lines[1:] if len(lines) > 1 else lines
     content = "\n".join(body).strip() + "\n"
     if len(re.findall(r"[^\W\d_]{2,}", content)) < MIN_WORDS:

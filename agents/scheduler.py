@@ -3,7 +3,8 @@
 It watches every room the worker's agents are in and hands out turns in this order:
 
 1. mentions: a message naming an agent (``@id`` or its display name) gets that agent's
-   answer first;
+   answer first; never the agent's own message, nor one that echoes a prompt
+   (:mod:`botarena.agents.echoes`), whose names are the prompt's, not a call;
 2. replies: a room whose last message came from someone else gets an answer from the
    agent there that spoke least recently, never the room's last speaker, so no agent
    dominates;
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from botarena.agents.echoes import is_echo
 from botarena.agents.persona import Persona
 from botarena.arenas.names import RoomKind, room_kind
 from botarena.server.protocol import Message
@@ -91,6 +93,7 @@ class TurnScheduler:
             )
             for p in self.personas.values()
         }
+        self._names = {n for p in self.personas.values() for n in (p.id, p.display_name)}
 
     # what the worker tells the scheduler ------------------------------------------
 
@@ -112,9 +115,10 @@ class TurnScheduler:
             self.rooms[room].agents.discard(agent)
 
     def mentioned(self, message: Message) -> set[str]:
-        """The agents in the message's room that it names (``@id`` or display name)."""
+        """The agents in the message's room that it names (``@id`` or display name),
+        its author never; none when the message echoes a prompt."""
         room = self.rooms.get(message.room)
-        if room is None:
+        if room is None or is_echo(message.text, self._names | {message.author}):
             return set()
         return {
             agent

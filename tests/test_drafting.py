@@ -99,3 +99,27 @@ def test_drafting_instructions_name_the_tool_only_when_there_is_one() -> None:
     assert "First line: its title" in drafting.instructions(
         drafting.DraftPlan("tutorial"), with_tool=False
     )
+
+
+def test_a_draft_that_echoes_the_prompt_or_has_no_title_is_refused() -> None:
+    plan = drafting.DraftPlan("tutorial")
+    fenced = "```\nThis is one short chat message in plain text, as the task asked.\n```"
+    assert drafting.parse(fenced, plan, "maria") == "the model echoed its instructions"
+    backticks = "```\nBack up the data every night and keep a week of copies.\n```"
+    assert drafting.parse(backticks, plan, "maria").startswith("no title")
+    first_line = (
+        'You are Maria in the "education" room of a team chat.\n'
+        "Back up the data every night and keep a week of copies."
+    )
+    assert drafting.parse(first_line, plan, "maria") == "the model echoed its instructions"
+    assert drafting.parse(
+        "You are Maria in the classroom today.\nBack up every night, keep a week of copies.",
+        plan,
+        "m",
+        names=["Maria"],
+    ) == ("the model echoed its instructions")
+    in_body = "Backups\nReply to mod's last message. Write one short chat message about it."
+    assert drafting.parse(in_body, plan, "maria") == "the model echoed its instructions"
+    ticket = drafting.DraftPlan("ticket_answer", "tickets/3", 3)
+    answer = "Write an answer to the ticket: a few plain sentences a person can act on."
+    assert drafting.parse(answer, ticket, "sage") == "the model echoed its instructions"

@@ -181,3 +181,17 @@ def test_a_lone_agent_still_takes_initiative_in_a_quiet_room(world) -> None:
     clock.now += 11
     turn = scheduler.next_turn()
     assert (turn.agent, turn.kind) == ("ada", "initiative")
+
+
+def test_an_echo_or_an_agents_own_message_starts_no_mention_turn(world) -> None:
+    scheduler, _ = world
+    echo = message("human", 'You are Cy in the "compiler" room of a team chat. Reply to ada.')
+    assert scheduler.mentioned(echo) == set()
+    quoted = message("bob", "Reply to cy's last message. Write one short chat message.")
+    assert scheduler.mentioned(quoted) == set()
+    own = message("cy", "@cy Cy here: I looked at the lexer, @bob.")
+    assert scheduler.mentioned(own) == {"bob"}
+    for m in (echo, quoted, own):
+        scheduler.observe(m)
+    turn = scheduler.next_turn()
+    assert (turn.agent, turn.kind, turn.trigger) == ("bob", "mention", own)
