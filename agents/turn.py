@@ -6,10 +6,10 @@ function calling gets one round of tool calls, then CrewAI asks for its answer) 
 each turn as a one-task ``Crew`` in a thread, so the worker's event loop never blocks.
 Each turn goes to whichever LLM slot (server instance) is idle. The room's recent
 history, the arena's mission and the persona's voice and traits go into the task. The
-answer is
-cleaned (labels, quotes, echoed instructions removed, cut to the persona's limit) and
-refused when nothing sensible is left. Each outcome carries the time spent in the LLM
-and in total, which the benchmark reports.
+answer is cleaned (labels, quotes and the agent's greetings to itself removed; an answer
+cut by the persona's limit or the token limit ends on its last whole sentence) and refused
+when it echoes its instructions (:mod:`botarena.agents.echoes`) or nothing sensible is left.
+Each outcome carries the time spent in the LLM and in total, which the benchmark reports.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from botarena.agents.echoes import ECHO_REASON, is_echo
 from botarena.agents.llm import LLMBackend
 from botarena.agents.persona import Persona, Traits
 from botarena.agents.scheduler import Turn
@@ -30,11 +31,9 @@ from botarena.server import offline
 from botarena.server.protocol import Message
 from botarena.server.settings import LLMSettings
 
-_ECHOES = re.compile(
-    r"expected criteria|final answer|your final answer|you must return|"
-    r"this is the expected|begin! this is very important",
-    re.IGNORECASE,
-)
+_GREETING = r"(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening)|thanks|thank you)"
+_SENTENCE_END = re.compile(r"[.!?…][\"'”\u2019)\]]*(?=\s|$)")
+CUT_REASON = "cut off by the token limit before a sentence ended"
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,31 @@ class TurnOutcome:
     raw: str = ""  # the model's answer before cleaning (a draft is parsed from it)
 
 
-def clean_reply(raw: str, persona: Persona, history: list[Message]) -> tuple[str | None, str]:
-    """The reply to post, or None and why the raw answer is not fit to post."""
+def _without_self_address(text: str, persona: Persona) -> str:
+    """``text`` without the agent greeting or addressing itself ("Hi Grace" from Grace)."""
+    names = "|".join(re.escape(n) for n in {persona.display_name, persona.id} if n)
+    before = text
+    text = re.sub(
+        rf"\b{_GREETING}[,\s]+@?(?:{names})\b[\s,!.:;\u2014\u2013-]*", "", text, flags=re.IGNORECASE
+    )
+    text = re.sub(rf"^@?(?:{names})\b\s*[,!:;\u2014\u2013-]+\s*", "", text, flags=re.IGNORECASE)
+    text = re.sub(rf"(?<![\w@])@(?:{names})\b[,:]?\s*", "", text, flags=re.IGNORECASE)
+    text = text.strip()
+    return text if text == before else text[:1].upper() + text[1:]
+
+
+def _whole_sentences(text: str, limit: int) -> str:
+    """``text`` up to its last sentence end within ``limit`` characters; empty when no
+    sentence ends there."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text[: limit + 1]) if m.end() <= limit]
+    return text[: ends[-1]].strip() if ends else ""
+
+
+def clean_reply(
+    raw: str, persona: Persona, history: list[Message], *, cut: bool = False
+) -> tuple[str | None, str]:
+    """The reply to post, or None and why the raw answer is not fit to post; ``cut``: the
+    answer was stopped by the token limit (it is kept up to its last whole sentence)."""
     text = raw.strip()
     text = re.sub(r"^(final answer|answer|reply|response)\s*:\s*", "", text, flags=re.I)
     for name in (persona.display_name, persona.id):
@@ -57,17 +79,19 @@ def clean_reply(raw: str, persona: Persona, history: list[Message]) -> tuple[str
     text = re.sub(r"\s+", " ", text)
     if not text:
         return None, "empty answer"
-    if _ECHOES.search(text):
-        return None, "the model echoed its instructions"
+    names = {persona.display_name, persona.id} | {m.author for m in history}
+    if is_echo(text, names):
+        return None, ECHO_REASON
+    text = _without_self_address(text, persona)
+    limit = persona.limits.max_reply_chars
+    if cut or len(text) > limit:
+        text = _whole_sentences(text, limit)
+        if not text:
+            return None, CUT_REASON
     if len(re.findall(r"[^\W\d_]{2,}", text)) < 2:
         return None, "not enough words to be a message"
     if any(text == m.text for m in history[-10:]):
         return None, "repeats a recent message"
-    limit = persona.limits.max_reply_chars
-    if len(text) > limit:
-        cut = text[:limit]
-        sentence_end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
-        text = cut[: sentence_end + 1] if sentence_end > limit // 3 else cut.rstrip() + "…"
     return text, "ok"
 
 
@@ -125,6 +149,7 @@ class CrewTurns:
         self.settings = settings
         self._agents: dict[tuple[str, int], Any] = {}
         self._llm_seconds: dict[str, float] = {}  # per agent: one turn at a time each
+        self._last_tokens: dict[str, int] = {}  # per agent: its last LLM call's answer
         self.slot_count = len(getattr(backend, "urls", None) or [None])
         self._free_slots: asyncio.Queue[int] | None = None
 
@@ -138,16 +163,19 @@ class CrewTurns:
         llm = self.backend.crewai_llm(persona.model, slot, self.settings)
         call = llm.call
         seconds, agent_id, prompts = self._llm_seconds, persona.id, self.prompts
+        last_tokens = self._last_tokens
 
         def timed_call(*args: Any, **kwargs: Any) -> Any:
             # CrewAI may call the LLM from a thread of its own: account per agent
             if prompts is not None and args:
                 prompts.append(copy.deepcopy(args[0]))  # CrewAI reuses its message list
             started = time.perf_counter()
+            before = llm.get_token_usage_summary().completion_tokens
             try:
                 return call(*args, **kwargs)
             finally:
                 seconds[agent_id] = seconds.get(agent_id, 0.0) + time.perf_counter() - started
+                last_tokens[agent_id] = llm.get_token_usage_summary().completion_tokens - before
 
         object.__setattr__(llm, "call", timed_call)  # measure the LLM's share of a turn
         agent = Agent(
@@ -166,10 +194,13 @@ class CrewTurns:
 
     def _kickoff(
         self, persona: Persona, slot: int, description: str, tools: list[Any]
-    ) -> tuple[str, float, int]:
+    ) -> tuple[str, float, int, bool]:
+        """The answer, the LLM's seconds, the completion tokens, and whether the last LLM
+        call was stopped by the token limit."""
         from crewai import Crew, CrewOutput, Task
 
         self._llm_seconds[persona.id] = 0.0
+        self._last_tokens[persona.id] = 0
         agent = self._agent(persona, slot)
         tokens_before = agent.llm.get_token_usage_summary().completion_tokens
         task = Task(
@@ -182,7 +213,8 @@ class CrewTurns:
         # a crew made without stream=True returns a CrewOutput, never a CrewStreamingOutput
         output = cast(CrewOutput, crew.kickoff())
         tokens = agent.llm.get_token_usage_summary().completion_tokens - tokens_before
-        return str(output.raw or ""), self._llm_seconds[persona.id], tokens
+        cut = self._last_tokens[persona.id] >= self.settings.llm_max_tokens
+        return str(output.raw or ""), self._llm_seconds[persona.id], tokens, cut
 
     async def run(
         self,
@@ -194,19 +226,26 @@ class CrewTurns:
         """Run one turn on the task :func:`build_task` wrote; ``history`` is what the reply
         must not repeat; ``tools`` are CrewAI tools the model may call during the turn (one
         round of calls, then its answer). LLM failures propagate for the worker to back
-        off on."""
+        off on. A turn cancelled meanwhile (a mute, a timeout) gives its LLM slot back
+        only when the call in its thread has ended."""
         started = time.perf_counter()
-        if self._free_slots is None:
-            self._free_slots = asyncio.Queue()
+        free = self._free_slots
+        if free is None:
+            free = self._free_slots = asyncio.Queue()
             for slot in range(self.slot_count):
-                self._free_slots.put_nowait(slot)
-        slot = await self._free_slots.get()  # whichever LLM instance is idle
-        try:
-            raw, llm_seconds, tokens = await asyncio.to_thread(
-                self._kickoff, persona, slot, description, tools or []
-            )
-        finally:
-            self._free_slots.put_nowait(slot)
-        text, reason = clean_reply(raw, persona, history)
+                free.put_nowait(slot)
+        slot = await free.get()  # whichever LLM instance is idle
+        call = asyncio.ensure_future(
+            asyncio.to_thread(self._kickoff, persona, slot, description, tools or [])
+        )
+
+        def give_back(done: asyncio.Future[tuple[str, float, int, bool]]) -> None:
+            free.put_nowait(slot)
+            if not done.cancelled():
+                done.exception()  # retrieved: a cancelled turn's failure is nobody's
+
+        call.add_done_callback(give_back)
+        raw, llm_seconds, tokens, cut = await asyncio.shield(call)
+        text, reason = clean_reply(raw, persona, history, cut=cut)
         elapsed = time.perf_counter() - started
         return TurnOutcome(text, reason, llm_seconds, elapsed, tokens, raw)

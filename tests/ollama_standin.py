@@ -9,11 +9,14 @@ first`` for a model that is not installed, and tool calls as Ollama returns them
 For models brought in by bundles it takes blobs (``HEAD``/``POST /api/blobs/sha256:<d>``,
 refusing a body whose digest differs) and ``POST /api/create`` from uploaded files.
 Every request is recorded for assertions; ``script`` queues the assistant messages the
-next chats answer with (then ``reply`` again).
+next chats answer with (then ``reply`` again). A chat's answer stops at its ``max_tokens``
+(here: words) with ``finish_reason`` ``length``, as Ollama's does; while ``hold`` is set
+and not yet released, chats wait for it (a slow model).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +37,7 @@ class OllamaStandIn:
     blobs: dict[str, bytes] = field(default_factory=dict)
     created: dict[str, dict] = field(default_factory=dict)
     url: str = ""
+    hold: asyncio.Event | None = None
 
     def _installed(self, name: str) -> bool:
         return name in self.models or f"{name}:latest" in self.models
@@ -115,9 +119,17 @@ class OllamaStandIn:
                     status=404,
                 )
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+            if self.hold is not None:
+                await self.hold.wait()
             message = (
                 self.script.pop(0) if self.script else {"role": "assistant", "content": self.reply}
             )
+            finish = "tool_calls" if message.get("tool_calls") else "stop"
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            words = str(message.get("content") or "").split(" ")
+            if limit and not message.get("tool_calls") and len(words) > limit:
+                message = {**message, "content": " ".join(words[:limit])}
+                finish = "length"
             completion_tokens = len(str(message.get("content") or message).split())
             return web.json_response(
                 {
@@ -130,7 +142,7 @@ class OllamaStandIn:
                         {
                             "index": 0,
                             "message": message,
-                            "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                            "finish_reason": finish,
                         }
                     ],
                     "usage": {
