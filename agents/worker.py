@@ -6,9 +6,11 @@ from the scheduler and runs them through CrewAI, at most ``slots`` at once (the 
 parallel capacity). It never dies from a failure: an LLM that is down, slow or talks
 nonsense costs a skipped turn with a logged reason, a reported ``error`` state and an
 exponential backoff (bounded) before the next call; a hub that restarts is reconnected
-to by each client, which resumes its rooms. Muted agents and paused rooms get no turn.
+to by each client, which resumes its rooms. Muted agents and paused rooms get no turn,
+and a mute cancels the agent's turn in flight: nothing is posted or proposed after it.
 With a :class:`MemoryService`, every message seen is remembered by the agents in its
-room and each turn brings recalled memories and arena-weighted knowledge; without
+room (an echo of a prompt never: :mod:`botarena.agents.echoes`) and each turn brings
+recalled memories and arena-weighted knowledge; without
 ChromaDB the agents talk on and report ``degraded``. Some turns draft a proposal
 (:mod:`botarena.agents.drafting`): the agent submits it with the propose tool, or the worker
 submits the draft parsed from the reply, and says so in the room. An arena that refuses
@@ -18,6 +20,7 @@ an agent (the external arena admits only the best by reputation) is retried late
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
@@ -31,6 +34,7 @@ from typing import Any, cast
 import structlog
 
 from botarena.agents import drafting
+from botarena.agents.echoes import ECHO_REASON, is_echo
 from botarena.agents.persona import Persona, Traits
 from botarena.agents.scheduler import Turn, TurnScheduler
 from botarena.agents.turn import CrewTurns, TurnOutcome, build_task
@@ -140,6 +144,8 @@ class AgentWorker:
         self._canon_seen: set[tuple[str, int]] = set()  # merges already indexed
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, asyncio.Future[None]] = {}  # per agent: its turn running
+        self._names = {n for p in personas for n in (p.id, p.display_name)}
 
     # connecting -------------------------------------------------------------------
 
@@ -150,6 +156,10 @@ class AgentWorker:
                 if notice.until is not None:
                     seconds = max(0.0, (notice.until - datetime.now(UTC)).total_seconds())
                 self.scheduler.mute(agent, seconds)
+                turn = self._in_flight.get(agent)
+                if seconds > 0 and turn is not None and not turn.done():
+                    log.info("turn.cancelled", agent=agent, reason="muted by a moderator")
+                    turn.cancel()
                 self.seats[agent].traits.nudge("assertiveness", -0.2)
                 self._report_soon(agent, AgentStateKind.MUTED, "muted by a moderator")
             elif notice.action == "unmute":
@@ -243,9 +253,13 @@ class AgentWorker:
         for agent in mentioned:
             self.seats[agent].traits.nudge("sociability", 0.05)
         room = self.scheduler.rooms.get(message.room)
-        if self.memory is not None and room is not None:
+        if self.memory is not None and room is not None and not self._echoes(message):
             self._spawn(self.memory.observe(message, set(room.agents), mentioned))
         self.scheduler.observe(message)
+
+    def _echoes(self, message: Message) -> bool:
+        """Whether ``message`` repeats a prompt (never remembered, whoever wrote it)."""
+        return is_echo(message.text, self._names | {message.author})
 
     # state reports ----------------------------------------------------------------
 
@@ -276,10 +290,11 @@ class AgentWorker:
     def _report_soon(self, agent: str, state: AgentStateKind, detail: str) -> None:
         self._spawn(self._report(agent, state, detail))
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # the loop ---------------------------------------------------------------------
 
@@ -299,7 +314,8 @@ class AgentWorker:
                 await self._pause(0.1)
                 continue
             await self.slots.acquire()
-            self._spawn(self._take_turn(turn))
+            running = self._in_flight[turn.agent] = self._spawn(self._take_turn(turn))
+            running.add_done_callback(functools.partial(self._landed, turn.agent))
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _pause(self, seconds: float) -> None:
@@ -316,10 +332,17 @@ class AgentWorker:
             return_exceptions=True,
         )
 
+    def _landed(self, agent: str, turn: asyncio.Future[None]) -> None:
+        if self._in_flight.get(agent) is turn:
+            del self._in_flight[agent]
+
     async def _take_turn(self, turn: Turn) -> None:
         posted = False
         try:
             posted = await self._turn(turn)
+        except asyncio.CancelledError:  # muted meanwhile: nothing more of this turn
+            log.info("turn.skipped", agent=turn.agent, room=turn.room, reason="cancelled")
+            raise
         except Exception:  # a bug in one turn must not stop the worker: log it loudly
             log.exception("turn.failed", agent=turn.agent, room=turn.room)
             await self._report(turn.agent, AgentStateKind.ERROR, "internal error in a turn")
@@ -451,6 +474,10 @@ class AgentWorker:
         loop = asyncio.get_running_loop()
 
         def submit(fields: dict[str, str]) -> str:
+            if self.scheduler.is_muted(seat.persona.id):  # the turn may be cancelled already
+                return "You are muted: the proposal was not submitted."
+            if is_echo(f"{fields.get('title', '')}\n{fields.get('content', '')}", self._names):
+                return "The proposal repeats your instructions: it was not submitted."
             future = asyncio.run_coroutine_threadsafe(self._submit(seat, arena, fields), loop)
             try:
                 proposal = future.result(timeout=30)
@@ -465,9 +492,13 @@ class AgentWorker:
     ) -> tuple[str | None, str]:
         """Submit the draft in a model's reply; the chat message that says so, or None
         and why nothing was proposed."""
-        parsed = drafting.parse(outcome.raw, draft, seat.persona.id)
+        if outcome.reason == ECHO_REASON:
+            return None, outcome.reason  # the reply is the draft: an echo is neither
+        parsed = drafting.parse(outcome.raw, draft, seat.persona.id, names=self._names)
         if isinstance(parsed, str):
             return None, parsed
+        if self.scheduler.is_muted(turn.agent):
+            return None, "muted"
         try:
             proposal = await self._submit(seat, turn.room, asdict(parsed))
         except HubError as exc:
@@ -479,6 +510,8 @@ class AgentWorker:
         return f'I proposed the {parsed.kind} "{parsed.title}" (#{proposal.id}).', "ok"
 
     async def _post(self, seat: AgentSeat, turn: Turn, text: str) -> bool:
+        if self.scheduler.is_muted(turn.agent):
+            return False  # muted while thinking
         reply_to = turn.trigger.id if turn.trigger is not None else None
         await self._report(turn.agent, AgentStateKind.SPEAKING, f"in {turn.room}")
         try:
