@@ -3,13 +3,15 @@ canon version; conflicts, edits, rejections, authorization and immutability."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
 from botarena.server.patching import unified_diff
-from tests.harness import Arena, eventually
+from tests.harness import Arena, eventually, stays
 
 V1 = "def add(a, b):\n    return a + b\n"
 
@@ -386,3 +388,26 @@ async def test_attachments_are_kept_with_a_proposal(arena: Arena) -> None:
     with pytest.raises(HubError) as err:
         await outsider.call("proposal.attachment", {"id": created["id"], "name": "diagram.png"})
     assert err.value.code == "forbidden"
+
+
+async def test_a_ticket_announcement_is_broadcast_once_in_the_rooms_order(arena: Arena) -> None:
+    """The announcement goes through the same store-and-broadcast as a send: under the
+    room's lock (in id order with concurrent sends), pushed once, counted as stored."""
+    from botarena.server.protocol import Message
+
+    inbox: list[Message] = []
+    mod = await arena.client("mod", "moderator")
+    desk = await arena.client("sage", arenas=["external"], inbox=inbox)
+    await desk.join("external")
+    await mod.join("external")
+    stored = arena.running.hub.metrics.messages_stored
+    before = stored._value.get()
+    await asyncio.gather(
+        mod.call("ticket.file", {"title": "Disk", "body": "Is it full?"}),
+        *(mod.send("external", f"note {i}") for i in range(5)),
+    )
+    await eventually(lambda: len(inbox) == 6, what="six messages heard")
+    assert await stays(lambda: len(inbox) == 6, 0.3)
+    assert [m.id for m in inbox] == sorted(m.id for m in inbox)
+    assert sum(m.text.startswith("Ticket #") for m in inbox) == 1
+    assert stored._value.get() == before + 6

@@ -41,6 +41,7 @@ from botarena.server.settings import HubSettings
 from botarena.server.store import Room, Store
 from botarena.server.store.canon import CanonEntry
 from botarena.server.store.database import UNAVAILABLE  # the store's rule; the gate's too
+from botarena.server.store.messages import Posted
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +71,19 @@ class HubContext:
     async def notify(self, principal: Principal, push: Push) -> None:
         """Send ``push`` to every connection of ``principal``, on every hub."""
         await self.push(push, personal_room(principal.id))
+
+    async def post(self, room: str, author: Principal, text: str, **options: Any) -> Posted:
+        """Store a message and broadcast it, under the room's lock so that this hub
+        broadcasts a room in id order; one the store reports announced already (a resend,
+        a recovered write that later messages lead to) is not pushed again. ``options``:
+        :meth:`~botarena.server.store.messages.MessageRepository.post`'s."""
+        async with self.room_locks[room]:
+            posted = await self.store.messages.post(room, author, text, **options)
+            if posted.recovered or not posted.duplicate:  # stored by this post or a lost one
+                self.metrics.messages_stored.inc()
+            if posted.announce:
+                await self.push(posted.message, room)
+        return posted
 
     async def enter(self, session: Session, room: str, may_post: bool) -> None:
         await self.sio.enter_room(session.sid, room)

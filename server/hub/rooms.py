@@ -101,20 +101,16 @@ async def send(hub: HubContext, session: Session, req: SendRequest) -> SendResul
         raise TooLarge(f"text is {len(req.text)} characters; the limit is {limit}")
     if not req.text.strip():
         raise InvalidPayload("text is blank")
-    async with hub.room_locks[req.room]:  # this hub broadcasts a room in id order
-        posted = await hub.store.messages.post(  # refused: Muted, RoomPaused, NotFound...
-            req.room,
-            session.principal,
-            req.text,
-            reply_to=req.reply_to,
-            client_id=req.client_id,
-            may_post_when_paused=session.principal.supervises,
-        )
-        if posted.recovered or not posted.duplicate:  # stored by this send or a lost one
-            hub.metrics.messages_stored.inc()
-        if posted.announce:
-            await hub.push(posted.message, req.room)
-            hub.metrics.delivery_latency.observe(time.perf_counter() - received)
+    posted = await hub.post(  # refused: Muted, RoomPaused, NotFound...
+        req.room,
+        session.principal,
+        req.text,
+        reply_to=req.reply_to,
+        client_id=req.client_id,
+        may_post_when_paused=session.principal.supervises,
+    )
+    if posted.announce:
+        hub.metrics.delivery_latency.observe(time.perf_counter() - received)
     return SendResult(message=posted.message, duplicate=posted.duplicate)
 
 

@@ -28,13 +28,9 @@ async def file_ticket(hub: HubContext, session: Session, req: TicketFile) -> Tic
     text = ticket_announcement(ticket_id, req.title, req.body)
     text = text[: hub.settings.max_message_chars]
     try:
-        posted = await hub.store.messages.post(
-            EXTERNAL, session.principal, text, may_post_when_paused=True
-        )
+        await hub.post(EXTERNAL, session.principal, text, may_post_when_paused=True)
     except Muted:
         pass  # a muted moderator's ticket is filed all the same, unannounced
-    else:
-        await hub.push(posted.message, EXTERNAL)
     return TicketFiled(id=ticket_id, path=ticket_path(ticket_id))
 
 
