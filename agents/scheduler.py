@@ -12,6 +12,15 @@ It watches every room the worker's agents are in and hands out turns in this ord
    least recently (the last speaker only when no other agent can), prompted by the
    arena's mission.
 
+Before all of them come tickets: every ticket a human announces in the external arena
+(:data:`~botarena.server.protocol.TICKET_ANNOUNCEMENT`), and every open one the hub lists
+(:meth:`TurnScheduler.sync_tickets`, for tickets filed while the worker was away), is
+queued work, not a message to reply to. The oldest open ticket goes to a free agent seated
+in the external arena, one agent per ticket at a time, until the ticket has an answer
+(:meth:`TurnScheduler.ticket_answered`); a ticket turn that ends without one puts the
+ticket back in the queue, up to :data:`TICKET_ATTEMPTS` turns, after which it waits for a
+human. Ticket turns respect each agent's own limits but not the arena's chat budget.
+
 Every turn must fit the arena's budget (turns per minute for all agents of that arena
 together, a token bucket) and the agent's own (its persona's turns per minute and
 cooldown), so the LLM is never flooded. Muted agents, paused rooms and agents already
@@ -29,11 +38,16 @@ from typing import Literal
 
 from botarena.agents.echoes import is_echo
 from botarena.agents.persona import Persona
-from botarena.arenas.names import RoomKind, room_kind
-from botarena.server.protocol import Message
+from botarena.arenas.names import EXTERNAL, RoomKind, TicketStatus, room_kind
+from botarena.server.protocol import (
+    TICKET_ANNOUNCEMENT,
+    Message,
+    TicketInfo,
+    ticket_announcement,
+)
 from botarena.server.ratelimit import RateLimiter
 
-TurnKind = Literal["mention", "reply", "initiative"]
+TurnKind = Literal["ticket", "mention", "reply", "initiative"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +57,24 @@ class Turn:
     kind: TurnKind
     trigger: Message | None  # the message answered; None for initiative
     attempt: int = 1
+    ticket: int | None = None  # a ticket turn: the ticket it answers
 
 
 MENTION_ATTEMPTS = 3
 """A mention whose answer was unusable is tried again, up to this many times in all."""
+
+
+TICKET_ATTEMPTS = 3
+"""A ticket gets this many turns at most; still unanswered, it waits for a human."""
+
+
+@dataclass
+class _Ticket:
+    id: int
+    trigger: Message  # its announcement (rebuilt from the hub's list when not seen)
+    attempts: int = 0  # turns started for it
+    taken_by: str | None = None  # the agent whose turn is answering it now
+    answered: bool = False
 
 
 @dataclass
@@ -87,6 +115,7 @@ class TurnScheduler:
             for p in self.personas.values()
         }
         self._mentions: deque[tuple[str, Message, int]] = deque()
+        self.tickets: dict[int, _Ticket] = {}
         self._patterns = {
             p.id: re.compile(
                 rf"(?<![\w@])@?({re.escape(p.id)}|{re.escape(p.display_name)})\b", re.IGNORECASE
@@ -133,8 +162,57 @@ class TurnScheduler:
             return
         room.recent.append(message)
         room.last_activity = self.clock()
+        ticket = self._ticket_id(message)
+        if ticket is not None:
+            self.tickets.setdefault(ticket, _Ticket(ticket, message))
+            return  # a ticket is queued work, answered in its turn: never a mention
         for agent in sorted(self.mentioned(message)):
             self._mentions.append((agent, message, 1))
+
+    @staticmethod
+    def _ticket_id(message: Message) -> int | None:
+        """The ticket a human's message in the external arena announces, if any."""
+        if message.room != EXTERNAL or message.author_role == "agent":
+            return None
+        match = TICKET_ANNOUNCEMENT.match(message.text)
+        return int(match[1]) if match else None
+
+    def sync_tickets(self, tickets: Iterable[TicketInfo], answered: Iterable[int] = ()) -> None:
+        """What the hub lists: an open ticket without an answer is queued (its
+        announcement rebuilt when it was not seen); one with an answer, closed, or in
+        ``answered`` (an answer waits for review) is done."""
+        pending = set(answered)
+        for info in tickets:
+            known = self.tickets.get(info.id)
+            if (
+                info.answer_proposal_id is not None
+                or info.status != TicketStatus.OPEN
+                or info.id in pending
+            ):
+                if known is not None:
+                    known.answered = True
+                continue
+            if known is None:
+                announcement = Message(
+                    id=0,
+                    room=EXTERNAL,
+                    author=info.filed_by,
+                    author_role="moderator",
+                    text=ticket_announcement(info.id, info.title, info.body),
+                    created_at=info.created_at,
+                )
+                self.tickets[info.id] = _Ticket(info.id, announcement)
+
+    def ticket_answered(self, ticket: int) -> None:
+        """A ``ticket_answer`` proposal for ``ticket`` exists: it needs no more turns."""
+        known = self.tickets.get(ticket)
+        if known is not None:
+            known.answered = True
+
+    def open_tickets(self) -> list[int]:
+        """The tickets still waiting for an answer, oldest first (those out of
+        attempts included: they wait for a human)."""
+        return sorted(t.id for t in self.tickets.values() if not t.answered)
 
     def set_paused(self, room: str, paused: bool) -> None:
         if room in self.rooms:
@@ -157,12 +235,21 @@ class TurnScheduler:
 
     def next_turn(self) -> Turn | None:
         """The next turn to run, or None when nobody should speak now."""
-        return self._next_mention() or self._next_reply() or self._next_initiative()
+        return (
+            self._next_ticket()
+            or self._next_mention()
+            or self._next_reply()
+            or self._next_initiative()
+        )
 
     def finish(self, turn: Turn, *, spoke: bool) -> None:
         """The turn ended; a turn that did not speak still counted against the budgets,
-        and a mention left unanswered is tried again (up to :data:`MENTION_ATTEMPTS`)."""
+        and a mention left unanswered is tried again (up to :data:`MENTION_ATTEMPTS`);
+        a ticket without an answer yet goes back to the queue."""
         self.busy.discard(turn.agent)
+        ticket = self.tickets.get(turn.ticket) if turn.ticket is not None else None
+        if ticket is not None and ticket.taken_by == turn.agent:
+            ticket.taken_by = None
         if spoke and turn.room in self.rooms:
             self.rooms[turn.room].last_activity = self.clock()
         if not spoke and turn.kind == "mention" and turn.attempt < MENTION_ATTEMPTS:
@@ -179,10 +266,17 @@ class TurnScheduler:
         )
 
     def _take(
-        self, agent: str, room: _Room, kind: TurnKind, trigger: Message | None, attempt: int = 1
+        self,
+        agent: str,
+        room: _Room,
+        kind: TurnKind,
+        trigger: Message | None,
+        attempt: int = 1,
+        ticket: int | None = None,
     ) -> Turn | None:
-        """Spend the budgets for a turn; None (and nothing spent) when one is empty."""
-        arena_limit = self._arena_limit.get(room.arena or "")
+        """Spend the budgets for a turn; None (and nothing spent) when one is empty.
+        A ticket turn spends only the agent's own: the arena's is for chat."""
+        arena_limit = None if ticket is not None else self._arena_limit.get(room.arena or "")
         agent_limit = self._agent_limit[agent]
         if arena_limit is not None and arena_limit.peek(room.arena or "") > 0:
             return None
@@ -193,10 +287,31 @@ class TurnScheduler:
         agent_limit.take(0)
         self.busy.add(agent)
         self.last_turn[agent] = self.clock()
-        if trigger is not None:
+        if trigger is not None and ticket is None:
             room.answered_id = max(room.answered_id, trigger.id)
         room.last_activity = self.clock()
-        return Turn(agent, room.name, kind, trigger, attempt)
+        return Turn(agent, room.name, kind, trigger, attempt, ticket)
+
+    def _next_ticket(self) -> Turn | None:
+        """The oldest open ticket nobody is answering, for a free agent in external."""
+        room = self.rooms.get(EXTERNAL)
+        if room is None:
+            return None
+        for ticket in sorted(self.tickets.values(), key=lambda t: t.id):
+            if ticket.answered or ticket.taken_by is not None:
+                continue
+            if ticket.attempts >= TICKET_ATTEMPTS:
+                continue  # out of turns: it waits for a human
+            for agent in self._least_recent(room, exclude=None):
+                turn = self._take(
+                    agent, room, "ticket", ticket.trigger, ticket.attempts + 1, ticket.id
+                )
+                if turn is not None:
+                    ticket.attempts += 1
+                    ticket.taken_by = agent
+                    return turn
+            return None  # no agent free for the oldest: the younger ones wait too
+        return None
 
     def _next_mention(self) -> Turn | None:
         for _ in range(len(self._mentions)):
@@ -220,6 +335,8 @@ class TurnScheduler:
             if not room.recent or room.recent[-1].id <= room.answered_id:
                 continue
             last = room.recent[-1]
+            if self._ticket_id(last) is not None:
+                continue  # queued work: answered by a ticket turn, not a reply
             for agent in self._least_recent(room, exclude=last.author):
                 turn = self._take(agent, room, "reply", last)
                 if turn is not None:

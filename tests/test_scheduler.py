@@ -195,3 +195,134 @@ def test_an_echo_or_an_agents_own_message_starts_no_mention_turn(world) -> None:
         scheduler.observe(m)
     turn = scheduler.next_turn()
     assert (turn.agent, turn.kind, turn.trigger) == ("bob", "mention", own)
+
+
+# tickets: queued work in the external arena --------------------------------------
+
+
+def announce(ticket: int, question: str, *, role: str = "moderator"):
+    from botarena.server.protocol import ticket_announcement
+
+    return message(
+        "mod", ticket_announcement(ticket, question, "please help"), "external"
+    ).model_copy(update={"author_role": role})
+
+
+def ticket_info(ticket: int, *, answer: int | None = None, status: str = "open"):
+    from botarena.server.protocol import TicketInfo
+
+    return TicketInfo(
+        id=ticket,
+        title=f"question {ticket}",
+        body="please help",
+        filed_by="mod",
+        status=status,
+        answer_proposal_id=answer,
+        human_intervention=False,
+        created_at=datetime.now(UTC),
+        closed_at=None,
+    )
+
+
+@pytest.fixture
+def desk():
+    """ada and bob at the help desk (external), cy in compiler only."""
+    clock = Clock()
+    scheduler = TurnScheduler(
+        [persona("ada"), persona("bob"), persona("cy")],
+        {"compiler": 600, "external": 600},
+        quiet_seconds=1000,
+        clock=clock,
+    )
+    for agent in ("ada", "bob"):
+        scheduler.enter(agent, "external")
+    scheduler.enter("cy", "compiler")
+    return scheduler, clock
+
+
+def test_a_ticket_followed_by_other_messages_still_gets_its_turn(desk) -> None:
+    scheduler, clock = desk
+    scheduler.mute("bob", 600)  # one agent at the desk
+    scheduler.observe(message("human", "hello desk", "external"))
+    busy = scheduler.next_turn()
+    assert (busy.agent, busy.kind) == ("ada", "reply")
+    ticket = announce(7, "Which port does the hub listen on?")
+    scheduler.observe(ticket)
+    scheduler.observe(message("human", "also, good morning", "external"))
+    scheduler.observe(message("human", "anyone there?", "external"))
+    run(scheduler, busy)
+    clock.now += 1
+    turn = scheduler.next_turn()
+    assert (turn.agent, turn.kind, turn.ticket, turn.trigger) == ("ada", "ticket", 7, ticket)
+
+
+def test_tickets_are_answered_in_filing_order_one_agent_each(desk) -> None:
+    scheduler, clock = desk
+    scheduler.observe(announce(3, "first"))
+    scheduler.observe(announce(4, "second"))
+    scheduler.observe(message("human", "thanks in advance", "external"))
+    first, second = scheduler.next_turn(), scheduler.next_turn()
+    assert [(t.kind, t.ticket) for t in (first, second)] == [("ticket", 3), ("ticket", 4)]
+    assert first.agent != second.agent
+    assert scheduler.next_turn() is None  # both busy: no third turn on either ticket
+    scheduler.ticket_answered(3)
+    scheduler.ticket_answered(4)
+    run(scheduler, first)
+    run(scheduler, second)
+    clock.now += 1
+    after = scheduler.next_turn()  # the small talk comes only now
+    assert (after.kind, after.ticket) == ("reply", None)
+    assert after.trigger.text == "thanks in advance"
+    assert scheduler.open_tickets() == []
+
+
+def test_a_ticket_turn_comes_before_a_pending_small_talk_turn(desk) -> None:
+    scheduler, clock = desk
+    scheduler.enter("ada", "compiler")
+    scheduler.mute("bob", 600)
+    scheduler.observe(message("human", "@ada can you look at the lexer?", "compiler"))
+    scheduler.observe(announce(9, "How do I restore last night's backup?"))
+    turn = scheduler.next_turn()
+    assert (turn.agent, turn.kind, turn.ticket) == ("ada", "ticket", 9)
+    scheduler.ticket_answered(9)
+    run(scheduler, turn)
+    clock.now += 1
+    assert scheduler.next_turn().kind == "mention"  # the small talk follows
+
+
+def test_an_unanswered_ticket_goes_back_to_the_queue_a_bounded_number_of_times(desk) -> None:
+    scheduler, clock = desk
+    scheduler.observe(announce(5, "a hard one"))
+    attempts = []
+    while (turn := scheduler.next_turn()) is not None and turn.kind == "ticket":
+        attempts.append(turn.attempt)
+        scheduler.finish(turn, spoke=False)  # the draft was refused
+        clock.now += 2
+    assert attempts == [1, 2, 3]
+    assert scheduler.open_tickets() == [5]  # it waits for a human
+
+
+def test_open_tickets_from_the_hub_are_queued_and_answered_ones_are_not(desk) -> None:
+    scheduler, _ = desk
+    scheduler.observe(announce(2, "seen, answered meanwhile"))
+    scheduler.sync_tickets(
+        [
+            ticket_info(12),
+            ticket_info(11),
+            ticket_info(2, answer=40),
+            ticket_info(1, status="closed"),
+        ]
+    )
+    assert scheduler.open_tickets() == [11, 12]
+    turn = scheduler.next_turn()
+    assert (turn.kind, turn.ticket, turn.trigger.id) == ("ticket", 11, 0)
+    assert turn.trigger.text.startswith("Ticket #11: question 11\n")
+    assert turn.trigger.author_role == "moderator"
+    scheduler.sync_tickets([ticket_info(12)], answered=[12])  # its answer waits for review
+    assert scheduler.open_tickets() == [11]
+
+
+def test_an_agents_ticket_like_message_is_not_a_ticket(desk) -> None:
+    scheduler, _ = desk
+    scheduler.observe(announce(31, "UPS runtime", role="agent"))
+    assert scheduler.open_tickets() == []
