@@ -68,6 +68,7 @@ async def run_worker(settings: AgentSettings) -> None:
             turns,
             slots=turns.slot_count,
             quiet_seconds=settings.quiet_seconds,
+            ticket_refresh_seconds=settings.ticket_refresh_seconds,
             turn_timeout=settings.llm_timeout + 30,
             memory=MemoryService(settings, [p.id for p in personas]),
             tools=settings.llm_tools,

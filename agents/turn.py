@@ -128,6 +128,8 @@ def build_task(
         lines.append(
             f'{turn.trigger.author} said to you: "{turn.trigger.text[:400]}". Answer them directly.'
         )
+    elif turn.kind == "ticket" and turn.trigger is not None:
+        lines.append(f'{turn.trigger.author} filed a ticket: "{turn.trigger.text[:600]}".')
     elif turn.kind == "reply" and turn.trigger is not None:
         lines.append(f"Reply to {turn.trigger.author}'s last message.")
     else:

@@ -15,6 +15,9 @@ ChromaDB the agents talk on and report ``degraded``. Some turns draft a proposal
 (:mod:`botarena.agents.drafting`): the agent submits it with the propose tool, or the worker
 submits the draft parsed from the reply, and says so in the room. An arena that refuses
 an agent (the external arena admits only the best by reputation) is retried later.
+Open tickets are the scheduler's queued work: the worker tells it of each answer it
+proposes, and of the hub's open tickets when an agent joins the external arena and every
+``ticket_refresh_seconds`` (tickets filed while the worker was away are answered too).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import functools
 import json
 import random
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -39,7 +43,7 @@ from botarena.agents.persona import Persona, Traits
 from botarena.agents.scheduler import Turn, TurnScheduler
 from botarena.agents.turn import CrewTurns, TurnOutcome, build_task
 from botarena.arenas.charter import ArenaCharter, charters
-from botarena.arenas.names import ProposalKind
+from botarena.arenas.names import EXTERNAL, ProposalKind, ProposalStatus, TicketStatus
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubClient
 from botarena.server.errors import ConfigError, Forbidden, HubError, Muted, NotFound, RoomPaused
@@ -55,6 +59,7 @@ from botarena.server.protocol import (
 log = structlog.get_logger(__name__)
 
 TurnRunner = Callable[..., Awaitable[TurnOutcome]]
+_TICKET_PATH = re.compile(r"tickets/(\d+)")  # a ticket_answer's path: its ticket
 
 
 def load_tokens(path: Path) -> dict[str, str]:
@@ -116,6 +121,7 @@ class AgentWorker:
         memory: MemoryService | None = None,
         tools: bool = False,
         rejoin_seconds: float = 30.0,
+        ticket_refresh_seconds: float = 30.0,
     ) -> None:
         """``tools``: agents get the propose tool (a model with function calling);
         otherwise a drafting turn's reply is parsed as the draft."""
@@ -129,6 +135,7 @@ class AgentWorker:
         self.memory = memory
         self.tools = tools
         self.rejoin_seconds = rejoin_seconds
+        self.ticket_refresh_seconds = ticket_refresh_seconds
         self.turn_timeout = turn_timeout
         self.max_backoff = max_backoff
         self.slots = asyncio.Semaphore(slots)
@@ -215,6 +222,39 @@ class AgentWorker:
         self.scheduler.enter(
             seat.persona.id, arena, paused=joined.room.paused, answered_through=joined.room.last_id
         )
+        if arena == EXTERNAL:
+            await self._refresh_tickets(seat)
+
+    async def _refresh_tickets(self, seat: AgentSeat) -> None:
+        """Queue the hub's open tickets (those filed while the worker was away too),
+        but not those whose answer waits for review (an approved one closes its ticket)."""
+        try:
+            listed = await seat.client.tickets(status=TicketStatus.OPEN, limit=500)
+            waiting = await seat.client.proposals(
+                arena=EXTERNAL, status=ProposalStatus.PENDING, limit=500
+            )
+        except HubError as exc:
+            log.info("worker.tickets_not_listed", agent=seat.persona.id, error=exc.message)
+            return
+        answered = [
+            int(found[1])
+            for p in waiting.proposals
+            if p.kind == ProposalKind.TICKET_ANSWER
+            and (found := _TICKET_PATH.fullmatch(p.path)) is not None
+        ]
+        self.scheduler.sync_tickets(listed.tickets, answered)
+
+    async def _refresh_tickets_every(self) -> None:
+        while not self._stopping.is_set():
+            await self._pause(self.ticket_refresh_seconds)
+            room = self.scheduler.rooms.get(EXTERNAL)
+            seated = [
+                seat
+                for seat in self.seats.values()
+                if room is not None and seat.persona.id in room.agents and seat.client.connected
+            ]
+            if seated:
+                await self._refresh_tickets(seated[0])
 
     async def _left_out(self, seat: AgentSeat, room: str) -> None:
         """The hub no longer admits the agent to ``room``: leave it, try again later."""
@@ -305,6 +345,7 @@ class AgentWorker:
         await asyncio.gather(*(self._connect(seat) for seat in self.seats.values()))
         log.info("worker.running", agents=list(self.seats))
         self._spawn(self._rejoin_refused())
+        self._spawn(self._refresh_tickets_every())
         while not self._stopping.is_set():
             if time.monotonic() < self._retry_at or self.slots.locked():
                 await self._pause(0.1)
@@ -458,6 +499,9 @@ class AgentWorker:
             fields["content"],
             base_version=base,
         )
+        answered = _TICKET_PATH.fullmatch(proposal.path)
+        if proposal.kind == ProposalKind.TICKET_ANSWER and answered:
+            self.scheduler.ticket_answered(int(answered[1]))
         log.info(
             "turn.proposed",
             agent=seat.persona.id,
@@ -512,7 +556,8 @@ class AgentWorker:
     async def _post(self, seat: AgentSeat, turn: Turn, text: str) -> bool:
         if self.scheduler.is_muted(turn.agent):
             return False  # muted while thinking
-        reply_to = turn.trigger.id if turn.trigger is not None else None
+        # a ticket's announcement rebuilt from the hub's list has no message id (0)
+        reply_to = turn.trigger.id if turn.trigger is not None and turn.trigger.id else None
         await self._report(turn.agent, AgentStateKind.SPEAKING, f"in {turn.room}")
         try:
             await seat.client.send(turn.room, text, reply_to=reply_to)

@@ -286,6 +286,9 @@ class AgentSettings(ClientSettings, LLMSettings, MemorySettings):
         None, description="JSON {persona id: token} for the worker; default var/agent-tokens.json"
     )
     quiet_seconds: float = Field(20.0, gt=0, description="silence before agents take initiative")
+    ticket_refresh_seconds: float = Field(
+        30.0, gt=0, description="how often the worker asks the hub for open tickets"
+    )
 
     @property
     def tokens_path(self) -> Path:
