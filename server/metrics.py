@@ -51,6 +51,11 @@ class HubMetrics:
             ["event", "code"],
             registry=self.registry,
         )
+        self.tickets_overdue = Counter(
+            "botarena_tickets_overdue_total",
+            "Tickets announced to moderators for waiting too long without an answer",
+            registry=self.registry,
+        )
         self.messages_stored = Counter(
             "botarena_messages_stored_total",
             "Messages persisted by this hub",

@@ -551,6 +551,17 @@ class PauseResult(BaseModel):
     changed: bool = Field(description="False: the room already was in that state")
 
 
+class TicketWaiting(Push):
+    """Pushed as ``ticket.waiting`` to moderators when a ticket has waited longer than
+    ``BOTARENA_TICKET_ALERT_SECONDS`` without an answer (once per ticket)."""
+
+    event = "ticket.waiting"
+
+    id: int
+    title: str
+    filed_at: IsoTime
+
+
 class ModerationNotice(Push):
     """Pushed as ``moderation`` to the principal a moderation action targets."""
 
@@ -637,6 +648,7 @@ PUSHES: dict[str, type[Push]] = {
         ProposalReviewed,
         CanonMerged,
         ModerationNotice,
+        TicketWaiting,
     )
 }
 """Every event the hub pushes, and its model."""

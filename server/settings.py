@@ -202,6 +202,11 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     external_min_seats: int = Field(
         3, ge=1, description="fewest help-desk agents external seats (all, when fewer)"
     )
+    ticket_alert_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="a ticket unanswered this long is announced to moderators; 0: never",
+    )
     external_check_seconds: float = Field(
         10.0, gt=0, description="how often agents that lost their seat leave external"
     )

@@ -411,3 +411,39 @@ async def test_a_ticket_announcement_is_broadcast_once_in_the_rooms_order(arena:
     assert [m.id for m in inbox] == sorted(m.id for m in inbox)
     assert sum(m.text.startswith("Ticket #") for m in inbox) == 1
     assert stored._value.get() == before + 6
+
+
+async def test_a_ticket_left_unanswered_is_told_to_moderators_once(
+    hub_factory, redis_url: str
+) -> None:
+    """Two hubs sharing a database and Redis: the ticket that waits too long is told to
+    every moderator once, the one answered in time never."""
+    from botarena.server.protocol import TicketWaiting
+
+    one = await hub_factory(ticket_alert_seconds=2.0, redis_url=redis_url)
+    two = await hub_factory(ticket_alert_seconds=2.0, redis_url=redis_url)
+    told: list[TicketWaiting] = []
+    for arena in (one, two):
+        watcher = await arena.client(f"mod-{arena.url[-5:]}", "moderator")
+        watcher.on(TicketWaiting, told.append)
+    mod = await one.client("mod", "moderator")
+    sage = await one.client("sage", arenas=["external"])
+    waiting = await mod.call("ticket.file", {"title": "Disk", "body": "Is it full?"})
+    answered = await mod.call("ticket.file", {"title": "Port", "body": "Which port?"})
+    proposal = await sage.call(
+        "proposal.create",
+        {
+            "arena": "external",
+            "kind": "ticket_answer",
+            "path": answered["path"],
+            "base_version": 0,
+            "title": "Answer",
+            "content": "8765.",
+        },
+    )
+    await mod.call("proposal.review", {"id": proposal["id"], "decision": "approve"})
+    await eventually(lambda: len(told) >= 2, what="both moderators told")
+    assert await stays(lambda: len(told) == 2, 1.0)
+    assert {(t.id, t.title) for t in told} == {(waiting["id"], "Disk")}
+    total = sum(a.running.hub.metrics.tickets_overdue._value.get() for a in (one, two))
+    assert total == 1  # one hub told, through the supervisors' room of both

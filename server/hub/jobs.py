@@ -7,6 +7,8 @@
   ``/metrics`` (and the alert on a broken chain);
 * the archiver stores yesterday's room transcripts in the object store every
   ``archive_every_seconds`` (a day stored once; with several hubs, one stores it);
+* the ticket watch tells moderators (``ticket.waiting``) of each ticket still without an
+  answer ``ticket_alert_seconds`` after it was filed, once per ticket across hubs;
 * the seat watch takes this hub's agent sessions that lost their external seat (others'
   approvals and reactions move the ranking) out of that room every
   ``external_check_seconds``, so a quiet agent stops hearing the help desk too.
@@ -31,6 +33,7 @@ from botarena.server.archive import archive_day
 from botarena.server.errors import ObjectStoreError
 from botarena.server.hub.context import UNAVAILABLE, HubContext
 from botarena.server.hub.sessions import Sessions
+from botarena.server.protocol import SUPERVISORS_ROOM, TicketWaiting
 from botarena.server.store import CONTROL_CHANNEL, ControlAction
 
 log = structlog.get_logger(__name__)
@@ -82,6 +85,9 @@ class Jobs:
             jobs.create_task(
                 self._every(settings.external_check_seconds, self._unseat), name="hub.seats"
             )
+            if settings.ticket_alert_seconds:
+                every = min(60.0, max(0.1, settings.ticket_alert_seconds / 4))
+                jobs.create_task(self._every(every, self._alert_overdue), name="hub.tickets")
             if settings.archive_every_seconds:
                 jobs.create_task(
                     self._every(settings.archive_every_seconds, self._archive_yesterday),
@@ -111,6 +117,20 @@ class Jobs:
             return
         if stored:
             log.info("archive.transcripts", day=str(yesterday), artifacts=stored)
+
+    async def _alert_overdue(self) -> None:
+        try:
+            overdue = await self.hub.store.tickets.overdue(self.hub.settings.ticket_alert_seconds)
+        except UNAVAILABLE as exc:
+            log.warning("tickets.not_checked", error=str(exc))
+            return
+        for ticket in overdue:
+            self.hub.metrics.tickets_overdue.inc()
+            log.info("tickets.overdue", ticket=ticket["id"])
+            waiting = TicketWaiting(
+                id=ticket["id"], title=ticket["title"], filed_at=ticket["created_at"]
+            )
+            await self.hub.push(waiting, SUPERVISORS_ROOM)
 
     async def _unseat(self) -> None:
         try:

@@ -26,6 +26,18 @@ class TicketRepository:
         self.db = db
         self.audit = audit
 
+    async def overdue(self, seconds: float) -> list[asyncpg.Record]:
+        """The open, unanswered tickets filed more than ``seconds`` ago that moderators
+        were not told of yet (``id``, ``title``, ``created_at``); each is marked told, so
+        that of several hubs only one tells."""
+        return await self.db.pool.fetch(
+            """UPDATE tickets SET alerted_at = now()
+               WHERE status = 'open' AND answer_proposal_id IS NULL AND alerted_at IS NULL
+                 AND created_at < now() - make_interval(secs => $1)
+               RETURNING id, title, created_at""",
+            seconds,
+        )
+
     async def file(self, filer: Principal, title: str, body: str) -> int:
         """File a ticket; its id."""
         async with self.db.transaction() as conn:
