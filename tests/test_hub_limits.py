@@ -113,9 +113,11 @@ async def test_memory_stays_flat_over_5000_refused_connects(
             await asyncio.gather(*(one_socket(count // 10) for _ in range(10)))
             return codes
 
-        await attempts(500)  # warm: the allocator's arenas and caches fill
+        # warm: the allocator's arenas and caches fill, and the address's burst of refusals
+        # is spent, so "unauthorized" may only appear here (after it, one refusal a second)
+        codes = await attempts(500)
         warm = rss_kib(hub.proc.pid)
-        codes = await attempts(5000)
+        codes |= await attempts(5000)
         grown = rss_kib(hub.proc.pid) - warm
         assert codes == {"invalid_payload", "unauthorized", "rate_limited"}
         assert grown < 4096, f"the hub grew {grown} KiB over 5,000 refused connects"
