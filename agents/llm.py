@@ -108,14 +108,18 @@ class OllamaBackend:
 
 
 class OpenAICompatibleBackend:
-    """One or more OpenAI-compatible servers (``.../v1`` URLs) serving the same model."""
+    """One or more OpenAI-compatible servers (``.../v1`` URLs) serving the same model,
+    each answering ``parallel`` requests at once (its slots)."""
 
-    def __init__(self, urls: list[str], default_model: str, name: str = "openai") -> None:
+    def __init__(
+        self, urls: list[str], default_model: str, name: str = "openai", parallel: int = 1
+    ) -> None:
         if not urls:
             raise ValueError("an OpenAI-compatible backend needs at least one URL")
         self.urls = [u.rstrip("/") for u in urls]
         self.default_model = default_model
         self.name = name
+        self.slots = len(self.urls) * max(1, parallel)
 
     async def health(self) -> BackendHealth:
         models: list[str] = []

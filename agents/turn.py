@@ -152,7 +152,7 @@ class CrewTurns:
         self._agents: dict[tuple[str, int], Any] = {}
         self._llm_seconds: dict[str, float] = {}  # per agent: one turn at a time each
         self._last_tokens: dict[str, int] = {}  # per agent: its last LLM call's answer
-        self.slot_count = len(getattr(backend, "urls", None) or [None])
+        self.slot_count = getattr(backend, "slots", 1)
         self._free_slots: asyncio.Queue[int] | None = None
 
     def _agent(self, persona: Persona, slot: int) -> Any:
