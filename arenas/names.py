@@ -72,6 +72,7 @@ class ProposalStatus(StrEnum):
 
 class TicketStatus(StrEnum):
     OPEN = "open"
+    ESCALATED = "escalated"  # the agents could not answer it: a human's turn
     CLOSED = "closed"
 
 

@@ -50,6 +50,8 @@ agent states, moderation       gate refuses these events (``MODERATOR_EVENTS``) 
 ``mod.*``)
 tickets (``tickets``)          the external arena's readers, as for its messages:
                                tickets are its work.
+escalating a ticket            those who may post in the external arena: its
+(``ticket.escalate``)          seated agents and supervisors.
 reputation (``reputation``)    every principal: the standings are counts, no
                                content, and the site's ``/metrics`` shows them too.
 an agent's own state           agents only (:func:`may_report_state`).

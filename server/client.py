@@ -74,6 +74,7 @@ from botarena.server.protocol import (
     RoomList,
     SendResult,
     Standings,
+    TicketEscalated,
     TicketFiled,
     TicketList,
     UnmuteResult,
@@ -435,6 +436,12 @@ class HubClient:
 
     async def tickets(self, *, status: TicketStatus | None = None, limit: int = 100) -> TicketList:
         return await self._ask("tickets", TicketList, {"status": status, "limit": limit})
+
+    async def escalate(self, ticket: int, reason: str) -> TicketEscalated:
+        """Hand a ticket the agents cannot answer to the humans."""
+        return await self._ask(
+            "ticket.escalate", TicketEscalated, {"ticket": ticket, "reason": reason}
+        )
 
     async def mute(self, principal: str, seconds: int, reason: str = "") -> MuteResult:
         payload = {"principal": principal, "seconds": seconds, "reason": reason}

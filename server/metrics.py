@@ -56,6 +56,11 @@ class HubMetrics:
             "Tickets announced to moderators for waiting too long without an answer",
             registry=self.registry,
         )
+        self.tickets_escalated = Counter(
+            "botarena_tickets_escalated_total",
+            "Tickets the agents handed to the humans because they could not answer them",
+            registry=self.registry,
+        )
         self.messages_stored = Counter(
             "botarena_messages_stored_total",
             "Messages persisted by this hub",
@@ -81,7 +86,8 @@ class HubMetrics:
         )
         self.human_intervention = Gauge(
             "botarena_ticket_human_intervention_ratio",
-            "Closed tickets whose answer a human wrote or edited, among closed tickets",
+            "Closed tickets a human had to step in for (an answer a human wrote or edited, or a "
+            "ticket the agents escalated), among closed tickets",
             registry=self.registry,
         )
         self.agent_reputation = Gauge(
@@ -140,6 +146,7 @@ class HubMetrics:
         for arena, count in reviewed.items():
             self.approval_ratio.labels(arena).set(approved.get(arena, 0) / count)
         self.tickets.labels("open").set(tickets["open"])
+        self.tickets.labels("escalated").set(tickets["escalated"])
         self.tickets.labels("closed").set(tickets["closed"])
         self.human_intervention.set(
             tickets["human"] / tickets["closed"] if tickets["closed"] else 0.0

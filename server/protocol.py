@@ -267,6 +267,19 @@ class TicketQuery(Payload):
     limit: int = Field(100, ge=1, le=500)
 
 
+class TicketEscalate(Payload):
+    """An agent of the external arena hands a ticket it cannot answer to the humans."""
+
+    ticket: RowId
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class TicketEscalated(BaseModel):
+    id: int
+    status: TicketStatus
+    changed: bool = Field(description="False: the ticket already was escalated")
+
+
 def ticket_announcement(ticket_id: int, title: str, body: str) -> str:
     """How a filed ticket is announced in the external arena (agents recognise it)."""
     return (
@@ -562,6 +575,17 @@ class TicketWaiting(Push):
     filed_at: IsoTime
 
 
+class TicketEscalation(Push):
+    """Pushed as ``ticket.escalated`` to moderators when agents hand a ticket to them."""
+
+    event = "ticket.escalated"
+
+    id: int
+    title: str
+    by: str
+    reason: str
+
+
 class ModerationNotice(Push):
     """Pushed as ``moderation`` to the principal a moderation action targets."""
 
@@ -597,6 +621,7 @@ REQUESTS: dict[str, type[Payload]] = {
     "canon.get": CanonRequest,
     "ticket.file": TicketFile,
     "tickets": TicketQuery,
+    "ticket.escalate": TicketEscalate,
     "mod.mute": MuteRequest,
     "mod.unmute": UnmuteRequest,
     "mod.kick": KickRequest,
@@ -628,6 +653,7 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "canon.get": CanonDocument,
     "ticket.file": TicketFiled,
     "tickets": TicketList,
+    "ticket.escalate": TicketEscalated,
     "mod.mute": MuteResult,
     "mod.unmute": UnmuteResult,
     "mod.kick": KickResult,
@@ -649,6 +675,7 @@ PUSHES: dict[str, type[Push]] = {
         CanonMerged,
         ModerationNotice,
         TicketWaiting,
+        TicketEscalation,
     )
 }
 """Every event the hub pushes, and its model."""

@@ -291,6 +291,13 @@ async def _create(world: World, role: str, kind: str) -> Any:
     return {**base, "kind": "document", "path": f"docs/{world.unique('c')}.md"}
 
 
+async def _escalate(world: World, role: str, kind: str) -> Any:
+    if kind != "external":
+        return None
+    ticket = await world.store.tickets.file(world.principals["desk"], "Stuck", "how?")
+    return {"ticket": ticket, "reason": "nothing in the knowledge base"}
+
+
 def _create_expect(role: str, kind: str) -> str:
     return reader(role, kind) if kind in ("arena", "external") else "unknown_room"
 
@@ -394,6 +401,12 @@ TABLE: dict[str, Row] = {
         fixed({}),
         lambda role, kind: reader(role, "external"),
         lambda w, r, k, data: _shows_secret(w, r, "external", data),
+    ),
+    "ticket.escalate": Row(
+        _escalate,
+        lambda role, kind: (
+            ("ok" if posts(role, kind) else "forbidden") if kind == "external" else None
+        ),
     ),
     "mod.mute": Row(fixed({"principal": "tgt", "seconds": 60}), supervisor),
     "mod.unmute": Row(fixed({"principal": "tgt"}), supervisor),

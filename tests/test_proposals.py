@@ -447,3 +447,58 @@ async def test_a_ticket_left_unanswered_is_told_to_moderators_once(
     assert {(t.id, t.title) for t in told} == {(waiting["id"], "Disk")}
     total = sum(a.running.hub.metrics.tickets_overdue._value.get() for a in (one, two))
     assert total == 1  # one hub told, through the supervisors' room of both
+
+
+async def test_an_escalated_ticket_goes_to_the_humans_and_counts_as_their_intervention(
+    arena: Arena,
+) -> None:
+    """An agent of external hands a ticket it cannot answer to the humans: moderators are
+    told once, the ticket leaves the open list, a human's answer closes it, and it counts
+    as an intervention; a closed ticket cannot be escalated."""
+    from botarena.server.protocol import TicketEscalation
+
+    told: list[TicketEscalation] = []
+    mod = await arena.client("mod", "moderator")
+    mod.on(TicketEscalation, told.append)
+    sage = await arena.client("sage", arenas=["external"])
+    ticket = await mod.call("ticket.file", {"title": "Pager", "body": "Who is on call?"})
+    reason = "nothing in the knowledge base answers it"
+    first = await sage.call("ticket.escalate", {"ticket": ticket["id"], "reason": reason})
+    again = await sage.call("ticket.escalate", {"ticket": ticket["id"], "reason": reason})
+    assert (first["status"], first["changed"], again["changed"]) == ("escalated", True, False)
+    await eventually(lambda: len(told) == 1, what="the moderator told")
+    assert await stays(lambda: len(told) == 1, 0.3)
+    assert (told[0].id, told[0].title, told[0].by, told[0].reason) == (
+        ticket["id"],
+        "Pager",
+        "sage",
+        reason,
+    )
+    assert (await mod.call("tickets", {"status": "open"}))["tickets"] == []
+    answer = await mod.call(
+        "proposal.create",
+        {
+            "arena": "external",
+            "kind": "ticket_answer",
+            "path": ticket["path"],
+            "base_version": 0,
+            "title": "Answer",
+            "content": "Whoever the rota names; ask the desk.",
+        },
+    )
+    await mod.call("proposal.review", {"id": answer["id"], "decision": "approve"})
+    closed = (await mod.call("tickets", {"status": "closed"}))["tickets"]
+    assert [(t["id"], t["human_intervention"]) for t in closed] == [(ticket["id"], True)]
+    with pytest.raises(HubError) as err:
+        await sage.call("ticket.escalate", {"ticket": ticket["id"], "reason": reason})
+    assert err.value.code == "conflict"
+    with pytest.raises(HubError) as err:
+        await sage.call("ticket.escalate", {"ticket": 10**6, "reason": reason})
+    assert err.value.code == "not_found"
+    with pytest.raises(HubError) as err:
+        await sage.call("ticket.escalate", {"ticket": ticket["id"], "reason": ""})
+    assert err.value.code == "invalid_payload"
+    assert arena.running.hub.metrics.tickets_escalated._value.get() == 1
+    entries = await arena.running.hub.store.audit.entries(limit=500)
+    escalations = [(e.actor, e.subject) for e in entries if e.action == "ticket.escalated"]
+    assert escalations == [("sage", f"ticket:{ticket['id']}")]

@@ -67,6 +67,7 @@ async def test_every_event_has_a_typed_method(arena: Arena) -> None:
     results["canon.get"] = canon = await bob.canon("docs/t.md")
     results["ticket.file"] = ticket = await ada.file_ticket("Help", "How?")
     results["tickets"] = await ada.tickets()
+    results["ticket.escalate"] = await ada.escalate(ticket.id, "nothing known")
     results["mod.pause"] = await ada.pause("compiler", "tea")
     results["mod.resume"] = await ada.resume("compiler")
     results["mod.mute"] = await ada.mute("bob", 60, "calm")

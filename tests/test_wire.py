@@ -156,9 +156,11 @@ async def _scenario(arena: Arena, wires: dict[str, Wire]) -> set[str]:
             {"id": third["data"]["id"], "decision": "edit", "content": "v2, edited\n"},
         )
 
-        await call(ada, "ticket.file", {"title": "Help", "body": "How?"})
+        filed = await call(ada, "ticket.file", {"title": "Help", "body": "How?"})
         await call(ada, "tickets", {})
         await call(bob, "tickets", {})
+        await call(ada, "ticket.escalate", {"ticket": filed["data"]["id"], "reason": "unknown"})
+        await call(bob, "ticket.escalate", {"ticket": filed["data"]["id"], "reason": "unknown"})
 
         await call(ada, "mod.pause", {"room": "compiler", "reason": "tea"})
         await call(bob, "send", {"room": "compiler", "text": "still here?"})

@@ -2,17 +2,24 @@
 
 A filed ticket is announced in the external arena in the form agents recognise (even
 while the arena is paused; not when the moderator filing it is muted); its answer is a
-``ticket_answer`` proposal on the ticket's canon path, reviewed like any other.
+``ticket_answer`` proposal on the ticket's canon path, reviewed like any other. A ticket
+the agents cannot answer from what they know is escalated by one of them (any of the
+arena's posters may): it leaves their queue, moderators are told with a
+``ticket.escalated`` push, and it counts as a human's intervention.
 """
 
 from __future__ import annotations
 
-from botarena.arenas.names import EXTERNAL, ticket_path
-from botarena.server.errors import Muted
+from botarena.arenas.names import EXTERNAL, TicketStatus, ticket_path
+from botarena.server.errors import Forbidden, Muted
 from botarena.server.hub.context import HubContext
 from botarena.server.hub.gate import EventTable
 from botarena.server.hub.sessions import Session
 from botarena.server.protocol import (
+    SUPERVISORS_ROOM,
+    TicketEscalate,
+    TicketEscalated,
+    TicketEscalation,
     TicketFile,
     TicketFiled,
     TicketInfo,
@@ -40,7 +47,25 @@ async def list_tickets(hub: HubContext, session: Session, req: TicketQuery) -> T
     return TicketList(tickets=[TicketInfo.model_validate(t) for t in found])
 
 
+async def escalate_ticket(
+    hub: HubContext, session: Session, req: TicketEscalate
+) -> TicketEscalated:
+    """One who may post in the external arena hands a ticket to the humans."""
+    _room, may_post = await hub.readable(session, EXTERNAL)
+    if not may_post:
+        raise Forbidden(f"{session.principal.name} may not post in {EXTERNAL}")
+    title, changed = await hub.store.tickets.escalate(req.ticket, session.principal, req.reason)
+    if changed:
+        hub.metrics.tickets_escalated.inc()
+        notice = TicketEscalation(
+            id=req.ticket, title=title, by=session.principal.name, reason=req.reason
+        )
+        await hub.push(notice, SUPERVISORS_ROOM)
+    return TicketEscalated(id=req.ticket, status=TicketStatus.ESCALATED, changed=changed)
+
+
 EVENTS: EventTable = {
     "ticket.file": file_ticket,
     "tickets": list_tickets,
+    "ticket.escalate": escalate_ticket,
 }

@@ -2,7 +2,8 @@
 
 A ticket is answered by a ``ticket_answer`` proposal on the path ``tickets/<id>``; the
 ticket closes when a human approves that answer, noting whether a human had to step in
-(an edited answer, or one a human wrote). Filing and closing are audited.
+(an edited answer, one a human wrote, or a ticket the agents escalated because they could
+not answer it). Filing, escalating and closing are audited.
 """
 
 from __future__ import annotations
@@ -56,6 +57,34 @@ class TicketRepository:
             )
         return ticket_id
 
+    async def escalate(self, ticket_id: int, by: Principal, reason: str) -> tuple[str, bool]:
+        """Hand an open ticket to the humans; its title, and False when it already was
+        escalated (nothing changes then). A closed ticket is a ``Conflict``."""
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT title, status FROM tickets WHERE id = $1 FOR UPDATE", ticket_id
+            )
+            if row is None:
+                raise NotFound(f"ticket {ticket_id} is unknown")
+            if row["status"] == TicketStatus.CLOSED:
+                raise Conflict(f"ticket {ticket_id} is closed")
+            if row["status"] == TicketStatus.ESCALATED:
+                return row["title"], False
+            await conn.execute(
+                """UPDATE tickets SET status = 'escalated', escalated_at = now(),
+                   escalation = $2, human_intervention = true WHERE id = $1""",
+                ticket_id,
+                reason,
+            )
+            await self.audit.append(
+                "ticket.escalated",
+                actor=by.name,
+                subject=f"ticket:{ticket_id}",
+                detail={"reason": reason},
+                conn=conn,
+            )
+        return row["title"], True
+
     async def find(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Tickets newest first, of one status when given."""
         rows = await self.db.pool.fetch(
@@ -76,9 +105,11 @@ class TicketRepository:
         ]
 
     async def counts(self) -> dict[str, int]:
-        """Open and closed tickets, and those closed with a human's intervention."""
+        """Open, escalated and closed tickets, and those closed with a human's
+        intervention."""
         row = await self.db.pool.fetchrow(
             """SELECT count(*) FILTER (WHERE status = 'open') AS open,
+                      count(*) FILTER (WHERE status = 'escalated') AS escalated,
                       count(*) FILTER (WHERE status = 'closed') AS closed,
                       count(*) FILTER (WHERE status = 'closed' AND human_intervention)
                           AS human FROM tickets"""
@@ -86,14 +117,14 @@ class TicketRepository:
         return dict(row)
 
     async def open_at(self, path: str, *, conn: asyncpg.Connection) -> int:
-        """The id of the open ticket a ticket answer's ``path`` names."""
+        """The id of the ticket, open or escalated, that a ticket answer's ``path`` names."""
         match = re.fullmatch(r"tickets/(\d{1,18})", path)
         if match is None:
             raise InvalidPayload("a ticket answer's path is tickets/<id>")
         status = await conn.fetchval("SELECT status FROM tickets WHERE id = $1", int(match[1]))
         if status is None:
             raise NotFound(f"ticket {match[1]} is unknown")
-        if status != TicketStatus.OPEN:
+        if status == TicketStatus.CLOSED:
             raise Conflict(f"ticket {match[1]} is {status}")
         return int(match[1])
 
@@ -109,7 +140,8 @@ class TicketRepository:
         """Close a ticket with its approved answer, in the caller's transaction."""
         await conn.execute(
             """UPDATE tickets SET status = 'closed', closed_at = now(),
-               answer_proposal_id = $2, human_intervention = $3 WHERE id = $1""",
+               answer_proposal_id = $2, human_intervention = human_intervention OR $3
+               WHERE id = $1""",
             ticket_id,
             proposal_id,
             human,
