@@ -1,5 +1,6 @@
 """The moderator console, driven with Textual's Pilot against a real hub: live messages,
-reviews, the reason a rejection needs, read-only mode, and a hub restart."""
+reviews, the reason a rejection needs, read-only mode, a hub restart, tickets the hub
+tells moderators of (escalated, overdue) and a ticket answer's sources."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import time
 from collections.abc import Callable
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, RichLog, Static, TextArea
+from textual.strip import Strip
+from textual.widgets import DataTable, Input, RichLog, Static, TabbedContent, TextArea
 
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
 from botarena.server.store import Store
 from botarena.tui.app import WRITE_ACTIONS, ConsoleApp
 from botarena.tui.screens import EditorScreen, FormScreen
+from botarena.tui.sources import split_sources
 from tests.harness import Arena
 
 SIZE = (140, 40)
@@ -272,3 +276,220 @@ async def test_edit_then_approve_in_the_consoles_editor(arena: Arena) -> None:
         assert (got["status"], got["edited"]) == ("approved", True)
         canon = await ada.call("canon.get", {"path": "docs/retries.md"})
         assert canon["content"] == "Retry twice, a minute apart.\nChecked by mod."
+
+
+Told = list[tuple[str, str, str]]
+
+
+def notifications(app: ConsoleApp, monkeypatch: pytest.MonkeyPatch) -> Told:
+    """What the console notifies from now on: (severity, title, message) each."""
+    told: Told = []
+    notify = app.notify
+
+    def record(message: str, *, title: str = "", severity: str = "information", **kw) -> None:
+        told.append((severity, title, message))
+        notify(message, title=title, severity=severity, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app, "notify", record)
+    return told
+
+
+def ticket_row(app: ConsoleApp, ticket_id: int) -> str:
+    """The cells of a ticket's row as they read (empty while it is not listed)."""
+    table = app.query_one("#ticket-table", DataTable)
+    if str(ticket_id) not in {key.value for key in table.rows}:
+        return ""
+    return " ".join(Text.from_markup(str(cell)).plain for cell in table.get_row(str(ticket_id)))
+
+
+def choose(app: ConsoleApp, selector: str, key: int) -> None:
+    """Put the cursor of a table on the row of ``key`` (rows move as pushes arrive)."""
+    table = app.query_one(selector, DataTable)
+    table.move_cursor(row=table.get_row_index(str(key)))
+
+
+def alerts(told: Told) -> Told:
+    """The warnings among the notifications (not the flash line's echoes)."""
+    return [t for t in told if t[0] == "warning"]
+
+
+def tab_label(app: ConsoleApp, pane: str) -> str:
+    return app.query_one("#tabs", TabbedContent).get_tab(pane).label.plain
+
+
+async def test_a_ticket_the_agents_escalate_is_told_and_marked_until_a_human_answers(
+    arena: Arena, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await console(arena)
+    told = notifications(app, monkeypatch)
+    sage = await arena.client("sage", arenas=["external"])
+    reason = "nothing in the knowledge base names the rota"
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await pilot.press("4")
+        assert app.link is not None
+        filed = await app.link.file_ticket("Pager", "Who is on call tonight?")
+        await until(pilot, lambda: "waiting" in ticket_row(app, filed.id), "the ticket listed")
+        assert "needs a human" not in shown(app, "#status")
+        assert tab_label(app, "tickets") == "4 Tickets"
+
+        await sage.escalate(filed.id, reason)
+        await until(pilot, lambda: told, "the notification")
+        assert told == [
+            (
+                "warning",
+                f"Ticket #{filed.id} escalated",
+                f"Ticket #{filed.id} “Pager” escalated by sage: {reason}",
+            )
+        ]
+        await until(pilot, lambda: "escalated" in ticket_row(app, filed.id), "marked escalated")
+        assert ticket_row(app, filed.id).startswith(f"{filed.id} escalated Pager mod")
+        assert "for a human (from sage)" in ticket_row(app, filed.id)
+        assert app.state.tickets[filed.id].status == "escalated"  # as the hub lists it
+        await until(
+            pilot,
+            lambda: f"escalated by sage: {reason}" in shown(app, "#ticket-detail"),
+            "who and why in the detail",
+        )
+        assert "1 ticket needs a human (tab 4)" in shown(app, "#status")
+        assert tab_label(app, "tickets") == "4 Tickets (1)"
+
+        # a moderator answers it from the console: closed, no longer counted
+        answer = await app.link.client.call(
+            "proposal.create",
+            {
+                "arena": "external",
+                "kind": "ticket_answer",
+                "path": f"tickets/{filed.id}",
+                "base_version": 0,
+                "title": "Answer",
+                "content": "Whoever the rota names.",
+            },
+        )
+        await pilot.press("3")
+        await until(pilot, lambda: answer["id"] in app.state.proposals, "the answer listed")
+        await pilot.pause(0.3)
+        await pilot.press("a")
+        await until(pilot, lambda: "closed" in ticket_row(app, filed.id), "closed")
+        await until(pilot, lambda: "needs a human" not in shown(app, "#status"), "uncounted")
+        assert tab_label(app, "tickets") == "4 Tickets"
+        assert len(alerts(told)) == 1  # the review was no ticket alert
+
+
+async def test_a_ticket_left_unanswered_is_told_and_marked_overdue(
+    hub_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arena = await hub_factory(ticket_alert_seconds=1)
+    app = await console(arena)
+    told = notifications(app, monkeypatch)
+    desk = await arena.client("desk", "moderator")  # another moderator files it
+    sage = await arena.client("sage", arenas=["external"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await pilot.press("4")
+        filed = await desk.file_ticket("Disk", "Is the backup disk full?")
+        await until(pilot, lambda: told, "the notification")
+        ((severity, title, message),) = told
+        assert (severity, title) == ("warning", f"Ticket #{filed.id} waiting")
+        assert message.startswith(f"Ticket #{filed.id} “Disk” has waited ")
+        assert message.endswith(" s without an answer")
+        # the console had not seen the ticket: it reads the list again, and marks it
+        await until(pilot, lambda: "overdue" in ticket_row(app, filed.id), "marked overdue")
+        assert ticket_row(app, filed.id).startswith(f"{filed.id} open · overdue Disk desk")
+        assert "overdue: the hub told it waited too long" in shown(app, "#ticket-detail")
+        assert "1 ticket needs a human (tab 4)" in shown(app, "#status")
+        assert tab_label(app, "tickets") == "4 Tickets (1)"
+        assert app.state.tickets[filed.id].status == "open"
+
+        # answered and approved elsewhere: the mark and the count go
+        answer = await sage.call(
+            "proposal.create",
+            {
+                "arena": "external",
+                "kind": "ticket_answer",
+                "path": f"tickets/{filed.id}",
+                "base_version": 0,
+                "title": "Answer",
+                "content": "No: 41% used.",
+            },
+        )
+        await desk.review(answer["id"], "approve")
+        await until(pilot, lambda: "closed" in ticket_row(app, filed.id), "closed")
+        assert "overdue" not in ticket_row(app, filed.id)
+        await until(pilot, lambda: "needs a human" not in shown(app, "#status"), "uncounted")
+        assert tab_label(app, "tickets") == "4 Tickets"
+        assert len(alerts(told)) == 1  # told once
+
+
+def line_of(app: ConsoleApp, selector: str, text: str) -> Strip:
+    """The line of a RichLog that reads ``text``."""
+    for line in app.query_one(selector, RichLog).lines:
+        if line.text == text:
+            return line
+    raise AssertionError(f"no line {text!r} in {selector}: {text_of(app, selector)!r}")
+
+
+async def test_a_ticket_answers_sources_are_shown_apart(arena: Arena) -> None:
+    app = await console(arena)
+    sage = await arena.client("sage", arenas=["external"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        assert app.link is not None
+        sourced = await app.link.file_ticket("Backups", "Where do backups go?")
+        bare = await app.link.file_ticket("Port", "Which port?")
+        answers = []
+        for ticket, content in (
+            (sourced, "In var/backups.\n\nSources: ops-backups.md, ops-ports.md\n"),
+            (bare, "8765."),
+        ):
+            answers.append(
+                await sage.call(
+                    "proposal.create",
+                    {
+                        "arena": "external",
+                        "kind": "ticket_answer",
+                        "path": f"tickets/{ticket.id}",
+                        "base_version": 0,
+                        "title": f"Answer to ticket #{ticket.id}",
+                        "content": content,
+                    },
+                )
+            )
+        await pilot.press("3")
+        await until(pilot, lambda: len(app.state.proposals) == 2, "the answers listed")
+        await pilot.pause(0.3)
+        choose(app, "#proposal-table", answers[0]["id"])
+        await until(pilot, lambda: "+In var/backups." in text_of(app, "#proposal-detail"), "diff")
+        sources = line_of(app, "#proposal-detail", "Sources: ops-backups.md, ops-ports.md")
+        names = [s.style for s in sources if "ops-backups.md" in s.text]
+        assert names and names[0] is not None and names[0].bold, list(sources)
+        assert "no sources" not in text_of(app, "#proposal-detail")
+        choose(app, "#proposal-table", answers[1]["id"])
+        await until(pilot, lambda: "+8765." in text_of(app, "#proposal-detail"), "the other")
+        line_of(app, "#proposal-detail", "no sources")
+
+        # the Tickets tab shows the answer with its sources on their own line too
+        await pilot.press("4")
+        await until(pilot, lambda: "pending by sage" in ticket_row(app, sourced.id), "answers")
+        choose(app, "#ticket-table", sourced.id)
+        await until(pilot, lambda: "In var/backups." in shown(app, "#ticket-detail"), "detail")
+        detail = shown(app, "#ticket-detail").splitlines()
+        assert detail[-2:] == ["In var/backups.", "Sources: ops-backups.md, ops-ports.md"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("content", "answer", "sources"),
+    [
+        ("Yes.\n\nSources: a.md, b.md\n", "Yes.\n", ["a.md", "b.md"]),
+        ("Yes.\nsources:a.md\n\n", "Yes.\n", ["a.md"]),  # any case, trailing blank lines
+        ("Yes.\nSources: a.md\nThen ask again.", "Yes.\nSources: a.md\nThen ask again.", None),
+        ("Yes.", "Yes.", None),
+        ("Sources: ", "", []),
+    ],
+    ids=["two", "lowercase", "not-last", "none", "empty"],
+)
+def test_an_answers_sources_are_read_from_its_last_line(
+    content: str, answer: str, sources: list[str] | None
+) -> None:
+    assert split_sources(content) == (answer, sources)

@@ -17,7 +17,9 @@ from botarena.server.protocol import (
     ProposalInfo,
     Role,
     RoomInfo,
+    TicketEscalation,
     TicketInfo,
+    TicketWaiting,
 )
 from botarena.tui.app import ConsoleApp
 from botarena.tui.state import ConsoleState
@@ -201,7 +203,7 @@ def site() -> ConsoleState:
                 "path": "tickets/1",
                 "title": "Answer to ticket #1",
                 "base_version": 0,
-                "content": "No: 41% used.\n",
+                "content": "No: 41% used.\n\nSources: ops-backups.md, ops-ports.md\n",
                 "reason": "",
                 "edited": False,
                 "reviewed_by": None,
@@ -242,6 +244,40 @@ def console(**options: object) -> ConsoleApp:
 )
 def test_each_tab(snap_compare, keys: list[str]) -> None:
     assert snap_compare(console(), press=keys, terminal_size=SIZE, run_before=settle)
+
+
+def test_a_ticket_answers_sources(snap_compare) -> None:
+    """The ticket answer #5 selected: its sources on a line of their own."""
+    assert snap_compare(console(), press=["3", "s"], terminal_size=SIZE, run_before=settle)
+
+
+def test_tickets_for_a_human(snap_compare) -> None:
+    """An escalated ticket (selected, with who and why) and an overdue one: both marked,
+    counted on the status line and the tab, and notified."""
+    app = console()
+    for tid, title, body in ((2, "Pager", "Who is on call tonight?"), (3, "Port", "Which port?")):
+        app.state.set_ticket(
+            TicketInfo.model_validate(
+                {
+                    "id": tid,
+                    "title": title,
+                    "body": body,
+                    "filed_by": "mod",
+                    "status": "escalated" if tid == 2 else "open",
+                    "answer_proposal_id": None,
+                    "human_intervention": False,
+                    "created_at": T0,
+                    "closed_at": None,
+                }
+            )
+        )
+    app.state.ticket_escalated(
+        TicketEscalation(id=2, title="Pager", by="sage", reason="no document names the rota")
+    )
+    app.state.ticket_waiting(
+        TicketWaiting(id=3, title="Port", filed_at=T0), now=T0 + timedelta(minutes=5)
+    )
+    assert snap_compare(app, press=["4", "down"], terminal_size=SIZE, run_before=settle)
 
 
 def test_help(snap_compare) -> None:

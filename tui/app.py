@@ -4,7 +4,9 @@ Tickets, Health: :mod:`botarena.tui.rooms` and its siblings); the app holds the 
 status line, the tabs, a flash line, the footer), the global keys (the tabs, ``?`` lists
 every key, ``q`` quits, Ctrl+P opens the command palette) and the link. Data goes down:
 the link writes the :class:`ConsoleState` and names what it changed, and a few times a
-second the app tells the panes that show those parts to draw themselves. Messages come
+second the app tells the panes that show those parts to draw themselves; the status line
+counts the tickets that need a human, and what must be told at once (a ticket waiting
+too long, or escalated by the agents) is notified. Messages come
 up: a pane posts what the moderator asked for (approve, mute, post...) and the app
 carries it to the hub, showing what was done or the hub's refusal on the flash line. In
 read-only mode every action is gone."""
@@ -43,7 +45,11 @@ PANES: tuple[type[ConsolePane], ...] = (
     HealthPane,
 )
 WRITE_ACTIONS = frozenset[str]().union(*(pane.WRITE_ACTIONS for pane in PANES))
-PARTS = frozenset({"connection", *(part for pane in PANES for part in pane.DRAWS_FROM)})
+PARTS = frozenset(
+    {"connection", "alerts", *(part for pane in PANES for part in pane.DRAWS_FROM)}
+)
+ALERT_SECONDS = 20.0
+"""How long a ticket's alert stays on screen (its count stays on the status line)."""
 DONE = {"approve": "reviewed", "reject": "rejected", "edit": "edited and reviewed"}
 P = TypeVar("P", bound=ConsolePane)
 
@@ -163,7 +169,9 @@ class ConsoleApp(App[None]):
             return
         dirty, self._dirty = self._dirty, set()
         try:
-            if "connection" in dirty:
+            if "alerts" in dirty:
+                self._tell_alerts()
+            if dirty & {"connection", "tickets"}:
                 self._draw_status()
             for pane in self.main.query(ConsolePane):
                 if pane.DRAWS_FROM & dirty:
@@ -176,9 +184,28 @@ class ConsoleApp(App[None]):
         mark = "[bold green]●[/]" if s.connected else "[bold red]○[/]"
         who = f"{escape(s.me)} ({s.role})" if s.me else ""
         mode = "  [reverse] read-only [/]" if self.read_only else ""
-        self.main.query_one("#status", Static).update(
-            f"{mark} {escape(s.status)}  {who}  {escape(s.url)}{mode}"
+        humans = s.needing_a_human()
+        tickets = (
+            f"  [bold red]{humans} ticket{' needs' if humans == 1 else 's need'} a human[/]"
+            " (tab 4)"
+            if humans
+            else ""
         )
+        self.main.query_one("#status", Static).update(
+            f"{mark} {escape(s.status)}  {who}  {escape(s.url)}{mode}{tickets}"
+        )
+
+    def _tell_alerts(self) -> None:
+        """Notify what the hub told that needs a human (a ticket waiting, escalated)."""
+        while self.state.alerts:
+            alert = self.state.alerts.popleft()
+            self.notify(
+                alert.text,
+                title=alert.title,
+                severity="warning",
+                timeout=ALERT_SECONDS,
+                markup=False,
+            )
 
     @on(ConsolePane.Flash)
     def _flash_asked(self, message: ConsolePane.Flash) -> None:
@@ -189,7 +216,7 @@ class ConsoleApp(App[None]):
         self.main.query_one("#flash", Static).update(
             f"[bold red]{escape(text)}[/]" if error else escape(text)
         )
-        self.notify(text, severity="error" if error else "information")
+        self.notify(text, severity="error" if error else "information", markup=False)
 
     # global keys -------------------------------------------------------------------
 

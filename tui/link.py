@@ -9,7 +9,8 @@ reported at once; python-socketio reconnects, :class:`HubClient` re-joins each r
 the last message seen (so missed messages arrive) and the lists are loaded again.
 ``/healthz`` is polled for the dependencies' state. Every change calls ``on_change`` with
 what changed (``rooms``, ``agents``, ``proposals``, ``tickets``, ``health``,
-``connection``); actions raise the refusal's :class:`HubError` subclass (``Forbidden``,
+``connection``, and ``alerts`` when a push is to be told at once: a ticket waiting too
+long or escalated to the humans, after which the tickets are read again); actions raise the refusal's :class:`HubError` subclass (``Forbidden``,
 ``Conflict``...) with the hub's message.
 """
 
@@ -37,7 +38,9 @@ from botarena.server.protocol import (
     Role,
     RoomInvited,
     RoomState,
+    TicketEscalation,
     TicketFiled,
+    TicketWaiting,
 )
 from botarena.tui.state import ConsoleState
 
@@ -65,6 +68,8 @@ class HubLink:
         self.client.on(ProposalReviewed, self._on_proposal)
         self.client.on(RoomState, self._on_room_state)
         self.client.on(RoomInvited, self._on_room_invited)
+        self.client.on(TicketWaiting, self._on_ticket_waiting)
+        self.client.on(TicketEscalation, self._on_ticket_escalated)
 
     # life cycle ---------------------------------------------------------------------
 
@@ -180,6 +185,18 @@ class HubLink:
             for ticket in (await self.client.tickets(limit=500)).tickets:
                 self.state.set_ticket(ticket)
             self.on_change("tickets")
+
+    def _on_ticket_waiting(self, push: TicketWaiting) -> None:
+        self.state.ticket_waiting(push)
+        self.on_change("alerts")
+        self.on_change("tickets")
+        self._spawn(self._reload_tickets())  # a ticket another moderator filed, say
+
+    def _on_ticket_escalated(self, push: TicketEscalation) -> None:
+        self.state.ticket_escalated(push)
+        self.on_change("alerts")
+        self.on_change("tickets")
+        self._spawn(self._reload_tickets())
 
     def _on_room_state(self, push: RoomState) -> None:
         self.state.room(push.room).paused = push.paused

@@ -1,6 +1,7 @@
 """The Proposals tab: the agents' proposals, newest first, filtered by arena (``f``) and
 state (``s``: pending, all, approved, rejected, conflict), conflicts and stale proposals
-marked, the selected one's diff against the canon below; ``a`` approves, ``x`` rejects
+marked, the selected one's diff against the canon below (for a ticket answer, the
+sources it names on its last ``Sources:`` line, apart and highlighted); ``a`` approves, ``x`` rejects
 with a reason, ``e`` edits then approves. Reviews, edits and the diffs it lacks are posted
 up as messages: the app asks the hub and the proposal comes back through the state.
 Without a hub (:attr:`ProposalsPane.hub_linked` false) the content shows instead of a
@@ -20,11 +21,12 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
-from botarena.arenas.names import ARENAS, ProposalStatus
+from botarena.arenas.names import ARENAS, ProposalKind, ProposalStatus
 from botarena.server.protocol import ProposalDetail, ProposalInfo, ReviewDecision
 from botarena.tui.markup import colour, styled
 from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import Field, FormScreen
+from botarena.tui.sources import sources_line, split_sources
 from botarena.tui.state import ConsoleState
 from botarena.tui.table import KeyedTable, Row
 
@@ -162,8 +164,12 @@ class ProposalsPane(ConsolePane):
         if detail and detail.attachments:
             files = ", ".join(f"{a.name} ({a.size} bytes)" for a in detail.attachments)
             log.write(f"attachments: {escape(files)}")
+        content = proposal.content
+        if proposal.kind == ProposalKind.TICKET_ANSWER:
+            content, sources = split_sources(content)
+            log.write(sources_line(sources))
         if detail is None and not self.hub_linked:
-            log.write(escape(proposal.content))  # no hub to diff against
+            log.write(escape(content))  # no hub to diff against
             return
         if detail is None:
             if self._diff_for != proposal.id:

@@ -2,7 +2,11 @@
 
 Rooms with their recent messages and unread counts, agents with their last reported
 state and their reputation, proposals, tickets, the hub's health and the samples behind
-the sparklines (messages per interval, LLM seconds per turn). Agents, standings,
+the sparklines (messages per interval, LLM seconds per turn), and what the hub told of tickets
+that need a human: the ones announced overdue (``ticket.waiting``; the hub keeps no field
+for it, so only the console remembers) and who escalated which ticket and why
+(``ticket.escalated``), with the :class:`Alert` each push raised until the app shows it.
+Agents, standings,
 proposals and tickets are held as the protocol's models (a proposal read with its diff
 stays a :class:`~botarena.server.protocol.ProposalDetail` when it is listed or pushed
 again); a room is a :class:`RoomView` set from a ``RoomInfo``; the health is ``/healthz``'s
@@ -15,8 +19,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from botarena.arenas.names import TicketStatus
 from botarena.server.protocol import (
     AgentStanding,
     AgentState,
@@ -25,7 +31,9 @@ from botarena.server.protocol import (
     ProposalInfo,
     RoomInfo,
     Standings,
+    TicketEscalation,
     TicketInfo,
+    TicketWaiting,
 )
 
 MAX_MESSAGES = 1000
@@ -44,6 +52,14 @@ class RoomView:
     unread: int = 0
 
 
+@dataclass(frozen=True)
+class Alert:
+    """Something the moderator must be told of at once (a notification): plain text."""
+
+    title: str
+    text: str
+
+
 @dataclass
 class ConsoleState:
     """Everything the console shows."""
@@ -60,6 +76,9 @@ class ConsoleState:
     standings: dict[str, AgentStanding] = field(default_factory=dict)
     proposals: dict[int, ProposalInfo] = field(default_factory=dict)
     tickets: dict[int, TicketInfo] = field(default_factory=dict)
+    overdue: set[int] = field(default_factory=set)  # tickets the hub told were waiting
+    escalations: dict[int, TicketEscalation] = field(default_factory=dict)
+    alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=100))  # not shown yet
     health: dict[str, Any] = field(default_factory=dict)  # /healthz's JSON
     message_times: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     llm_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=60))
@@ -128,3 +147,52 @@ class ConsoleState:
 
     def set_ticket(self, ticket: TicketInfo) -> None:
         self.tickets[ticket.id] = ticket
+
+    def ticket_waiting(self, push: TicketWaiting, now: datetime | None = None) -> None:
+        """The hub told that a ticket waits for an answer: it is marked, and told."""
+        self.overdue.add(push.id)
+        waited = ((now or datetime.now(UTC)) - push.filed_at).total_seconds()
+        self.alerts.append(
+            Alert(
+                f"Ticket #{push.id} waiting",
+                f"Ticket #{push.id} “{push.title}” has waited {duration(waited)} "
+                "without an answer",
+            )
+        )
+
+    def ticket_escalated(self, push: TicketEscalation) -> None:
+        """The agents handed a ticket to the humans: it is escalated, and told."""
+        self.escalations[push.id] = push
+        ticket = self.tickets.get(push.id)
+        if ticket is not None and ticket.status == TicketStatus.OPEN:
+            self.tickets[push.id] = ticket.model_copy(update={"status": TicketStatus.ESCALATED})
+        self.alerts.append(
+            Alert(
+                f"Ticket #{push.id} escalated",
+                f"Ticket #{push.id} “{push.title}” escalated by {push.by}: {push.reason}",
+            )
+        )
+
+    def is_overdue(self, ticket: TicketInfo) -> bool:
+        """Announced overdue and still open (neither answered nor escalated since)."""
+        return ticket.status == TicketStatus.OPEN and ticket.id in self.overdue
+
+    def needing_a_human(self) -> int:
+        """Tickets escalated to the humans, and open ones announced overdue."""
+        return sum(
+            1
+            for t in self.tickets.values()
+            if t.status == TicketStatus.ESCALATED or self.is_overdue(t)
+        )
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a moderator reads a wait: 40 s, 5 min, 3 h, 2 days."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
