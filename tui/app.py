@@ -45,9 +45,7 @@ PANES: tuple[type[ConsolePane], ...] = (
     HealthPane,
 )
 WRITE_ACTIONS = frozenset[str]().union(*(pane.WRITE_ACTIONS for pane in PANES))
-PARTS = frozenset(
-    {"connection", "alerts", *(part for pane in PANES for part in pane.DRAWS_FROM)}
-)
+PARTS = frozenset({"connection", "alerts", *(part for pane in PANES for part in pane.DRAWS_FROM)})
 ALERT_SECONDS = 20.0
 """How long a ticket's alert stays on screen (its count stays on the status line)."""
 DONE = {"approve": "reviewed", "reject": "rejected", "edit": "edited and reviewed"}
@@ -186,8 +184,7 @@ class ConsoleApp(App[None]):
         mode = "  [reverse] read-only [/]" if self.read_only else ""
         humans = s.needing_a_human()
         tickets = (
-            f"  [bold red]{humans} ticket{' needs' if humans == 1 else 's need'} a human[/]"
-            " (tab 4)"
+            f"  [bold red]{humans} ticket{' needs' if humans == 1 else 's need'} a human[/] (tab 4)"
             if humans
             else ""
         )

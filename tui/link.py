@@ -10,8 +10,9 @@ the last message seen (so missed messages arrive) and the lists are loaded again
 ``/healthz`` is polled for the dependencies' state. Every change calls ``on_change`` with
 what changed (``rooms``, ``agents``, ``proposals``, ``tickets``, ``health``,
 ``connection``, and ``alerts`` when a push is to be told at once: a ticket waiting too
-long or escalated to the humans, after which the tickets are read again); actions raise the refusal's :class:`HubError` subclass (``Forbidden``,
-``Conflict``...) with the hub's message.
+long or escalated to the humans, after which the tickets are read again); actions raise
+the refusal's :class:`HubError` subclass (``Forbidden``, ``Conflict``...) with the hub's
+message.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The Proposals tab: the agents' proposals, newest first, filtered by arena (``f``) and
 state (``s``: pending, all, approved, rejected, conflict), conflicts and stale proposals
 marked, the selected one's diff against the canon below (for a ticket answer, the
-sources it names on its last ``Sources:`` line, apart and highlighted); ``a`` approves, ``x`` rejects
-with a reason, ``e`` edits then approves. Reviews, edits and the diffs it lacks are posted
-up as messages: the app asks the hub and the proposal comes back through the state.
-Without a hub (:attr:`ProposalsPane.hub_linked` false) the content shows instead of a
-diff."""
+sources it names on its last ``Sources:`` line too, apart and highlighted); ``a``
+approves, ``x`` rejects with a reason, ``e`` edits then approves. Reviews, edits and the
+diffs it lacks are posted up as messages: the app asks the hub and the proposal comes
+back through the state. Without a hub (:attr:`ProposalsPane.hub_linked` false) the
+content shows instead of a diff."""
 
 from __future__ import annotations
 

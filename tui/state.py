@@ -155,8 +155,7 @@ class ConsoleState:
         self.alerts.append(
             Alert(
                 f"Ticket #{push.id} waiting",
-                f"Ticket #{push.id} “{push.title}” has waited {duration(waited)} "
-                "without an answer",
+                f"Ticket #{push.id} “{push.title}” has waited {duration(waited)} without an answer",
             )
         )
 
