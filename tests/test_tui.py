@@ -11,14 +11,16 @@ import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.strip import Strip
-from textual.widgets import DataTable, Input, RichLog, Static, TabbedContent, TextArea
+from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent, TextArea
 
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
 from botarena.server.store import Store
-from botarena.tui.app import WRITE_ACTIONS, ConsoleApp
+from botarena.tui.app import PANES, WRITE_ACTIONS, ConsoleApp
+from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import EditorScreen, FormScreen
 from botarena.tui.sources import split_sources
+from botarena.tui.state import ConsoleState
 from tests.harness import Arena
 
 SIZE = (140, 40)
@@ -493,3 +495,16 @@ def test_an_answers_sources_are_read_from_its_last_line(
     content: str, answer: str, sources: list[str] | None
 ) -> None:
     assert split_sources(content) == (answer, sources)
+
+
+@pytest.mark.unit
+async def test_every_pane_ends_above_the_flash_line_which_is_on_screen() -> None:
+    app = ConsoleApp(state=ConsoleState(), connect=False, blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        flash, footer = app.query_one("#flash").region, app.query_one(Footer).region
+        assert flash.height == 1 and flash.bottom <= footer.y < SIZE[1]
+        for key, kind in enumerate(PANES, 1):
+            await pilot.press(str(key))
+            await pilot.pause(0.05)
+            pane = app.query_one(f"#{kind.TAB_ID}", ConsolePane)
+            assert pane.region.height > 0 and pane.region.bottom <= flash.y, (key, pane.region)
