@@ -65,7 +65,8 @@ the passages it is given, for BotArena's ticket turns. The contract it reads, in
 
 and the schema of a ticket turn: an object whose ``properties`` have ``known`` (boolean),
 ``answer`` (string) and ``sources`` (array of strings whose ``items.enum`` lists the
-sources it may cite), possibly more. Each passage whose source may be cited is scored by the
+sources it may cite, or ``items.const`` for one, as pydantic writes a one-value
+``Literal``), possibly more. Each passage whose source may be cited is scored by the
 number of distinct content words it shares with the question (title and body): words of at
 least three letters or digits, lowercased, a plural ``s`` dropped, stopwords left out. If
 the best passage (the first among equals) shares at least two, the answer is
@@ -125,6 +126,7 @@ STOPWORDS = frozenset(
     write reply answer respond return short chat message messages sentence sentences
     room team name mission voice temperament recent oldest first line filed ticket
     knowledge base things remember directly plain text without json object
+    start topic action pass notes mood set put
     """.split()
 )
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
@@ -133,7 +135,8 @@ _TICKET = re.compile(r"Ticket #(\d+) from ([^:\n]+):[ \t]*(.*)")
 _PASSAGE = re.compile(r"\s*\[([^\]\n]+)\]\s*(.+)")
 _INSTRUCTION = re.compile(
     r"(you are|you're|write|reply|answer|respond|return|use |keep|do not|don't|your |"
-    r"the room|recent messages|from the knowledge|things you remember|first line|submit)",
+    r"the room|room:|its mission|set |put |recent messages|from the knowledge|"
+    r"things you remember|first line|submit)",
     re.IGNORECASE,
 )
 _SPEAKER = re.compile(r"^[\w.@-]{1,40}:\s+")
@@ -240,7 +243,7 @@ def topic_words(prompt: str, count: int = 3) -> list[str]:
     """The main content words of a prompt, leaving its instructions out: of its lines that
     are not instructions, what was quoted to the model if anything, else all of them."""
     kept = [
-        _SPEAKER.sub("", line.strip())
+        _SPEAKER.sub("", _TICKET.sub(r"\3", line.strip()))
         for line in prompt.splitlines()
         if line.strip() and not _INSTRUCTION.match(line.strip())
     ]
@@ -251,9 +254,13 @@ def topic_words(prompt: str, count: int = 3) -> list[str]:
         for w in _WORD.findall(source)
         if len(w) >= 3 and w.lower() not in STOPWORDS and not w.isdigit()
     ]
-    first = {w: i for i, w in reversed(list(enumerate(words)))}
-    ranked = Counter(words)
-    return sorted(ranked, key=lambda w: (-ranked[w], first[w]))[:count]
+    ranked = Counter(_norm(w) for w in words)  # "cache" and "caches" count as one
+    shown: dict[str, str] = {}  # each word as it was first written
+    for w in words:
+        shown.setdefault(_norm(w), w)
+    order = list(shown)
+    best = sorted(order, key=lambda n: (-ranked[n], order.index(n)))[:count]
+    return [shown[n] for n in best]
 
 
 def topic_sentence(prompt: str) -> str:
@@ -430,8 +437,10 @@ class Filler:
 
 def _sources_enum(schema: dict, filler: Filler) -> list[str] | None:
     sources = filler.resolve((schema.get("properties") or {}).get("sources", {}))
-    enum = filler.resolve(sources.get("items", {})).get("enum")
-    return list(enum) if isinstance(enum, list) else None
+    items = filler.resolve(sources.get("items", {}))
+    if "const" in items:  # pydantic's Literal of one source
+        return [items["const"]]
+    return list(items["enum"]) if isinstance(items.get("enum"), list) else None
 
 
 def _is_ticket_schema(schema: dict, filler: Filler) -> bool:

@@ -326,6 +326,27 @@ async def test_the_capable_model_only_cites_a_source_the_schema_allows() -> None
     assert content["known"] is False and content["sources"] == []
 
 
+class OneSourceAnswer(BaseModel):
+    known: bool
+    answer: str = Field(min_length=1, max_length=600)
+    sources: list[Literal["canon:docs/backups.md"]] = Field(max_length=1)
+
+
+async def test_a_single_allowed_source_given_as_pydantics_const_is_cited() -> None:
+    schema = OneSourceAnswer.model_json_schema()
+    assert schema["properties"]["sources"]["items"] == {
+        "const": "canon:docs/backups.md",
+        "type": "string",
+    }, "pydantic writes a one-value Literal as const, not enum"
+    async with ollama_standin(["qwen3:latest"], capable=True) as ollama:
+        response = await native(
+            ollama, messages=user(ticket("How do I restore a backup?")), format=schema, stream=False
+        )
+    answer = OneSourceAnswer.model_validate_json(response.json()["message"]["content"])
+    assert answer.known and answer.sources == ["canon:docs/backups.md"]
+    assert answer.answer.startswith("Backups run nightly")
+
+
 async def test_the_capable_model_writes_about_the_topic_without_echoing_instructions() -> None:
     schema = {
         "type": "object",
@@ -355,3 +376,29 @@ async def test_the_capable_model_writes_about_the_topic_without_echoing_instruct
     assert not is_echo(content["body"], ["ada"]) and "You are" not in content["body"]
     assert content["title"] == "Lexer drop unicode" and content["kind"] == "doc"
     assert json.loads(text.json()["message"]["content"]) == {"text": content["body"]}
+
+
+async def test_the_capable_model_leaves_the_turns_own_words_out_of_its_topic() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"action": {"enum": ["say", "pass"]}, "text": {"type": "string"}},
+        "required": ["action", "text"],
+    }
+    prompt = "\n".join(
+        [
+            "Room: compiler. Its mission: Keep the compiler correct.",
+            "Your mood: calm, curious.",
+            "Notes:",
+            "- The linker caches objects between builds.",
+            "Chat:",
+            "grace: the linker cache went stale after the last builds",
+            "Start a topic: Say what could break.",
+            'Set "action" to "say" and put your message in "text": one or two sentences.',
+        ]
+    )
+    async with ollama_standin(["qwen3:latest"], capable=True) as ollama:
+        response = await native(ollama, messages=user(prompt), format=schema, stream=False)
+    content = json.loads(response.json()["message"]["content"])
+    assert content["action"] == "say"
+    assert content["text"] == "About linker: I would look at caches and builds next."
+    assert not {"action", "compiler", "mission", "mood", "grace"} & set(content["text"].split())
