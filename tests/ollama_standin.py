@@ -123,6 +123,12 @@ STOPWORDS = frozenset(
     she who's i'm i've we're isn't aren't don't doesn't didn't won't can't cannot via
     per use used using get got say says said tell told ask asked please thanks thank
     one two yes let lets like want need needs make made know well now again still
+    """.split()
+)
+# the words of BotArena's turn prompts themselves, never a topic (but a question about
+# tickets or rooms still matches passages about them: these do not count as stopwords)
+PROMPT_WORDS = frozenset(
+    """
     write reply answer respond return short chat message messages sentence sentences
     room team name mission voice temperament recent oldest first line filed ticket
     knowledge base things remember directly plain text without json object
@@ -252,7 +258,7 @@ def topic_words(prompt: str, count: int = 3) -> list[str]:
     words = [
         w.lower()
         for w in _WORD.findall(source)
-        if len(w) >= 3 and w.lower() not in STOPWORDS and not w.isdigit()
+        if len(w) >= 3 and w.lower() not in STOPWORDS | PROMPT_WORDS and not w.isdigit()
     ]
     ranked = Counter(_norm(w) for w in words)  # "cache" and "caches" count as one
     shown: dict[str, str] = {}  # each word as it was first written

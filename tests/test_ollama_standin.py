@@ -402,3 +402,32 @@ async def test_the_capable_model_leaves_the_turns_own_words_out_of_its_topic() -
     assert content["action"] == "say"
     assert content["text"] == "About linker: I would look at caches and builds next."
     assert not {"action", "compiler", "mission", "mood", "grace"} & set(content["text"].split())
+
+
+async def test_a_question_about_tickets_matches_the_passage_about_tickets() -> None:
+    passages = "\n".join(
+        [
+            "Passages:",
+            "[house-rules.md] Be kind in every room.",
+            "[canon:docs/tickets.md] A ticket filed at night waits for the morning desk. "
+            "Escalated tickets go to a human moderator.",
+        ]
+    )
+    schema = {**TICKET_SCHEMA, "properties": {**TICKET_SCHEMA["properties"]}}
+    schema["properties"]["sources"] = {
+        "type": "array",
+        "items": {"enum": ["house-rules.md", "canon:docs/tickets.md"]},
+    }
+    async with ollama_standin(["qwen3:latest"], capable=True) as ollama:
+        response = await native(
+            ollama,
+            messages=user(ticket("Who takes a ticket filed at night?", passages=passages)),
+            format=schema,
+            stream=False,
+        )
+    content = json.loads(response.json()["message"]["content"])
+    assert content["known"] is True and content["sources"] == ["canon:docs/tickets.md"]
+    assert content["answer"] == (
+        "A ticket filed at night waits for the morning desk. "
+        "Escalated tickets go to a human moderator."
+    ), "both sentences share words with the question (tickets counts as ticket)"
