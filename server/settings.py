@@ -265,15 +265,25 @@ class LLMSettings(CommonSettings):
     )
     llm_url: OptionalText = Field(None, description="an OpenAI-compatible /v1 URL (openai)")
     llm_model: str = Field("smollm2", description="model used when a persona names none")
-    llm_slots: int = Field(2, ge=1, le=16, description="embedded llama.cpp instances")
-    llm_threads: int = Field(1, ge=1, le=64, description="threads per embedded instance")
-    llm_context: int = Field(2048, ge=256, le=131072, description="embedded context size")
+    llm_slots: int = Field(
+        4, ge=1, le=16, description="requests the embedded llama.cpp server decodes at once"
+    )
+    # One thread: on a loaded machine (hub, worker, embedder beside it) a 2-thread
+    # llama.cpp waits on its descheduled thread and collapses (FINDINGS.md); two are
+    # faster only when nothing else runs.
+    llm_threads: int = Field(1, ge=1, le=64, description="CPU threads of the embedded server")
+    llm_context: int = Field(
+        2048, ge=256, le=131072, description="tokens each embedded slot holds (prompt + reply)"
+    )
+    llm_cache_ram_mib: int = Field(
+        64, ge=0, le=65536, description="the embedded server's prompt cache in RAM (0: none)"
+    )
     llm_timeout: float = Field(60.0, gt=0, description="seconds an LLM call may take")
     llm_max_tokens: int = Field(120, ge=8, le=8192, description="longest reply in tokens")
     llm_tools: bool = Field(
         False, description="agents get the propose tool (models with function calling)"
     )
-    llm_port: int = Field(8790, ge=0, le=65535, description="first embedded instance's port")
+    llm_port: int = Field(8790, ge=0, le=65535, description="the embedded server's port")
 
     @property
     def models_dir(self) -> Path:
