@@ -1,10 +1,14 @@
 """LLM backends: Ollama's API (against a stand-in that answers as Ollama does), the
-choice between Ollama and the embedded llama.cpp, and a CrewAI turn through Ollama."""
+choice between Ollama and the embedded llama.cpp, the embedded server's backend (one URL,
+its slots), and a CrewAI turn through Ollama."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from botarena.agents.embedded_llm import DEMO_MODEL_FILE, EmbeddedLlama
 from botarena.agents.llm import OllamaBackend, choose_backend
 from botarena.agents.persona import Persona, Traits
 from botarena.agents.scheduler import Turn
@@ -50,6 +54,20 @@ async def test_auto_takes_ollama_when_it_answers_else_the_embedded_server() -> N
     closed = settings(ollama_host=f"http://127.0.0.1:{free_port()}")
     assert await choose_backend(closed) == "embedded"
     assert await choose_backend(settings(llm_url="http://127.0.0.1:9/v1")) == "openai"
+
+
+def test_the_embedded_backend_is_one_server_answering_as_many_requests_as_it_has_slots(
+    tmp_path: Path,
+) -> None:
+    llama = EmbeddedLlama.from_settings(
+        settings(var_dir=tmp_path, llm_slots=3, llm_port=9123, llm_cache_ram_mib=32)
+    )
+    backend = llama.backend()
+    assert backend.name == "embedded" and backend.default_model == "smollm2"
+    assert backend.urls == ["http://127.0.0.1:9123/v1"] and backend.slots == 3
+    assert llama.cache_ram_mib == 32 and llama.threads == 1
+    assert llama.model_path == tmp_path / "models" / DEMO_MODEL_FILE  # copied from its wheel
+    assert llama.model_path.stat().st_size > 90_000_000
 
 
 def quiet_room_task(persona: Persona, initiative: str) -> str:
