@@ -2,16 +2,15 @@
 
 Rooms with their recent messages and unread counts, agents with their last reported
 state and their reputation, proposals, tickets, the hub's health and the samples behind
-the sparklines (messages per interval, LLM seconds per turn), and what the hub told of tickets
-that need a human: the ones announced overdue (``ticket.waiting``; the hub keeps no field
-for it, so only the console remembers) and who escalated which ticket and why
+the sparklines (messages per interval, LLM seconds per turn), and what the hub told of
+tickets that need a human: those announced overdue (``ticket.waiting``; the hub keeps no
+field for it, so only the console remembers) and who escalated which ticket and why
 (``ticket.escalated``), with the :class:`Alert` each push raised until the app shows it.
-Agents, standings,
-proposals and tickets are held as the protocol's models (a proposal read with its diff
-stays a :class:`~botarena.server.protocol.ProposalDetail` when it is listed or pushed
-again); a room is a :class:`RoomView` set from a ``RoomInfo``; the health is ``/healthz``'s
-JSON. Nothing here talks to the hub or draws anything, so the views can be tested on a
-state built by hand and the link on a state read back.
+Agents, standings, proposals and tickets are held as the protocol's models (a proposal
+read with its diff stays a :class:`~botarena.server.protocol.ProposalDetail` when it is
+listed or pushed again); a room is a :class:`RoomView` set from a ``RoomInfo``; the
+health is ``/healthz``'s JSON. Nothing here talks to the hub or draws anything, so the
+views can be tested on a state built by hand and the link on a state read back.
 """
 
 from __future__ import annotations
