@@ -3,9 +3,9 @@ turns telemetry and hub downloads off, applied to this process before CrewAI (or
 it imports) loads, and the environment every child process BotArena starts receives.
 
 A child never inherits this process's environment whole: servers read settings from
-variables (llama-cpp-python's server prefers ``PORT`` and ``HOST`` to its arguments,
-PostgreSQL reads ``PGPORT`` and ``PGDATA``, uvicorn reads ``FORWARDED_ALLOW_IPS``), so a
-stray variable in an operator's shell could move a server onto another address. A child
+variables (PostgreSQL reads ``PGPORT`` and ``PGDATA``, uvicorn reads
+``FORWARDED_ALLOW_IPS``, many servers ``HOST`` and ``PORT``), so a stray variable in an
+operator's shell could move a server onto another address. A child
 gets an allow-list (the system's basics and locale, see :data:`BASE_ENV`), the offline
 variables, and what its caller names explicitly. A Python child can also be bound to its
 parent's life (:func:`bound_python`): it ends when the process that started it dies, even
@@ -55,7 +55,7 @@ PYTHON_ENV: frozenset[str] = frozenset(
         "XDG_RUNTIME_DIR",
     }
 )
-"""What a Python child (the worker, llama-cpp-python's server) receives besides."""
+"""What a Python child (the worker, the embedded llama.cpp server) receives besides."""
 
 
 def apply() -> None:

@@ -66,7 +66,7 @@ def test_the_product_runs_air_gapped_and_reaches_nothing_outside(
 
     events = [json.loads(line) for line in audit.read_text().splitlines()]
     started = [e for e in events if e["event"] == "audit.start"]
-    assert any("llama_cpp.server" in e["argv"] for e in started), started  # the model server
+    assert any("botarena.agents.llama_server" in e["argv"] for e in started), started  # model
     assert any(e["event"] == "socket.connect" for e in events), "the audit saw connections"
     outside = [e for e in events if e["event"] != "audit.start" and not is_loopback(e["target"])]
     assert outside == [], outside[:20]

