@@ -27,6 +27,18 @@ class TicketRepository:
         self.db = db
         self.audit = audit
 
+    async def _audit(
+        self,
+        action: str,
+        by: Principal,
+        ticket_id: int,
+        detail: dict[str, Any],
+        conn: asyncpg.Connection,
+    ) -> None:
+        await self.audit.append(
+            action, actor=by.name, subject=f"ticket:{ticket_id}", detail=detail, conn=conn
+        )
+
     async def overdue(self, seconds: float) -> list[asyncpg.Record]:
         """The open, unanswered tickets filed more than ``seconds`` ago that moderators
         were not told of yet (``id``, ``title``, ``created_at``); each is marked told, so
@@ -48,13 +60,7 @@ class TicketRepository:
                 body,
                 filer.id,
             )
-            await self.audit.append(
-                "ticket.filed",
-                actor=filer.name,
-                subject=f"ticket:{ticket_id}",
-                detail={"title": title},
-                conn=conn,
-            )
+            await self._audit("ticket.filed", filer, ticket_id, {"title": title}, conn)
         return ticket_id
 
     async def escalate(self, ticket_id: int, by: Principal, reason: str) -> tuple[str, bool]:
@@ -76,13 +82,7 @@ class TicketRepository:
                 ticket_id,
                 reason,
             )
-            await self.audit.append(
-                "ticket.escalated",
-                actor=by.name,
-                subject=f"ticket:{ticket_id}",
-                detail={"reason": reason},
-                conn=conn,
-            )
+            await self._audit("ticket.escalated", by, ticket_id, {"reason": reason}, conn)
         return row["title"], True
 
     async def find(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -146,10 +146,4 @@ class TicketRepository:
             proposal_id,
             human,
         )
-        await self.audit.append(
-            "ticket.closed",
-            actor=by.name,
-            subject=f"ticket:{ticket_id}",
-            detail={"proposal": proposal_id},
-            conn=conn,
-        )
+        await self._audit("ticket.closed", by, ticket_id, {"proposal": proposal_id}, conn)
