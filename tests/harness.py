@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -43,6 +44,24 @@ async def stays(predicate: Callable[[], bool], duration: float = 0.5) -> bool:
             return False
         await asyncio.sleep(0.02)
     return predicate()
+
+
+async def answer_ticket(
+    client: HubClient, path: str, content: str, title: str = "Answer"
+) -> dict[str, Any]:
+    """Propose ``content`` as the answer on a ticket's canon ``path`` (``tickets/<id>``),
+    through the raw ``proposal.create``: its acknowledgement's data."""
+    return await client.call(
+        "proposal.create",
+        {
+            "arena": "external",
+            "kind": "ticket_answer",
+            "path": path,
+            "base_version": 0,
+            "title": title,
+            "content": content,
+        },
+    )
 
 
 def make_key(home: Path, name: str) -> str:

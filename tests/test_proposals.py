@@ -11,7 +11,7 @@ import pytest
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
 from botarena.server.patching import unified_diff
-from tests.harness import Arena, eventually, stays
+from tests.harness import Arena, answer_ticket, eventually, stays
 
 V1 = "def add(a, b):\n    return a + b\n"
 
@@ -285,45 +285,15 @@ async def test_a_ticket_is_filed_answered_and_closed(arena: Arena) -> None:
         what="the ticket announced in external",
     )
     with pytest.raises(HubError) as err:
-        await helper.call(
-            "proposal.create",
-            {
-                "arena": "external",
-                "kind": "ticket_answer",
-                "path": "tickets/999",
-                "base_version": 0,
-                "title": "a",
-                "content": "x",
-            },
-        )
+        await answer_ticket(helper, "tickets/999", "x", title="a")
     assert err.value.code == "not_found"
-    answer = await helper.call(
-        "proposal.create",
-        {
-            "arena": "external",
-            "kind": "ticket_answer",
-            "path": ticket["path"],
-            "base_version": 0,
-            "title": "Answer",
-            "content": "Fourteen days, then deleted.",
-        },
-    )
+    answer = await answer_ticket(helper, ticket["path"], "Fourteen days, then deleted.")
     await mod.call("proposal.review", {"id": answer["id"], "decision": "approve"})
     closed = (await mod.call("tickets", {"status": "closed"}))["tickets"]
     assert [(t["id"], t["human_intervention"]) for t in closed] == [(ticket["id"], False)]
 
     second = await mod.call("ticket.file", {"title": "Disk", "body": "Is it full?"})
-    draft = await helper.call(
-        "proposal.create",
-        {
-            "arena": "external",
-            "kind": "ticket_answer",
-            "path": second["path"],
-            "base_version": 0,
-            "title": "Answer",
-            "content": "Maybe.",
-        },
-    )
+    draft = await answer_ticket(helper, second["path"], "Maybe.")
     await mod.call(
         "proposal.review", {"id": draft["id"], "decision": "edit", "content": "No: 41% used."}
     )
@@ -430,17 +400,7 @@ async def test_a_ticket_left_unanswered_is_told_to_moderators_once(
     sage = await one.client("sage", arenas=["external"])
     waiting = await mod.call("ticket.file", {"title": "Disk", "body": "Is it full?"})
     answered = await mod.call("ticket.file", {"title": "Port", "body": "Which port?"})
-    proposal = await sage.call(
-        "proposal.create",
-        {
-            "arena": "external",
-            "kind": "ticket_answer",
-            "path": answered["path"],
-            "base_version": 0,
-            "title": "Answer",
-            "content": "8765.",
-        },
-    )
+    proposal = await answer_ticket(sage, answered["path"], "8765.")
     await mod.call("proposal.review", {"id": proposal["id"], "decision": "approve"})
     await eventually(lambda: len(told) >= 2, what="both moderators told")
     assert await stays(lambda: len(told) == 2, 1.0)
@@ -475,17 +435,7 @@ async def test_an_escalated_ticket_goes_to_the_humans_and_counts_as_their_interv
         reason,
     )
     assert (await mod.call("tickets", {"status": "open"}))["tickets"] == []
-    answer = await mod.call(
-        "proposal.create",
-        {
-            "arena": "external",
-            "kind": "ticket_answer",
-            "path": ticket["path"],
-            "base_version": 0,
-            "title": "Answer",
-            "content": "Whoever the rota names; ask the desk.",
-        },
-    )
+    answer = await answer_ticket(mod, ticket["path"], "Whoever the rota names; ask the desk.")
     await mod.call("proposal.review", {"id": answer["id"], "decision": "approve"})
     closed = (await mod.call("tickets", {"status": "closed"}))["tickets"]
     assert [(t["id"], t["human_intervention"]) for t in closed] == [(ticket["id"], True)]

@@ -21,7 +21,7 @@ from botarena.tui.pane import ConsolePane
 from botarena.tui.screens import EditorScreen, FormScreen
 from botarena.tui.sources import split_sources
 from botarena.tui.state import ConsoleState
-from tests.harness import Arena
+from tests.harness import Arena, answer_ticket
 
 SIZE = (140, 40)
 
@@ -205,17 +205,7 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
             return " ".join(map(str, table.get_row_at(0))) if table.row_count else ""
 
         await until(pilot, lambda: "waiting" in row(), "the ticket waiting for an answer")
-        answer = await sage.call(
-            "proposal.create",
-            {
-                "arena": "external",
-                "kind": "ticket_answer",
-                "path": f"tickets/{ticket.id}",
-                "base_version": 0,
-                "title": "Answer",
-                "content": "No: 41% used.",
-            },
-        )
+        answer = await answer_ticket(sage, f"tickets/{ticket.id}", "No: 41% used.")
         await until(pilot, lambda: f"#{answer['id']} pending by sage" in row(), "answer shown")
         await pilot.press("3")
         await until(pilot, lambda: answer["id"] in app.state.proposals, "answer listed")
@@ -357,16 +347,8 @@ async def test_a_ticket_the_agents_escalate_is_told_and_marked_until_a_human_ans
         assert tab_label(app, "tickets") == "4 Tickets (1)"
 
         # a moderator answers it from the console: closed, no longer counted
-        answer = await app.link.client.call(
-            "proposal.create",
-            {
-                "arena": "external",
-                "kind": "ticket_answer",
-                "path": f"tickets/{filed.id}",
-                "base_version": 0,
-                "title": "Answer",
-                "content": "Whoever the rota names.",
-            },
+        answer = await answer_ticket(
+            app.link.client, f"tickets/{filed.id}", "Whoever the rota names."
         )
         await pilot.press("3")
         await until(pilot, lambda: answer["id"] in app.state.proposals, "the answer listed")
@@ -404,17 +386,7 @@ async def test_a_ticket_left_unanswered_is_told_and_marked_overdue(
         assert app.state.tickets[filed.id].status == "open"
 
         # answered and approved elsewhere: the mark and the count go
-        answer = await sage.call(
-            "proposal.create",
-            {
-                "arena": "external",
-                "kind": "ticket_answer",
-                "path": f"tickets/{filed.id}",
-                "base_version": 0,
-                "title": "Answer",
-                "content": "No: 41% used.",
-            },
-        )
+        answer = await answer_ticket(sage, f"tickets/{filed.id}", "No: 41% used.")
         await desk.review(answer["id"], "approve")
         await until(pilot, lambda: "closed" in ticket_row(app, filed.id), "closed")
         assert "overdue" not in ticket_row(app, filed.id)
@@ -445,16 +417,8 @@ async def test_a_ticket_answers_sources_are_shown_apart(arena: Arena) -> None:
             (bare, "8765."),
         ):
             answers.append(
-                await sage.call(
-                    "proposal.create",
-                    {
-                        "arena": "external",
-                        "kind": "ticket_answer",
-                        "path": f"tickets/{ticket.id}",
-                        "base_version": 0,
-                        "title": f"Answer to ticket #{ticket.id}",
-                        "content": content,
-                    },
+                await answer_ticket(
+                    sage, f"tickets/{ticket.id}", content, title=f"Answer to ticket #{ticket.id}"
                 )
             )
         await pilot.press("3")
