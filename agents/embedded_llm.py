@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import socket
 from pathlib import Path
 from typing import IO
 
@@ -59,11 +58,13 @@ def demo_model(models_dir: Path) -> Path:
     return target
 
 
-def _port_taken(port: int) -> bool:
+async def _port_taken(port: int) -> bool:
     try:
-        socket.create_connection((HOST, port), timeout=1).close()
-    except OSError:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1)
+    except (OSError, TimeoutError):
         return False
+    writer.close()
+    await writer.wait_closed()
     return True
 
 
@@ -118,7 +119,7 @@ class EmbeddedLlama:
         """Start the server and wait until it has loaded the model and answers."""
         if self.processes:
             raise RuntimeError("the embedded llama.cpp server is already running")
-        if _port_taken(self.port):  # else another server's answers would pass for ours
+        if await _port_taken(self.port):  # else another server's answers would pass for ours
             raise RuntimeError(f"port {self.port} is in use: set BOTARENA_LLM_PORT")
         self.processes.append(await self._spawn())
         try:
