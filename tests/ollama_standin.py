@@ -66,17 +66,34 @@ the passages it is given, for BotArena's ticket turns. The contract it reads, in
 and the schema of a ticket turn: an object whose ``properties`` have ``known`` (boolean),
 ``answer`` (string) and ``sources`` (array of strings whose ``items.enum`` lists the
 sources it may cite, or ``items.const`` for one, as pydantic writes a one-value
-``Literal``), possibly more. Each passage whose source may be cited is scored by the
-number of distinct content words it shares with the question (title and body): words of at
-least three letters or digits, lowercased, a plural ``s`` dropped, stopwords left out. If
-the best passage (the first among equals) shares at least two, the answer is
-``{"known": true, "answer": <the 1-3 sentences of that passage sharing most words with the
-question, in their order>, "sources": [<its source>]}``, else ``{"known": false, "answer":
-"I do not know; this needs a human.", "sources": []}``; other properties are filled
-generically. For any other schema, a string property named ``text`` or ``body`` gets a
-sentence about the last user message's main content words (``About <topic>: ...``, never
-its instruction phrases such as "You are" or "Write") and ``title`` a short title made of
-them; the rest is filled generically. Without a format the capable model answers in plain
+``Literal``), possibly more. It reads only the passages whose source may be cited, and answers
+``{"known": false, "answer": "I do not know; this needs a human.", "sources": []}``
+unless both of these hold:
+
+- every term the title names is named by some passage (:func:`named_terms`): a
+  hyphenated word ("e-mail"), or a word of two letters or more written with a capital
+  that does not open its sentence or with a capital after its first letter (a name or an
+  acronym: "Slack", "LDAP", "MinIO"), leaving out the head of a wh-phrase, the last word
+  between a sentence's first "what", "which" or "whose" and the next auxiliary verb ("URL"
+  in "What URL should ..."), which says what the answer is, not what it is about. A passage names a
+  term when it holds the term's stem, or for a hyphenated term the stem of its last part
+  or of its parts run together ("email"), or the term itself as a word, case ignored;
+- a passage has a sentence sharing at least two content words with the question (title
+  and body). Content words are words of at least three letters or digits, stopwords left
+  out, compared by their stem (:func:`stem`: lowercased, a possessive ``'s`` dropped, a
+  plural ``s`` or ``es``, then one of the endings ``ing est ed er ly``, then a final ``e``,
+  each only when three letters are left, so that "muted" is "mute" and "longest" is
+  "long"). Sentences end at ``.``, ``!`` or ``?`` before a space.
+
+Then the best passage is the one whose closest sentence shares most words, then the one
+sharing most words in all, the first among equals, and the answer is ``{"known": true,
+"answer": <the 1-3 sentences of that passage sharing most words with the question, in their
+order>, "sources": [<its source>]}``; other properties are filled generically.
+
+For any other schema, a string property named ``text`` or ``body`` gets a sentence about
+the last user message's main content words (``About <topic>: ...``, never its instruction
+phrases such as "You are" or "Write") and ``title`` a short title made of them; the rest
+is filled generically. Without a format the capable model answers in plain
 text: the ticket answer (or its "I do not know") for a ticket, else that sentence; with
 ``"json"`` it answers the ticket object for a ticket, else ``{"text": <sentence>}``.
 """
@@ -146,6 +163,16 @@ _INSTRUCTION = re.compile(
     re.IGNORECASE,
 )
 _SPEAKER = re.compile(r"^[\w.@-]{1,40}:\s+")
+_APOSTROPHES = "'\u2019"
+_POSSESSIVE = re.compile(rf"[{_APOSTROPHES}]s?$")
+_PLURALS = ("es", "s")
+_ENDINGS = ("ing", "est", "ed", "er", "ly")
+_TERM = re.compile(rf"[^\W_]+(?:[-{_APOSTROPHES}][^\W_]+)*")
+_WH = frozenset({"what", "which", "whose"})
+_AUXILIARIES = frozenset(
+    """is are was were be do does did can could should would will shall may might must
+    has have""".split()
+)
 
 
 class CannotFill(Exception):
@@ -159,14 +186,76 @@ def _norm(word: str) -> str:
     return word
 
 
+def stem(word: str) -> str:
+    """A word as the capable model matches it, whatever its form: lowercased, a
+    possessive ``'s`` dropped, a plural ``s`` or ``es`` dropped (not from a word ending
+    in ``ss``), then one of the endings ``ing est ed er ly``, then a final ``e`` of a
+    stem longer than three letters; an ending goes only when at least three letters are
+    left. So "muted", "mute" and "muting" are one word, as are "longest" and "long",
+    "pauses" and "paused", "errors" and "error"."""
+    word = _POSSESSIVE.sub("", word.lower())
+    for endings in (_PLURALS, _ENDINGS):
+        if word.endswith("ss"):
+            break
+        ending = next((e for e in endings if word.endswith(e) and len(word) - len(e) >= 3), "")
+        word = word[: len(word) - len(ending)]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
 def content_words(text: str) -> list[str]:
-    """The distinct content words of ``text``, normalized, in order of first use."""
+    """The distinct content words of ``text``, stemmed (:func:`stem`), in order of
+    first use: words of at least three letters or digits, stopwords left out."""
     seen: dict[str, None] = {}
     for match in _WORD.finditer(text):
-        word = match.group(0)
+        word = _POSSESSIVE.sub("", match.group(0))
         if len(word) >= 3 and word.lower() not in STOPWORDS:
-            seen.setdefault(_norm(word), None)
+            seen.setdefault(stem(word), None)
     return list(seen)
+
+
+def named_terms(title: str) -> list[str]:
+    """The terms a question's title names (what it is about, which passages that never
+    name them cannot answer): a hyphenated word ("e-mail"), and a word written with a
+    capital that does not open its sentence, or with a capital after its first letter
+    (a name or an acronym: "Slack", "LDAP", "MinIO"); words of two letters or more.
+    Left out: the head of a wh-phrase, the last word between "what", "which" or "whose"
+    and the verb after them ("What URL should ..."), which names what the answer is,
+    not what it is about."""
+    terms: list[str] = []
+    for sentence in _SENTENCE_END.split(title):
+        tokens = [_POSSESSIVE.sub("", m.group(0)) for m in _TERM.finditer(sentence)]
+        answer_type: int | None = None
+        for i, token in enumerate(tokens):
+            if token.lower() in _WH:
+                verb = next(
+                    (j for j in range(i + 1, len(tokens)) if tokens[j].lower() in _AUXILIARIES),
+                    None,
+                )
+                if verb is not None and verb > i + 1:
+                    answer_type = verb - 1
+                break
+        for i, token in enumerate(tokens):
+            if i == answer_type or len(token) < 2:
+                continue
+            capital = any(c.isupper() for c in token[1:]) or (i > 0 and token[0].isupper())
+            if "-" in token or capital:
+                terms.append(token)
+    return list(dict.fromkeys(terms))
+
+
+def _names(term: str, text: str, stems: set[str]) -> bool:
+    """Whether ``text`` (whose word stems are ``stems``) names ``term``: its stem, or
+    for a hyphenated term its last part's or its parts run together ("email")."""
+    parts = [p for p in term.split("-") if p]
+    joined = "".join(parts)
+    return (
+        stem(term) in stems
+        or stem(joined) in stems
+        or (len(parts) > 1 and len(parts[-1]) >= 3 and stem(parts[-1]) in stems)
+        or bool(re.search(rf"(?<![^\W_]){re.escape(term)}(?![^\W_])", text, re.IGNORECASE))
+    )
 
 
 def _shared(text: str, question: set[str]) -> int:
@@ -201,7 +290,7 @@ class Ticket:
 def parse_ticket(prompt: str) -> Ticket | None:
     """The ticket turn's contract (see the module docstring), or None."""
     lines = prompt.splitlines()
-    hits = [(i, m) for i, line in enumerate(lines) if (m := _TICKET.match(line.strip()))]
+    hits = [(i, m) for i, line in enumerate(lines) if (m := _TICKET.search(line))]
     if not hits:
         return None
     start, found = hits[0]
@@ -229,14 +318,19 @@ def parse_ticket(prompt: str) -> Ticket | None:
 def answer_ticket(ticket: Ticket, allowed: list[str] | None) -> tuple[bool, str, list[str]]:
     """What the capable model answers: (known, answer, sources)."""
     question = ticket.question
-    best: tuple[int, str, str] | None = None
-    for source, text in ticket.passages:
-        if allowed is not None and source not in allowed:
-            continue
-        score = _shared(text, question)
+    shown = [(s, t) for s, t in ticket.passages if allowed is None or s in allowed]
+    everything = " ".join(text for _, text in shown)
+    stems = {stem(word) for word in _WORD.findall(everything)}
+    if any(not _names(term, everything, stems) for term in named_terms(ticket.title)):
+        return False, DONT_KNOW, []  # it asks about something no passage names
+    best: tuple[tuple[int, int], str, str] | None = None
+    for source, text in shown:
+        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        closest = max((_shared(s, question) for s in sentences), default=0)
+        score = (closest, _shared(text, question))
         if best is None or score > best[0]:
             best = (score, source, text)
-    if best is None or best[0] < 2:
+    if best is None or best[0][0] < 2:
         return False, DONT_KNOW, []
     _, source, text = best
     sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]

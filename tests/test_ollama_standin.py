@@ -431,3 +431,54 @@ async def test_a_question_about_tickets_matches_the_passage_about_tickets() -> N
         "A ticket filed at night waits for the morning desk. "
         "Escalated tickets go to a human moderator."
     ), "both sentences share words with the question (tickets counts as ticket)"
+
+
+async def ticket_answer(ollama: OllamaStandIn, prompt: str, passages: str = PASSAGES) -> dict:
+    sources = [line.split("]")[0][1:] for line in passages.splitlines()[1:]]
+    schema = {**TICKET_SCHEMA, "properties": {**TICKET_SCHEMA["properties"]}}
+    schema["properties"]["sources"] = {"type": "array", "items": {"enum": sources}}
+    response = await native(ollama, messages=user(prompt), format=schema, stream=False)
+    content = json.loads(response.json()["message"]["content"])
+    jsonschema.validate(content, schema)
+    return content
+
+
+async def test_the_capable_model_does_not_know_a_name_that_no_passage_names() -> None:
+    async with ollama_standin(["qwen3:latest"], capable=True) as ollama:
+        dropbox = await ticket_answer(
+            ollama, ticket("Can I restore a backup archive from Dropbox?")
+        )
+        mail = await ticket_answer(ollama, ticket("Can the hub e-mail me when it restores?"))
+        acronym = await ticket_answer(ollama, ticket("Does the hub restore a backup over SFTP?"))
+        url = await ticket_answer(ollama, ticket("What URL does the hub serve its metrics on?"))
+        named = await ticket_answer(ollama, ticket("Which port does Botarena's hub listen on?"))
+    for unknown in (dropbox, mail, acronym):  # each shares 2+ words with one sentence
+        assert unknown == {"known": False, "answer": DONT_KNOW, "sources": [], "tone": "plain"}
+    assert url["known"] is True and url["sources"] == ["canon:docs/ports.md"], (
+        "the head of a wh-phrase says what the answer is: no passage needs to name it"
+    )
+    assert url["answer"] == "The hub listens on port 8080. Metrics are served on the same port."
+    assert named["known"] is True and named["sources"] == ["canon:docs/ports.md"], (
+        "a name counts as named whatever its case and possessive (botarena restore ...)"
+    )
+
+
+async def test_the_capable_model_matches_word_forms_within_one_sentence() -> None:
+    rooms = "Passages:\n[canon:docs/rooms.md] A pause lasts as long as the moderator wants. " + (
+        "Paused rooms get no turns. Lunch is at noon."
+    )
+    scattered = "Passages:\n[runbook.md] Stop the hub first. Then check whether the schema changed."
+    async with ollama_standin(["qwen3:latest"], capable=True) as ollama:
+        paused = await ticket_answer(
+            ollama, ticket("What is the longest a room can be paused?", passages=rooms), rooms
+        )
+        zone = await ticket_answer(
+            ollama, ticket("How do I change the hub's time zone?", passages=scattered), scattered
+        )
+    assert paused == {
+        "known": True,
+        "answer": "A pause lasts as long as the moderator wants. Paused rooms get no turns.",
+        "sources": ["canon:docs/rooms.md"],
+        "tone": "plain",
+    }, "paused is pause, longest is long, rooms is room"
+    assert zone["known"] is False, "hub and changed share a passage but no sentence"
