@@ -19,7 +19,7 @@ import chromadb
 from chromadb.config import Settings as ChromaSettings
 
 from botarena.memory.embedder import ChromaEmbedding, shared_embedder
-from botarena.memory.knowledge import Chunk
+from botarena.memory.knowledge import Chunk, content_words, names
 from botarena.server.settings import MemorySettings
 
 PREFIX = "knowledge_"
@@ -61,6 +61,7 @@ def open_chroma(settings: MemorySettings) -> chromadb.ClientAPI:
 @dataclass(frozen=True)
 class Hit:
     chunk_id: str
+    document: str  # the document's id (its front matter's, or a canon path)
     collection: str
     title: str
     heading: str
@@ -81,6 +82,36 @@ class KnowledgeIndex:
     def __init__(self, client: chromadb.ClientAPI) -> None:
         self.client = client
         self.embedder = shared_embedder()
+        self._vocabulary: set[str] | None = None
+
+    def vocabulary(self) -> set[str]:
+        """Every content word (:func:`content_words`) of every indexed chunk, read once
+        from ChromaDB and kept up to date by :meth:`index`."""
+        if self._vocabulary is None:
+            words: set[str] = set()
+            for name in self.collections():
+                stored = self._collection(name).get(include=["documents", "metadatas"])
+                for text, meta in zip(
+                    stored["documents"] or [], stored["metadatas"] or [], strict=False
+                ):
+                    heading = f"{(meta or {}).get('title', '')} {(meta or {}).get('heading', '')}"
+                    words |= content_words(f"{heading} {text}")
+            self._vocabulary = words
+        return self._vocabulary
+
+    def coverage(self, text: str) -> float:
+        """The share of ``text``'s content words found anywhere in the knowledge (1.0
+        for a text without any): a question about what the site never wrote down
+        scores low however close its nearest passage is."""
+        wanted = content_words(text)
+        if not wanted:
+            return 1.0
+        return len(wanted & self.vocabulary()) / len(wanted)
+
+    def unknown_names(self, text: str) -> list[str]:
+        """The names ``text`` uses (:func:`names`: LDAP, Slack) that the knowledge never
+        mentions: a question about them is not one it can answer."""
+        return sorted(names(text) - self.vocabulary())
 
     def _collection(self, name: str) -> chromadb.Collection:
         return self.client.get_or_create_collection(
@@ -132,6 +163,9 @@ class KnowledgeIndex:
                 ],
             )
             added += len(fresh)
+            if self._vocabulary is not None:
+                for c in fresh:
+                    self._vocabulary |= content_words(f"{c.title} {c.heading} {c.text}")
         return IndexReport(added, unchanged)
 
     def replace_document(self, chunks: list[Chunk]) -> IndexReport:
@@ -170,6 +204,7 @@ class KnowledgeIndex:
                 hits.append(
                     Hit(
                         chunk_id,
+                        str(meta.get("document", chunk_id)),
                         name,
                         str(meta.get("title", "")),
                         str(meta.get("heading", "")),

@@ -19,6 +19,17 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+_WORD = re.compile(r"[^\W_]{3,}")
+STOPWORDS = frozenset(
+    """
+    the and for are but not you your with this that these those from have has had was
+    were will would can could should may might must into onto over under about what
+    which who whom whose when where why how all any each every some such than then there
+    their them they its our out off too very just also only own same other more most
+    much many few does did doing done been being here his her him she yes let like want
+    need make made know now again still get got use using way ways there's i'm it's
+    """.split()
+)
 MAX_FILE_BYTES = 512 * 1024
 CHUNK_CHARS = 1200
 COLLECTION_PATTERN = r"^[a-z][a-z0-9_]{1,40}$"
@@ -152,3 +163,43 @@ def load_pack(folder: Path) -> tuple[list[Chunk], list[PackError]]:
         seen[front.id] = path
         chunks.extend(chunk_document(front, body))
     return chunks, errors
+
+
+def stem(word: str) -> str:
+    """A light English stem of a lowercased word, so that the forms of a word meet
+    ("requiring" and "require", "muted" and "mute", "backups" and "backup")."""
+    word = word.removesuffix("'s")
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 4 and word.endswith(("ses", "xes", "ches", "shes")):
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    for suffix in ("ing", "ed", "ly"):
+        if len(word) - len(suffix) >= 3 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+                word = word[:-1]  # "gapped": "gap"
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
+
+
+def content_words(text: str) -> set[str]:
+    """The words of ``text`` that carry its meaning: at least three letters or digits,
+    lowercased and stemmed (:func:`stem`), common English words left out."""
+    return {stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+_TOKEN = re.compile(r"[^\W_][\w'-]*")
+_NAME = re.compile(r"[A-Z0-9]{2,}s?|[A-Za-z]*[a-z][A-Z]\w*")  # LDAP, GPUs, MinIO
+
+
+def names(text: str) -> set[str]:
+    """The names ``text`` uses, as :func:`content_words`: acronyms, words with a capital
+    inside, and capitalised words that do not open their sentence (Slack, Kubernetes)."""
+    found: set[str] = set()
+    for sentence in re.split(r"(?<=[.?!:])\s+|\n", text):
+        for i, token in enumerate(_TOKEN.findall(sentence)):
+            if "-" not in token and (_NAME.fullmatch(token) or (i > 0 and token[0].isupper())):
+                found |= content_words(token)
+    return found

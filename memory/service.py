@@ -23,13 +23,24 @@ import chromadb
 import structlog
 
 from botarena.memory.embedder import shared_embedder
-from botarena.memory.index import KnowledgeIndex, open_chroma
+from botarena.memory.index import Hit, KnowledgeIndex, open_chroma
 from botarena.memory.knowledge import FrontMatter, chunk_document, load_pack
 from botarena.memory.memories import AgentMemory, RecallWeights, importance_of
 from botarena.server.protocol import Message
 from botarena.server.settings import MemorySettings
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the knowledge holds for a question: the best passages, the share of the
+    question's words found anywhere in it (:meth:`KnowledgeIndex.coverage`), and the
+    names its first line uses that the knowledge never mentions."""
+
+    passages: list[Hit] = field(default_factory=list)
+    coverage: float = 0.0
+    unknown_names: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -205,3 +216,19 @@ class MemoryService:
 
         result = await self._call("recall", build)
         return result if isinstance(result, TurnMemory) else TurnMemory()
+
+    async def evidence(self, question: str, weights: dict[str, float], k: int = 3) -> Evidence:
+        """The ``k`` best knowledge passages for ``question`` across the collections
+        ``weights`` names (the canon's merged texts included when weighed), how much of
+        the question the knowledge covers, and the names of its first line (a ticket's
+        title: what is asked about) that it never mentions; empty when ChromaDB is
+        unavailable."""
+
+        def find() -> Evidence:
+            assert self._index is not None
+            hits = self._index.search(question, weights, k=k) if weights else []
+            title = question.strip().splitlines()[0] if question.strip() else ""
+            return Evidence(hits, self._index.coverage(question), self._index.unknown_names(title))
+
+        result = await self._call("evidence", find)
+        return result if isinstance(result, Evidence) else Evidence()
