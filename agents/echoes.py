@@ -1,10 +1,10 @@
 """Echoes: a model's answer that repeats its instructions instead of answering them.
 
 A small model often hands its prompt back: CrewAI's template ("expected criteria",
-"final answer") or the task BotArena wrote for the turn ("You are Grace in the
-"operations" room of a team chat", "Write one short chat message", "Reply to sage's last
-message"). A text with one of these phrases is an echo wherever it comes from: it is
-never posted, drafted, remembered, or taken as a mention.
+"final answer", "Current Task:") or the task BotArena wrote for the turn ("Chat so far:",
+"Answer sage in one or two sentences", "Ticket #3 from ada:"). A text with one of these
+phrases is an echo wherever it comes from: it is never posted, drafted, remembered, or
+taken as a mention.
 """
 
 from __future__ import annotations
@@ -17,32 +17,33 @@ ECHO_REASON = "the model echoed its instructions"
 _PHRASES = re.compile(
     "|".join(
         [
-            # CrewAI's own task template
+            # CrewAI's own templates: the system message and the task around ours
             r"expected criteria",
             r"final answer",
             r"you must return",
             r"this is the expected",
             r"begin! this is very important",
-            r"one short chat message in plain text",
-            # the task of a turn (botarena.agents.turn.build_task)
-            r"\byou are [^.!?\n]{1,40}? in the [\"'“”]?[\w-]+[\"'“”]? room\b",
-            r"\broom of a team chat\b",
-            r"\bthe room's mission\s*:",
-            r"\byour (?:voice|temperament)\s*:",
-            r"\bfrom the knowledge base\s*:",
-            r"\bthings you remember\s*:",
-            r"\brecent messages, oldest first\b",
-            r"\bsaid to you\s*:",
-            r"\banswer them directly\b",
-            r"\breply to @?[\w.-]+'s last message\b",
-            r"\bwrite one short chat message\b",
-            r"\bone or two sentences\), without your name\b",
-            # the end of a drafting turn's task (botarena.agents.drafting.instructions)
-            r"\bfirst line\s*:\s*its title\b",
-            r"\ba few plain sentences a person can act on\b",
-            r"\bsubmit it with the propose tool\b",
-            r"\bwrite an answer to the ticket\b",
-            r"\bfor the canon\. first line\b",
+            r"\bcurrent task\s*:",
+            r"\bprovide your complete response\b",
+            r"\byour personal goal is\b",
+            r"\bthe json object of your action\b",
+            # the task of a chat or drafting turn (botarena.agents.turn.build_task)
+            r"\broom\s*:\s*[\w-]+\.\s*mission\s*:",
+            r"\bstyle\s*:",
+            r"\bnotes\s*:\s*-",
+            r"\byou remember\s*:\s*-",
+            r"\bchat so far\s*:",
+            r"\basked you\s*:",
+            r"\banswer @?[\w.-]+ in one or two sentences\b",
+            r"(?:^|[.!?]\s+)one or two sentences\.",
+            r"\bdraft a short [\w ]+ for the canon\b",
+            r"\bgive it a title and a body\b",
+            # the task of a ticket turn (botarena.agents.tickets.task)
+            r"\bticket #\d+ from [\w.@-]+\s*:",
+            r"\bpassages\s*:",
+            r"\banswer the ticket from these passages\b",
+            r"\bset known to false\b",
+            r"\blist the labels you used\b",
         ]
     ),
     re.IGNORECASE,

@@ -1,15 +1,16 @@
-"""LLM backends behind one small interface, all local.
+"""LLM backends behind one small interface, all local, and the CrewAI LLM they hand out.
 
-Every backend speaks the OpenAI-compatible chat API that CrewAI 1.x uses, so a turn
-does not care which one answers:
+Every turn's answer is held to a JSON schema (:mod:`botarena.agents.actions`), which
+CrewAI's own ``LLM`` class cannot send to these servers; :func:`structured_llm` is a
+CrewAI ``BaseLLM`` that does, so a turn does not care which backend answers:
 
-* :class:`OllamaBackend`: Ollama at ``OLLAMA_HOST``, through CrewAI's ``ollama/``
-  provider on Ollama's ``/v1`` endpoint, plus Ollama's own API for its version (health)
-  and installed models. A missing model is an error that says how to bring it in
-  offline (a signed bundle), never a pull from the Internet.
-* :class:`OpenAICompatibleBackend`: any OpenAI-compatible local server (vLLM,
-  llama.cpp's own server, or the embedded llama.cpp instances) by URL; several URLs
-  are several slots, and each agent is pinned to one of them.
+* :class:`OllamaBackend`: Ollama at ``OLLAMA_HOST``, its native ``/api/chat`` with the
+  schema as ``format``, plus its API for its version (health) and installed models. A
+  missing model is an error that says how to bring it in offline (a signed bundle),
+  never a pull from the Internet.
+* :class:`OpenAICompatibleBackend`: any OpenAI-compatible local server (vLLM, llama.cpp's
+  own server, the embedded one) by URL, the schema as ``response_format``; each server
+  answers ``parallel`` requests at once, and the worker uses all of their slots.
 
 :func:`choose_backend` applies the setting: ``auto`` takes Ollama when it answers and
 otherwise the embedded llama.cpp server (:mod:`botarena.agents.embedded_llm`).
@@ -17,8 +18,9 @@ otherwise the embedded llama.cpp server (:mod:`botarena.agents.embedded_llm`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -44,18 +46,144 @@ class LLMBackend(Protocol):
     def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any: ...
 
 
-def _crewai_llm(model: str, base_url: str, settings: LLMSettings, api_key: str) -> Any:
-    from crewai import LLM
+REPEAT_PENALTY = 1.2
+"""Penalises tokens the answer already used: a small model loops without it."""
 
-    return LLM(
+
+def structured_llm(
+    api: Literal["ollama", "openai"], model: str, base_url: str, settings: LLMSettings
+) -> Any:
+    """A CrewAI LLM that holds every answer to the task's JSON schema.
+
+    CrewAI hands the task's ``response_model`` to ``call()``; its own ``LLM`` class drops
+    it for these providers, so this one sends it itself: as ``format`` on Ollama's
+    native ``/api/chat``, or as ``response_format: json_schema`` on an OpenAI-compatible
+    server (llama.cpp compiles it into a grammar). The reply is the JSON text; how many
+    tokens it took and whether the token limit cut it are kept on the instance.
+    """
+    return _structured_class()(
         model=model,
-        base_url=base_url,
-        api_key=api_key,
+        api=api,
+        base_url=base_url.rstrip("/"),
         temperature=0.8,
         max_tokens=settings.llm_max_tokens,
-        timeout=settings.llm_timeout,
-        max_retries=0,  # the worker decides about retries, with backoff
+        request_timeout=settings.llm_timeout,
     )
+
+
+@functools.cache
+def _structured_class() -> type:
+    """The class behind :func:`structured_llm` (CrewAI is imported only when needed)."""
+    from crewai.llms.base_llm import BaseLLM
+    from pydantic import BaseModel, PrivateAttr
+
+    class StructuredLLM(BaseLLM):
+        llm_type: str = "botarena"
+        api: str = "openai"
+        request_timeout: float = 60.0
+        _cut: bool = PrivateAttr(default=False)
+
+        @property
+        def last_cut(self) -> bool:
+            """Whether the last answer was stopped by the token limit."""
+            return self._cut
+
+        def supports_function_calling(self) -> bool:
+            return False  # actions are fields of the schema, not tool calls
+
+        def supports_stop_words(self) -> bool:
+            return False
+
+        def get_input_tokens_count(
+            self, messages: Any, tools: Any = None, response_model: Any = None
+        ) -> int:
+            """One token per four characters, as CrewAI's fallback estimates, without
+            its warning on every call (these servers have no count endpoint)."""
+            if isinstance(messages, str):
+                return (len(messages) + 3) // 4
+            return (sum(len(str(m.get("content") or "")) for m in messages) + 3) // 4
+
+        def call(
+            self,
+            messages: Any,
+            tools: Any = None,
+            callbacks: Any = None,
+            available_functions: Any = None,
+            from_task: Any = None,
+            from_agent: Any = None,
+            response_model: type[BaseModel] | None = None,
+        ) -> str:
+            if isinstance(messages, str):
+                messages = [{"role": "user", "content": messages}]
+            chat = [{"role": m["role"], "content": m["content"]} for m in messages]
+            schema = response_model.model_json_schema() if response_model else None
+            if self.api == "ollama":
+                url, body = self._ollama(chat, schema)
+            else:
+                url, body = self._openai(chat, schema)
+            try:
+                answer = httpx.post(url, json=body, timeout=self.request_timeout)
+            except httpx.TimeoutException:
+                raise TimeoutError(
+                    f"the LLM at {self.base_url} did not answer in {self.request_timeout:g}s"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise LLMUnavailable(f"the LLM at {self.base_url} is unreachable: {exc}") from None
+            if answer.status_code != 200:
+                raise LLMUnavailable(
+                    f"the LLM at {self.base_url} answered {answer.status_code}: {answer.text[:200]}"
+                )
+            data = answer.json()
+            if self.api == "ollama":
+                content = data.get("message", {}).get("content", "")
+                self._cut = data.get("done_reason") == "length"
+                usage = {
+                    "prompt_tokens": data.get("prompt_eval_count", 0),
+                    "completion_tokens": data.get("eval_count", 0),
+                }
+            else:
+                choice = data["choices"][0]
+                content = choice["message"].get("content") or ""
+                self._cut = choice.get("finish_reason") == "length"
+                usage = dict(data.get("usage") or {})
+            usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get(
+                "completion_tokens", 0
+            )
+            usage["successful_requests"] = 1
+            self._track_token_usage_internal(usage)
+            return str(content)
+
+        def _ollama(self, chat: list[dict[str, Any]], schema: Any) -> tuple[str, dict[str, Any]]:
+            body: dict[str, Any] = {
+                "model": self.model,
+                "messages": chat,
+                "stream": False,
+                "options": {
+                    "temperature": self.temperature,
+                    "num_predict": self.max_tokens,
+                    "repeat_penalty": REPEAT_PENALTY,
+                },
+            }
+            if schema is not None:
+                body["format"] = schema
+            return f"{self.base_url}/api/chat", body
+
+        def _openai(self, chat: list[dict[str, Any]], schema: Any) -> tuple[str, dict[str, Any]]:
+            body: dict[str, Any] = {
+                "model": self.model,
+                "messages": chat,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+                "repeat_penalty": REPEAT_PENALTY,  # llama.cpp's; other servers ignore it
+            }
+            if schema is not None:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "action", "schema": schema, "strict": True},
+                }
+            return f"{self.base_url}/chat/completions", body
+
+    return StructuredLLM
 
 
 class OllamaBackend:
@@ -102,9 +230,7 @@ class OllamaBackend:
             )
 
     def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any:
-        return _crewai_llm(
-            f"ollama/{model or self.default_model}", f"{self.host}/v1", settings, api_key="ollama"
-        )
+        return structured_llm("ollama", model or self.default_model, self.host, settings)
 
 
 class OpenAICompatibleBackend:
@@ -147,9 +273,7 @@ class OpenAICompatibleBackend:
 
     def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any:
         url = self.urls[slot % len(self.urls)]
-        return _crewai_llm(
-            f"openai/{model or self.default_model}", url, settings, api_key="not-needed"
-        )
+        return structured_llm("openai", model or self.default_model, url, settings)
 
 
 async def ollama_answers(host: str) -> bool:

@@ -71,7 +71,10 @@ async def run_worker(settings: AgentSettings) -> None:
             ticket_refresh_seconds=settings.ticket_refresh_seconds,
             turn_timeout=settings.llm_timeout + 30,
             memory=MemoryService(settings, [p.id for p in personas]),
-            tools=settings.llm_tools,
+            min_similarity=settings.knowledge_min_similarity,
+            sure_similarity=settings.knowledge_sure_similarity,
+            min_coverage=settings.knowledge_min_coverage,
+            draft_tokens=settings.llm_max_draft_tokens,
         )
         task = asyncio.create_task(worker.run())
         await asyncio.wait(

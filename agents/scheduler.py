@@ -16,8 +16,8 @@ Before all of them come tickets: every ticket a human announces in the external 
 (:data:`~botarena.server.protocol.TICKET_ANNOUNCEMENT`), and every open one the hub lists
 (:meth:`TurnScheduler.sync_tickets`, for tickets filed while the worker was away), is
 queued work, not a message to reply to. The oldest open ticket goes to a free agent seated
-in the external arena, one agent per ticket at a time, until the ticket has an answer
-(:meth:`TurnScheduler.ticket_answered`); a ticket turn that ends without one puts the
+in the external arena, one agent per ticket at a time, until the ticket has an answer or was handed
+to a human (:meth:`TurnScheduler.ticket_done`); a ticket turn that ends without one puts the
 ticket back in the queue, up to :data:`TICKET_ATTEMPTS` turns, after which it waits for a
 human. Ticket turns respect each agent's own limits but not the arena's chat budget.
 
@@ -203,8 +203,9 @@ class TurnScheduler:
                 )
                 self.tickets[info.id] = _Ticket(info.id, announcement)
 
-    def ticket_answered(self, ticket: int) -> None:
-        """A ``ticket_answer`` proposal for ``ticket`` exists: it needs no more turns."""
+    def ticket_done(self, ticket: int) -> None:
+        """``ticket`` has a ``ticket_answer`` proposal, or was escalated to a human: it
+        needs no more turns."""
         known = self.tickets.get(ticket)
         if known is not None:
             known.answered = True

@@ -1,26 +1,31 @@
-"""One agent turn through CrewAI: prompt, LLM call, and a reply fit to post.
+"""One agent turn through CrewAI: its task, the LLM call held to a schema, its text.
 
 :class:`CrewTurns` builds a CrewAI ``Agent`` from each persona once (role, goal and
-backstory as written, CrewAI's memory and delegation off, one iteration: a model with
-function calling gets one round of tool calls, then CrewAI asks for its answer) and runs
-each turn as a one-task ``Crew`` in a thread, so the worker's event loop never blocks.
-Each turn goes to whichever LLM slot (server instance) is idle. The room's recent
-history, the arena's mission and the persona's voice and traits go into the task. The
-answer is cleaned (labels, quotes and the agent's greetings to itself removed; an answer
-cut by the persona's limit or the token limit ends on its last whole sentence) and refused
-when it echoes its instructions (:mod:`botarena.agents.echoes`) or nothing sensible is left.
-Each outcome carries the time spent in the LLM and in total, which the benchmark reports.
+backstory as written: CrewAI puts them in the system message; its memory, delegation
+and tools off) and runs each turn as a one-task ``Crew`` whose ``response_model`` is
+the turn's action (:mod:`botarena.agents.actions`), in a thread so the worker's event
+loop never blocks, on whichever LLM slot is free. :func:`build_task` writes a short
+task fit for a small model: the room and its mission, a few notes recalled, the last
+messages, and one thing to do. :func:`clean_reply` makes the text of a chat action fit
+to post: labels and quotes and the agent's greetings to itself removed, an answer cut
+by the persona's limit ended on its last whole sentence, and refused when it echoes its
+instructions (:mod:`botarena.agents.echoes`), is not plain prose (markup, links,
+template placeholders: what a small model copies from its training data) or nothing
+sensible is left. Each outcome
+carries the time spent in the LLM and in total, which the benchmark reports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from botarena.agents.actions import Action
 from botarena.agents.echoes import ECHO_REASON, is_echo
 from botarena.agents.llm import LLMBackend
 from botarena.agents.persona import Persona, Traits
@@ -34,16 +39,25 @@ from botarena.server.settings import LLMSettings
 _GREETING = r"(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening)|thanks|thank you)"
 _SENTENCE_END = re.compile(r"[.!?…][\"'”\u2019)\]]*(?=\s|$)")
 CUT_REASON = "cut off by the token limit before a sentence ended"
+_NOT_PROSE = re.compile(
+    r"<[a-z/!][^>]*>?|\{[%{]|https?://|www\.|\[(?:your|insert|name|link)\b[^\]]*\]|```",
+    re.IGNORECASE,
+)
+NOT_PROSE_REASON = "not plain prose (markup, a link or a placeholder)"
+
+
+def not_prose(text: str) -> bool:
+    """Whether ``text`` holds markup, a link or a template placeholder ("[Your Name]")."""
+    return _NOT_PROSE.search(text) is not None
 
 
 @dataclass(frozen=True)
 class TurnOutcome:
-    text: str | None  # None: nothing to post (see reason)
-    reason: str
+    raw: str  # the model's answer: the action's JSON
     llm_seconds: float
     total_seconds: float
     completion_tokens: int = 0
-    raw: str = ""  # the model's answer before cleaning (a draft is parsed from it)
+    cut: bool = False  # stopped by the token limit
 
 
 def _without_self_address(text: str, persona: Persona) -> str:
@@ -82,6 +96,8 @@ def clean_reply(
     names = {persona.display_name, persona.id} | {m.author for m in history}
     if is_echo(text, names):
         return None, ECHO_REASON
+    if not_prose(text):
+        return None, NOT_PROSE_REASON
     text = _without_self_address(text, persona)
     limit = persona.limits.max_reply_chars
     if cut or len(text) > limit:
@@ -105,36 +121,31 @@ def build_task(
     recalled: TurnMemory | None = None,
     draft: str | None = None,
 ) -> str:
-    """The task of one turn; ``draft``: what to write instead of a chat message."""
-    lines = [
-        f'You are {persona.display_name} in the "{turn.room}" room of a team chat.',
-    ]
-    if charter is not None:
-        lines.append(f"The room's mission: {charter.mission}")
-    if persona.voice:
-        lines.append(f"Your voice: {persona.voice}.")
-    if persona.traits:
-        lines.append(f"Your temperament: {traits.describe()}.")
+    """The task of one chat or drafting turn; ``draft``: what to write instead of a
+    chat message (:func:`botarena.agents.drafting.ask`)."""
+    lines = [f"Room: {turn.room}." + (f" Mission: {charter.mission}" if charter else "")]
+    style = [s for s in (persona.voice, traits.describe() if persona.traits else "") if s]
+    if style:
+        lines.append(f"Style: {'; '.join(style)}.")
     if recalled is not None and recalled.knowledge:
-        lines.append("From the knowledge base:")
-        lines.extend(f"- {k[:500]}" for k in recalled.knowledge)
+        lines.append("Notes:")
+        lines.extend(f"- {' '.join(k.split())[:300]}" for k in recalled.knowledge)
     if recalled is not None and recalled.memories:
-        lines.append("Things you remember:")
-        lines.extend(f"- {m[:300]}" for m in recalled.memories)
+        lines.append("You remember:")
+        lines.extend(f"- {' '.join(m.split())[:200]}" for m in recalled.memories)
     if history:
-        lines.append("Recent messages, oldest first:")
-        lines.extend(f"{m.author}: {m.text[:400]}" for m in history[-8:])
-    if turn.kind == "mention" and turn.trigger is not None:
-        lines.append(
-            f'{turn.trigger.author} said to you: "{turn.trigger.text[:400]}". Answer them directly.'
-        )
-    elif turn.kind == "ticket" and turn.trigger is not None:
-        lines.append(f'{turn.trigger.author} filed a ticket: "{turn.trigger.text[:600]}".')
-    elif turn.kind == "reply" and turn.trigger is not None:
-        lines.append(f"Reply to {turn.trigger.author}'s last message.")
+        lines.append("Chat so far:")
+        lines.extend(f"{m.author}: {' '.join(m.text.split())[:300]}" for m in history[-6:])
+    trigger = turn.trigger
+    if draft is not None:
+        lines.append(draft)
+    elif turn.kind == "mention" and trigger is not None:
+        lines.append(f"{trigger.author} asked you: {' '.join(trigger.text.split())[:300]}")
+        lines.append(f"Answer {trigger.author} in one or two sentences.")
+    elif turn.kind == "reply" and trigger is not None:
+        lines.append(f"Answer {trigger.author} in one or two sentences, or pass.")
     else:
-        lines.append(f"The room is quiet. {initiative}")
-    lines.append(draft or "Write one short chat message (one or two sentences), without your name.")
+        lines.append(f"{initiative} One or two sentences.")
     return "\n".join(lines)
 
 
@@ -150,8 +161,6 @@ class CrewTurns:
         self.backend = backend
         self.settings = settings
         self._agents: dict[tuple[str, int], Any] = {}
-        self._llm_seconds: dict[str, float] = {}  # per agent: one turn at a time each
-        self._last_tokens: dict[str, int] = {}  # per agent: its last LLM call's answer
         self.slot_count = getattr(backend, "slots", 1)
         self._free_slots: asyncio.Queue[int] | None = None
 
@@ -162,29 +171,11 @@ class CrewTurns:
             return agent
         from crewai import Agent
 
-        llm = self.backend.crewai_llm(persona.model, slot, self.settings)
-        call = llm.call
-        seconds, agent_id, prompts = self._llm_seconds, persona.id, self.prompts
-        last_tokens = self._last_tokens
-
-        def timed_call(*args: Any, **kwargs: Any) -> Any:
-            # CrewAI may call the LLM from a thread of its own: account per agent
-            if prompts is not None and args:
-                prompts.append(copy.deepcopy(args[0]))  # CrewAI reuses its message list
-            started = time.perf_counter()
-            before = llm.get_token_usage_summary().completion_tokens
-            try:
-                return call(*args, **kwargs)
-            finally:
-                seconds[agent_id] = seconds.get(agent_id, 0.0) + time.perf_counter() - started
-                last_tokens[agent_id] = llm.get_token_usage_summary().completion_tokens - before
-
-        object.__setattr__(llm, "call", timed_call)  # measure the LLM's share of a turn
         agent = Agent(
             role=persona.role,
             goal=persona.goal,
             backstory=persona.backstory,
-            llm=llm,
+            llm=self.backend.crewai_llm(persona.model, slot, self.settings),
             memory=False,
             allow_delegation=False,
             max_iter=1,
@@ -195,59 +186,72 @@ class CrewTurns:
         return agent
 
     def _kickoff(
-        self, persona: Persona, slot: int, description: str, tools: list[Any]
-    ) -> tuple[str, float, int, bool]:
-        """The answer, the LLM's seconds, the completion tokens, and whether the last LLM
-        call was stopped by the token limit."""
+        self, persona: Persona, slot: int, description: str, action: type[Action], max_tokens: int
+    ) -> TurnOutcome:
         from crewai import Crew, CrewOutput, Task
 
-        self._llm_seconds[persona.id] = 0.0
-        self._last_tokens[persona.id] = 0
         agent = self._agent(persona, slot)
-        tokens_before = agent.llm.get_token_usage_summary().completion_tokens
+        llm = agent.llm
+        llm.max_tokens = max_tokens
+        call = llm.call
+        seconds = 0.0
+
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            nonlocal seconds
+            if self.prompts is not None and args:
+                self.prompts.append(copy.deepcopy(args[0]))  # CrewAI reuses its message list
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                seconds += time.perf_counter() - started
+
+        object.__setattr__(llm, "call", timed_call)  # measure the LLM's share of a turn
+        tokens_before = llm.get_token_usage_summary().completion_tokens
         task = Task(
             description=description,
             agent=agent,
-            expected_output="One short chat message in plain text.",
-            tools=tools,
+            expected_output="The JSON object of your action.",
+            response_model=action,
         )
         crew = Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
-        # a crew made without stream=True returns a CrewOutput, never a CrewStreamingOutput
-        output = cast(CrewOutput, crew.kickoff())
-        tokens = agent.llm.get_token_usage_summary().completion_tokens - tokens_before
-        cut = self._last_tokens[persona.id] >= self.settings.llm_max_tokens
-        return str(output.raw or ""), self._llm_seconds[persona.id], tokens, cut
+        try:
+            # a crew made without stream=True returns a CrewOutput, never a streaming one
+            output = cast(CrewOutput, crew.kickoff())
+        finally:
+            object.__delattr__(llm, "call")
+        tokens = llm.get_token_usage_summary().completion_tokens - tokens_before
+        return TurnOutcome(str(output.raw or ""), seconds, 0.0, tokens, bool(llm.last_cut))
 
     async def run(
         self,
         persona: Persona,
         description: str,
-        history: list[Message],
-        tools: list[Any] | None = None,
+        action: type[Action],
+        max_tokens: int | None = None,
     ) -> TurnOutcome:
-        """Run one turn on the task :func:`build_task` wrote; ``history`` is what the reply
-        must not repeat; ``tools`` are CrewAI tools the model may call during the turn (one
-        round of calls, then its answer). LLM failures propagate for the worker to back
-        off on. A turn cancelled meanwhile (a mute, a timeout) gives its LLM slot back
-        only when the call in its thread has ended."""
+        """Run one turn on ``description`` (:func:`build_task`, or a ticket's task), its
+        answer held to ``action``'s schema and ``max_tokens`` (default: the settings').
+        LLM failures propagate for the worker to back off on. A turn cancelled meanwhile
+        (a mute, a timeout) gives its LLM slot back only when the call in its thread
+        has ended."""
         started = time.perf_counter()
         free = self._free_slots
         if free is None:
             free = self._free_slots = asyncio.Queue()
             for slot in range(self.slot_count):
                 free.put_nowait(slot)
-        slot = await free.get()  # whichever LLM instance is idle
+        slot = await free.get()  # whichever LLM slot is idle
+        limit = max_tokens or self.settings.llm_max_tokens
         call = asyncio.ensure_future(
-            asyncio.to_thread(self._kickoff, persona, slot, description, tools or [])
+            asyncio.to_thread(self._kickoff, persona, slot, description, action, limit)
         )
 
-        def give_back(done: asyncio.Future[tuple[str, float, int, bool]]) -> None:
+        def give_back(done: asyncio.Future[TurnOutcome]) -> None:
             free.put_nowait(slot)
             if not done.cancelled():
                 done.exception()  # retrieved: a cancelled turn's failure is nobody's
 
         call.add_done_callback(give_back)
-        raw, llm_seconds, tokens, cut = await asyncio.shield(call)
-        text, reason = clean_reply(raw, persona, history, cut=cut)
-        elapsed = time.perf_counter() - started
-        return TurnOutcome(text, reason, llm_seconds, elapsed, tokens, raw)
+        outcome = await asyncio.shield(call)
+        return dataclasses.replace(outcome, total_seconds=time.perf_counter() - started)

@@ -3,21 +3,26 @@
 Each persona connects with its own agent token, joins the rooms of its arenas and
 feeds what it sees to the shared :class:`TurnScheduler`. The worker loop takes turns
 from the scheduler and runs them through CrewAI, at most ``slots`` at once (the LLM's
-parallel capacity). It never dies from a failure: an LLM that is down, slow or talks
-nonsense costs a skipped turn with a logged reason, a reported ``error`` state and an
-exponential backoff (bounded) before the next call; a hub that restarts is reconnected
-to by each client, which resumes its rooms. Muted agents and paused rooms get no turn,
-and a mute cancels the agent's turn in flight: nothing is posted or proposed after it.
-With a :class:`MemoryService`, every message seen is remembered by the agents in its
-room (an echo of a prompt never: :mod:`botarena.agents.echoes`) and each turn brings
-recalled memories and arena-weighted knowledge; without
-ChromaDB the agents talk on and report ``degraded``. Some turns draft a proposal
-(:mod:`botarena.agents.drafting`): the agent submits it with the propose tool, or the worker
-submits the draft parsed from the reply, and says so in the room. An arena that refuses
-an agent (the external arena admits only the best by reputation) is retried later.
-Open tickets are the scheduler's queued work: the worker tells it of each answer it
-proposes, and of the hub's open tickets when an agent joins the external arena and every
-``ticket_refresh_seconds`` (tickets filed while the worker was away are answered too).
+parallel capacity). Every turn's answer is an action held to a JSON schema
+(:mod:`botarena.agents.actions`): a chat turn says something, agrees or disagrees (a
+reaction) or passes; a drafting turn (:mod:`botarena.agents.drafting`) writes a title
+and a body that the worker proposes and announces; a ticket turn answers from the
+knowledge with its sources, or hands the ticket to a human when the knowledge has no
+answer (:mod:`botarena.agents.tickets`). Nothing but an action's fields reaches a
+room, and an echo of a prompt is never posted, proposed or remembered
+(:mod:`botarena.agents.echoes`). The worker never dies from a failure: an LLM that is
+down, slow or talks nonsense costs a skipped turn with a logged reason, a reported
+``error`` state and an exponential backoff (bounded) before the next call; a hub that
+restarts is reconnected to by each client, which resumes its rooms. Muted agents and
+paused rooms get no turn, and a mute cancels the agent's turn in flight: nothing is
+posted or proposed after it. With a :class:`MemoryService`, every message seen is
+remembered by the agents in its room and each turn brings recalled memories and
+arena-weighted knowledge; without ChromaDB the agents talk on and report ``degraded``
+(tickets then wait). An arena that refuses an agent (the external arena admits only the
+best by reputation) is retried later. Open tickets are the scheduler's queued work: the
+worker tells it of each ticket answered or escalated, and of the hub's open tickets when
+an agent joins the external arena and every ``ticket_refresh_seconds`` (tickets filed
+while the worker was away are answered too).
 """
 
 from __future__ import annotations
@@ -29,21 +34,28 @@ import random
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import structlog
 
-from botarena.agents import drafting
-from botarena.agents.echoes import ECHO_REASON, is_echo
+from botarena.agents import actions, drafting, tickets
+from botarena.agents.actions import A
+from botarena.agents.echoes import is_echo
 from botarena.agents.persona import Persona, Traits
-from botarena.agents.scheduler import Turn, TurnScheduler
-from botarena.agents.turn import CrewTurns, TurnOutcome, build_task
+from botarena.agents.scheduler import TICKET_ATTEMPTS, Turn, TurnScheduler
+from botarena.agents.turn import CUT_REASON, CrewTurns, TurnOutcome, build_task, clean_reply
 from botarena.arenas.charter import ArenaCharter, charters
-from botarena.arenas.names import EXTERNAL, ProposalKind, ProposalStatus, TicketStatus
+from botarena.arenas.names import (
+    EXTERNAL,
+    ProposalKind,
+    ProposalStatus,
+    TicketStatus,
+    ticket_path,
+)
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubClient
 from botarena.server.errors import ConfigError, Forbidden, HubError, Muted, NotFound, RoomPaused
@@ -58,7 +70,6 @@ from botarena.server.protocol import (
 
 log = structlog.get_logger(__name__)
 
-TurnRunner = Callable[..., Awaitable[TurnOutcome]]
 _TICKET_PATH = re.compile(r"tickets/(\d+)")  # a ticket_answer's path: its ticket
 
 
@@ -119,12 +130,18 @@ class AgentWorker:
         turn_timeout: float = 90.0,
         max_backoff: float = 30.0,
         memory: MemoryService | None = None,
-        tools: bool = False,
         rejoin_seconds: float = 30.0,
         ticket_refresh_seconds: float = 30.0,
+        min_similarity: float = 0.83,
+        sure_similarity: float = 0.88,
+        min_coverage: float = 0.5,
+        draft_tokens: int = 500,
     ) -> None:
-        """``tools``: agents get the propose tool (a model with function calling);
-        otherwise a drafting turn's reply is parsed as the draft."""
+        """``min_similarity`` and ``min_coverage``: what a ticket's knowledge must reach
+        to be answered from (:func:`botarena.agents.tickets.relevant`), else the ticket
+        goes to a human; ``sure_similarity``: from how close a passage the model's doubt
+        no longer sends it to a human (:func:`botarena.agents.tickets.answered`);
+        ``draft_tokens``: the longest draft a drafting turn writes."""
         missing = [p.id for p in personas if p.id not in tokens]
         if missing:
             raise ValueError(f"no token for: {', '.join(missing)}")
@@ -133,7 +150,10 @@ class AgentWorker:
         self.scheduler = TurnScheduler(personas, budgets, quiet_seconds=quiet_seconds)
         self.turns = turns
         self.memory = memory
-        self.tools = tools
+        self.min_similarity = min_similarity
+        self.min_coverage = min_coverage
+        self.sure_similarity = sure_similarity
+        self.draft_tokens = draft_tokens
         self.rejoin_seconds = rejoin_seconds
         self.ticket_refresh_seconds = ticket_refresh_seconds
         self.turn_timeout = turn_timeout
@@ -392,29 +412,188 @@ class AgentWorker:
             self.slots.release()
 
     async def _turn(self, turn: Turn) -> bool:
-        """Think and post; True when a message was posted."""
+        """Think and act; True when a message was posted."""
         seat = self.seats[turn.agent]
         started = time.perf_counter()
         await self._report(turn.agent, AgentStateKind.THINKING, f"{turn.kind} in {turn.room}")
         charter = self.charters.get(turn.room)
+        if turn.ticket is not None:
+            return await self._answer_ticket(seat, turn, charter, started)
         if turn.kind == "initiative":
             seat.quiet_turns += 1
+        initiative = ""
+        if charter is not None:
+            seat.initiative_index += 1
+            initiative = charter.initiative[seat.initiative_index % len(charter.initiative)]
         draft = drafting.plan(turn, charter, seat.quiet_turns)
-        outcome = await self._think(seat, turn, charter, draft)
+        if draft is not None and charter is not None:
+            return await self._draft(seat, turn, charter, draft, initiative, started)
+        return await self._chat(seat, turn, charter, initiative, started)
+
+    async def _chat(
+        self,
+        seat: AgentSeat,
+        turn: Turn,
+        charter: ArenaCharter | None,
+        initiative: str,
+        started: float,
+    ) -> bool:
+        """A chat turn: say something, agree or disagree with the message answered, or pass."""
+        recalled = await self._recall(seat, turn, charter, initiative)
+        history = self.scheduler.history(turn.room)
+        task = build_task(seat.persona, seat.traits, turn, history, charter, initiative, recalled)
+        model = actions.chat(replying=turn.trigger is not None)
+        outcome = await self._think(seat, turn, task, model)
         if outcome is None:
             return False
-        text, reason = outcome.text, outcome.reason
-        if draft is not None and not self.tools:
-            text, reason = await self._propose_draft(seat, turn, draft, outcome)
+        chosen = self._parsed(model, outcome)
+        if isinstance(chosen, str):
+            return await self._skip(turn, outcome, started, chosen)
+        if chosen.action == actions.Act.PASS:
+            return await self._skip(turn, outcome, started, "passed: nothing to add")
+        text, reason = clean_reply(chosen.text, seat.persona, history, cut=outcome.cut)
         if text is None:
-            log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=reason)
-            self._record(turn, outcome, started, posted=False)
-            await self._report(
-                turn.agent, AgentStateKind.IDLE, f"skipped: {reason}", outcome.llm_seconds
-            )
+            return await self._skip(turn, outcome, started, reason)
+        if chosen.action in (actions.Act.AGREE, actions.Act.DISAGREE) and turn.trigger:
+            await self._react(seat, turn, 1 if chosen.action == actions.Act.AGREE else -1)
+        return await self._say(seat, turn, outcome, started, text)
+
+    async def _draft(
+        self,
+        seat: AgentSeat,
+        turn: Turn,
+        charter: ArenaCharter,
+        draft: drafting.DraftPlan,
+        initiative: str,
+        started: float,
+    ) -> bool:
+        """A drafting turn: a new text for the canon, proposed, and said in the room."""
+        about = " ".join(turn.trigger.text.split())[:300] if turn.trigger else initiative
+        recalled = await self._recall(seat, turn, charter, about)
+        history = self.scheduler.history(turn.room)
+        ask = drafting.ask(draft, about)
+        task = build_task(
+            seat.persona, seat.traits, turn, history, charter, initiative, recalled, ask
+        )
+        model = actions.draft(draft.kinds)
+        outcome = await self._think(seat, turn, task, model, self.draft_tokens)
+        if outcome is None:
             return False
+        written = self._parsed(model, outcome)
+        if isinstance(written, str):
+            return await self._skip(turn, outcome, started, written)
+        made = drafting.from_action(written, draft, seat.persona.id, self._names)
+        if isinstance(made, str):
+            return await self._skip(turn, outcome, started, made)
+        if self.scheduler.is_muted(turn.agent):
+            return await self._skip(turn, outcome, started, "muted")
+        try:
+            proposal = await self._submit(seat, turn.room, made)
+        except HubError as exc:
+            log.warning("turn.not_proposed", agent=turn.agent, room=turn.room, error=str(exc))
+            return await self._skip(turn, outcome, started, f"proposal refused: {exc.message}")
+        said = f'I proposed the {made.kind} "{made.title}" (#{proposal.id}).'
+        return await self._say(seat, turn, outcome, started, said)
+
+    async def _answer_ticket(
+        self, seat: AgentSeat, turn: Turn, charter: ArenaCharter | None, started: float
+    ) -> bool:
+        """A ticket turn: an answer from the knowledge, proposed for review, or the
+        ticket handed to a human when the knowledge does not answer it."""
+        assert turn.ticket is not None and turn.trigger is not None
+        nothing = TurnOutcome("", 0.0, 0.0)
+        if self.memory is None:
+            return await self._skip(turn, nothing, started, "no knowledge to answer from")
+        asked = tickets.question(turn.trigger.text)
+        evidence = await self.memory.evidence(asked, charter.knowledge if charter else {})
+        if self.memory.degraded:
+            return await self._skip(turn, nothing, started, self.memory.degraded)
+        passages = tickets.relevant(evidence, self.min_similarity, self.min_coverage)
+        if not passages:
+            why = "nothing in the knowledge base answers it"
+            return await self._escalate(seat, turn, nothing, started, why)
+        model = actions.ticket(tickets.labels(passages))
+        task = tickets.task(turn.ticket, turn.trigger.author, asked, passages)
+        outcome = await self._think(seat, turn, task, model)
+        if outcome is None:
+            return False
+        answer = self._parsed(model, outcome)
+        if isinstance(answer, str):
+            return await self._unanswered(seat, turn, outcome, started, answer)
+        if not tickets.answered(answer, passages, self.sure_similarity):
+            why = "the passages found do not answer it"
+            return await self._escalate(seat, turn, outcome, started, why)
+        content = tickets.compose(answer, passages, asked, self._names)
+        if self.scheduler.is_muted(turn.agent):
+            return await self._skip(turn, outcome, started, "muted")
+        title = f"Answer to ticket #{turn.ticket}"
+        made = drafting.Draft(ProposalKind.TICKET_ANSWER, ticket_path(turn.ticket), title, content)
+        try:
+            proposal = await self._submit(seat, EXTERNAL, made)
+        except HubError as exc:
+            log.warning("turn.not_proposed", agent=turn.agent, room=turn.room, error=str(exc))
+            why = f"proposal refused: {exc.message}"
+            return await self._unanswered(seat, turn, outcome, started, why)
+        said = f"I answered ticket #{turn.ticket}: proposal #{proposal.id} waits for review."
+        return await self._say(seat, turn, outcome, started, said)
+
+    async def _unanswered(
+        self, seat: AgentSeat, turn: Turn, outcome: TurnOutcome, started: float, reason: str
+    ) -> bool:
+        """A ticket turn without a usable answer: the ticket gets another turn, or after
+        its last one goes to a human."""
+        if turn.attempt < TICKET_ATTEMPTS:
+            return await self._skip(turn, outcome, started, reason)
+        why = f"no usable answer in {turn.attempt} turns (the last: {reason})"
+        return await self._escalate(seat, turn, outcome, started, why)
+
+    async def _escalate(
+        self, seat: AgentSeat, turn: Turn, outcome: TurnOutcome, started: float, reason: str
+    ) -> bool:
+        """Hand the turn's ticket to a human and say so in the room."""
+        assert turn.ticket is not None
+        if self.scheduler.is_muted(turn.agent):
+            return await self._skip(turn, outcome, started, "muted")
+        try:
+            await seat.client.escalate(turn.ticket, reason)
+        except HubError as exc:
+            log.warning("turn.not_escalated", agent=turn.agent, ticket=turn.ticket, error=str(exc))
+            return await self._skip(turn, outcome, started, f"escalation refused: {exc.message}")
+        self.scheduler.ticket_done(turn.ticket)
+        log.info("turn.escalated", agent=turn.agent, ticket=turn.ticket, reason=reason)
+        return await self._say(seat, turn, outcome, started, tickets.unknown(turn.ticket, reason))
+
+    async def _react(self, seat: AgentSeat, turn: Turn, value: int) -> None:
+        assert turn.trigger is not None
+        if not turn.trigger.id or turn.trigger.author == turn.agent:
+            return  # a rebuilt announcement has no id; one's own message takes none
+        try:
+            await seat.client.react(turn.room, turn.trigger.id, value)
+        except HubError as exc:
+            log.info("worker.not_reacted", agent=turn.agent, room=turn.room, error=exc.message)
+
+    def _parsed(self, model: type[A], outcome: TurnOutcome) -> A | str:
+        """The turn's action, or why the answer is none (one the token limit cut off
+        before its JSON ended, mostly)."""
+        parsed = actions.parse(model, outcome.raw)
+        if isinstance(parsed, str) and outcome.cut:
+            return CUT_REASON
+        return parsed
+
+    async def _skip(self, turn: Turn, outcome: TurnOutcome, started: float, reason: str) -> bool:
+        """End the turn without a message, saying why."""
+        log.info("turn.skipped", agent=turn.agent, room=turn.room, reason=reason)
+        self._record(turn, outcome, started, posted=False, reason=reason)
+        detail = f"skipped: {reason}"
+        await self._report(turn.agent, AgentStateKind.IDLE, detail, outcome.llm_seconds or None)
+        return False
+
+    async def _say(
+        self, seat: AgentSeat, turn: Turn, outcome: TurnOutcome, started: float, text: str
+    ) -> bool:
+        """Post the turn's message; True when it was posted."""
         posted = await self._post(seat, turn, text)
-        self._record(turn, outcome, started, posted=posted)
+        self._record(turn, outcome, started, posted=posted, reason="ok" if posted else "not posted")
         if posted:
             log.info(
                 "turn.posted",
@@ -434,26 +613,15 @@ class AgentWorker:
         self,
         seat: AgentSeat,
         turn: Turn,
-        charter: ArenaCharter | None,
-        draft: drafting.DraftPlan | None,
+        task: str,
+        action: type[actions.Action],
+        max_tokens: int | None = None,
     ) -> TurnOutcome | None:
-        initiative = ""
-        if charter is not None:
-            seat.initiative_index += 1
-            initiative = charter.initiative[seat.initiative_index % len(charter.initiative)]
-        recalled = await self._recall(seat, turn, charter, initiative)
-        history = self.scheduler.history(turn.room)
-        ending = drafting.instructions(draft, with_tool=self.tools) if draft else None
-        task = build_task(
-            seat.persona, seat.traits, turn, history, charter, initiative, recalled, ending
-        )
-        tools = []
-        if self.tools and charter is not None and charter.proposals:
-            tools.append(drafting.propose_tool(self._submitter(seat, turn.room)))
+        """The LLM's answer to ``task`` held to ``action``; None when the LLM failed (the
+        turn is skipped and the worker backs off)."""
         try:
             outcome = await asyncio.wait_for(
-                self.turns.run(seat.persona, task, history, tools),
-                self.turn_timeout,
+                self.turns.run(seat.persona, task, action, max_tokens), self.turn_timeout
             )
         except Exception as exc:  # any LLM failure: skip, report, back off; never die
             self._failures += 1
@@ -480,28 +648,20 @@ class AgentWorker:
 
     # proposals ----------------------------------------------------------------------
 
-    async def _submit(self, seat: AgentSeat, arena: str, fields: dict[str, str]) -> ProposalInfo:
-        """Propose ``fields`` (kind, path, title, content) in ``arena``, based on the
-        canon's current version of the path."""
+    async def _submit(self, seat: AgentSeat, arena: str, draft: drafting.Draft) -> ProposalInfo:
+        """Propose ``draft`` in ``arena``, based on the canon's current version of its path."""
         base = 0
-        if fields["kind"] != ProposalKind.TICKET_ANSWER:
+        if draft.kind != ProposalKind.TICKET_ANSWER:
             try:
-                base = (await seat.client.canon(fields["path"])).version
+                base = (await seat.client.canon(draft.path)).version
             except NotFound:
                 pass  # a new document: base version 0
-        # The propose tool relays the model's own words: a kind the hub does not know is
-        # sent as written, and refused by the hub like any other field it rejects.
         proposal = await seat.client.propose(
-            arena,
-            cast(ProposalKind, fields["kind"]),
-            fields["path"],
-            fields["title"],
-            fields["content"],
-            base_version=base,
+            arena, draft.kind, draft.path, draft.title, draft.content, base_version=base
         )
         answered = _TICKET_PATH.fullmatch(proposal.path)
         if proposal.kind == ProposalKind.TICKET_ANSWER and answered:
-            self.scheduler.ticket_answered(int(answered[1]))
+            self.scheduler.ticket_done(int(answered[1]))
         log.info(
             "turn.proposed",
             agent=seat.persona.id,
@@ -511,47 +671,6 @@ class AgentWorker:
             path=proposal.path,
         )
         return proposal
-
-    def _submitter(self, seat: AgentSeat, arena: str) -> Callable[[dict[str, str]], str]:
-        """The propose tool's way to the hub: called in CrewAI's thread, it runs
-        :meth:`_submit` on the worker's loop and tells the model the hub's answer."""
-        loop = asyncio.get_running_loop()
-
-        def submit(fields: dict[str, str]) -> str:
-            if self.scheduler.is_muted(seat.persona.id):  # the turn may be cancelled already
-                return "You are muted: the proposal was not submitted."
-            if is_echo(f"{fields.get('title', '')}\n{fields.get('content', '')}", self._names):
-                return "The proposal repeats your instructions: it was not submitted."
-            future = asyncio.run_coroutine_threadsafe(self._submit(seat, arena, fields), loop)
-            try:
-                proposal = future.result(timeout=30)
-            except HubError as exc:
-                return f"The hub refused the proposal: {exc.message}"
-            return f"Proposal #{proposal.id} is waiting for human review."
-
-        return submit
-
-    async def _propose_draft(
-        self, seat: AgentSeat, turn: Turn, draft: drafting.DraftPlan, outcome: TurnOutcome
-    ) -> tuple[str | None, str]:
-        """Submit the draft in a model's reply; the chat message that says so, or None
-        and why nothing was proposed."""
-        if outcome.reason == ECHO_REASON:
-            return None, outcome.reason  # the reply is the draft: an echo is neither
-        parsed = drafting.parse(outcome.raw, draft, seat.persona.id, names=self._names)
-        if isinstance(parsed, str):
-            return None, parsed
-        if self.scheduler.is_muted(turn.agent):
-            return None, "muted"
-        try:
-            proposal = await self._submit(seat, turn.room, asdict(parsed))
-        except HubError as exc:
-            log.warning("turn.not_proposed", agent=turn.agent, room=turn.room, error=str(exc))
-            return None, f"proposal refused: {exc.message}"
-        if draft.ticket is not None:
-            said = outcome.text or f"I answered ticket #{draft.ticket}."
-            return f"{said} (proposal #{proposal.id})", "ok"
-        return f'I proposed the {parsed.kind} "{parsed.title}" (#{proposal.id}).', "ok"
 
     async def _post(self, seat: AgentSeat, turn: Turn, text: str) -> bool:
         if self.scheduler.is_muted(turn.agent):
@@ -575,13 +694,15 @@ class AgentWorker:
             log.warning("turn.not_posted", agent=turn.agent, room=turn.room, error=str(exc))
         return False
 
-    def _record(self, turn: Turn, outcome: TurnOutcome, started: float, *, posted: bool) -> None:
+    def _record(
+        self, turn: Turn, outcome: TurnOutcome, started: float, *, posted: bool, reason: str
+    ) -> None:
         self.records.append(
             TurnRecord(
                 turn.agent,
                 turn.kind,
                 posted,
-                outcome.reason,
+                reason,
                 outcome.llm_seconds,
                 time.perf_counter() - started,
                 outcome.completion_tokens,

@@ -279,9 +279,11 @@ class LLMSettings(CommonSettings):
         64, ge=0, le=65536, description="the embedded server's prompt cache in RAM (0: none)"
     )
     llm_timeout: float = Field(60.0, gt=0, description="seconds an LLM call may take")
-    llm_max_tokens: int = Field(120, ge=8, le=8192, description="longest reply in tokens")
-    llm_tools: bool = Field(
-        False, description="agents get the propose tool (models with function calling)"
+    llm_max_tokens: int = Field(
+        200, ge=8, le=8192, description="longest answer of a chat or ticket turn in tokens"
+    )
+    llm_max_draft_tokens: int = Field(
+        500, ge=8, le=8192, description="longest answer of a drafting turn in tokens"
     )
     llm_port: int = Field(8790, ge=0, le=65535, description="the embedded server's port")
 
@@ -303,6 +305,18 @@ class AgentSettings(ClientSettings, LLMSettings, MemorySettings):
     quiet_seconds: float = Field(20.0, gt=0, description="silence before agents take initiative")
     ticket_refresh_seconds: float = Field(
         30.0, gt=0, description="how often the worker asks the hub for open tickets"
+    )
+    knowledge_min_similarity: float = Field(
+        0.83, ge=0, le=1, description="least similarity of a passage a ticket is answered from"
+    )
+    knowledge_sure_similarity: float = Field(
+        0.88, ge=0, le=1, description="similarity from which a ticket is answered, doubt or not"
+    )
+    knowledge_min_coverage: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="least share of a ticket's words found in the knowledge to answer it",
     )
 
     @property

@@ -41,7 +41,7 @@ async def start(arena: Arena, llama: EmbeddedLlama, settings: Settings, quiet: f
 async def test_what_an_agent_saw_earlier_is_in_a_later_turns_context(
     arena: Arena, llama: EmbeddedLlama, tmp_path: Path
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", llm_max_tokens=32, llm_timeout=30)
+    settings = Settings(var_dir=tmp_path / "var", llm_max_tokens=96, llm_timeout=30)
     inbox: list[Message] = []
     mod = await arena.client("mod", "moderator", inbox=inbox)
     await mod.join("compiler")
@@ -64,17 +64,17 @@ async def test_what_an_agent_saw_earlier_is_in_a_later_turns_context(
         def mention_prompts() -> list[str]:
             """Prompts of the turn answering the question (not replies that merely saw it)."""
             texts = [json.dumps(p) for p in turns.prompts or []]
-            return [t for t in texts if 'said to you: \\"@ada what code word' in t]
+            return [t for t in texts if "mod asked you: @ada what code word" in t]
 
         await eventually(lambda: mention_prompts(), timeout=120, what="ada's mention turn")
         prompt = mention_prompts()[0]
-        remembered = prompt.split("Things you remember:", 1)
+        remembered = prompt.split("You remember:", 1)
         assert len(remembered) == 2, "the turn carried recalled memories"
-        memories_part = remembered[1].split("Recent messages", 1)[0]
+        memories_part = remembered[1].split("Chat so far:", 1)[0]
         assert "bluebird" in memories_part
-        recent_part = remembered[1].split("Recent messages", 1)[1]
+        recent_part = remembered[1].split("Chat so far:", 1)[1]
         assert "bluebird" not in recent_part, "it came from memory, not the recent window"
-        assert "From the knowledge base:" in prompt
+        assert "Notes:" in prompt.split("You remember:", 1)[0]
         assert question.id > 0
     finally:
         await stop_worker(worker, task)
@@ -85,7 +85,7 @@ async def test_without_chromadb_the_agent_talks_on_and_reports_degraded(
 ) -> None:
     settings = Settings(
         var_dir=tmp_path / "var",
-        llm_max_tokens=32,
+        llm_max_tokens=96,
         llm_timeout=30,
         chroma_url=f"http://127.0.0.1:{free_port()}",
     )

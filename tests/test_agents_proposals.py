@@ -1,6 +1,7 @@
 """Agents propose from their turns: the real tiny model's draft goes the whole way to a
-signed canon, a ticket gets its answer, and a model with function calling proposes
-through the CrewAI tool (Ollama stand-in answering with tool calls)."""
+signed canon; the tiny model answers a ticket from the knowledge with its sources and
+hands a ticket the knowledge cannot answer to a human; and through the Ollama stand-in a
+drafting turn sends its schema as ``format`` and proposes the title and body it gets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from botarena.memory.service import MemoryService
 from botarena.server import checkpoint
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
+from tests.bench.quality_bench import has_prompt_phrase
 from tests.harness import Arena, eventually, make_key
 from tests.ollama_standin import ollama_standin
 from tests.test_agents_e2e import FAST, stop_worker
@@ -37,7 +39,6 @@ async def start(
     turns: CrewTurns,
     *,
     memory: MemoryService | None = None,
-    tools: bool = False,
 ) -> tuple[AgentWorker, asyncio.Task[None]]:
     token = await arena.token(agent.id, Role.AGENT, arenas=agent.arenas)
     worker = AgentWorker(
@@ -50,10 +51,10 @@ async def start(
         turn_timeout=90,
         max_backoff=2,
         memory=memory,
-        tools=tools,
     )
     task = asyncio.create_task(worker.run())
-    await eventually(lambda: all(s.client.connected for s in worker.seats.values()), 20)
+    # the worker connects once its memory has opened (and indexed a pack)
+    await eventually(lambda: all(s.client.connected for s in worker.seats.values()), 120)
     return worker, task
 
 
@@ -77,8 +78,19 @@ async def test_a_tiny_models_draft_becomes_signed_canon(
     await mod.join("education")
     worker, task = await start(arena, maria, turns, memory=memory)
     try:
-        ask = await mod.send("education", "@maria please propose a short tutorial on backups.")
-        await eventually(lambda: new, timeout=240, what="maria's proposal reaches moderators")
+        # the tiny model's draft is refused more often than not (markup, placeholders, too
+        # short): each request gets three turns, and the moderator asks again, as one would
+        for _ in range(6):
+            ask = await mod.send("education", "@maria please propose a short tutorial on backups.")
+            turns_before = len(worker.records)
+            await eventually(
+                lambda before=turns_before: new or len(worker.records) >= before + 3,
+                timeout=240,
+                what="maria's proposal, or her three turns on the request",
+            )
+            if new:
+                break
+        assert new, [r.reason for r in worker.records]
         proposal = new[0]
         assert (proposal["author"], proposal["arena"], proposal["kind"]) == (
             "maria",
@@ -130,19 +142,26 @@ async def test_a_tiny_models_draft_becomes_signed_canon(
         await stop_worker(worker, task)
 
 
-async def test_a_tiny_model_answers_a_ticket_and_the_approval_closes_it(
-    arena: Arena, llama: EmbeddedLlama, tmp_path: Path
+async def test_a_tiny_model_answers_from_the_knowledge_and_hands_over_what_it_cannot(
+    arena: Arena, llama: EmbeddedLlama, chroma_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", llm_max_tokens=64, llm_timeout=60)
+    settings = Settings(var_dir=tmp_path / "var", chroma_url=chroma_url, llm_timeout=60)
     sage = persona("sage", ["external"])
+    memory = MemoryService(settings, [sage.id])  # the demo knowledge pack
     turns = CrewTurns(OpenAICompatibleBackend(llama.urls, "smollm2"), settings)
+    inbox: list[Message] = []
     new: list[dict] = []
-    mod = await arena.client("mod", "moderator")
+    mod = await arena.client("mod", "moderator", inbox=inbox)
     mod.sio.on("proposal.new", new.append)
-    worker, task = await start(arena, sage, turns)
+    await mod.join("external")
+    worker, task = await start(arena, sage, turns, memory=memory)
     try:
         ticket = await mod.call(
-            "ticket.file", {"title": "Backups", "body": "How often should we back up the data?"}
+            "ticket.file",
+            {
+                "title": "Which port is the hub on after a default install?",
+                "body": "Our firewall team wants to open only what BotArena needs.",
+            },
         )
         await eventually(lambda: new, timeout=240, what="sage's answer proposed")
         answer = new[0]
@@ -151,31 +170,40 @@ async def test_a_tiny_model_answers_a_ticket_and_the_approval_closes_it(
             "ticket_answer",
             ticket["path"],
         )
+        *text, sources = answer["content"].rstrip().splitlines()
+        assert sources == "Sources: ops-ports", answer["content"]
+        assert "8765" in "\n".join(text)
+        assert not has_prompt_phrase(answer["content"])
         await mod.call("proposal.review", {"id": answer["id"], "decision": "approve"})
         closed = (await mod.call("tickets", {"status": "closed"}))["tickets"]
         assert [(t["id"], t["answer_proposal_id"], t["human_intervention"]) for t in closed] == [
             (ticket["id"], answer["id"], False)
         ]
+
+        unknown = await mod.call(
+            "ticket.file",
+            {
+                "title": "Can moderators log in to the console with our LDAP directory?",
+                "body": "We would rather not hand out tokens to every moderator.",
+            },
+        )
+        await eventually(
+            lambda: any(f"ticket #{unknown['id']}" in m.text for m in inbox if m.author == "sage"),
+            timeout=240,
+            what="sage says it does not know",
+        )
+        said = [m.text for m in inbox if m.author == "sage" and f"#{unknown['id']}" in m.text]
+        assert said and "do not know" in said[0]
+        escalated = (await mod.call("tickets", {"status": "escalated"}))["tickets"]
+        assert [(t["id"], t["human_intervention"]) for t in escalated] == [(unknown["id"], True)]
+        assert len(new) == 1, "nothing was proposed for the ticket it could not answer"
     finally:
         await stop_worker(worker, task)
 
 
-def tool_call(call_id: str, **arguments: str) -> dict:
-    return {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [
-            {
-                "id": call_id,
-                "index": 0,
-                "type": "function",
-                "function": {"name": "propose", "arguments": json.dumps(arguments)},
-            }
-        ],
-    }
-
-
-async def test_a_capable_model_proposes_with_the_tool(arena: Arena, tmp_path: Path) -> None:
+async def test_a_drafting_turn_sends_its_schema_and_proposes_the_title_and_body(
+    arena: Arena, tmp_path: Path
+) -> None:
     settings = Settings(var_dir=tmp_path / "var", llm_timeout=30)
     maria = persona("maria", ["education"]).model_copy(update={"model": "qwen3"})
     new: list[dict] = []
@@ -183,56 +211,36 @@ async def test_a_capable_model_proposes_with_the_tool(arena: Arena, tmp_path: Pa
     mod = await arena.client("mod", "moderator", inbox=inbox)
     mod.sio.on("proposal.new", new.append)
     await mod.join("education")
+    body = "Retry a failed backup twice, a minute apart, then tell a moderator."
+    draft = {"kind": "tutorial", "title": "Retrying backups", "body": body}
     async with ollama_standin(["qwen3:latest"]) as ollama:
-        ollama.script = [
-            tool_call(
-                "call_1",
-                kind="tutorial",
-                path="tutorials/retries.md",
-                title="Retries",
-                content="Retry a failed backup twice, a minute apart.\n",
-            ),
-            {"role": "assistant", "content": "I proposed a tutorial on retries."},
-            tool_call(
-                "call_2",
-                kind="ticket_answer",
-                path="tickets/1",
-                title="Hijack",
-                content="Not my arena.",
-            ),
-            {"role": "assistant", "content": "That was refused."},
-        ]
+        ollama.script = [{"role": "assistant", "content": json.dumps(draft)}]
         turns = CrewTurns(OllamaBackend(ollama.url, "qwen3"), settings)
-        worker, task = await start(arena, maria, turns, tools=True)
+        worker, task = await start(arena, maria, turns)
         try:
-            await mod.send("education", "@maria propose a tutorial on retries")
-            await eventually(lambda: new, timeout=60, what="the tool's proposal")
-            assert {k: new[0][k] for k in ("author", "arena", "kind", "path", "base_version")} == {
-                "author": "maria",
-                "arena": "education",
-                "kind": "tutorial",
-                "path": "tutorials/retries.md",
-                "base_version": 0,
-            }
-            await eventually(
-                lambda: any(m.text == "I proposed a tutorial on retries." for m in inbox),
-                what="the model's own answer posted",
+            ask = await mod.send("education", "@maria propose a tutorial on retries")
+            await eventually(lambda: new, timeout=60, what="the drafted proposal")
+            proposal = new[0]
+            assert (proposal["kind"], proposal["title"], proposal["content"]) == (
+                "tutorial",
+                "Retrying backups",
+                body + "\n",
             )
-            chats = [b for _, path, b in ollama.requests if path == "/v1/chat/completions"]
-            assert [t["function"]["name"] for t in chats[0]["tools"]] == ["propose"]
-            told = [m for m in chats[1]["messages"] if m["role"] == "tool"]
-            assert told[0]["content"] == f"Proposal #{new[0]['id']} is waiting for human review."
-
-            # a tool call the hub refuses: nothing lands, the model hears why
-            await mod.send("education", "@maria propose another one")
-            await eventually(lambda: len(ollama.script) == 0, timeout=60, what="second turn")
+            assert proposal["path"].startswith("tutorials/retrying-backups-maria-")
             await eventually(
-                lambda: any(m.text == "That was refused." for m in inbox), what="its answer"
+                lambda: any(
+                    m.reply_to == ask.id
+                    and m.text == f'I proposed the tutorial "Retrying backups" (#{proposal["id"]}).'
+                    for m in inbox
+                ),
+                what="maria says what she proposed",
             )
-            chats = [b for _, path, b in ollama.requests if path == "/v1/chat/completions"]
-            told = [m for m in chats[3]["messages"] if m["role"] == "tool"]
-            assert "refused" in told[0]["content"]
-            assert "not ticket_answer" in told[0]["content"]
-            assert len(new) == 1
+            (sent,) = [b for _, path, b in ollama.requests if path == "/api/chat"]
+            # the kind asked for, the only one the schema allows
+            assert sent["format"]["properties"]["kind"]["const"] == "tutorial"
+            assert set(sent["format"]["required"]) == {"kind", "title", "body"}
+            assert sent["options"]["num_predict"] == worker.draft_tokens
+            assert sent["messages"][0]["role"] == "system"
+            assert maria.backstory.split(".")[0] in sent["messages"][0]["content"]
         finally:
             await stop_worker(worker, task)

@@ -1,11 +1,12 @@
-"""What an agent's turn refuses, end to end with the Ollama stand-in scripting the model:
-an echo of the prompt is neither posted, drafted nor remembered, a mute cancels the turn
-in flight, an agent does not greet itself, and a reply cut by the token limit ends on a
-sentence."""
+"""What an agent's turn refuses, end to end with the Ollama stand-in scripting the model's
+JSON actions: an echo of the prompt is neither posted, drafted nor remembered, a mute
+cancels the turn in flight, an agent does not greet itself, a reply cut by the token
+limit ends on a sentence, and markup, links and placeholders are not prose."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,12 @@ from tests.ollama_standin import OllamaStandIn, ollama_standin
 from tests.test_agents_e2e import compiler_pair, stop_worker
 from tests.test_agents_proposals import start
 
-ECHO = (
-    'You are Ada in the "compiler" room of a team chat. Write one short chat message '
-    "(one or two sentences), without your name."
-)
+ECHO = "Chat so far:\nmod: @ada which test is missing?\nAnswer mod in one or two sentences."
+
+
+def answer(**action: str) -> dict:
+    """A scripted model answer: the action's JSON, as a model held to its schema writes it."""
+    return {"role": "assistant", "content": json.dumps(action)}
 
 
 def ada() -> Persona:
@@ -32,7 +35,7 @@ def ada() -> Persona:
 
 
 def chats(ollama: OllamaStandIn) -> list[dict]:
-    return [b for _, path, b in ollama.requests if path == "/v1/chat/completions"]
+    return [b for _, path, b in ollama.requests if path == "/api/chat"]
 
 
 def said(inbox: list[Message], author: str = "ada") -> list[str]:
@@ -47,7 +50,7 @@ async def test_an_echo_is_never_posted_nor_remembered(arena: Arena, tmp_path: Pa
     await mod.join("compiler")
     async with ollama_standin(["qwen3:latest"]) as ollama:
         good = "The parser needs a test for trailing commas."
-        ollama.script = [{"role": "assistant", "content": c} for c in (ECHO, good)]
+        ollama.script = [answer(action="say", text=c) for c in (ECHO, good)]
         turns = CrewTurns(OllamaBackend(ollama.url, "qwen3"), settings)
         worker, task = await start(arena, ada(), turns, memory=memory)
         try:
@@ -68,8 +71,8 @@ async def test_an_echo_is_never_posted_nor_remembered(arena: Arena, tmp_path: Pa
             )
             assert any(good in d for d in documents())
             recalled = await memory.for_turn("ada", ECHO, {}, k_memories=20)
-            assert recalled.memories and not [m for m in recalled.memories if "team chat" in m]
-            assert not [d for d in documents() if "team chat" in d or "short chat" in d]
+            assert recalled.memories and not [m for m in recalled.memories if "so far" in m]
+            assert not [d for d in documents() if "so far" in d or "two sentences" in d]
         finally:
             await stop_worker(worker, task)
 
@@ -82,21 +85,37 @@ async def test_an_echoing_draft_is_never_proposed(arena: Arena, tmp_path: Path) 
     mod.sio.on("proposal.new", new.append)
     await mod.join("compiler")
     drafts = [
-        "```\nThis is one short chat message in plain text, as the task asked for it.\n```",
-        f"{ECHO}\nReply to mod's last message with the notes on the parser and its API.",
-        "API notes\nReply to mod's last message. Write one short chat message on the API.",
+        answer(kind="document", title="```", body="The notes on the parser and its API here."),
+        answer(kind="document", title="API notes", body=f"{ECHO} The parser and its API."),
+        answer(
+            kind="document",
+            title="Draft a short document for the canon about this",
+            body="Give it a title and a body of a few sentences or steps.",
+        ),
+        answer(kind="document", title="API notes", body="See https://example.org/api for all."),
     ]
     async with ollama_standin(["qwen3:latest"]) as ollama:
-        ollama.script = [{"role": "assistant", "content": d} for d in drafts]
+        ollama.script = list(drafts)
         turns = CrewTurns(OllamaBackend(ollama.url, "qwen3"), settings)
         worker, task = await start(arena, ada(), turns)
         try:
             await mod.send("compiler", "@ada draft the API notes")
             await eventually(
-                lambda: len(worker.records) == len(drafts), timeout=60, what="three attempts"
+                lambda: len(worker.records) == 3, timeout=60, what="the mention's three attempts"
+            )
+            await mod.send("compiler", "@ada please draft them again")
+            await eventually(
+                lambda: len(worker.records) == len(drafts), timeout=60, what="the fourth draft"
             )
             assert len(chats(ollama)) == len(drafts)
             assert all(not r.posted for r in worker.records), worker.records
+            reasons = [r.reason for r in worker.records]
+            assert reasons == [
+                "no title: it has no word",
+                "the model echoed its instructions",
+                "the model echoed its instructions",
+                "not plain prose (markup, a link or a placeholder)",
+            ]
             assert await stays(lambda: not new and not said(inbox), 0.5), (new, said(inbox))
         finally:
             await stop_worker(worker, task)
@@ -109,10 +128,14 @@ async def test_a_mute_during_a_turn_stops_its_post_and_draft(arena: Arena, tmp_p
     mod = await arena.client("mod", "moderator", inbox=inbox)
     mod.sio.on("proposal.new", new.append)
     await mod.join("compiler")
-    draft = "API notes\nThe parse call takes a path and returns the tree with every error listed."
+    draft = answer(
+        kind="document",
+        title="API notes",
+        body="The parse call takes a path and returns the tree with every error listed.",
+    )
     async with ollama_standin(["qwen3:latest"]) as ollama:
         ollama.hold = asyncio.Event()  # the model is slow: it answers once released
-        ollama.script = [{"role": "assistant", "content": draft}]
+        ollama.script = [draft]
         turns = CrewTurns(OllamaBackend(ollama.url, "qwen3"), settings)
         worker, task = await start(arena, ada(), turns)
         try:
@@ -144,16 +167,13 @@ async def test_a_reply_cut_by_the_token_limit_ends_on_a_sentence(
         "Hi Ada, the parser drops trailing commas. A test for that case would catch it "
         "before the release goes out on Friday."
     )
-    async with ollama_standin(["qwen3:latest"]) as ollama:
-        ollama.script = [{"role": "assistant", "content": long}]
+    async with ollama_standin(["qwen3:latest"], reply=long) as ollama:  # cut at 12 words
         turns = CrewTurns(OllamaBackend(ollama.url, "qwen3"), settings)
         worker, task = await start(arena, ada(), turns)
         try:
             await mod.send("compiler", "@ada what about the parser?")
             await eventually(lambda: said(inbox), timeout=60, what="ada's answer")
-            assert chats(ollama)[0].get("max_tokens") == 12 or chats(ollama)[0].get(
-                "max_completion_tokens"
-            )
+            assert chats(ollama)[0]["options"]["num_predict"] == 12
             assert said(inbox) == ["The parser drops trailing commas."]
         finally:
             await stop_worker(worker, task)
@@ -195,11 +215,32 @@ def test_a_cut_reply_keeps_whole_sentences_or_nothing() -> None:
     "raw",
     [
         ECHO,
-        "Reply to linus's last message.",
-        'You are Grace in the "operations" room of a team chat.',
-        "Sure. Write one short chat message (one or two sentences), without your name.",
-        "This is one short chat message in plain text",
+        "Room: compiler. Mission: Improve the code in the canon.",
+        "Answer linus in one or two sentences, or pass.",
+        "Sure. Notes: - the parser drops commas",
+        "Ticket #3 from ada: which port is the hub on?",
+        "Answer the ticket from these passages only and list the labels you used.",
+        "Current Task: the parser",
+        "This is the expected criteria for your final answer: JSON",
     ],
 )
 def test_the_prompts_own_phrases_are_refused_as_echoes(raw: str) -> None:
     assert clean_reply(raw, compiler_pair()[0], []) == (None, "the model echoed its instructions")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "<p><img src=",
+        "{% embed media %} is the way",
+        "See https://example.org for the parser.",
+        "[Your Name] is sending the runbooks tomorrow.",
+        "```python print(1)``` is the fix.",
+    ],
+)
+def test_markup_links_and_placeholders_are_not_posted(raw: str) -> None:
+    assert clean_reply(raw, compiler_pair()[0], []) == (
+        None,
+        "not plain prose (markup, a link or a placeholder)",
+    )

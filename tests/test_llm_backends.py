@@ -1,6 +1,7 @@
 """LLM backends: Ollama's API (against a stand-in that answers as Ollama does), the
 choice between Ollama and the embedded llama.cpp, the embedded server's backend (one URL,
-its slots), and a CrewAI turn through Ollama."""
+its slots), and a CrewAI turn held to its action's schema, through Ollama's native API
+and on the real tiny model."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from botarena.agents import actions
 from botarena.agents.embedded_llm import DEMO_MODEL_FILE, EmbeddedLlama
-from botarena.agents.llm import OllamaBackend, choose_backend
+from botarena.agents.llm import REPEAT_PENALTY, OllamaBackend, choose_backend
 from botarena.agents.persona import Persona, Traits
 from botarena.agents.scheduler import Turn
 from botarena.agents.turn import CrewTurns, build_task
@@ -87,18 +89,26 @@ def _persona(model: str | None) -> Persona:
     )
 
 
-async def test_a_crewai_turn_through_ollamas_openai_endpoint() -> None:
+async def test_a_structured_turn_through_ollamas_native_api() -> None:
+    chat = actions.chat(replying=False)
     async with ollama_standin(["llama3:latest"]) as ollama:
         turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
         persona = _persona("llama3")
-        outcome = await turns.run(persona, quiet_room_task(persona, "Say what could break."), [])
-        chats = [body for method, path, body in ollama.requests if path == "/v1/chat/completions"]
-    assert outcome.text == ollama.reply
-    assert chats and chats[0]["model"] == "llama3"
-    prompt = " ".join(str(m["content"]) for m in chats[0]["messages"])
-    assert "Compiler engineer" in prompt and "Say what could break." in prompt
+        outcome = await turns.run(persona, quiet_room_task(persona, "Say what could break."), chat)
+        chats = [body for method, path, body in ollama.requests if path == "/api/chat"]
+    said = actions.parse(chat, outcome.raw)
+    assert isinstance(said, actions.ChatAction) and said.text == ollama.reply
+    (sent,) = chats
+    assert sent["model"] == "llama3" and sent["stream"] is False and "tools" not in sent
+    assert sent["format"] == actions.schema(chat)
+    assert sent["options"]["num_predict"] == 60
+    assert sent["options"]["repeat_penalty"] == REPEAT_PENALTY
+    system, user = sent["messages"]
+    assert system["role"] == "system" and "Compiler engineer" in system["content"]
+    assert "Say what could break." in user["content"]
     assert 0 < outcome.llm_seconds <= outcome.total_seconds
-    assert outcome.completion_tokens == len(ollama.reply.split())  # the server's usage
+    assert outcome.completion_tokens == len(outcome.raw.split())  # eval_count: its words
+    assert not outcome.cut
 
 
 async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -> None:
@@ -106,4 +116,22 @@ async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -
         turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
         with pytest.raises(Exception, match="not found"):
             persona = _persona("mistral")
-            await turns.run(persona, quiet_room_task(persona, "Speak."), [])
+            await turns.run(
+                persona, quiet_room_task(persona, "Speak."), actions.chat(replying=False)
+            )
+
+
+async def test_every_turns_answer_on_the_tiny_model_fits_its_schema(llama: EmbeddedLlama) -> None:
+    turns = CrewTurns(llama.backend(), settings(llm_max_tokens=160, llm_timeout=60))
+    persona = _persona("smollm2")
+    task = quiet_room_task(persona, "Say what could break in the parser.")
+    models = [
+        actions.chat(replying=True),
+        actions.draft(["document", "tutorial"]),
+        actions.ticket(["ops-ports", "ops-restore"]),
+    ]
+    for model in models:
+        for _ in range(3):
+            outcome = await turns.run(persona, task, model, 400)
+            parsed = actions.parse(model, outcome.raw)
+            assert isinstance(parsed, model), (model.__name__, outcome.raw)

@@ -187,7 +187,7 @@ def test_an_echo_or_an_agents_own_message_starts_no_mention_turn(world) -> None:
     scheduler, _ = world
     echo = message("human", 'You are Cy in the "compiler" room of a team chat. Reply to ada.')
     assert scheduler.mentioned(echo) == set()
-    quoted = message("bob", "Reply to cy's last message. Write one short chat message.")
+    quoted = message("bob", "Chat so far:\nada: hi\nAnswer cy in one or two sentences.")
     assert scheduler.mentioned(quoted) == set()
     own = message("cy", "@cy Cy here: I looked at the lexer, @bob.")
     assert scheduler.mentioned(own) == {"bob"}
@@ -265,8 +265,8 @@ def test_tickets_are_answered_in_filing_order_one_agent_each(desk) -> None:
     assert [(t.kind, t.ticket) for t in (first, second)] == [("ticket", 3), ("ticket", 4)]
     assert first.agent != second.agent
     assert scheduler.next_turn() is None  # both busy: no third turn on either ticket
-    scheduler.ticket_answered(3)
-    scheduler.ticket_answered(4)
+    scheduler.ticket_done(3)
+    scheduler.ticket_done(4)
     run(scheduler, first)
     run(scheduler, second)
     clock.now += 1
@@ -284,7 +284,7 @@ def test_a_ticket_turn_comes_before_a_pending_small_talk_turn(desk) -> None:
     scheduler.observe(announce(9, "How do I restore last night's backup?"))
     turn = scheduler.next_turn()
     assert (turn.agent, turn.kind, turn.ticket) == ("ada", "ticket", 9)
-    scheduler.ticket_answered(9)
+    scheduler.ticket_done(9)
     run(scheduler, turn)
     clock.now += 1
     assert scheduler.next_turn().kind == "mention"  # the small talk follows

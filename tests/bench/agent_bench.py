@@ -27,7 +27,6 @@ from pathlib import Path
 import httpx
 
 from botarena.agents.embedded_llm import EmbeddedLlama, demo_model
-from botarena.agents.llm import OpenAICompatibleBackend
 from botarena.agents.persona import load_personas
 from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker
@@ -78,9 +77,7 @@ async def through_botarena(settings: Settings, llama: EmbeddedLlama, agents_n: i
             p.id: (await store.principals.issue_token(p.id, Role.AGENT, arenas=p.arenas))[1]
             for p in personas
         }
-        turns = CrewTurns(
-            OpenAICompatibleBackend(llama.urls, "smollm2"), settings, keep_prompts=True
-        )
+        turns = CrewTurns(llama.backend(), settings, keep_prompts=True)
         worker = AgentWorker(
             running.url,
             personas,
@@ -117,7 +114,7 @@ async def through_botarena(settings: Settings, llama: EmbeddedLlama, agents_n: i
         "completion_tokens": generated,
         "tokens_per_second": round(generated / elapsed, 1),
         "seconds": round(elapsed, 2),
-        "concurrency": min(agents_n, len(llama.urls)),
+        "concurrency": min(agents_n, llama.slots),
         "_prompts": prompts,
     }
 

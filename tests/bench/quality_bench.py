@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from typing import Any
 from botarena.arenas.names import ARENAS, ProposalKind, ticket_path
 from botarena.server.protocol import Message, ProposalInfo, TicketInfo
 from tests.bench.common import percentile, write_report
+from tests.services import free_port
 
 TICKETS_FILE = Path(__file__).with_name("tickets.json")
 DEMO_PACK = Path(__file__).resolve().parents[2] / "memory" / "packs" / "demo"
@@ -95,30 +95,32 @@ PROMPT_PHRASES: tuple[str, ...] = (
     "a few plain sentences a person can act on",
     "First line: its title",
     "submit it with the propose tool",
-    # the same, as being rewritten: build_task, ticket_task (agents/turn.py) and
-    # drafting.ask (schema-constrained answers)
-    *(f"Room: {arena}." for arena in ARENAS),
-    "Its mission:",
-    "Your mood:",
-    "asks you:",
-    "last message, or pass",
-    "Start a topic:",
-    'Set "action"',
-    'put your message in "text"',
+    # structured turns: agents/turn.py build_task, agents/drafting.py ask and
+    # agents/tickets.py task
+    *(f"Room: {arena}. Mission:" for arena in ARENAS),
+    "Style:",
+    "Notes:",
+    "You remember:",
+    "Chat so far:",
+    "asked you:",
+    "in one or two sentences",
+    "for the canon about this",
+    "a title and a body of a few sentences",
     "Passages:",
-    "from the passages only",
-    "Put the passages you used",
-    'set "known" to false',
-    "for the canon about:",
-    'Put its title in "title"',
+    "Answer the ticket from these passages",
+    "list the labels you used",
+    "set known to false",
     # CrewAI's own task template
+    "Current Task:",
+    "Your personal goal is",
+    "The JSON object of your action",
     "expected criteria",
     "Final Answer",
     "you MUST return",
     "Begin! This is VERY important",
 )
-"""Phrases of the prompts BotArena sends (agents/turn.py ``build_task`` and
-``ticket_task``, agents/drafting.py ``instructions``/``ask``, CrewAI's template): a posted
+"""Phrases of the prompts BotArena sends and sent (agents/turn.py ``build_task``,
+agents/drafting.py ``ask``, agents/tickets.py ``task``, CrewAI's template): a posted
 message or proposal holding one echoes its prompt. Matched without regard to case."""
 
 
@@ -344,24 +346,6 @@ def worker_events(log: Path) -> tuple[Counter[str], Counter[str], list[dict[str,
 # running the product ------------------------------------------------------------------
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
-
-
 @asynccontextmanager
 async def capable_standin(requests: Path) -> AsyncIterator[str]:
     """The tests' Ollama stand-in in capable mode, serving smollm2; yields its URL. The
@@ -427,11 +411,7 @@ class Bench:
                 url = await stack.enter_async_context(capable_standin(work / "standin.jsonl"))
                 env |= {"BOTARENA_LLM_BACKEND": "ollama", "OLLAMA_HOST": url}
             else:
-                slots = AgentSettings().llm_slots
-                env |= {
-                    "BOTARENA_LLM_BACKEND": "embedded",
-                    "BOTARENA_LLM_PORT": str(free_ports(slots)),
-                }
+                env |= {"BOTARENA_LLM_BACKEND": "embedded", "BOTARENA_LLM_PORT": str(free_port())}
             os.environ.update(env)  # worker_env passes the agent settings on, as up does
             settings = Settings(var_dir=var, port=0)
             agent_settings = AgentSettings(var_dir=var)
