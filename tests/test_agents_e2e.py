@@ -14,6 +14,7 @@ from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
+from tests.bench.quality_bench import has_prompt_phrase
 from tests.harness import Arena, eventually
 from tests.services import free_port
 from tests.test_personas import SHIPPED
@@ -81,6 +82,8 @@ async def test_two_agents_talk_and_answer_a_mention(arena: Arena, llama: Embedde
         )
         authors = [m.author for m in agent_messages()]
         assert all(a != b for a, b in pairwise(authors)), authors
+        echoed = [m.text for m in agent_messages() if has_prompt_phrase(m.text)]
+        assert not echoed, "a posted message holds a phrase of its prompt"
 
         question = await mod.send("compiler", "@linus which test is missing in the parser?")
         await eventually(

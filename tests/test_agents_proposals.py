@@ -100,6 +100,7 @@ async def test_a_tiny_models_draft_becomes_signed_canon(
         assert proposal["status"] == "pending" and proposal["base_version"] == 0
         assert proposal["path"].startswith("tutorials/") and "-maria-" in proposal["path"]
         assert len(proposal["content"].split()) >= 6
+        assert not has_prompt_phrase(f"{proposal['title']}\n{proposal['content']}")
         await eventually(
             lambda: any(
                 m.author == "maria" and m.reply_to == ask.id and f"#{proposal['id']}" in m.text
