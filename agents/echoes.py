@@ -34,7 +34,7 @@ _PHRASES = re.compile(
             r"\byou remember\s*:\s*-",
             r"\bchat so far\s*:",
             r"\basked you\s*:",
-            r"\banswer @?[\w.-]+ in one or two sentences\b",
+            r"\bin one or two sentences\b",
             r"(?:^|[.!?]\s+)one or two sentences\.",
             r"\bdraft a short [\w ]+ for the canon\b",
             r"\bgive it a title and a body\b",

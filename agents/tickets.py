@@ -11,8 +11,8 @@ question and those passages (:func:`task`), labelled by document, and answers a
 :class:`~botarena.agents.actions.TicketAnswer`: whether they answer it, the answer, and
 the labels it used. :func:`compose` writes the proposal a moderator reviews: the model's
 answer (left out when it echoes its prompt, shares no word with the passages it cites
-or only repeats a quoted sentence), the sentences of the cited passages that
-bear most on the question, quoted, and a last line ``Sources: <documents>``. A model
+or only repeats a quoted sentence), the sentences of the best passage and of those it
+cites that bear most on the question, quoted, and a last line ``Sources: <documents>``. A model
 that says the passages do not answer the question hands the ticket to a human too,
 unless the best passage is so close to the question (:func:`answered`) that a small
 model's doubt does not count.
@@ -92,7 +92,8 @@ def _grounded(said: str, cited: list[Hit], names: set[str]) -> bool:
 def compose(answer: TicketAnswer, passages: list[Hit], asked: str, names: set[str]) -> str:
     """The ticket answer to propose from ``passages`` (best first); ``names``: the agents'
     names, for the echo check."""
-    cited = [hit for hit in passages if hit.document in answer.sources] or passages[:1]
+    # the best passage always, and those the model cites (a small model cites at random)
+    cited = [h for i, h in enumerate(passages) if i == 0 or h.document in answer.sources]
     wanted = content_words(asked)
     found = [
         (shared, rank, order, sentence)
