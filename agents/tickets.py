@@ -83,10 +83,11 @@ def answered(answer: TicketAnswer, passages: list[Hit], sure_similarity: float) 
 
 def _grounded(said: str, cited: list[Hit], names: set[str]) -> bool:
     """Whether the model's own answer is worth showing: a few words that are not an echo
-    of the prompt and share words with the passages it cites."""
+    of the prompt and share at least two words with the passages it cites."""
     if len(re.findall(r"[^\W\d_]{2,}", said)) < 3 or is_echo(said, names):
         return False
-    return bool(content_words(said) & set().union(*(content_words(h.text) for h in cited)))
+    shared = content_words(said) & set().union(*(content_words(h.text) for h in cited))
+    return len(shared) >= 2
 
 
 def compose(answer: TicketAnswer, passages: list[Hit], asked: str, names: set[str]) -> str:

@@ -172,7 +172,8 @@ async def test_a_tiny_model_answers_from_the_knowledge_and_hands_over_what_it_ca
             ticket["path"],
         )
         *text, sources = answer["content"].rstrip().splitlines()
-        assert sources == "Sources: ops-ports", answer["content"]
+        # the best passage first; the model may cite another beside it
+        assert sources.startswith("Sources: ops-ports"), answer["content"]
         assert "8765" in "\n".join(text)
         assert not has_prompt_phrase(answer["content"])
         await mod.call("proposal.review", {"id": answer["id"], "decision": "approve"})
