@@ -85,12 +85,26 @@ async def test_two_agents_talk_and_answer_a_mention(arena: Arena, llama: Embedde
         echoed = [m.text for m in agent_messages() if has_prompt_phrase(m.text)]
         assert not echoed, "a posted message holds a phrase of its prompt"
 
-        question = await mod.send("compiler", "@linus which test is missing in the parser?")
-        await eventually(
-            lambda: any(m.author == "linus" and m.reply_to == question.id for m in inbox),
-            timeout=120,
-            what="linus answers",
-        )
+        # a mention gets three turns; the tiny model's answer to all three may be refused
+        # (markup, a repeat): the moderator asks again, as one would
+        asked: list[int] = []
+        for _ in range(4):
+            question = await mod.send("compiler", "@linus which test is missing in the parser?")
+            asked.append(question.id)
+            turns_before = len(worker.records)
+            await eventually(
+                lambda before=turns_before: (
+                    any(m.author == "linus" and m.reply_to in asked for m in inbox)
+                    or sum(r.agent == "linus" for r in worker.records[before:]) >= 3
+                ),
+                timeout=120,
+                what="linus answers, or takes his three turns on it",
+            )
+            if any(m.author == "linus" and m.reply_to in asked for m in inbox):
+                break
+        assert any(m.author == "linus" and m.reply_to in asked for m in inbox), [
+            (r.agent, r.reason) for r in worker.records
+        ]
         states = {s["agent"]: s for s in (await mod.call("agents"))["agents"]}
         assert states["linus"]["state"] in ("idle", "thinking", "speaking")
         assert set(states["ada"]["drift"]) == {"rigor", "sociability", "assertiveness"}

@@ -144,9 +144,10 @@ async def test_a_tiny_models_draft_becomes_signed_canon(
 
 
 async def test_a_tiny_model_answers_from_the_knowledge_and_hands_over_what_it_cannot(
-    arena: Arena, llama: EmbeddedLlama, chroma_url: str, tmp_path: Path
+    arena: Arena, llama: EmbeddedLlama, tmp_path: Path
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", chroma_url=chroma_url, llm_timeout=60)
+    # ChromaDB embedded under the test's var/: the demo pack and nothing another test merged
+    settings = Settings(var_dir=tmp_path / "var", llm_timeout=60)
     sage = persona("sage", ["external"])
     memory = MemoryService(settings, [sage.id])  # the demo knowledge pack
     turns = CrewTurns(OpenAICompatibleBackend(llama.urls, "smollm2"), settings)

@@ -1,5 +1,6 @@
 """Open tickets are queued work for the help desk, end to end with a real hub, the demo
-knowledge in a real ChromaDB and the Ollama stand-in as the model: a ticket buried under
+knowledge in a real ChromaDB (embedded under each test's var/, so that no other test's
+canon is in it) and the Ollama stand-in as the model: a ticket buried under
 later messages still gets its turn, tickets are answered in filing order and before
 pending small talk, a ticket filed while no worker ran is answered once one starts, and
 an answer that does not fit its schema is tried again."""
@@ -50,9 +51,9 @@ def answers(new: list[dict]) -> list[str]:
 
 
 async def test_tickets_under_later_messages_are_answered_in_order_before_small_talk(
-    arena: Arena, chroma_url: str, tmp_path: Path
+    arena: Arena, tmp_path: Path
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", chroma_url=chroma_url, llm_timeout=30)
+    settings = Settings(var_dir=tmp_path / "var", llm_timeout=30)
     inbox: list[Message] = []
     new: list[dict] = []
     mod = await arena.client("mod", "moderator", inbox=inbox)
@@ -94,9 +95,9 @@ async def test_tickets_under_later_messages_are_answered_in_order_before_small_t
 
 
 async def test_a_ticket_filed_while_no_worker_ran_is_answered_when_one_starts(
-    arena: Arena, chroma_url: str, tmp_path: Path
+    arena: Arena, tmp_path: Path
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", chroma_url=chroma_url, llm_timeout=30)
+    settings = Settings(var_dir=tmp_path / "var", llm_timeout=30)
     new: list[dict] = []
     mod = await arena.client("mod", "moderator")
     mod.sio.on("proposal.new", new.append)
@@ -121,9 +122,9 @@ async def test_a_ticket_filed_while_no_worker_ran_is_answered_when_one_starts(
 
 
 async def test_a_ticket_whose_answer_does_not_fit_gets_another_turn(
-    arena: Arena, chroma_url: str, tmp_path: Path
+    arena: Arena, tmp_path: Path
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", chroma_url=chroma_url, llm_timeout=30)
+    settings = Settings(var_dir=tmp_path / "var", llm_timeout=30)
     new: list[dict] = []
     mod = await arena.client("mod", "moderator")
     mod.sio.on("proposal.new", new.append)
@@ -145,9 +146,9 @@ async def test_a_ticket_whose_answer_does_not_fit_gets_another_turn(
 
 
 async def test_a_ticket_without_a_usable_answer_in_three_turns_goes_to_a_human(
-    arena: Arena, chroma_url: str, tmp_path: Path
+    arena: Arena, tmp_path: Path
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", chroma_url=chroma_url, llm_timeout=30)
+    settings = Settings(var_dir=tmp_path / "var", llm_timeout=30)
     new: list[dict] = []
     escalated: list[dict] = []
     inbox: list[Message] = []

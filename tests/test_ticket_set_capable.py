@@ -125,10 +125,8 @@ async def diagnosis(memory: MemoryService, outcome: Outcome) -> str:
     return f"coverage {evidence.coverage:.2f}, passages [{best}]"
 
 
-async def test_the_capable_model_answers_the_whole_ticket_set(
-    arena: Arena, chroma_url: str, tmp_path: Path
-) -> None:
-    settings = Settings(var_dir=tmp_path / "var", chroma_url=chroma_url, llm_timeout=30)
+async def test_the_capable_model_answers_the_whole_ticket_set(arena: Arena, tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var", llm_timeout=30)
     help_desk = [
         persona(pid, ["external"]).model_copy(update={"model": "qwen3"}) for pid in HELP_DESK
     ]
