@@ -35,19 +35,21 @@ def persona(pid: str, arenas: list[str]) -> Persona:
 
 async def start(
     arena: Arena,
-    agent: Persona,
+    agents: Persona | list[Persona],
     turns: CrewTurns,
     *,
     memory: MemoryService | None = None,
 ) -> tuple[AgentWorker, asyncio.Task[None]]:
-    token = await arena.token(agent.id, Role.AGENT, arenas=agent.arenas)
+    """One worker seating ``agents``, each with its own token, fast budgets in their arenas."""
+    personas = agents if isinstance(agents, list) else [agents]
+    tokens = {p.id: await arena.token(p.id, Role.AGENT, arenas=p.arenas) for p in personas}
     worker = AgentWorker(
         arena.url,
-        [agent],
-        {agent.id: token},
+        personas,
+        tokens,
         turns,
         quiet_seconds=600,
-        arena_budgets={a: 120 for a in agent.arenas},
+        arena_budgets={a: 120 for p in personas for a in p.arenas},
         turn_timeout=90,
         max_backoff=2,
         memory=memory,

@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from botarena.agents.llm import OllamaBackend
-from botarena.agents.persona import Persona
 from botarena.agents.turn import CrewTurns
-from botarena.agents.worker import AgentWorker
 from botarena.arenas.charter import charters
 from botarena.memory.service import MemoryService
-from botarena.server.protocol import Role
 from botarena.server.settings import Settings
 from tests.bench.quality_bench import (
     DECLINE,
@@ -34,37 +31,16 @@ from tests.bench.quality_bench import (
     normalise,
     split_sources,
 )
-from tests.harness import Arena, eventually
+from tests.harness import Arena
 from tests.ollama_standin import ollama_standin, parse_ticket
 from tests.test_agents_e2e import stop_worker
-from tests.test_agents_proposals import persona
+from tests.test_agents_proposals import persona, start
 
 HELP_DESK = ("sage", "grace")
 SET_MINUTES = 3.0
 """How long the whole set may take, from the first ticket filed to the last resolved."""
 FILING_SECONDS = 0.15
 """Between two tickets filed: the hub lets a principal send 10 events a second."""
-
-
-async def start_help_desk(
-    arena: Arena, personas: list[Persona], turns: CrewTurns, memory: MemoryService
-) -> tuple[AgentWorker, asyncio.Task[None]]:
-    """One worker seating all ``personas``, connected once its memory has the pack."""
-    tokens = {p.id: await arena.token(p.id, Role.AGENT, arenas=p.arenas) for p in personas}
-    worker = AgentWorker(
-        arena.url,
-        personas,
-        tokens,
-        turns,
-        quiet_seconds=600,
-        arena_budgets={"external": 120},
-        turn_timeout=90,
-        max_backoff=2,
-        memory=memory,
-    )
-    task = asyncio.create_task(worker.run())
-    await eventually(lambda: all(s.client.connected for s in worker.seats.values()), 120)
-    return worker, task
 
 
 @dataclass
@@ -139,7 +115,7 @@ async def test_the_capable_model_answers_the_whole_ticket_set(arena: Arena, tmp_
     mod.sio.on("proposal.new", new.append)
     async with ollama_standin(["qwen3:latest"], capable=True) as ollama:
         turns = CrewTurns(OllamaBackend(ollama.url, "qwen3"), settings)
-        worker, task = await start_help_desk(arena, help_desk, turns, memory)
+        worker, task = await start(arena, help_desk, turns, memory=memory)
         try:
             started = time.monotonic()
             outcomes: list[Outcome] = []
