@@ -1,28 +1,37 @@
-"""The bundle file: one tar archive with ``manifest.json``, ``signatures/<FPR>.asc`` and
-``payload/...``, written and read without trusting a byte of it.
+"""The bundle file: one plain tar archive with ``manifest.json`` first, then
+``payload/...`` and ``signatures/<FPR>.asc``, written and read without trusting a byte.
 
-Reading happens in two passes. The first reads only headers, the manifest and the
-signatures, and refuses any member that is not a regular file (links, devices, FIFOs,
-sparse files), any name that could leave the target, duplicates, and payload that does
-not match the manifest's list or declared sizes. The second streams the payload through
-SHA-256, never reading past a member's declared size, and (for an install) writes it into
-a staging folder; a compressed archive that expands beyond its declared total is
-refused. Errors are :class:`BundleError` with a code for scripts and a plain message.
+A :class:`BundleFile` is opened once and both passes read that one descriptor. The first
+reads only headers, the manifest and the signatures, and refuses any member that is not
+a regular file (links, devices, FIFOs, sparse files), any name that could leave the
+target, duplicates, and payload that does not match the manifest's list or sizes; it
+records where each member lies. The second streams the payload through SHA-256, never
+reading past a member's size, and (for an install) writes it into a staging folder; it
+refuses any member that is not where the first pass saw it, a manifest or signature whose
+bytes differ, and a file whose size, times or inode changed while it was read ("changed").
+Memory and time are bounded whatever the archive holds: extended headers, members and
+signatures have limits, and a compressed archive is refused (a bundle is compressed for
+transport only), so skipping a member never means inflating it. Errors are
+:class:`BundleError` with a code for scripts and a plain message, never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import os
 import re
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 from pydantic import ValidationError
 
-from botarena.bundles.manifest import Manifest, safe_path
+from botarena.bundles.manifest import MAX_FILES, Manifest, safe_path
 from botarena.server.errors import BundleError
 from botarena.server.files import atomic_write
 
@@ -31,10 +40,22 @@ SIGNATURES = "signatures/"
 PAYLOAD = "payload/"
 MAX_MANIFEST = 16 * 1024 * 1024
 MAX_SIGNATURE = 64 * 1024
+MAX_SIGNATURES = 16
+MAX_HEADER = 64 * 1024  # a pax or GNU long-name header: names are at most 400 characters
+MAX_MEMBERS = MAX_FILES + MAX_SIGNATURES + 1
 CHUNK = 1024 * 1024
 _SIGNATURE_NAME = re.compile(r"^signatures/([0-9A-F]{40})\.asc$")
+_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+_EXTENDED = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
 
 Progress = Callable[[int], None]
+Spot = tuple[str, bytes, int, int]  # name, type, size, where its data starts
 
 
 @dataclass
@@ -42,13 +63,151 @@ class Contents:
     manifest: Manifest
     manifest_bytes: bytes
     signatures: dict[str, str] = field(default_factory=dict)  # fingerprint -> armored
+    layout: list[Spot] = field(default_factory=list)
 
 
-def _open(path: Path) -> tarfile.TarFile:
-    try:
-        return tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError) as exc:
-        raise BundleError("malformed", f"{path.name} is not a readable bundle: {exc}") from None
+class _BoundedInfo(tarfile.TarInfo):
+    """A tar header that refuses, before tarfile reads it, an extended header over
+    :data:`MAX_HEADER` and a GNU sparse member (whose map tarfile would follow)."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> Any:
+        if self.type in _EXTENDED and self.size > MAX_HEADER:
+            raise BundleError(
+                "too_large", f"an extended tar header of {self.size} bytes; at most {MAX_HEADER}"
+            )
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise BundleError("special_file", f"{self.name!r} is a sparse file")
+        return super()._proc_member(archive)  # type: ignore[misc]
+
+
+class BundleFile:
+    """A bundle opened once; :attr:`contents` is the first pass, :meth:`check_payload`
+    the second, both on the same descriptor."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.handle = open(path, "rb")
+            self._stat = _identity(os.fstat(self.handle.fileno()))
+            magic = self.handle.read(6)
+        except OSError as exc:
+            raise BundleError("unreadable", f"cannot read {path}: {exc.strerror}") from None
+        if magic.startswith(_COMPRESSED):
+            self.close()
+            raise BundleError(
+                "compressed", f"{path.name} is compressed, not a plain tar: decompress it first"
+            )
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def __enter__(self) -> BundleFile:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def unchanged(self) -> None:
+        """Refuse the bundle if its file changed since it was opened."""
+        if _identity(os.fstat(self.handle.fileno())) != self._stat:
+            raise BundleError("changed", f"{self.path.name} changed while it was read")
+
+    def _members(self) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+        """Every member from the start of the file, damage and limits turned into refusals."""
+        self.handle.seek(0)
+        try:
+            archive = tarfile.open(fileobj=self.handle, mode="r:", tarinfo=_BoundedInfo)
+        except BundleError:
+            raise
+        except Exception as exc:  # tarfile raises many kinds on damaged input
+            message = f"{self.path.name} is not a readable bundle: {exc}"
+            raise BundleError("malformed", message) from None
+        with archive:
+            for count in range(MAX_MEMBERS + 1):
+                try:
+                    member = archive.next()
+                except BundleError:
+                    raise
+                except Exception as exc:  # as above
+                    raise BundleError("malformed", f"the archive is damaged: {exc}") from None
+                if member is None:
+                    return
+                if count == MAX_MEMBERS:
+                    raise BundleError("too_large", f"more than {MAX_MEMBERS} members")
+                archive.members.clear()  # tarfile keeps every header otherwise
+                yield archive, member
+
+    @functools.cached_property
+    def contents(self) -> Contents:
+        """Pass one: headers, the manifest and the signatures, all checked."""
+        manifest: Manifest | None = None
+        contents: Contents | None = None
+        seen: set[str] = set()
+        for archive, member in self._members():
+            _check_member(member)
+            if member.name in seen:
+                raise BundleError("malformed", f"{member.name} appears twice in the archive")
+            seen.add(member.name)
+            if contents is None:
+                if member.name != MANIFEST:
+                    raise BundleError("malformed", f"{MANIFEST} must come first, not {member.name}")
+                raw = _read_small(archive, member, MAX_MANIFEST)
+                manifest = _parse_manifest(raw)
+                contents = Contents(manifest, raw)
+            elif member.name.startswith(SIGNATURES):
+                match = _SIGNATURE_NAME.match(member.name)
+                if match is None:
+                    raise BundleError("malformed", f"{member.name} is not signatures/<FPR>.asc")
+                if len(contents.signatures) == MAX_SIGNATURES:
+                    raise BundleError("too_large", f"more than {MAX_SIGNATURES} signatures")
+                raw = _read_small(archive, member, MAX_SIGNATURE)
+                contents.signatures[match[1]] = raw.decode("ascii", errors="replace")
+            elif member.name.startswith(PAYLOAD):
+                _check_declared(member, contents.manifest)
+            else:
+                raise BundleError("extra_file", f"{member.name} is not part of a bundle's layout")
+            contents.layout.append((member.name, member.type, member.size, member.offset_data))
+        if contents is None:
+            raise BundleError("malformed", f"the bundle has no {MANIFEST}")
+        found = {name[len(PAYLOAD) :] for name in seen}
+        missing = sorted(set(contents.manifest.sizes) - found)
+        if missing:
+            raise BundleError("missing_file", f"listed but missing: {', '.join(missing[:5])}")
+        self.unchanged()
+        return contents
+
+    def check_payload(self, dest: Path | None = None, progress: Progress | None = None) -> None:
+        """Pass two: every payload file's bytes against its hash; written under ``dest``
+        (created, must be empty) when given. Nothing beyond a declared size is ever read."""
+        contents = self.contents
+        expected = {f.path: f for f in contents.manifest.files}
+        layout = iter(contents.layout)
+        for archive, member in self._members():
+            if (member.name, member.type, member.size, member.offset_data) != next(layout, None):
+                raise BundleError("changed", f"{self.path.name} changed while it was read")
+            if member.name == MANIFEST or member.name.startswith(SIGNATURES):
+                raw = _read_small(archive, member, member.size)
+                known = contents.signatures.get(member.name[len(SIGNATURES) : -4], "").encode()
+                if raw != (contents.manifest_bytes if member.name == MANIFEST else known):
+                    raise BundleError("changed", f"{member.name} changed while it was read")
+                continue
+            name = member.name[len(PAYLOAD) :]
+            _copy_checked(archive, member, expected[name], dest, progress)
+        if next(layout, None) is not None:
+            raise BundleError("changed", f"{self.path.name} changed while it was read")
+        self.unchanged()
+
+
+def read_contents(path: Path) -> Contents:
+    """The first pass of the bundle at ``path``."""
+    with BundleFile(path) as bundle:
+        return bundle.contents
+
+
+def _identity(stat: os.stat_result) -> tuple[int, ...]:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -64,111 +223,70 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise BundleError("unsafe_path", str(exc)) from None
 
 
-def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
-    if member.size > limit:
-        raise BundleError("malformed", f"{member.name} is {member.size} bytes; at most {limit}")
-    handle = archive.extractfile(member)
-    assert handle is not None
-    return handle.read(limit + 1)[:limit]
+def _check_declared(member: tarfile.TarInfo, manifest: Manifest) -> None:
+    name = member.name[len(PAYLOAD) :]
+    declared = manifest.sizes.get(name)
+    if declared is None:
+        raise BundleError("extra_file", f"not in the manifest: {name}")
+    if member.size != declared:
+        raise BundleError(
+            "size_mismatch", f"{name} is {member.size} bytes; the manifest says {declared}"
+        )
 
 
-def read_contents(path: Path) -> Contents:
-    """Pass one: headers, the manifest and the signatures, all checked."""
-    with _open(path) as archive:
-        try:
-            members = archive.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise BundleError("malformed", f"the archive is damaged: {exc}") from None
-        seen: set[str] = set()
-        manifest_bytes: bytes | None = None
-        signatures: dict[str, str] = {}
-        payload: dict[str, int] = {}
-        for member in members:
-            _check_member(member)
-            if member.name in seen:
-                raise BundleError("malformed", f"{member.name} appears twice in the archive")
-            seen.add(member.name)
-            if member.name == MANIFEST:
-                manifest_bytes = _read_small(archive, member, MAX_MANIFEST)
-            elif member.name.startswith(SIGNATURES):
-                match = _SIGNATURE_NAME.match(member.name)
-                if match is None:
-                    raise BundleError("malformed", f"{member.name} is not signatures/<FPR>.asc")
-                raw = _read_small(archive, member, MAX_SIGNATURE)
-                signatures[match[1]] = raw.decode("ascii", errors="replace")
-            elif member.name.startswith(PAYLOAD):
-                payload[member.name[len(PAYLOAD) :]] = member.size
-            else:
-                raise BundleError("extra_file", f"{member.name} is not part of a bundle's layout")
-    if manifest_bytes is None:
-        raise BundleError("malformed", "the bundle has no manifest.json")
+def _parse_manifest(raw: bytes) -> Manifest:
     try:
-        manifest = Manifest.model_validate_json(manifest_bytes)
+        return Manifest.model_validate_json(raw)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"]) or "manifest"
-        raise BundleError("malformed", f"manifest.json: {where}: {problem['msg']}") from None
-    declared = {f.path: f.size for f in manifest.files}
-    extra = sorted(set(payload) - set(declared))
-    if extra:
-        raise BundleError("extra_file", f"not in the manifest: {', '.join(extra[:5])}")
-    missing = sorted(set(declared) - set(payload))
-    if missing:
-        raise BundleError("missing_file", f"listed but missing: {', '.join(missing[:5])}")
-    for name, size in payload.items():
-        if size > declared[name]:
-            raise BundleError(
-                "expansion",
-                f"{name} expands to {size} bytes; the manifest declares {declared[name]}",
-            )
-        if size != declared[name]:
-            raise BundleError(
-                "size_mismatch", f"{name} is {size} bytes; the manifest says {declared[name]}"
-            )
-    return Contents(manifest, manifest_bytes, signatures)
+        raise BundleError("malformed", f"{MANIFEST}: {where}: {problem['msg']}") from None
 
 
-def check_payload(
-    path: Path, manifest: Manifest, dest: Path | None = None, progress: Progress | None = None
+def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
+    if member.size > limit:
+        raise BundleError("too_large", f"{member.name} is {member.size} bytes; at most {limit}")
+    handle = archive.extractfile(member)
+    assert handle is not None
+    data = handle.read(member.size)
+    if len(data) != member.size:
+        raise BundleError("malformed", f"{member.name} ends before its size")
+    return data
+
+
+def _copy_checked(
+    archive: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    entry: Any,
+    dest: Path | None,
+    progress: Progress | None,
 ) -> None:
-    """Pass two: every payload file's bytes against its hash; written under ``dest``
-    (created, must be empty) when given. Nothing beyond a declared size is ever read."""
-    expected = {f.path: f for f in manifest.files}
-    budget = manifest.total_size
-    with _open(path) as archive:
-        for member in archive:
-            if not member.name.startswith(PAYLOAD):
-                continue
-            name = member.name[len(PAYLOAD) :]
-            entry = expected[name]  # pass one matched names and sizes
-            budget -= entry.size
-            if budget < 0:
-                raise BundleError("expansion", "the archive expands beyond its declared size")
-            digest = hashlib.sha256()
-            source = archive.extractfile(member)
-            assert source is not None
-            target = None
-            if dest is not None:
-                out = dest / PAYLOAD / name
-                out.parent.mkdir(parents=True, exist_ok=True)
-                target = open(out, "xb")
-            try:
-                remaining = entry.size
-                while remaining > 0:
-                    chunk = source.read(min(CHUNK, remaining))
-                    if not chunk:
-                        raise BundleError("size_mismatch", f"{name} ends before its size")
-                    remaining -= len(chunk)
-                    digest.update(chunk)
-                    if target is not None:
-                        target.write(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-            finally:
-                if target is not None:
-                    target.close()
-            if digest.hexdigest() != entry.sha256:
-                raise BundleError("hash_mismatch", f"{name} does not match its SHA-256")
+    """Hash one payload member (writing it under ``dest`` when given)."""
+    digest = hashlib.sha256()
+    source = archive.extractfile(member)
+    assert source is not None
+    target = None
+    if dest is not None:
+        out = dest / PAYLOAD / entry.path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        target = open(out, "xb")
+    try:
+        remaining = entry.size
+        while remaining > 0:
+            chunk = source.read(min(CHUNK, remaining))
+            if not chunk:
+                raise BundleError("size_mismatch", f"{entry.path} ends before its size")
+            remaining -= len(chunk)
+            digest.update(chunk)
+            if target is not None:
+                target.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        if target is not None:
+            target.close()
+    if digest.hexdigest() != entry.sha256:
+        raise BundleError("hash_mismatch", f"{entry.path} does not match its SHA-256")
 
 
 def write_bundle(
@@ -192,10 +310,9 @@ def write_bundle(
 
 def add_signature(path: Path, fingerprint: str, armored: str) -> None:
     """Add ``signatures/<fingerprint>.asc`` to a bundle (appended in place)."""
+    if fingerprint in read_contents(path).signatures:
+        raise BundleError("malformed", f"already signed by {fingerprint}")
     name = f"{SIGNATURES}{fingerprint}.asc"
-    with _open(path) as archive:
-        if name in archive.getnames():
-            raise BundleError("malformed", f"already signed by {fingerprint}")
     with tarfile.open(path, "a", format=tarfile.PAX_FORMAT) as archive:
         _add_bytes(archive, name, armored.encode())
 

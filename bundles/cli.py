@@ -5,6 +5,7 @@ says why (with its code in JSON)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -15,8 +16,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from botarena.bundles.archive import Contents, read_contents
-from botarena.bundles.install import Policy, Site, verify
+from botarena.bundles.archive import BundleFile
+from botarena.bundles.install import Policy, install, verify
+from botarena.bundles.journal import recover
+from botarena.bundles.site import Site
 from botarena.bundles.trust import TrustStore
 from botarena.server import logs
 from botarena.server.errors import BundleError
@@ -73,10 +76,17 @@ def _progress(label: str, total: int, *, quiet: bool) -> Iterator[Callable[[int]
         yield lambda n: bar.advance(task, n)
 
 
-def _contents(bundle: Path, *, as_json: bool) -> Contents:
-    """The bundle's first pass (headers, manifest, signatures), or a refusal."""
+@contextmanager
+def _site(settings: BundleSettings, *, as_json: bool) -> Iterator[Site]:
+    """The site under its lock, after an install a crash interrupted was finished or
+    undone (and the history's audit records caught up); a refusal ends the command. A
+    site with no bundles yet is left without even a lock file."""
+    site = Site(settings.var_dir)
     try:
-        return read_contents(bundle)
+        with site.locked() if site.root.exists() else contextlib.nullcontext():
+            if recover(site) == "forward":
+                _audit(settings, site)
+            yield site
     except BundleError as exc:
         _refuse(exc.code, exc.message, as_json=as_json)
 
@@ -142,16 +152,10 @@ def verify_command(
 ) -> None:
     """Check signatures, trust, expiry, version and every file, without installing."""
     settings = _settings()
-    site = Site(settings.var_dir)
-    contents = _contents(bundle, as_json=as_json)
-    installed = site.installed(contents.manifest.name)
-    try:
-        with _progress("verifying", contents.manifest.total_size, quiet=as_json) as progress:
-            _, checks = verify(
-                bundle, _trust(settings), _policy(settings), installed, progress, contents=contents
-            )
-    except BundleError as exc:
-        _refuse(exc.code, exc.message, as_json=as_json)
+    with _site(settings, as_json=as_json) as site, BundleFile(bundle) as opened:
+        total = opened.contents.manifest.total_size
+        with _progress("verifying", total, quiet=as_json) as progress:
+            contents, checks = verify(opened, _trust(settings), _policy(settings), site, progress)
     manifest = contents.manifest
     signed = sorted(c.fingerprint for c in checks if c.counts)
     _done(
@@ -181,22 +185,19 @@ def install_command(
     settings = _settings()
     if allow_downgrade and not reason.strip():
         _refuse("reason", "a deliberate downgrade needs --reason", as_json=as_json)
-    site = Site(settings.var_dir)
-    contents = _contents(bundle, as_json=as_json)
-    try:
-        with _progress("installing", contents.manifest.total_size, quiet=as_json) as progress:
-            record = site.install(
-                bundle,
+    with _site(settings, as_json=as_json) as site, BundleFile(bundle) as opened:
+        total = opened.contents.manifest.total_size
+        with _progress("installing", total, quiet=as_json) as progress:
+            record = install(
+                site,
+                opened,
                 _trust(settings),
                 _policy(settings, allow_downgrade),
                 progress,
                 reason,
                 _ollama(settings),
-                contents,
             )
-    except BundleError as exc:
-        _refuse(exc.code, exc.message, as_json=as_json)
-    record["audited"] = _audit(settings, record)
+        record["audited"] = _audit(settings, site)
     _done(
         record,
         f"installed {record['name']} {record['version']}"
@@ -223,9 +224,10 @@ def _ollama(settings: BundleSettings) -> str | None:
     return None
 
 
-def _audit(settings: BundleSettings, record: dict[str, Any]) -> bool:
-    """Append the install to the audit chain when the site has a hub database (its
-    PostgreSQL, or the embedded one under var/) and it answers."""
+def _audit(settings: BundleSettings, site: Site) -> bool:
+    """Append every install in the site's history that the audit chain lacks (by its
+    id), when the site has a hub database (its PostgreSQL, or the embedded one under
+    var/) and it answers; whether the chain now holds them all."""
     import asyncio
 
     import asyncpg
@@ -233,15 +235,20 @@ def _audit(settings: BundleSettings, record: dict[str, Any]) -> bool:
     from botarena.server.errors import MigrationError
     from botarena.server.store import open_store
 
+    actions = ["bundle.installed", "bundle.downgraded"]
+    records = [r for r in site.records() if "id" in r]
     if not settings.database_url and not settings.pgdata.exists():
         return False
 
     async def append() -> None:
-        action = "bundle.downgraded" if record["downgrade"] else "bundle.installed"
         async with open_store(settings) as store:
-            await store.audit.append(
-                action, actor="operator", subject=record["name"], detail=record
-            )
+            done = await store.audit.keys(actions, "id")
+            for record in records:
+                if record["id"] not in done:
+                    action = actions[1] if record["downgrade"] else actions[0]
+                    await store.audit.append(
+                        action, actor="operator", subject=record["name"], detail=record
+                    )
 
     try:
         asyncio.run(append())
@@ -253,7 +260,8 @@ def _audit(settings: BundleSettings, record: dict[str, Any]) -> bool:
 @bundle_app.command("list")
 def list_command(as_json: JsonOption = False) -> None:
     """Installed bundles."""
-    found = Site(_settings().var_dir).listing()
+    with _site(_settings(), as_json=as_json) as site:
+        found = site.listing()
     if as_json:
         print(json.dumps({"ok": True, "bundles": found}))
         return

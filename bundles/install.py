@@ -1,30 +1,24 @@
 """Verifying a bundle against the site's policy, and installing it all or nothing.
 
 The policy: at least ``threshold`` good signatures by distinct pinned keys that are
-neither expired nor revoked (one bad signature refuses the bundle outright), not past
-its expiry, usable by this BotArena, and newer than the installed version of the same
-name unless a downgrade is explicitly allowed (and then recorded). Installing unpacks
-into a staging folder under ``var/bundles`` while checking every byte, moves it into
-``var/bundles/store/`` and then switches ``var/bundles/<name>`` (a symbolic link) to it
-with one atomic rename; a failure at any point before that leaves the site as it was.
-Model files are linked from ``var/models`` through that name, so they switch with it.
-Each install is appended to ``var/bundles/history.jsonl`` and, when the hub's store is
-reachable, to the audit chain.
+neither expired nor revoked (one bad signature refuses the bundle outright), made no
+later than now, created no later than now and not past its expiry (the clock may be
+behind the signer's by :data:`CLOCK_TOLERANCE`), usable by this BotArena, and newer than
+the installed version of the same name unless a downgrade is explicitly allowed (and then
+recorded). :func:`verify` refuses everything :func:`install` would, before anything is
+written. Installing unpacks into a staging folder under ``var/bundles`` while checking
+every byte, and then switches to it through the journal (:mod:`botarena.bundles.journal`).
+A model file is linked into ``var/models`` for the bundle that ships it; another bundle
+shipping a model of the same file name is refused (``conflict``), never allowed to take
+the link over.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
-from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
@@ -34,15 +28,17 @@ from botarena.bundles.archive import (
     PAYLOAD,
     SIGNATURES,
     BundleError,
+    BundleFile,
     Contents,
     Progress,
-    check_payload,
-    read_contents,
 )
+from botarena.bundles.journal import Plan, Step, recover, switch
+from botarena.bundles.manifest import FileEntry
 from botarena.bundles.ollama import install_models
+from botarena.bundles.site import MODELS, Site
 from botarena.bundles.trust import SignatureCheck, TrustStore
 
-MODELS = "models/"
+CLOCK_TOLERANCE = timedelta(hours=1)
 
 
 def botarena_version() -> str:
@@ -54,24 +50,24 @@ class Policy:
     threshold: int = 1
     allow_downgrade: bool = False
     now: datetime | None = None
+    clock_tolerance: timedelta = CLOCK_TOLERANCE
 
 
 def verify(
-    path: Path,
+    bundle: BundleFile,
     trust: TrustStore,
     policy: Policy,
-    installed: Version | None = None,
+    site: Site | None = None,
     progress: Progress | None = None,
     *,
     payload: bool = True,
-    contents: Contents | None = None,
 ) -> tuple[Contents, list[SignatureCheck]]:
-    """Check a bundle against the policy (and, with ``payload``, every byte of it);
-    ``contents``: its first pass, when the caller has read it already."""
-    contents = contents or read_contents(path)
+    """Check a bundle against the policy, the ``site`` it is meant for (its installed
+    version and models) and, with ``payload``, every byte of it."""
+    contents = bundle.contents
     manifest = contents.manifest
     if not contents.signatures:
-        raise BundleError("unsigned", f"{path.name} carries no signature")
+        raise BundleError("unsigned", f"{bundle.path.name} carries no signature")
     checks = [
         trust.check(contents.manifest_bytes, named, armored)
         for named, armored in sorted(contents.signatures.items())
@@ -90,6 +86,10 @@ def verify(
             + (f" ({why})" if why else ""),
         )
     now = policy.now or datetime.now(UTC)
+    _not_ahead(now, policy, "was created", manifest.created)
+    for check in checks:
+        if check.made is not None:
+            _not_ahead(now, policy, f"was signed by {check.fingerprint}", check.made)
     if manifest.expires <= now:
         raise BundleError(
             "expired", f"{manifest.name} {manifest.version} expired on {manifest.expires}"
@@ -99,6 +99,7 @@ def verify(
             "too_new",
             f"needs BotArena {manifest.min_botarena} or later; this is {botarena_version()}",
         )
+    installed = site.installed(manifest.name) if site is not None else None
     if installed is not None and Version(manifest.version) <= installed:
         if not policy.allow_downgrade:
             raise BundleError(
@@ -106,123 +107,101 @@ def verify(
                 f"{manifest.name} {manifest.version} is not newer than the installed {installed}"
                 " (a deliberate downgrade needs --allow-downgrade and a reason)",
             )
+    if site is not None:
+        _model_links(site, manifest.name, manifest.files)
     if payload:
-        check_payload(path, manifest, None, progress)
+        bundle.check_payload(None, progress)
     return contents, checks
 
 
-class Site:
-    """Where bundles are installed: ``var/bundles`` and ``var/models``."""
+def _not_ahead(now: datetime, policy: Policy, what: str, when: datetime) -> None:
+    if when > now + policy.clock_tolerance:
+        raise BundleError(
+            "future",
+            f"the bundle {what} at {when.isoformat()}, ahead of this machine's clock"
+            f" ({now.isoformat()}) by more than {policy.clock_tolerance}",
+        )
 
-    def __init__(self, var_dir: Path) -> None:
-        self.root = var_dir / "bundles"
-        self.store = self.root / "store"
-        self.models = var_dir / "models"
-        self.history = self.root / "history.jsonl"
 
-    def installed(self, name: str) -> Version | None:
-        manifest = self.root / name / MANIFEST
-        if not manifest.exists():
-            return None
-        return Version(json.loads(manifest.read_text())["version"])
+def install(
+    site: Site,
+    bundle: BundleFile,
+    trust: TrustStore,
+    policy: Policy,
+    progress: Progress | None = None,
+    reason: str = "",
+    ollama: str | None = None,
+    on_step: Step | None = None,
+) -> dict[str, Any]:
+    """Install all or nothing; the history record of what was done. With ``ollama`` (its
+    address), models that come with a Modelfile are also created in Ollama, after every
+    byte is checked and before the switch. ``on_step`` is told each step as it begins
+    (``stage``, then the journal's)."""
+    with site.locked():
+        recover(site)
+        manifest = bundle.contents.manifest
+        before = site.installed(manifest.name)
+        _, checks = verify(bundle, trust, policy, site, payload=False)
+        added = _model_links(site, manifest.name, manifest.files)
+        install_id = uuid.uuid4().hex
+        staging = site.root / f".staging-{install_id}"
+        staging.mkdir()
+        if on_step is not None:
+            on_step("stage")
+        try:
+            bundle.check_payload(staging, progress)
+            (staging / MANIFEST).write_bytes(bundle.contents.manifest_bytes)
+            (staging / SIGNATURES).mkdir()
+            for fpr, armored in bundle.contents.signatures.items():
+                (staging / SIGNATURES / f"{fpr}.asc").write_text(armored)
+            made = install_models(ollama, staging / PAYLOAD, manifest.files) if ollama else []
+        except BaseException:
+            site.sweep()
+            raise
+        record = {
+            "id": install_id,
+            "at": datetime.now(UTC).isoformat(),
+            "name": manifest.name,
+            "version": manifest.version,
+            "previous": str(before) if before else None,
+            "downgrade": before is not None and Version(manifest.version) <= before,
+            "reason": reason,
+            "signed_by": sorted(c.fingerprint for c in checks if c.counts),
+            "files": len(manifest.files),
+            "bytes": manifest.total_size,
+            "ollama_models": made,
+        }
+        plan = Plan(
+            id=install_id,
+            name=manifest.name,
+            staging=staging.name,
+            folder=f"{manifest.name}-{manifest.version}-{install_id[:8]}",
+            added_models=added,
+            record=record,
+        )
+        try:
+            switch(site, plan, on_step)
+        except BaseException:
+            recover(site)  # forward if the switch was taken, back otherwise
+            raise
+        return record
 
-    def listing(self) -> list[dict[str, Any]]:
-        if not self.root.exists():
-            return []
-        found = []
-        for link in sorted(self.root.iterdir()):
-            if link.is_symlink() and (link / MANIFEST).exists():
-                manifest = json.loads((link / MANIFEST).read_text())
-                found.append(
-                    {
-                        "name": manifest["name"],
-                        "version": manifest["version"],
-                        "expires": manifest["expires"],
-                        "files": len(manifest["files"]),
-                        "path": str(link.resolve()),
-                    }
-                )
-        return found
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """One install at a time; staging left by an install that died is removed."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            for stale in self.root.glob(".staging-*"):
-                shutil.rmtree(stale, ignore_errors=True)
-            yield
-
-    def install(
-        self,
-        path: Path,
-        trust: TrustStore,
-        policy: Policy,
-        progress: Progress | None = None,
-        reason: str = "",
-        ollama: str | None = None,
-        contents: Contents | None = None,
-    ) -> dict[str, Any]:
-        """Install all or nothing; the record of what was done. With ``ollama`` (its
-        address), models that come with a Modelfile are also created in Ollama, after
-        every byte is checked and before the switch."""
-        with self.locked():
-            contents = contents or read_contents(path)
-            manifest = contents.manifest
-            name = manifest.name
-            before = self.installed(name)
-            _, checks = verify(path, trust, policy, before, payload=False, contents=contents)
-            models = self._model_links(manifest.files)
-            staging = self.root / f".staging-{uuid.uuid4().hex}"
-            staging.mkdir()
-            try:
-                check_payload(path, manifest, staging, progress)
-                (staging / MANIFEST).write_bytes(contents.manifest_bytes)
-                (staging / SIGNATURES).mkdir()
-                for fpr, armored in contents.signatures.items():
-                    (staging / SIGNATURES / f"{fpr}.asc").write_text(armored)
-                made = install_models(ollama, staging / PAYLOAD, manifest.files) if ollama else []
-                self.store.mkdir(parents=True, exist_ok=True)
-                final = self.store / f"{name}-{manifest.version}-{uuid.uuid4().hex[:8]}"
-                os.rename(staging, final)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            for target, inside in models.items():  # dangle until the switch for a new model
-                relative = os.path.relpath(self.root / name / PAYLOAD / inside, self.models)
-                temporary = self.models / f".{target.name}.{uuid.uuid4().hex}"
-                os.symlink(relative, temporary)
-                os.replace(temporary, target)
-            link = self.root / f".{name}.link-{uuid.uuid4().hex}"
-            os.symlink(os.path.relpath(final, self.root), link)
-            os.replace(link, self.root / name)  # the one step that switches
-            record = {
-                "at": datetime.now(UTC).isoformat(),
-                "name": name,
-                "version": manifest.version,
-                "previous": str(before) if before else None,
-                "downgrade": before is not None and Version(manifest.version) <= before,
-                "reason": reason,
-                "signed_by": sorted(c.fingerprint for c in checks if c.counts),
-                "files": len(manifest.files),
-                "bytes": manifest.total_size,
-                "ollama_models": made,
-            }
-            with open(self.history, "a") as history:
-                history.write(json.dumps(record) + "\n")
-            return record
-
-    def _model_links(self, files: list[Any]) -> dict[Path, str]:
-        """``var/models/<file>`` for each model in the payload, to be linked through
-        ``var/bundles/<name>`` (so models follow the switch). A file of that name that is
-        not such a link is never replaced."""
-        self.models.mkdir(parents=True, exist_ok=True)
-        links = {}
-        for entry in files:
-            if entry.path.startswith(MODELS) and entry.path.count("/") == 1:
-                target = self.models / entry.path[len(MODELS) :]
-                if target.exists() and not target.is_symlink():
-                    raise BundleError("conflict", f"{target} exists and is not a bundle's model")
-                links[target] = entry.path
-        return links
+def _model_links(site: Site, name: str, files: list[FileEntry]) -> list[str]:
+    """The ``var/models`` entries bundle ``name`` would add for the models it ships; a
+    ``conflict`` if one is a file of the site's own or another bundle's model."""
+    added = []
+    for entry in files:
+        file = entry.path[len(MODELS) :]
+        if not entry.path.startswith(MODELS) or "/" in file or file.startswith("."):
+            continue
+        target = site.models / file
+        owner = site.model_owner(target)
+        if owner == name:
+            continue
+        if owner is not None and (site.active / owner).exists():
+            raise BundleError("conflict", f"model {file} belongs to the installed bundle {owner}")
+        if owner is None and (target.exists() or target.is_symlink()):
+            raise BundleError("conflict", f"{target} exists and is not a bundle's model")
+        added.append(file)
+    return added

@@ -1,24 +1,38 @@
 """A bundle's manifest: what it is and exactly which bytes it carries.
 
 The manifest names the bundle and its version, when it was made and until when it may
-be installed, the oldest BotArena that can use it, and for every payload file its path,
-size and SHA-256. Signatures cover the manifest's bytes as stored, so the payload is
-bound to them through the hashes. Paths are relative POSIX paths that cannot leave the
-bundle (no absolute paths, ``..``, backslashes or control characters).
+be installed (both with a time zone), the oldest BotArena that can use it, and for every
+payload file its path, size and SHA-256. Signatures cover the manifest's bytes as stored,
+so the payload is bound to them through the hashes. Paths are relative POSIX paths that
+cannot leave the bundle (no absolute paths, ``..``, backslashes or control characters),
+whose every part fits a file system's name limit, and no file is also another's folder.
+Versions are kept in their normal form (``packaging``'s), so `` 1.0`` is ``1.0``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from datetime import datetime
 from typing import Annotated, Literal
 
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 BUNDLE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-_BAD_PART = re.compile(r"[\x00-\x1f\\]")
+MAX_FILES = 20_000
+MAX_PATH = 400
+MAX_FILE_SIZE = 1 << 40  # 1 TiB
+MAX_PART = 255  # bytes: NAME_MAX of the file systems a site runs on
+_BAD_PART = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 def safe_path(path: str) -> str:
@@ -28,18 +42,27 @@ def safe_path(path: str) -> str:
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"path escapes or is not normal: {path!r}")
+    try:
+        longest = max(len(part.encode()) for part in parts)
+    except UnicodeEncodeError:
+        raise ValueError(f"not a UTF-8 path: {path!r}") from None
+    if longest > MAX_PART or len(path) > MAX_PATH:
+        raise ValueError(
+            f"path too long for a file system (a part over {MAX_PART} bytes or the whole"
+            f" over {MAX_PATH} characters): {path[:80]!r}..."
+        )
     return path
 
 
 def version_text(value: str) -> str:
+    """``value`` as a version in normal form, or ValueError."""
     try:
-        Version(value)
+        return str(Version(value))
     except InvalidVersion:
         raise ValueError(f"not a version: {value!r}") from None
-    return value
 
 
-SafePath = Annotated[str, StringConstraints(max_length=400), AfterValidator(safe_path)]
+SafePath = Annotated[str, AfterValidator(safe_path)]
 VersionText = Annotated[str, StringConstraints(max_length=64), AfterValidator(version_text)]
 
 
@@ -47,7 +70,7 @@ class FileEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: SafePath
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=MAX_FILE_SIZE)
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -57,17 +80,30 @@ class Manifest(BaseModel):
     format: Literal[1] = 1
     name: Annotated[str, StringConstraints(pattern=BUNDLE_NAME)]
     version: VersionText
-    created: datetime
-    expires: datetime
+    created: AwareDatetime
+    expires: AwareDatetime
     min_botarena: VersionText
-    files: list[FileEntry] = Field(max_length=100_000)
+    files: list[FileEntry] = Field(max_length=MAX_FILES)
 
-    def model_post_init(self, _context: object) -> None:
-        paths = [f.path for f in self.files]
-        if len(set(paths)) != len(paths):
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        paths = {f.path for f in self.files}
+        if len(paths) != len(self.files):
             raise ValueError("a path is listed twice")
+        folders = {p.rsplit("/", 1)[0] for p in paths if "/" in p}
+        for folder in folders:
+            parts = folder.split("/")
+            for n in range(1, len(parts) + 1):
+                if "/".join(parts[:n]) in paths:
+                    raise ValueError(f"{'/'.join(parts[:n])} is both a file and a folder")
         if self.expires <= self.created:
             raise ValueError("the bundle expires before it was created")
+        return self
+
+    @functools.cached_property
+    def sizes(self) -> dict[str, int]:
+        """Each payload path's size."""
+        return {f.path: f.size for f in self.files}
 
     @property
     def total_size(self) -> int:

@@ -5,7 +5,9 @@ list (``keys.json``) is what makes one trusted, because python-gnupg calls a goo
 signature from *any* key in the keyring valid. A signature counts only when it is good,
 made by a pinned key, and that key is neither expired nor revoked; a bad signature is
 never mistaken for a missing one. Each check names its outcome so that a refusal can
-say exactly why.
+say exactly why. Checks and listings only read: gpg runs without its random seed file,
+locks or trust database upkeep, and the signature under check stays outside the folder,
+so a ``verify`` leaves the trust folder byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import gnupg
 from botarena.server.files import write_atomic
 from botarena.server.signatures import fingerprint, verify_detached
 
+READ_ONLY = ["--no-random-seed-file", "--lock-never", "--no-auto-check-trustdb"]
+
 
 @dataclass(frozen=True)
 class SignatureCheck:
     fingerprint: str  # as named in the bundle
     outcome: str  # good, bad_signature, unknown_key, untrusted_key, expired_key, revoked_key
     detail: str = ""
+    made: datetime | None = None  # when a good signature says it was made
 
     @property
     def counts(self) -> bool:
@@ -42,6 +47,12 @@ class TrustStore:
     def _gpg(self) -> gnupg.GPG:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         return gnupg.GPG(gnupghome=str(self.home))
+
+    def _reader(self) -> gnupg.GPG | None:
+        """gpg on the keyring for reading only; None when there is no keyring yet."""
+        if not self.home.is_dir():
+            return None
+        return gnupg.GPG(gnupghome=str(self.home), options=READ_ONLY)
 
     def pinned(self) -> dict[str, dict[str, Any]]:
         if not self.pins.exists():
@@ -76,7 +87,8 @@ class TrustStore:
         self._gpg().delete_keys(wanted)
 
     def _key(self, fpr: str) -> dict[str, Any] | None:
-        for key in self._gpg().list_keys(keys=[fpr]):
+        gpg = self._reader()
+        for key in gpg.list_keys(keys=[fpr]) if gpg is not None else []:
             if key["fingerprint"].upper() == fpr:
                 return {
                     "uid": (key.get("uids") or [""])[0],
@@ -100,7 +112,10 @@ class TrustStore:
     def check(self, data: bytes, named: str, armored: str) -> SignatureCheck:
         """What one detached signature over ``data`` is worth."""
         pinned = self.pinned()
-        result = verify_detached(self._gpg(), data, armored, self.directory)
+        gpg = self._reader()
+        if gpg is None:
+            return SignatureCheck(named, "unknown_key", f"key {named} is not known here")
+        result = verify_detached(gpg, data, armored)
         signer, status, key_status = result.signer, result.status, result.key_status
         if "bad" in status:
             return SignatureCheck(named, "bad_signature", "the signature does not match")
@@ -116,4 +131,4 @@ class TrustStore:
             return SignatureCheck(named, "untrusted_key", f"{signer} is not a trusted key")
         if signer != named:
             return SignatureCheck(named, "bad_signature", f"filed as {named} but made by {signer}")
-        return SignatureCheck(named, "good")
+        return SignatureCheck(named, "good", made=result.made)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import gnupg
@@ -34,11 +35,15 @@ class Verified:
     status: str  # gpg's status, lower case ("signature valid", "bad signature", ...)
     key_status: str  # "expired", "revoked"... of the key, lower case
     key_id: str
+    made: datetime | None = None  # when the signature says it was made (good ones only)
 
 
-def verify_detached(gpg: gnupg.GPG, data: bytes, armored: str, scratch: Path) -> Verified:
+def verify_detached(
+    gpg: gnupg.GPG, data: bytes, armored: str, scratch: Path | None = None
+) -> Verified:
     """Check the armored detached signature ``armored`` over ``data`` with ``gpg``'s
-    keyring; the signature passes through a temporary file in ``scratch``."""
+    keyring; the signature passes through a temporary file in ``scratch`` (default: the
+    system's temporary folder)."""
     with tempfile.NamedTemporaryFile("w", suffix=".asc", dir=scratch) as sig:
         sig.write(armored)
         sig.flush()
@@ -49,4 +54,12 @@ def verify_detached(gpg: gnupg.GPG, data: bytes, armored: str, scratch: Path) ->
         status=(result.status or "").lower(),
         key_status=(getattr(result, "key_status", None) or "").lower(),
         key_id=result.key_id or "",
+        made=_epoch(result.sig_timestamp),
     )
+
+
+def _epoch(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(text or ""), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None

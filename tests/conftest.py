@@ -18,6 +18,7 @@ from botarena.agents.embedded_llm import EmbeddedLlama
 from botarena.server.app import running_hub
 from botarena.server.settings import Settings
 from tests import services
+from tests.bundle_site import site  # noqa: F401 (the bundle tests' fixture)
 from tests.harness import Arena, ArenaFactory, create_database, make_settings
 from tests.services import redis_server
 

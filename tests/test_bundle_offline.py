@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from botarena.bundles.archive import BundleFile
 from botarena.bundles.build import build, sign
-from botarena.bundles.install import Policy, Site
+from botarena.bundles.install import Policy, install
+from botarena.bundles.site import Site
 from botarena.bundles.trust import TrustStore
 from tests.harness import make_key
 from tests.services import ROOT
@@ -61,8 +63,9 @@ def test_botarena_installs_from_a_bundle_of_wheels_with_no_network(
     (tmp_path / "release.asc").write_bytes(public)
     trust.add(tmp_path / "release.asc", key)
     var = tmp_path / "var"
-    Site(var).install(tmp_path / "botarena-wheels.tar", trust, Policy())
-    wheels = var / "bundles" / "botarena-wheels" / "payload" / "wheels"
+    with BundleFile(tmp_path / "botarena-wheels.tar") as bundle:
+        install(Site(var), bundle, trust, Policy())
+    wheels = var / "bundles" / "active" / "botarena-wheels" / "payload" / "wheels"
 
     venv = tmp_path / "fresh"
     script = " && ".join(

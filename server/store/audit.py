@@ -65,6 +65,16 @@ class AuditLog:
             )
         return seq
 
+    async def keys(self, actions: list[str], field: str) -> set[str]:
+        """The ``field`` of the detail of every entry of one of ``actions`` (to append
+        what a command recorded elsewhere first exactly once)."""
+        rows = await self.db.pool.fetch(
+            "SELECT detail::jsonb ->> $2 AS key FROM audit_log WHERE action = ANY($1)",
+            actions,
+            field,
+        )
+        return {row["key"] for row in rows if row["key"] is not None}
+
     async def verify(self, batch: int = 5000) -> Verdict:
         """Recompute the chain from the first entry; stop at the first broken one."""
         seq, prev, count = 1, GENESIS, 0

@@ -10,8 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from botarena.bundles.archive import BundleFile
 from botarena.bundles.demo import make
-from botarena.bundles.install import Policy, Site, verify
+from botarena.bundles.install import Policy, install, verify
+from botarena.bundles.site import Site
 from botarena.bundles.trust import TrustStore
 from tests.bench.common import write_report
 
@@ -28,10 +30,12 @@ def main(rounds: int) -> dict:
             trust = TrustStore(work / f"trust{n}")
             trust.add(work / f"out{n}" / "demo-signer.asc", fpr)
             started = time.perf_counter()
-            verify(bundle, trust, Policy())
+            with BundleFile(bundle) as opened:
+                verify(opened, trust, Policy())
             verifies.append(mb / (time.perf_counter() - started))
             started = time.perf_counter()
-            Site(var).install(bundle, trust, Policy())
+            with BundleFile(bundle) as opened:
+                install(Site(var), opened, trust, Policy())
             installs.append(mb / (time.perf_counter() - started))
             subprocess.run(["gpgconf", "--homedir", str(trust.home), "--kill", "gpg-agent"])
         return {
