@@ -137,6 +137,8 @@ def install(
     address), models that come with a Modelfile are also created in Ollama, after every
     byte is checked and before the switch. ``on_step`` is told each step as it begins
     (``stage``, then the journal's)."""
+    if not site.root.exists():  # a site with no bundles yet stays without even a lock file
+        verify(bundle, trust, policy, site, payload=False)
     with site.locked():
         recover(site)
         manifest = bundle.contents.manifest

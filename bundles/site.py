@@ -71,7 +71,7 @@ class Site:
             found.append(
                 {
                     "name": manifest["name"],
-                    "version": manifest["version"],
+                    "version": str(Version(manifest["version"])),
                     "expires": manifest["expires"],
                     "files": len(manifest["files"]),
                     "path": str((self.active / name).resolve()),
