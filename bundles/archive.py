@@ -136,13 +136,12 @@ class BundleFile:
                     return
                 if count == MAX_MEMBERS:
                     raise BundleError("too_large", f"more than {MAX_MEMBERS} members")
-                archive.members.clear()  # tarfile keeps every header otherwise
+                archive.members.clear()  # type: ignore[attr-defined]  # tarfile keeps them all
                 yield archive, member
 
     @functools.cached_property
     def contents(self) -> Contents:
         """Pass one: headers, the manifest and the signatures, all checked."""
-        manifest: Manifest | None = None
         contents: Contents | None = None
         seen: set[str] = set()
         for archive, member in self._members():
@@ -154,8 +153,7 @@ class BundleFile:
                 if member.name != MANIFEST:
                     raise BundleError("malformed", f"{MANIFEST} must come first, not {member.name}")
                 raw = _read_small(archive, member, MAX_MANIFEST)
-                manifest = _parse_manifest(raw)
-                contents = Contents(manifest, raw)
+                contents = Contents(_parse_manifest(raw), raw)
             elif member.name.startswith(SIGNATURES):
                 match = _SIGNATURE_NAME.match(member.name)
                 if match is None:
@@ -163,7 +161,7 @@ class BundleFile:
                 if len(contents.signatures) == MAX_SIGNATURES:
                     raise BundleError("too_large", f"more than {MAX_SIGNATURES} signatures")
                 raw = _read_small(archive, member, MAX_SIGNATURE)
-                contents.signatures[match[1]] = raw.decode("ascii", errors="replace")
+                contents.signatures[match[1]] = _armored(raw)
             elif member.name.startswith(PAYLOAD):
                 _check_declared(member, contents.manifest)
             else:
@@ -187,14 +185,19 @@ class BundleFile:
         for archive, member in self._members():
             if (member.name, member.type, member.size, member.offset_data) != next(layout, None):
                 raise BundleError("changed", f"{self.path.name} changed while it was read")
-            if member.name == MANIFEST or member.name.startswith(SIGNATURES):
+            if member.name == MANIFEST:
+                same = _read_small(archive, member, member.size) == contents.manifest_bytes
+            elif member.name.startswith(SIGNATURES):
+                fpr = member.name[len(SIGNATURES) : -len(".asc")]
                 raw = _read_small(archive, member, member.size)
-                known = contents.signatures.get(member.name[len(SIGNATURES) : -4], "").encode()
-                if raw != (contents.manifest_bytes if member.name == MANIFEST else known):
-                    raise BundleError("changed", f"{member.name} changed while it was read")
+                same = _armored(raw) == contents.signatures.get(fpr)
+            else:
+                _copy_checked(
+                    archive, member, expected[member.name[len(PAYLOAD) :]], dest, progress
+                )
                 continue
-            name = member.name[len(PAYLOAD) :]
-            _copy_checked(archive, member, expected[name], dest, progress)
+            if not same:
+                raise BundleError("changed", f"{member.name} changed while it was read")
         if next(layout, None) is not None:
             raise BundleError("changed", f"{self.path.name} changed while it was read")
         self.unchanged()
@@ -204,6 +207,11 @@ def read_contents(path: Path) -> Contents:
     """The first pass of the bundle at ``path``."""
     with BundleFile(path) as bundle:
         return bundle.contents
+
+
+def _armored(raw: bytes) -> str:
+    """A signature's text (ASCII armour; anything else cannot be a good signature)."""
+    return raw.decode("ascii", errors="replace")
 
 
 def _identity(stat: os.stat_result) -> tuple[int, ...]:
