@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -86,12 +87,18 @@ class BundleFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.handle = open(path, "rb")
-            self._stat = _identity(os.fstat(self.handle.fileno()))
-            magic = self.handle.read(6)
+        try:  # not blocking: a FIFO must not hang the command before it is refused
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise BundleError("unreadable", f"cannot read {path}: {exc.strerror}") from None
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            os.close(fd)
+            raise BundleError("unreadable", f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        self.handle = os.fdopen(fd, "rb")
+        self._stat = _identity(found)
+        magic = self.handle.read(6)
         if magic.startswith(_COMPRESSED):
             self.close()
             raise BundleError(

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 import tracemalloc
 from collections.abc import Callable
@@ -162,6 +163,17 @@ def test_a_file_changed_between_the_two_reads_is_refused(
             verify(opened, site.trust, Policy(), site.site)
     assert caught.value.code == "changed" and "changed while it was read" in caught.value.message
     assert site.state() == before
+
+
+def test_a_bundle_that_is_not_a_regular_file_is_refused_at_once(site: Site_) -> None:
+    fifo = site.root / "bundle.fifo"
+    os.mkfifo(fifo)  # opening it blocks until a writer comes: it must not hang verify
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(BundleError) as caught:
+            BundleFile(path)
+        assert caught.value.code == "unreadable" and "not a regular file" in caught.value.message
+    answer = botarena(site.var, "bundle", "verify", str(fifo), "--json", trust_dir=str(site.root))
+    assert json.loads(answer.stdout)["code"] == "unreadable"
 
 
 # inputs that once ended in a traceback
