@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -42,7 +42,8 @@ PAYLOAD = "payload/"
 MAX_MANIFEST = 16 * 1024 * 1024
 MAX_SIGNATURE = 64 * 1024
 MAX_SIGNATURES = 16
-MAX_HEADER = 64 * 1024  # a pax or GNU long-name header: names are at most 400 characters
+MAX_HEADER = 4096  # a pax or GNU long-name header: names are at most 400 characters
+MAX_HEADER_RUN = 4  # extended headers in a row before one member (tarfile writes one)
 MAX_MEMBERS = MAX_FILES + MAX_SIGNATURES + 1
 CHUNK = 1024 * 1024
 _SIGNATURE_NAME = re.compile(r"^signatures/([0-9A-F]{40})\.asc$")
@@ -69,13 +70,21 @@ class Contents:
 
 class _BoundedInfo(tarfile.TarInfo):
     """A tar header that refuses, before tarfile reads it, an extended header over
-    :data:`MAX_HEADER` and a GNU sparse member (whose map tarfile would follow)."""
+    :data:`MAX_HEADER` or more than :data:`MAX_HEADER_RUN` of them in a row (each costs
+    a parse, slow on crafted input in some CPython releases), a negative size and a GNU
+    sparse member (whose map tarfile would follow)."""
 
     def _proc_member(self, archive: tarfile.TarFile) -> Any:
+        run = getattr(archive, "_extended_run", 0) + 1 if self.type in _EXTENDED else 0
+        archive._extended_run = run  # type: ignore[attr-defined]
+        if run > MAX_HEADER_RUN:
+            raise BundleError("too_large", f"more than {MAX_HEADER_RUN} extended headers in a row")
         if self.type in _EXTENDED and self.size > MAX_HEADER:
             raise BundleError(
                 "too_large", f"an extended tar header of {self.size} bytes; at most {MAX_HEADER}"
             )
+        if self.size < 0:
+            raise BundleError("malformed", f"{self.name!r} has a negative size")
         if self.type == tarfile.GNUTYPE_SPARSE:
             raise BundleError("special_file", f"{self.name!r} is a sparse file")
         return super()._proc_member(archive)  # type: ignore[misc]
@@ -261,12 +270,19 @@ def _parse_manifest(raw: bytes) -> Manifest:
 def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
     if member.size > limit:
         raise BundleError("too_large", f"{member.name} is {member.size} bytes; at most {limit}")
-    handle = archive.extractfile(member)
-    assert handle is not None
-    data = handle.read(member.size)
+    data = _read(archive.extractfile(member), member.size)
     if len(data) != member.size:
         raise BundleError("malformed", f"{member.name} ends before its size")
     return data
+
+
+def _read(handle: IO[bytes] | None, size: int) -> bytes:
+    """Up to ``size`` bytes of a member; a damaged archive is a refusal."""
+    assert handle is not None
+    try:
+        return handle.read(size)
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise BundleError("malformed", f"the archive is damaged: {exc}") from None
 
 
 def _copy_checked(
@@ -279,7 +295,6 @@ def _copy_checked(
     """Hash one payload member (writing it under ``dest`` when given)."""
     digest = hashlib.sha256()
     source = archive.extractfile(member)
-    assert source is not None
     target = None
     if dest is not None:
         out = dest / PAYLOAD / entry.path
@@ -288,7 +303,7 @@ def _copy_checked(
     try:
         remaining = entry.size
         while remaining > 0:
-            chunk = source.read(min(CHUNK, remaining))
+            chunk = _read(source, min(CHUNK, remaining))
             if not chunk:
                 raise BundleError("size_mismatch", f"{entry.path} ends before its size")
             remaining -= len(chunk)
