@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from botarena.bundles.journal import STEPS
 from tests.bundle_site import MODEL, Site_
 from tests.test_cli import botarena
 
@@ -53,6 +54,10 @@ KILLS = [
     ("clean", "new"),  # recorded, old store folder and dropped model still there
 ]
 COMMANDS = ["list", "verify", "install"]
+
+
+def test_every_step_of_the_journal_has_its_kill() -> None:
+    assert [k[0] for k in KILLS] == ["stage", "payload", *STEPS]
 
 
 def versions(old: str, new: str) -> dict[str, dict[str, bytes]]:
