@@ -27,7 +27,7 @@ from botarena.bundles.manifest import (
     safe_path,
 )
 from botarena.server.files import sha256_file
-from botarena.server.signatures import fingerprint
+from botarena.server.signatures import fingerprint, sign_detached
 
 
 class Include(BaseModel):
@@ -95,7 +95,7 @@ def sign(bundle: Path, key: str, gnupg_home: Path) -> str:
     fpr = fingerprint(key)
     contents = read_contents(bundle)
     gpg = gnupg.GPG(gnupghome=str(gnupg_home))
-    signed = gpg.sign(contents.manifest_bytes, keyid=fpr, detach=True, clearsign=False)
+    signed = sign_detached(gpg, contents.manifest_bytes, fpr)
     if not signed.data:
         raise ValueError(f"cannot sign with {fpr}: {signed.status or signed.stderr[-300:]}")
     add_signature(bundle, fpr, str(signed))

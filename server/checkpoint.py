@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from botarena.server.errors import CheckpointError
-from botarena.server.signatures import verify_detached
+from botarena.server.signatures import sign_detached, verify_detached
 from botarena.server.store import Store
 
 
@@ -76,7 +77,16 @@ class Signer:
         self.gpg = gnupg.GPG(gnupghome=str(home))
 
     def sign(self, data: bytes, fingerprint: str) -> str:
-        signed = self.gpg.sign(data, keyid=fingerprint, detach=True, clearsign=False)
+        """A detached signature by ``fingerprint``; the gpg-agent that signing starts is
+        stopped again, so no command leaves one running."""
+        try:
+            signed = sign_detached(self.gpg, data, fingerprint)
+        finally:
+            subprocess.run(
+                ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                capture_output=True,
+                check=False,
+            )
         if not signed.data:
             raise CheckpointError(
                 f"cannot sign with {fingerprint}: {signed.status or signed.stderr}"

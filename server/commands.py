@@ -307,7 +307,6 @@ def audit_checkpoint(
 ) -> None:
     """Sign the audit chain head and the canon's Merkle root with the site key."""
     from botarena.server import checkpoint
-    from botarena.server.errors import CheckpointError
     from botarena.server.store import open_store
 
     settings = load_settings(HubSettings)
@@ -315,23 +314,23 @@ def audit_checkpoint(
         fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
     folder = out or settings.var_dir / "checkpoints"
 
-    async def make() -> dict[str, Any]:
+    async def make() -> tuple[dict[str, Any], bytes, str]:
+        """Signed before it is recorded: a checkpoint that cannot be signed leaves no
+        audit entry."""
         async with open_store(settings) as store:
             document = await checkpoint.create(store)
+            data = checkpoint.dump(document)
+            signature = await asyncio.to_thread(signer.sign, data, settings.site_key or "")
             await store.audit.append(
                 "audit.checkpoint",
                 actor="operator",
                 subject=f"audit:{document['audit_seq']}",
                 detail={"canon_root": document["canon_root"]},
             )
-            return document
+            return document, data, signature
 
-    document = run(make(), code=1)
-    data = checkpoint.dump(document)
-    try:
-        signature = checkpoint.Signer(settings.gnupg_dir).sign(data, settings.site_key or "")
-    except CheckpointError as exc:
-        fail(exc.message, code=1)
+    signer = checkpoint.Signer(settings.gnupg_dir)
+    document, data, signature = run(make(), code=1)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"checkpoint-{document['audit_seq']:08d}.json"
     path.write_bytes(data)

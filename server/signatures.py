@@ -1,4 +1,4 @@
-"""Detached PGP signatures, checked one way for bundles and audit checkpoints.
+"""Detached PGP signatures, made and checked one way for bundles and audit checkpoints.
 
 python-gnupg calls a good signature from *any* key in the keyring valid, so a check
 here never stops at ``valid``: it gives the signer's full fingerprint (and gpg's status
@@ -36,6 +36,13 @@ class Verified:
     key_status: str  # "expired", "revoked"... of the key, lower case
     key_id: str
     made: datetime | None = None  # when the signature says it was made (good ones only)
+
+
+def sign_detached(gpg: gnupg.GPG, data: bytes, fpr: str) -> gnupg.Sign:
+    """An armored detached signature over ``data`` by exactly the key ``fpr``: gpg's
+    ``--default-key`` (python-gnupg's ``keyid``) falls back to another secret key when
+    that one is missing, ``--local-user`` fails instead."""
+    return gpg.sign(data, keyid=fpr, detach=True, clearsign=False, extra_args=["--local-user", fpr])
 
 
 def verify_detached(

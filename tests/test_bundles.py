@@ -338,6 +338,11 @@ def test_the_bundle_and_keys_commands_end_to_end(site: Site_, database_url: str)
     ]
 
     bundle = site.bundle("3.0.0", sign_with=[])
+    # a key with no secret here is refused, not replaced by another secret key of the home
+    missing = ["bundle", "sign", str(bundle), "--key", "F" * 40, "--gnupg-home", str(site.signers)]
+    not_here = botarena(var, *missing, "--json", **settings)
+    assert not_here.returncode == 1 and json.loads(not_here.stdout)["code"] == "sign"
+    assert read_contents(bundle).signatures == {}
     signed = botarena(
         var,
         "bundle",

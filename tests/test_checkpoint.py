@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 from botarena.server.checkpoint import leaf, merkle_root
@@ -88,3 +89,28 @@ def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
     changed = botarena(var, "audit", "verify-checkpoint", str(checkpoint), **env)
     assert changed.returncode == 1
     assert "src/b.py v1 changed" in changed.stderr and "src/a.py" not in changed.stderr
+
+
+def agents_of(home: Path) -> list[str]:
+    """The gpg-agent processes running on GnuPG home ``home``."""
+    found = subprocess.run(["pgrep", "-af", "gpg-agent"], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if f"--homedir {home}" in line]
+
+
+def test_a_checkpoint_that_cannot_be_signed_records_nothing_and_no_agent_stays(
+    tmp_path: Path, gnupg_home: Path
+) -> None:
+    site = make_key(gnupg_home, "site")
+    subprocess.run(["gpgconf", "--homedir", str(gnupg_home), "--kill", "gpg-agent"], check=True)
+    var = tmp_path / "var"
+    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
+
+    wrong = botarena(var, "audit", "checkpoint", gnupg_home=str(gnupg_home), site_key="F" * 40)
+    assert wrong.returncode == 1 and "cannot sign with" in wrong.stderr
+    assert "audit.checkpoint" not in botarena(var, "audit", "log").stdout
+    assert not (var / "checkpoints").exists()
+
+    made = botarena(var, "audit", "checkpoint", gnupg_home=str(gnupg_home), site_key=site)
+    assert made.returncode == 0, made.stderr
+    assert botarena(var, "audit", "log").stdout.count("audit.checkpoint") == 1
+    assert agents_of(gnupg_home) == []  # signing started one; the command stopped it
