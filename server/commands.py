@@ -106,7 +106,9 @@ def token_list() -> None:
         async with open_store(settings) as store:
             return await store.principals.tokens()
 
-    for info in run(fetch()):
+    found = run(fetch())
+    typer.echo(f"{'id':>5}  {'principal':<24} {'role':<10} {'created':<16}  state")
+    for info in found:
         state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
         typer.echo(
             f"{info.id:>5}  {info.principal:<24} {info.role.value:<10} "
@@ -460,13 +462,19 @@ def reputation(
 @proposals_app.command("list")
 def proposals_list(
     arena: Annotated[str | None, typer.Option(help="only this arena")] = None,
-    status: Annotated[
-        str | None, typer.Option(help="pending, approved, rejected, conflict")
-    ] = None,
+    status: Annotated[ProposalStatus | None, typer.Option(help="only this status")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
 ) -> None:
     """List proposals, newest first."""
-    found = _with_store(lambda store: store.proposals.find(arena=arena, status=status, limit=limit))
+    if arena is not None and arena not in ARENAS:
+        fail(f"not an arena: {arena} (one of {', '.join(ARENAS)})")
+    found = _with_store(
+        lambda store: store.proposals.find(
+            arena=arena, status=status.value if status else None, limit=limit
+        )
+    )
+    if not found:
+        typer.echo("no proposals", err=True)
     for p in found:
         typer.echo(
             f"{p.id:>6} {p.status:<9} {p.arena:<11} {p.kind:<13} {p.author:<14} "

@@ -43,6 +43,9 @@ def test_token_create_prints_only_the_token_and_stops_its_database(site: Path) -
 
     listed = botarena(site, "token", "list")
     assert listed.returncode == 0 and "alice" in listed.stdout and token not in listed.stdout
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["id", "principal", "role", "created", "state"]
+    assert [row.split()[1:3] for row in rows] == [["alice", "moderator"]]
 
 
 @pytest.mark.parametrize(
@@ -65,6 +68,8 @@ def test_token_create_prints_only_the_token_and_stops_its_database(site: Path) -
             "exactly one",
         ),
         (("watch", "compiler"), 2, "BOTARENA_TOKEN"),
+        (("proposals", "list", "--status", "bogus"), 2, "'bogus' is not one of"),
+        (("proposals", "list", "--arena", "moon"), 2, "not an arena: moon"),
     ],
 )
 def test_bad_commands_say_what_is_wrong(site: Path, args, code, message) -> None:
