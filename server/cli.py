@@ -49,7 +49,9 @@ def _main(
 
 def build_app() -> typer.Typer:
     """The root command with every installed package's commands."""
-    root = typer.Typer(no_args_is_help=True, add_completion=False, help=_main.__doc__)
+    root = typer.Typer(
+        no_args_is_help=True, add_completion=False, help=_main.__doc__, rich_markup_mode=None
+    )
     root.callback()(_main)
     # the hub's commands first (as --help always listed them), then each package's
     for entry in sorted(
@@ -67,8 +69,8 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
-    """The ``botarena`` console script."""
-    build_app()()
+    """The ``botarena`` console script (named so in help, however it was started)."""
+    build_app()(prog_name="botarena")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

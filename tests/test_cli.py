@@ -175,3 +175,11 @@ def test_a_worker_without_agent_tokens_says_how_to_make_them(tmp_path: Path) -> 
     assert done.returncode == 1, done.stderr
     assert "no agent tokens at" in done.stderr and "botarena token create" in done.stderr
     assert "Traceback" not in done.stderr and "database" not in done.stderr
+
+
+@pytest.mark.parametrize("group", [[], ["bundle"], ["token"], ["proposals"], ["bundle", "install"]])
+def test_help_is_plain_text_a_terminal_shows_whole(site: Path, group: list[str]) -> None:
+    shown = botarena(site, *group, "--help")
+    assert shown.returncode == 0 and shown.stdout.startswith("Usage: botarena")
+    for leftover in ("<bool>", "``", "╭"):  # a metavar for flags, reST, rich's boxes
+        assert leftover not in shown.stdout
