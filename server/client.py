@@ -145,6 +145,7 @@ class HubClient:
         self._unanswered: dict[asyncio.Future[Any], str] = {}  # calls waiting: their event
         self._subscribers: dict[str, list[Callable[[Any], Awaitable[None] | None]]] = {}
         self.refusal: HubError | None = None
+        self.closed_by_hub = False  # the last drop was the hub's doing: no reconnection
         self.reconnected = asyncio.Event()
         self._connected_once = False
         self._rejoins: set[asyncio.Task[None]] = set()
@@ -571,10 +572,13 @@ class HubClient:
             self._rejoins.add(rejoin)
             rejoin.add_done_callback(self._rejoins.discard)
         self._connected_once = True
+        self.closed_by_hub = False
         if self.on_connection is not None:
             self.on_connection(True)
 
-    async def _on_disconnect(self, *_reason: Any) -> None:
+    async def _on_disconnect(self, reason: Any = None, *_: Any) -> None:
+        # python-socketio reconnects by itself unless the hub closed the session
+        self.closed_by_hub = reason == self.sio.reason.SERVER_DISCONNECT
         for answer, event in list(self._unanswered.items()):
             if not answer.done():
                 answer.set_exception(

@@ -9,6 +9,7 @@ database or the hub itself, and reports a refusal as one line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Coroutine
@@ -156,10 +157,16 @@ def db_migrate() -> None:
 def watch(
     room: Annotated[str, typer.Argument(help="room to stream, e.g. compiler")],
     history: Annotated[bool, typer.Option(help="print recent history first")] = True,
+    give_up_after: Annotated[
+        float, typer.Option(min=1, help="seconds without the hub before stopping")
+    ] = 60,
 ) -> None:
-    """Stream a room to the terminal (token from BOTARENA_TOKEN)."""
+    """Stream a room to the terminal (token from BOTARENA_TOKEN) until Ctrl-C, a refused
+    token, or the hub gone for longer than --give-up-after."""
+    import signal
+
     from botarena.server.client import HubClient
-    from botarena.server.errors import BotArenaError
+    from botarena.server.errors import BotArenaError, Unauthorized, Unreachable
     from botarena.server.protocol import Message
 
     settings = load_settings(ClientSettings)
@@ -174,18 +181,44 @@ def watch(
         )
 
     async def stream() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
         client = HubClient(settings.hub_url, settings.token or "", on_message=show)
         await client.connect()
-        await client.join(room, since=None if history else 2**62)
-        print(f"-- watching {room} on {settings.hub_url}; Ctrl-C to stop", file=sys.stderr)
-        await asyncio.Event().wait()
+        try:
+            await client.join(room, since=None if history else 2**62)
+            # Ctrl-C stops the stream here, after the handlers asyncio and python-socketio
+            # install (theirs cancel the task mid-call: a traceback, not a stop)
+            signal.signal(signal.SIGINT, lambda *_: loop.call_soon_threadsafe(stop.set))
+            print(f"-- watching {room} on {settings.hub_url}; Ctrl-C to stop", file=sys.stderr)
+            away_since: float | None = None
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                if isinstance(client.refusal, Unauthorized):
+                    raise client.refusal
+                if client.closed_by_hub and not client.connected:  # kicked, or revoked
+                    with contextlib.suppress(Unreachable):
+                        await client.connect()  # raises the refusal of a revoked token
+                now = asyncio.get_running_loop().time()
+                if client.connected:
+                    away_since = None
+                elif away_since is None:
+                    away_since = now
+                    print("-- the hub is away; reconnecting", file=sys.stderr)
+                elif now - away_since > give_up_after:
+                    raise Unreachable(
+                        f"the hub at {settings.hub_url} has been unreachable for"
+                        f" {give_up_after:g} s"
+                    )
+            print("-- stopped", file=sys.stderr)
+        finally:
+            await client.close()
 
     try:
         asyncio.run(stream())
     except BotArenaError as exc:
         fail(f"{exc.code}: {exc.message}", code=1)
-    except KeyboardInterrupt:
-        pass
 
 
 def _backup_settings() -> HubSettings:

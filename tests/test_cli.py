@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,23 @@ def test_bad_settings_stop_the_command_with_the_variable_named(site: Path) -> No
     assert "port" in result.stderr and "Traceback" not in result.stderr
 
 
+async def watcher(site: Path, url: str, token: str, *args: str) -> asyncio.subprocess.Process:
+    """``botarena watch compiler`` running with ``token``."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-P",
+        "-m",
+        "botarena.server.cli",
+        "watch",
+        "compiler",
+        *args,
+        cwd=ROOT,
+        env=hub_env(var_dir=str(site), hub_url=url, token=token),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> None:
     token = botarena(site, "token", "create", "--name", "dave", "--role", "agent").stdout.strip()
     hub = HubProcess(site.parent / "hub.log", var_dir=str(site)).start()
@@ -100,19 +118,8 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
     await client.join("compiler")
     await client.send("compiler", "said before watching")
 
-    watcher_token = botarena(site, "token", "create", "--name", "erin", "--role", "moderator")
-    watch = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-P",
-        "-m",
-        "botarena.server.cli",
-        "watch",
-        "compiler",
-        cwd=ROOT,
-        env=hub_env(var_dir=str(site), hub_url=hub.url, token=watcher_token.stdout.strip()),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    erin = botarena(site, "token", "create", "--name", "erin", "--role", "moderator")
+    watch = await watcher(site, hub.url, erin.stdout.strip())
     try:
         first = await asyncio.wait_for(watch.stdout.readline(), 30)  # type: ignore[union-attr]
         assert b"dave: said before watching" in first  # recent history first
@@ -121,8 +128,20 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
         live = await asyncio.wait_for(watch.stdout.readline(), 30)  # type: ignore[union-attr]
         assert f"#{sent.id} dave: hello from the embedded site".encode() in live
     finally:
-        watch.terminate()
-        await watch.wait()
+        watch.send_signal(signal.SIGINT)  # Ctrl-C
+        _, said = await asyncio.wait_for(watch.communicate(), 10)
+    assert watch.returncode == 0 and said.decode().strip().endswith("-- stopped"), said
+    assert b"Traceback" not in said
+
+    # a watcher whose token is revoked stops with the reason, as does one left without a hub
+    revoked = await watcher(site, hub.url, erin.stdout.strip())
+    await asyncio.wait_for(revoked.stderr.readline(), 30)  # type: ignore[union-attr]
+    assert botarena(site, "token", "revoke", "--name", "erin").returncode == 0
+    _, said = await asyncio.wait_for(revoked.communicate(), 20)
+    assert revoked.returncode == 1 and b"error: unauthorized" in said, said
+    frank = botarena(site, "token", "create", "--name", "frank", "--role", "moderator")
+    orphan = await watcher(site, hub.url, frank.stdout.strip(), "--give-up-after", "2")
+    await asyncio.wait_for(orphan.stderr.readline(), 30)  # type: ignore[union-attr]
 
     revoke = botarena(site, "token", "revoke", "--name", "dave")  # while the hub runs
     assert revoke.returncode == 0 and "revoked 1" in revoke.stdout
@@ -134,6 +153,9 @@ async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> N
 
     assert hub.stop() == 0
     assert not (site / "pgdata" / "postmaster.pid").exists(), "SIGTERM stops PostgreSQL too"
+    _, said = await asyncio.wait_for(orphan.communicate(), 30)
+    assert orphan.returncode == 1 and b"unreachable for 2 s" in said, said
+    assert b"Traceback" not in said
     log = (site.parent / "hub.log").read_text()
     assert sent.id > 0 and "Traceback" not in log
 
