@@ -76,17 +76,42 @@ class Signer:
         self.home = home
         self.gpg = gnupg.GPG(gnupghome=str(home))
 
+    def secret_keys(self) -> list[str]:
+        """The fingerprints of the secret keys in the home."""
+        return [key["fingerprint"].upper() for key in self.gpg.list_keys(secret=True)]
+
+    def create_key(self, name: str) -> str:
+        """A new ed25519 signing key without a passphrase (the home is the site's, 0700);
+        its fingerprint."""
+        request = self.gpg.gen_key_input(
+            key_type="EDDSA",
+            key_curve="ed25519",
+            key_usage="sign",
+            name_real=name,
+            name_email=f"{name}@botarena.local",
+            expire_date=0,
+            no_protection=True,
+        )
+        made = self.gpg.gen_key(request)
+        self._stop_agent()
+        if not made.fingerprint:
+            raise CheckpointError(f"gpg made no key: {made.status or made.stderr[-300:]}")
+        return str(made.fingerprint).upper()
+
+    def _stop_agent(self) -> None:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
+
     def sign(self, data: bytes, fingerprint: str) -> str:
         """A detached signature by ``fingerprint``; the gpg-agent that signing starts is
         stopped again, so no command leaves one running."""
         try:
             signed = sign_detached(self.gpg, data, fingerprint)
         finally:
-            subprocess.run(
-                ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
-                capture_output=True,
-                check=False,
-            )
+            self._stop_agent()
         if not signed.data:
             raise CheckpointError(
                 f"cannot sign with {fingerprint}: {signed.status or signed.stderr}"

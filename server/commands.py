@@ -336,6 +336,28 @@ def audit_verify() -> None:
     typer.echo(f"audit chain intact: {verdict.entries} entries, head {verdict.head}")
 
 
+@audit_app.command("site-key")
+def audit_site_key() -> None:
+    """Make the site's signing key for checkpoints (once) and say how to use it."""
+    from botarena.server import checkpoint
+    from botarena.server.errors import BotArenaError
+
+    settings = load_settings(HubSettings)
+    signer = checkpoint.Signer(settings.gnupg_dir)
+    found = signer.secret_keys()
+    if found:
+        fpr = settings.site_key if settings.site_key in found else found[0]
+        typer.echo(f"the site key is already in {settings.gnupg_dir}: {fpr}", err=True)
+    else:
+        try:
+            fpr = signer.create_key("botarena-site")
+        except BotArenaError as exc:
+            fail(exc.message, code=1)
+        typer.echo(f"made the site key in {settings.gnupg_dir}: {fpr}", err=True)
+    typer.echo(f"BOTARENA_SITE_KEY={fpr}")
+    typer.echo("put that line in the site's environment (or botarena.toml: site_key)", err=True)
+
+
 @audit_app.command("checkpoint")
 def audit_checkpoint(
     out: Annotated[Path | None, typer.Option(help="folder; default var/checkpoints")] = None,
@@ -346,7 +368,10 @@ def audit_checkpoint(
 
     settings = load_settings(HubSettings)
     if not settings.site_key:
-        fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
+        fail(
+            "set BOTARENA_SITE_KEY to the fingerprint of the site's signing key"
+            " (botarena audit site-key makes one and prints the line)"
+        )
     folder = out or settings.var_dir / "checkpoints"
 
     async def make() -> tuple[dict[str, Any], bytes, str]:
@@ -388,7 +413,10 @@ def audit_verify_checkpoint(
 
     settings = load_settings(HubSettings)
     if not settings.site_key:
-        fail("set BOTARENA_SITE_KEY to the fingerprint of the site's signing key")
+        fail(
+            "set BOTARENA_SITE_KEY to the fingerprint of the site's signing key"
+            " (botarena audit site-key makes one and prints the line)"
+        )
     data = path.read_bytes()
     signature_path = path.with_suffix(".json.asc")
     if not signature_path.is_file():

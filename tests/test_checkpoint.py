@@ -114,3 +114,26 @@ def test_a_checkpoint_that_cannot_be_signed_records_nothing_and_no_agent_stays(
     assert made.returncode == 0, made.stderr
     assert botarena(var, "audit", "log").stdout.count("audit.checkpoint") == 1
     assert agents_of(gnupg_home) == []  # signing started one; the command stopped it
+
+
+def test_the_site_key_is_made_once_and_checkpoints_sign_with_it(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
+    unset = botarena(var, "audit", "checkpoint")
+    assert unset.returncode == 2 and "botarena audit site-key" in unset.stderr
+
+    made = botarena(var, "audit", "site-key")
+    assert made.returncode == 0, made.stderr
+    line = made.stdout.strip()
+    assert line.startswith("BOTARENA_SITE_KEY=") and len(line.split("=")[1]) == 40
+    assert "made the site key" in made.stderr
+    again = botarena(var, "audit", "site-key")
+    assert again.stdout.strip() == line and "already" in again.stderr  # one key, not two
+
+    key = line.split("=")[1]
+    signed = botarena(var, "audit", "checkpoint", site_key=key)
+    assert signed.returncode == 0, signed.stderr
+    checkpoint = next((var / "checkpoints").glob("checkpoint-*.json"))
+    held = botarena(var, "audit", "verify-checkpoint", str(checkpoint), site_key=key)
+    assert held.returncode == 0 and "holds" in held.stdout
+    assert agents_of(var / "gnupg") == []
