@@ -578,7 +578,7 @@ class HubClient:
 
     async def _on_disconnect(self, reason: Any = None, *_: Any) -> None:
         # python-socketio reconnects by itself unless the hub closed the session
-        self.closed_by_hub = reason == self.sio.reason.SERVER_DISCONNECT
+        self.closed_by_hub = reason == socketio.AsyncClient.reason.SERVER_DISCONNECT
         for answer, event in list(self._unanswered.items()):
             if not answer.done():
                 answer.set_exception(
