@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create .venv with BotArena and its test tools
 
 up: setup  ## run BotArena on embedded defaults: PostgreSQL, hub, LLM, agents (var/)
-	$(BIN)/botarena up
+	$(BIN)/botarena up $(ARGS)
 
 test: lint  ## lint, then run the whole test suite against real servers
 	$(BIN)/pytest

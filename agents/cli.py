@@ -24,12 +24,18 @@ def register(root: typer.Typer) -> None:
 
 
 @app.command()
-def up() -> None:
-    """Run the whole product on embedded defaults: hub, LLM, one agent per arena."""
+def up(
+    rotate_moderator_token: Annotated[
+        bool,
+        typer.Option(help="revoke the site's moderator token and make a new one"),
+    ] = False,
+) -> None:
+    """Run the whole product on embedded defaults: hub, LLM, one agent per arena. The
+    moderator token is kept across restarts (botarena token moderator shows it)."""
     from botarena.agents.up import up as run_up
 
     settings = load_settings(Settings, service=True)
-    raise typer.Exit(run(run_up(settings), code=1))
+    raise typer.Exit(run(run_up(settings, rotate_moderator_token=rotate_moderator_token), code=1))
 
 
 @app.command()

@@ -2,8 +2,11 @@
 
 It starts the embedded PostgreSQL and the hub in this process, gives each shipped
 persona a fresh agent token (admitted to its arenas; older tokens of that agent are
-revoked) in ``var/agent-tokens.json`` (mode 0600), issues a fresh moderator token and
-prints it with the commands for the console and to watch a room, then runs the agent
+revoked) in ``var/agent-tokens.json`` (mode 0600), keeps the site's moderator token in
+``var/moderator-token`` (0600: the one of the last ``up`` while the hub still accepts it,
+so open consoles survive a restart; a new one when asked to rotate it or when it was
+revoked) and prints it with the commands for the console and to watch a room, then runs
+the agent
 worker as a child process, which starts the embedded llama.cpp servers (or uses Ollama
 when it answers).
 Ctrl-C (or SIGTERM) stops the worker, its LLM servers, the hub and PostgreSQL.
@@ -84,20 +87,49 @@ async def issue_agent_tokens(store: Store, settings: Settings) -> dict[str, str]
     return tokens
 
 
-def write_secret(path: Path, data: dict[str, str]) -> None:
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(data, indent=1), mode=0o600)
+    write_atomic(path, text, mode=0o600)
 
 
-async def up(settings: Settings) -> int:
+def read_secret(path: Path) -> str | None:
+    """The text kept in ``path`` (stripped), or None when there is none."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+
+
+async def moderator_token(store: Store, path: Path, *, rotate: bool = False) -> str:
+    """The site's moderator token: the one kept in ``path`` while the hub accepts it as
+    the moderator's, unless ``rotate``; otherwise a new one (the moderator's older tokens
+    revoked), kept in ``path`` (0600)."""
+    kept = None if rotate else read_secret(path)
+    if kept is not None:
+        found = await store.principals.authenticate(kept) if kept else "empty"
+        if not isinstance(found, str):
+            principal, _token_id = found
+            if principal.name == MODERATOR and principal.role is Role.MODERATOR:
+                return kept
+        why = found if isinstance(found, str) else "not the moderator's"
+        log.info("up.moderator_token_replaced", reason=why)
+    if await store.principals.get(MODERATOR) is not None:
+        await store.principals.revoke_tokens(name=MODERATOR)
+    _moderator, token = await store.principals.issue_token(MODERATOR, Role.MODERATOR)
+    write_secret(path, token + "\n")
+    return token
+
+
+async def up(settings: Settings, *, rotate_moderator_token: bool = False) -> int:
     stop = stop_requested()
     async with running_hub(settings) as running:
         store = running.hub.store
         tokens = await issue_agent_tokens(store, settings)
-        write_secret(settings.tokens_path, tokens)
-        if await store.principals.get(MODERATOR) is not None:
-            await store.principals.revoke_tokens(name=MODERATOR)
-        _moderator, moderator_token = await store.principals.issue_token(MODERATOR, Role.MODERATOR)
+        write_secret(settings.tokens_path, json.dumps(tokens, indent=1))
+        moderator = await moderator_token(
+            store, settings.moderator_token_path, rotate=rotate_moderator_token
+        )
         worker = await asyncio.create_subprocess_exec(
             *bound_python("botarena.server.cli", "worker"),  # ends if up is killed
             env=worker_env(settings, running.url),
@@ -106,11 +138,11 @@ async def up(settings: Settings) -> int:
         print(
             f"\nBotArena is up: hub on {running.url}, agents {', '.join(tokens)}\n"
             f"  health:  {running.url}/healthz   metrics: {running.url}/metrics\n"
-            f"  moderator token: {moderator_token}\n"
+            f"  moderator token: {moderator}\n"
             "  the moderator console, or just a room:\n"
-            f"    BOTARENA_TOKEN={moderator_token} BOTARENA_HUB_URL={running.url} "
+            f"    BOTARENA_TOKEN={moderator} BOTARENA_HUB_URL={running.url} "
             ".venv/bin/botarena tui\n"
-            f"    BOTARENA_TOKEN={moderator_token} BOTARENA_HUB_URL={running.url} "
+            f"    BOTARENA_TOKEN={moderator} BOTARENA_HUB_URL={running.url} "
             ".venv/bin/botarena watch compiler\n"
             "  Ctrl-C stops everything.\n",
             flush=True,

@@ -117,6 +117,23 @@ def token_list() -> None:
         )
 
 
+@token_app.command("moderator")
+def token_moderator() -> None:
+    """Show the site's moderator token, the one botarena up keeps in var/moderator-token
+    (botarena up --rotate-moderator-token replaces it)."""
+    settings = load_settings(ClientSettings)
+    path = settings.moderator_token_path
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        fail(f"no moderator token in {path}: botarena up makes one")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    if not token:
+        fail(f"{path} is empty: botarena up --rotate-moderator-token makes a new one")
+    typer.echo(token)
+
+
 @token_app.command("revoke")
 def token_revoke(
     name: Annotated[str | None, typer.Option(help="revoke every token of this principal")] = None,

@@ -97,6 +97,11 @@ class CommonSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
+    @property
+    def moderator_token_path(self) -> Path:
+        """Where ``botarena up`` keeps the site's moderator token (mode 0600)."""
+        return self.var_dir / "moderator-token"
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -17,13 +17,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from botarena.agents.up import worker_env
+from botarena.agents.up import moderator_token, worker_env
 from botarena.arenas.names import ARENAS
 from botarena.server.client import HubClient
 from botarena.server.embedded_pg import read_postmaster
-from botarena.server.protocol import Message
+from botarena.server.errors import Unauthorized
+from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
-from tests.harness import eventually
+from tests.harness import Arena, eventually
 from tests.services import HubProcess, free_port, hub_env
 
 pytestmark = pytest.mark.e2e
@@ -44,20 +45,21 @@ class Up:
 
 
 @asynccontextmanager
-async def botarena_up(var: Path, **settings: str) -> AsyncIterator[Up]:
+async def botarena_up(var: Path, *args: str, **settings: str) -> AsyncIterator[Up]:
     """``botarena up`` on ``var`` with free ports, once its banner gave the token; stopped
     with Ctrl-C (killed if it will not stop) when done. It runs from an empty folder, as
     an operator's shell may be anywhere: personas, charters, the demo pack and the
     migrations must come from the installed package."""
-    hub_port, llm_port = free_port(), free_port()
+    hub_port, llm_port = int(settings.pop("port", free_port())), free_port()
     elsewhere = var.parent / "elsewhere"
-    elsewhere.mkdir(parents=True)
+    elsewhere.mkdir(parents=True, exist_ok=True)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-P",
         "-m",
         "botarena.server.cli",
         "up",
+        *args,
         cwd=elsewhere,
         env=hub_env(
             var_dir=str(var),
@@ -143,6 +145,57 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(
     assert (var / "agent-tokens.json").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in "".join(output), "".join(output)[-3000:]
     assert not any((var.parent / "elsewhere").iterdir()), "nothing written to the working folder"
+
+
+async def test_the_moderator_token_survives_a_restart_until_it_is_rotated(tmp_path: Path) -> None:
+    var, port = tmp_path / "var", str(free_port())
+    async with botarena_up(var, port=port) as first:
+        console = HubClient(first.hub_url, first.token)
+        await console.connect()
+        assert (await console.whoami()).name == "moderator"
+        first.process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(first.process.wait(), 90) == 0
+    kept = var / "moderator-token"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    try:
+        async with botarena_up(var, port=port) as second:
+            assert second.token == first.token, "the site's token is kept"
+            await eventually(lambda: console.connected, timeout=30, what="the console back")
+            assert (await console.whoami()).name == "moderator"
+            shown = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-P", "-m", "botarena.server.cli", "token", "moderator"),
+                env=hub_env(var_dir=str(var)),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await shown.communicate()
+            assert (shown.returncode, out.decode().strip()) == (0, first.token)
+    finally:
+        await console.close()
+    async with botarena_up(var, "--rotate-moderator-token", port=port) as third:
+        assert third.token != first.token
+        assert kept.read_text().strip() == third.token
+        with pytest.raises(Unauthorized):
+            await HubClient(third.hub_url, first.token).connect()
+        fresh = HubClient(third.hub_url, third.token)
+        await fresh.connect()
+        assert (await fresh.whoami()).name == "moderator"
+        await fresh.close()
+
+
+async def test_a_revoked_or_foreign_moderator_token_on_file_is_replaced(arena: Arena) -> None:
+    store, path = arena.store, arena.running.hub.settings.moderator_token_path
+    made = await moderator_token(store, path)
+    assert await moderator_token(store, path) == made
+    await store.principals.revoke_tokens(name="moderator")
+    replaced = await moderator_token(store, path)
+    assert replaced != made and path.read_text().strip() == replaced
+    _agent, foreign = await store.principals.issue_token("ada", Role.AGENT, arenas=["compiler"])
+    path.write_text(foreign)
+    own = await moderator_token(store, path)
+    assert own != foreign
+    principal, _ = await store.principals.authenticate(own)  # type: ignore[misc]
+    assert (principal.name, principal.role) == ("moderator", Role.MODERATOR)
+    assert isinstance(await store.principals.authenticate(replaced), str), "older ones revoked"
 
 
 def gone(pid: int) -> bool:

@@ -418,7 +418,7 @@ class Bench:
             running = await stack.enter_async_context(running_hub(settings))
             store = running.hub.store
             agent_tokens = await issue_agent_tokens(store, settings)
-            write_secret(settings.tokens_path, agent_tokens)
+            write_secret(settings.tokens_path, json.dumps(agent_tokens, indent=1))
             _moderator, token = await store.principals.issue_token(MODERATOR, Role.MODERATOR)
             output = await asyncio.to_thread(log_path.open, "wb")
             stack.callback(output.close)
