@@ -219,7 +219,9 @@ class HubClient:
         for task in self._rejoins:
             task.cancel()
         await asyncio.gather(*self._rejoins, return_exceptions=True)
-        await self.sio.disconnect()
+        await self.sio.shutdown()  # disconnects, or ends python-socketio's reconnecting
+        if self.sio.eio.state != "disconnected":  # a transport without a session
+            await self.sio.eio.disconnect()
         await self._close_transport_session()
 
     async def _close_transport_session(self) -> None:

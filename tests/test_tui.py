@@ -11,10 +11,20 @@ import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.strip import Strip
-from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent, TextArea
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    RichLog,
+    Static,
+    TabbedContent,
+    TextArea,
+)
 
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
+from botarena.server.protocol import Role
 from botarena.server.store import Store
 from botarena.tui.app import PANES, WRITE_ACTIONS, ConsoleApp
 from botarena.tui.pane import ConsolePane
@@ -188,6 +198,26 @@ async def test_a_hub_restart_shows_disconnected_then_the_missed_messages(
         assert sum("while you were away" in line for line in lines) == 1
 
 
+async def test_a_hub_back_without_the_token_is_told_not_retried_forever(
+    hub_factory, free_port: int
+) -> None:
+    first = await hub_factory(port=free_port)
+    app = await console(first)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await first.stop()
+        await until(pilot, lambda: "disconnected" in shown(app, "#status"), "disconnected shown")
+        store = await Store.open(first.store.url)  # the site's tokens changed meanwhile
+        await store.principals.revoke_tokens(name="mod")
+        await store.close()
+        second = await hub_factory(port=free_port)
+        await until(pilot, lambda: isinstance(app.screen, FormScreen), "a new token asked", 30)
+        assert "token refused: token revoked" in shown(app, "#status")
+        before = refused_connects(second)
+        await pilot.pause(2.0)
+        assert refused_connects(second) == before, "no reconnecting with a refused token"
+
+
 async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> None:
     app = await console(arena)
     sage = await arena.client("sage", arenas=["external"])
@@ -249,9 +279,34 @@ async def test_the_token_is_asked_for_and_a_bad_one_is_refused(arena: Arena) -> 
     refused = ConsoleApp(url=arena.url, token="bat_not-a-real-token", blink=False)
     async with refused.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "unknown token" in refused.flash, "the refusal")
-        await pilot.pause(0.2)
-        assert "refused: unknown token" in shown(refused, "#status")
+        await until(pilot, lambda: isinstance(refused.screen, FormScreen), "a new token asked")
+        assert "refused the token (unknown token)" in str(refused.screen.query_one(Label).render())
+        assert "token refused: unknown token" in shown(refused, "#status")
         assert not refused.state.connected
+        await pilot.press(*token, "enter")
+        await until(pilot, lambda: refused.state.loaded, "connected with the new token")
+        assert "mod (moderator)" in shown(refused, "#status")
+
+
+def refused_connects(arena: Arena) -> float:
+    counter = arena.running.hub.metrics.connects_refused
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def test_a_token_revoked_while_connected_is_told_and_a_new_one_taken(arena: Arena) -> None:
+    app = await console(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await arena.store.principals.revoke_tokens(name="mod")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen), "a new token asked", 20)
+        assert "token refused: token revoked" in shown(app, "#status")
+        before = refused_connects(arena)
+        await pilot.pause(2.0)
+        assert refused_connects(arena) == before, "no reconnecting with a refused token"
+        _principal, fresh = await arena.store.principals.issue_token("mod", Role.MODERATOR)
+        await pilot.press(*fresh, "enter")
+        await until(pilot, lambda: "● connected" in shown(app, "#status"), "connected again")
+        await until(pilot, lambda: app.state.me == "mod", "loaded again")
 
 
 async def test_edit_then_approve_in_the_consoles_editor(arena: Arena) -> None:

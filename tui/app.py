@@ -125,9 +125,32 @@ class ConsoleApp(App[None]):
                 )
 
     def _connect(self, token: str) -> None:
-        self.link = HubLink(self.url, token, self.state, self._changed)
+        self.link = HubLink(self.url, token, self.state, self._changed, self._token_refused)
         self.pane(ProposalsPane).hub_linked = True
         self.run_worker(self._start_link(), exclusive=True, group="link")
+
+    def _token_refused(self, reason: str) -> None:
+        """The hub refused the token (revoked, or a hub restarted with another): say so
+        and ask for one; Escape keeps the console as it is, with the refusal in its status
+        line."""
+        self._show_flash(f"token refused: {reason}", error=True)
+        self.push_screen(
+            FormScreen(
+                f"The hub refused the token ({reason}). A moderator token"
+                " (botarena token moderator shows the site's):",
+                [Field("token", "token", secret=True)],
+            ),
+            self._token_entered,
+        )
+
+    def _token_entered(self, values: dict[str, str] | None) -> None:
+        if values:
+            self.run_worker(self._relink(values["token"].strip()), group="relink")
+
+    async def _relink(self, token: str) -> None:
+        if self.link is not None:
+            await self.link.stop()
+        self._connect(token)
 
     async def _start_link(self) -> None:
         assert self.link is not None

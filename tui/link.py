@@ -2,11 +2,14 @@
 :class:`ConsoleState` current and carries out the moderator's actions.
 
 It connects with the moderator's token (:meth:`HubClient.connect_with_backoff` while the
-hub is away; a refused token ends it), joins every room the principal may read, loads
+hub is away), joins every room the principal may read, loads
 agents, reputation, proposals and tickets, and then follows the hub's pushes, each
 subscribed to as its protocol model (:meth:`HubClient.on`). A dropped connection is
 reported at once; python-socketio reconnects, :class:`HubClient` re-joins each room from
-the last message seen (so missed messages arrive) and the lists are loaded again.
+the last message seen (so missed messages arrive) and the lists are loaded again. A token
+the hub refuses, at the start or on a reconnect (revoked, or a hub restarted with other
+tokens), ends the link and calls ``on_refused`` with the hub's reason: no endless
+reconnecting.
 ``/healthz`` is polled for the dependencies' state. Every change calls ``on_change`` with
 what changed (``rooms``, ``agents``, ``proposals``, ``tickets``, ``health``,
 ``connection``, and ``alerts`` when a push is to be told at once: a ticket waiting too
@@ -26,7 +29,7 @@ import aiohttp
 
 from botarena.arenas.names import ProposalKind, ProposalStatus
 from botarena.server.client import HubClient
-from botarena.server.errors import HubError
+from botarena.server.errors import HubError, Unauthorized
 from botarena.server.patching import apply_unified_diff
 from botarena.server.protocol import (
     AgentState,
@@ -49,16 +52,24 @@ HEALTH_SECONDS = 5.0
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 5.0
 """Waits between connects while the hub is away: doubling from the first to the last."""
+REFUSAL_CHECK_SECONDS = 0.5
+"""How often a dropped link looks whether the hub refuses its token now."""
 
 
 class HubLink:
     def __init__(
-        self, url: str, token: str, state: ConsoleState, on_change: Callable[[str], None]
+        self,
+        url: str,
+        token: str,
+        state: ConsoleState,
+        on_change: Callable[[str], None],
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.state = state
         self.state.url = self.url
         self.on_change = on_change
+        self.on_refused = on_refused
         self.client = HubClient(self.url, token, on_connection=self._on_connection)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -76,16 +87,16 @@ class HubLink:
 
     async def start(self) -> None:
         """Connect (retrying until the hub answers; :class:`Unauthorized` is raised for a
-        refused token), then load."""
-        connected = await self.client.connect_with_backoff(
-            first_delay=FIRST_RETRY_SECONDS,
-            max_delay=MAX_RETRY_SECONDS,
-            stop=self._stopping,
-            on_failure=self._connect_failed,
-        )
+        refused token ends the link), then load."""
+        try:
+            connected = await self._connect()
+        except Unauthorized as exc:
+            await self._refused(exc)
+            return
         if not connected:
             return  # stopped before the hub answered
         self._spawn(self._poll_health())
+        self._spawn(self._follow_refusals())
         try:
             await self.load()
         except HubError:
@@ -93,9 +104,43 @@ class HubLink:
                 raise
             # the hub went away while loading: the reconnect loads again
 
+    async def _connect(self) -> bool:
+        return await self.client.connect_with_backoff(
+            first_delay=FIRST_RETRY_SECONDS,
+            max_delay=MAX_RETRY_SECONDS,
+            stop=self._stopping,
+            on_failure=self._connect_failed,
+        )
+
     def _connect_failed(self, exc: HubError, _retry_in: float | None) -> None:
         self.state.status = f"cannot connect: {exc.message}"
         self.on_change("connection")
+
+    async def _follow_refusals(self) -> None:
+        """While the link is down, see whether the hub refuses the token now: python-socketio
+        would retry a refused token forever, and does not reconnect at all after the hub
+        dropped the session (a revoked token), so this connects again itself then."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), REFUSAL_CHECK_SECONDS)
+            if self.client.connected or self._stopping.is_set():
+                continue
+            try:
+                if isinstance(self.client.refusal, Unauthorized):
+                    raise self.client.refusal
+                if self.client.closed_by_hub:
+                    await self._connect()
+            except Unauthorized as exc:
+                await self._refused(exc)
+                return
+
+    async def _refused(self, exc: HubError) -> None:
+        await self.client.close()  # python-socketio's reconnecting ends here
+        self.state.connected = False
+        self.state.status = f"token refused: {exc.message}"
+        self.on_change("connection")
+        if self.on_refused is not None:
+            self.on_refused(exc.message)
 
     async def stop(self) -> None:
         self._stopping.set()
