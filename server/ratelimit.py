@@ -6,7 +6,10 @@ and the seconds to wait. :class:`RateLimiter` keeps its buckets in this process;
 a bucket outlives the connections that spend from it, so reconnecting does not refill
 it, and idle buckets (full again, so equal to new ones) are dropped as more appear.
 :class:`SharedBuckets` keeps them in Redis, so that every hub process sharing that
-Redis spends from one bucket per key and a restarted hub finds them as they were.
+Redis spends from one bucket per key and a restarted hub finds them as they were; while
+that Redis does not answer (within ``REDIS_TIMEOUT`` seconds) a spend raises
+:class:`~botarena.server.errors.Unavailable`, which the hub answers as it does for its
+database.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
+import redis.exceptions
+
+from botarena.server.errors import Unavailable
+
+REDIS_TIMEOUT = 2.0
+"""Seconds a spend waits for Redis (to connect, and to answer) before it is unavailable."""
 
 
 @dataclass
@@ -121,13 +130,18 @@ class SharedBuckets:
     each expires once it would be full again."""
 
     def __init__(self, redis_url: str, name: str, rate: float, burst: int) -> None:
-        self._redis = aioredis.from_url(redis_url)
+        self._redis = aioredis.from_url(
+            redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        )
         self._script = self._redis.register_script(_TAKE)
         self._prefix = f"botarena:rate:{name}:"
         self._args = (rate, burst)
 
     async def _spend(self, key: str, cost: int) -> float:
-        wait = await self._script(keys=[self._prefix + key], args=[*self._args, cost])
+        try:
+            wait = await self._script(keys=[self._prefix + key], args=[*self._args, cost])
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            raise Unavailable("the hub's rate limiter (Redis) is unavailable; retry") from None
         return float(wait)
 
     async def take(self, key: str) -> float:
