@@ -25,8 +25,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncpg
-
 from botarena.server.embedded_pg import database
 from botarena.server.errors import BackupError
 from botarena.server.files import atomic_write, sha256_file, write_atomic
@@ -95,22 +93,12 @@ class DatabasePart:
         async with database(settings) as url:
             dump = ["--format=custom", "--no-owner", f"--file={work / 'database.dump'}"]
             await asyncio.to_thread(_run, [_pg_tool("pg_dump"), *dump, f"--dbname={url}"])
-            conn = await asyncpg.connect(url)
-            try:
-                version = await schema.current_version(conn)
-            finally:
-                await conn.close()
+            version = await schema.version_at(url)
         return {"schema_version": version}
 
     async def not_empty(self, settings: DatabaseSettings) -> str | None:
         async with database(settings) as url:
-            conn = await asyncpg.connect(url)
-            try:
-                tables = await conn.fetchval(
-                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-                )
-            finally:
-                await conn.close()
+            tables = await schema.tables_at(url)
         return "the database is not empty: restore onto an empty site" if tables else None
 
     async def restore(

@@ -93,6 +93,7 @@ REFUSED_AUTHS = [
 ]
 
 
+@pytest.mark.e2e  # a hub in a subprocess: the slow tier
 async def test_memory_stays_flat_over_5000_refused_connects(
     database_url: str, tmp_path: Path
 ) -> None:

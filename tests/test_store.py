@@ -84,3 +84,62 @@ async def test_the_database_itself_refuses_bad_rows(database_url: str) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await store.pool.execute("INSERT INTO principals (name, role) VALUES ('ok', 'god')")
     await store.close()
+
+
+async def test_the_statuses_the_database_allows_are_the_enums(database_url: str) -> None:
+    """The enums are the one source of the names the store writes: the database's checks
+    allow exactly their values (a new status needs a migration as well)."""
+    import re
+
+    from botarena.arenas.names import ProposalStatus, TicketStatus
+
+    store = await Store.open(database_url)
+    try:
+        for table, column, enum in (
+            ("proposals", "status", ProposalStatus),
+            ("tickets", "status", TicketStatus),
+            ("principals", "role", Role),
+        ):
+            check = await store.pool.fetchval(
+                """SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                   WHERE conrelid = $1::regclass AND contype = 'c'
+                     AND pg_get_constraintdef(oid) LIKE '%' || $2 || '%'""",
+                table,
+                column,
+            )
+            assert set(re.findall(r"'([a-z_]+)'::text", check)) == {e.value for e in enum}
+    finally:
+        await store.close()
+
+
+async def test_schema_helpers_read_a_database_no_store_was_opened_on(database_url: str) -> None:
+    assert await schema.version_at(database_url) == 0
+    assert await schema.tables_at(database_url) == 0
+    store = await Store.open(database_url)
+    await store.close()
+    assert await schema.version_at(database_url) == schema.available()[-1].version
+    assert await schema.tables_at(database_url) > 0
+
+
+async def test_the_control_listener_hears_actions_and_tells_when_its_connection_is_lost(
+    database_url: str,
+) -> None:
+    import asyncio
+
+    store = await Store.open(database_url)
+    try:
+        heard: asyncio.Queue[object] = asyncio.Queue()
+        moderator, _ = await store.principals.issue_token("ada", Role.MODERATOR)
+        target, _ = await store.principals.issue_token("bob", Role.AGENT)
+        async with store.moderation.listen_control(heard.put_nowait) as lost:
+            await store.moderation.kick(target, None, "spam", moderator)
+            action = await asyncio.wait_for(heard.get(), 5)
+            assert action == (await store.moderation.control_actions_since(0))[0]
+            assert not lost.done()
+            await store.pool.execute(
+                """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"""
+            )
+            await asyncio.wait_for(lost, 5)
+    finally:
+        await store.close()

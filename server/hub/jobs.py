@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import structlog
 
 from botarena.server.archive import archive_day
@@ -34,7 +32,8 @@ from botarena.server.errors import ObjectStoreError
 from botarena.server.hub.context import UNAVAILABLE, HubContext
 from botarena.server.hub.sessions import Sessions
 from botarena.server.protocol import SUPERVISORS_ROOM, TicketWaiting
-from botarena.server.store import CONTROL_CHANNEL, ControlAction
+from botarena.server.store import ControlAction
+from botarena.server.store.database import LISTEN_FAILED
 
 log = structlog.get_logger(__name__)
 
@@ -159,34 +158,19 @@ class Jobs:
         """Keep one connection LISTENing for control actions; reconnect when it drops."""
         delay = 0.2
         while True:
-            conn: asyncpg.Connection | None = None
             resume_from = self._control_seen  # what was applied before this connection
             try:
-                conn = await asyncpg.connect(self.hub.store.url)
-                lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-                def on_lost(_conn: object, lost: asyncio.Future[None] = lost) -> None:
-                    if not lost.done():
-                        lost.set_result(None)
-
-                conn.add_termination_listener(on_lost)
-                await conn.add_listener(CONTROL_CHANNEL, self._on_notify)
-                await self._catch_up(resume_from)
-                self.control_ready.set()
-                log.info("control.listening")
-                delay = 0.2
-                await lost
-                log.warning("control.connection_lost")
-            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                async with self.hub.store.moderation.listen_control(self._queue.put_nowait) as lost:
+                    await self._catch_up(resume_from)
+                    self.control_ready.set()
+                    log.info("control.listening")
+                    delay = 0.2
+                    await lost
+                    log.warning("control.connection_lost")
+            except LISTEN_FAILED as exc:
                 log.warning("control.connect_failed", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await asyncio.shield(conn.close(timeout=2))
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self._queue.put_nowait(ControlAction(**json.loads(payload)))
 
     async def _apply_queued(self) -> None:
         """Apply control actions one at a time, whether notified or caught up."""

@@ -43,7 +43,7 @@ class Store:
         self.pool = pool
         self.url = url
         self.schema_version = 0
-        self._db = db = Database(pool)
+        self._db = db = Database(pool, url)
         self.audit = AuditLog(db)
         self.moderation = ModerationRepository(db, self.audit)
         self.principals = PrincipalRepository(db, self.audit, self.moderation)

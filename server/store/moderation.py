@@ -3,14 +3,18 @@
 Every moderation action is written to ``moderation_actions`` and to the audit chain in
 the transaction that makes it. The actions every hub process must apply to its own
 connections at once (a kick, a revoked token) are also announced with
-``NOTIFY botarena_control`` in that same transaction; a hub that lost its listening
-connection replays the log from the last action it applied
+``NOTIFY botarena_control`` in that same transaction, which every hub hears through
+:meth:`ModerationRepository.listen_control`; a hub that lost its listening connection
+replays the log from the last action it applied
 (:meth:`ModerationRepository.control_actions_since`), so none is missed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -125,6 +129,22 @@ class ModerationRepository:
             limit,
         )
         return [dict(r) for r in rows]
+
+    @asynccontextmanager
+    async def listen_control(
+        self, on_action: Callable[[ControlAction], None]
+    ) -> AsyncIterator[asyncio.Future[None]]:
+        """Hear every control action announced on :data:`CONTROL_CHANNEL` (``on_action``
+        is called with each) on a connection of its own, while the block runs; what the
+        block receives resolves when that connection is lost (what was logged meanwhile
+        is :meth:`control_actions_since`). Opening it raises one of
+        :data:`~botarena.server.store.database.LISTEN_FAILED` when the database is away."""
+
+        def on_payload(payload: str) -> None:
+            on_action(ControlAction(**json.loads(payload)))
+
+        async with self.db.listen(CONTROL_CHANNEL, on_payload) as lost:
+            yield lost
 
     async def last_action_id(self) -> int:
         return await self.db.pool.fetchval("SELECT coalesce(max(id), 0) FROM moderation_actions")

@@ -34,7 +34,7 @@ from botarena.server.errors import (
     UnknownRoom,
 )
 from botarena.server.patching import PatchError, apply_unified_diff
-from botarena.server.protocol import CANON_PATH_PATTERN, ProposalInfo
+from botarena.server.protocol import CANON_PATH_PATTERN, ProposalInfo, Role
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.canon import CanonRepository
 from botarena.server.store.database import Database
@@ -177,13 +177,16 @@ class ProposalRepository:
         author must propose again from the new version). Returns those flagged."""
         async with self.db.transaction() as conn:
             stale = await conn.fetch(
-                """UPDATE proposals p SET status = 'conflict',
+                """UPDATE proposals p SET status = $1,
                        reason = 'based on version ' || p.base_version || ' of ' || p.path
                                 || ', but the canon is at version ' || c.head
                    FROM (SELECT path, max(version) AS head FROM canon_versions GROUP BY path) c
-                   WHERE p.status = 'pending' AND p.kind <> 'ticket_answer'
+                   WHERE p.status = $2 AND p.kind <> $3
                      AND c.path = p.path AND p.base_version < c.head
-                   RETURNING p.id"""
+                   RETURNING p.id""",
+                ProposalStatus.CONFLICT.value,
+                ProposalStatus.PENDING.value,
+                ProposalKind.TICKET_ANSWER.value,
             )
             await self.audit.append(
                 "canon.sync",
@@ -241,17 +244,20 @@ class ProposalRepository:
                     conn=conn,
                 )
                 await conn.execute(
-                    """UPDATE proposals SET status = 'approved', edited = $2, reviewed_by = $3,
+                    """UPDATE proposals SET status = $5, edited = $2, reviewed_by = $3,
                        reviewed_at = now(), merged_version = $4 WHERE id = $1""",
                     proposal_id,
                     edited_content is not None,
                     reviewer.id,
                     head + 1,
+                    ProposalStatus.APPROVED.value,
                 )
                 if row["kind"] == ProposalKind.TICKET_ANSWER:
                     ticket_id = await self.tickets.open_at(path, conn=conn)
                     author_supervises = await conn.fetchval(
-                        "SELECT role <> 'agent' FROM principals WHERE id = $1", row["author_id"]
+                        "SELECT role <> $2 FROM principals WHERE id = $1",
+                        row["author_id"],
+                        Role.AGENT.value,
                     )
                     human = edited_content is not None or author_supervises
                     await self.tickets.close(

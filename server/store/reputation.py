@@ -1,10 +1,12 @@
 """The record reputation is computed from: each agent's reviewed proposals and the
 reactions other principals gave its messages, and whether it is admitted to the external
-arena; the rules that turn it into standings are :mod:`botarena.server.reputation`."""
+arena; the rules that turn it into standings are :mod:`botarena.server.reputation`.
+The statuses and the role the record counts are the enums' values, passed as parameters."""
 
 from __future__ import annotations
 
-from botarena.arenas.names import EXTERNAL
+from botarena.arenas.names import EXTERNAL, ProposalStatus
+from botarena.server.protocol import Role
 from botarena.server.reputation import Standing, rank, refusal
 from botarena.server.store.database import Database
 
@@ -17,10 +19,10 @@ SELECT p.name AS agent,
                WHERE rm.room = $1 AND rm.principal_id = p.id) AS candidate
 FROM principals p
 LEFT JOIN (SELECT author_id,
-                  count(*) FILTER (WHERE status = 'approved' AND NOT edited) AS approved,
-                  count(*) FILTER (WHERE status = 'approved' AND edited) AS edited,
-                  count(*) FILTER (WHERE status = 'rejected') AS rejected,
-                  count(*) FILTER (WHERE status = 'conflict') AS conflicts
+                  count(*) FILTER (WHERE status = $2 AND NOT edited) AS approved,
+                  count(*) FILTER (WHERE status = $2 AND edited) AS edited,
+                  count(*) FILTER (WHERE status = $3) AS rejected,
+                  count(*) FILTER (WHERE status = $4) AS conflicts
            FROM proposals GROUP BY author_id) pr ON pr.author_id = p.id
 LEFT JOIN (SELECT m.author_id,
                   count(*) FILTER (WHERE r.value = 1) AS up,
@@ -28,7 +30,7 @@ LEFT JOIN (SELECT m.author_id,
            FROM reactions r JOIN messages m ON m.id = r.message_id
            WHERE r.principal_id <> m.author_id GROUP BY m.author_id) rx
        ON rx.author_id = p.id
-WHERE p.role = 'agent'
+WHERE p.role = $5
 """
 
 
@@ -41,7 +43,14 @@ class ReputationRepository:
     async def standings(self, fraction: float, min_seats: int) -> list[Standing]:
         """Every agent's standing, best first (ties by name); the external arena seats the
         top ``fraction`` of its candidates, at least ``min_seats``."""
-        rows = await self.db.pool.fetch(_RECORD, EXTERNAL)
+        rows = await self.db.pool.fetch(
+            _RECORD,
+            EXTERNAL,
+            ProposalStatus.APPROVED.value,
+            ProposalStatus.REJECTED.value,
+            ProposalStatus.CONFLICT.value,
+            Role.AGENT.value,
+        )
         return rank([dict(r) for r in rows], fraction, min_seats)
 
     async def external_refusal(self, agent: str, fraction: float, min_seats: int) -> str | None:

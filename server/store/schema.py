@@ -5,6 +5,9 @@ Each runs in its own transaction and is recorded in ``schema_migrations`` with i
 checksum, under an advisory lock so that several hub processes starting together apply
 each one once. A database newer than this code, or an applied migration whose file
 has since changed, stops start-up with a message instead of guessing.
+
+:func:`version_at` and :func:`tables_at` look at a database no store was opened on (a
+backup's manifest, a restore's check that the site is empty).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncpg
 import structlog
 
 from botarena.server.errors import MigrationError
+from botarena.server.store.database import connected
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +57,19 @@ async def current_version(conn: asyncpg.Connection) -> int:
     if not exists:
         return 0
     return await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+
+
+async def version_at(url: str) -> int:
+    """The schema version of the database at ``url`` (0 when it has none)."""
+    async with connected(url) as conn:
+        return await current_version(conn)
+
+
+async def tables_at(url: str) -> int:
+    """How many tables the database at ``url`` holds in its ``public`` schema (0: an
+    empty database)."""
+    async with connected(url) as conn:
+        return await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
 
 
 async def migrate(conn: asyncpg.Connection) -> int:

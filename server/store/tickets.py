@@ -45,10 +45,11 @@ class TicketRepository:
         that of several hubs only one tells."""
         return await self.db.pool.fetch(
             """UPDATE tickets SET alerted_at = now()
-               WHERE status = 'open' AND answer_proposal_id IS NULL AND alerted_at IS NULL
+               WHERE status = $2 AND answer_proposal_id IS NULL AND alerted_at IS NULL
                  AND created_at < now() - make_interval(secs => $1)
                RETURNING id, title, created_at""",
             seconds,
+            TicketStatus.OPEN.value,
         )
 
     async def file(self, filer: Principal, title: str, body: str) -> int:
@@ -77,10 +78,11 @@ class TicketRepository:
             if row["status"] == TicketStatus.ESCALATED:
                 return row["title"], False
             await conn.execute(
-                """UPDATE tickets SET status = 'escalated', escalated_at = now(),
+                """UPDATE tickets SET status = $3, escalated_at = now(),
                    escalation = $2, human_intervention = true WHERE id = $1""",
                 ticket_id,
                 reason,
+                TicketStatus.ESCALATED.value,
             )
             await self._audit("ticket.escalated", by, ticket_id, {"reason": reason}, conn)
         return row["title"], True
@@ -108,11 +110,14 @@ class TicketRepository:
         """Open, escalated and closed tickets, and those closed with a human's
         intervention."""
         row = await self.db.pool.fetchrow(
-            """SELECT count(*) FILTER (WHERE status = 'open') AS open,
-                      count(*) FILTER (WHERE status = 'escalated') AS escalated,
-                      count(*) FILTER (WHERE status = 'closed') AS closed,
-                      count(*) FILTER (WHERE status = 'closed' AND human_intervention)
-                          AS human FROM tickets"""
+            """SELECT count(*) FILTER (WHERE status = $1) AS open,
+                      count(*) FILTER (WHERE status = $2) AS escalated,
+                      count(*) FILTER (WHERE status = $3) AS closed,
+                      count(*) FILTER (WHERE status = $3 AND human_intervention)
+                          AS human FROM tickets""",
+            TicketStatus.OPEN.value,
+            TicketStatus.ESCALATED.value,
+            TicketStatus.CLOSED.value,
         )
         return dict(row)
 
@@ -139,11 +144,12 @@ class TicketRepository:
     ) -> None:
         """Close a ticket with its approved answer, in the caller's transaction."""
         await conn.execute(
-            """UPDATE tickets SET status = 'closed', closed_at = now(),
+            """UPDATE tickets SET status = $4, closed_at = now(),
                answer_proposal_id = $2, human_intervention = human_intervention OR $3
                WHERE id = $1""",
             ticket_id,
             proposal_id,
             human,
+            TicketStatus.CLOSED.value,
         )
         await self._audit("ticket.closed", by, ticket_id, {"proposal": proposal_id}, conn)
