@@ -168,6 +168,30 @@ async def test_a_revoked_token_is_refused_and_its_session_dropped(arena: Arena) 
     assert err.value.code == "unauthorized" and "revoked" in err.value.message
 
 
+async def test_the_hub_stops_while_it_drops_a_revoked_session(
+    arena: Arena, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that lands while the control job drops a revoked session (its disconnect
+    handler writing the agent's state) ends: python-socketio's event dispatch swallows
+    the job's cancellation, which once left the hub's stop waiting forever."""
+    context = arena.running.hub.context
+    publish, writing = context.publish_agent_state, asyncio.Event()
+
+    async def slow_publish(*args: object, **kwargs: object) -> None:
+        writing.set()
+        await asyncio.sleep(2)  # a slow database
+        await publish(*args, **kwargs)  # type: ignore[arg-type]
+
+    token = await arena.token("leaver")
+    await arena.connect(token)
+    monkeypatch.setattr(context, "publish_agent_state", slow_publish)
+    await arena.store.principals.revoke_tokens(name="leaver")
+    await asyncio.wait_for(writing.wait(), 10)
+    await asyncio.wait_for(arena.stop(), 30)
+    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("hub.")]
+    assert left == [], "every job of the hub ended"
+
+
 async def test_an_oversized_frame_drops_only_that_connection(hub_factory) -> None:
     arena = await hub_factory(max_payload_bytes=8192, max_message_chars=100_000)
     bystander = await arena.client("bystander")

@@ -20,7 +20,6 @@ round of a periodic job is logged and the job goes on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,17 @@ log = structlog.get_logger(__name__)
 
 APPLIED_KEPT = 10_000
 """How many applied control actions' ids are remembered, so none is applied twice."""
+STOP_SECONDS = 10.0
+"""How long the hub's stop waits for its jobs to end."""
+
+
+def _end_if_cancelled() -> None:
+    """Raise the cancellation a step swallowed: python-socketio's event dispatch (a
+    disconnect's handler, run by ``sio.disconnect``) catches ``CancelledError``, and a job
+    that went on would never end."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _report_end(group: asyncio.Task[None]) -> None:
@@ -66,11 +76,15 @@ class Jobs:
         await asyncio.wait_for(self.control_ready.wait(), timeout=30)
 
     async def stop(self) -> None:
+        """Cancel every job and wait for them, ``STOP_SECONDS`` at most (then the stuck
+        ones are logged and left: the hub's stop goes on)."""
         if self._group is None:
             return
         self._group.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):  # an end already logged
-            await self._group
+        done, _ = await asyncio.wait({self._group}, timeout=STOP_SECONDS)
+        if not done:
+            stuck = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("hub.")]
+            log.error("hub.jobs_not_stopped", seconds=STOP_SECONDS, tasks=stuck)
         self._group = None
 
     async def _run(self) -> None:
@@ -100,6 +114,7 @@ class Jobs:
                 await step()
             except Exception:  # one failed round must not end the job (or the others)
                 log.exception("hub.job_failed", job=step.__name__)
+            _end_if_cancelled()
             await asyncio.sleep(seconds)
 
     # periodic jobs --------------------------------------------------------------------
@@ -180,6 +195,7 @@ class Jobs:
                 await self._apply(action)
             except Exception:  # one action that fails must not stop the next ones
                 log.exception("control.not_applied", action=action.id)
+            _end_if_cancelled()
 
     async def _catch_up(self, since: int | None) -> None:
         """After (re)connecting the listener, queue what was logged after ``since`` (the
