@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -143,3 +145,17 @@ async def test_the_control_listener_hears_actions_and_tells_when_its_connection_
             await asyncio.wait_for(lost, 5)
     finally:
         await store.close()
+
+
+async def test_closing_the_store_cuts_a_query_that_never_ends(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botarena.server.store import facade
+
+    monkeypatch.setattr(facade, "CLOSE_SECONDS", 0.5)
+    store = await Store.open(database_url)
+    stuck = asyncio.create_task(store.pool.fetchval("SELECT pg_sleep(60)"))
+    await asyncio.sleep(0.3)
+    await asyncio.wait_for(store.close(), 10)  # not the minute the query would take
+    with pytest.raises((asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)):
+        await stuck  # cut

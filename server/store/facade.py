@@ -12,10 +12,12 @@ hub's durable state is one repository, reached as an attribute: ``store.principa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
+import structlog
 
 from botarena.server.auth import Principal
 from botarena.server.embedded_pg import database
@@ -34,6 +36,11 @@ from botarena.server.store.proposals import ProposalRepository
 from botarena.server.store.reputation import ReputationRepository
 from botarena.server.store.rooms import RoomRepository
 from botarena.server.store.tickets import TicketRepository
+
+log = structlog.get_logger(__name__)
+
+CLOSE_SECONDS = 10.0
+"""How long closing the store waits for its connections to come back."""
 
 
 class Store:
@@ -67,7 +74,13 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self.pool.close()
+        """Close the pool once its connections are back, ``CLOSE_SECONDS`` at most; then
+        the ones still out (a query the database never answers) are cut."""
+        try:
+            await asyncio.wait_for(self.pool.close(), CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("store.close_forced", seconds=CLOSE_SECONDS)
+            self.pool.terminate()
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
