@@ -29,6 +29,7 @@ import structlog
 from pydantic import AliasChoices
 
 from botarena.server.app import running_hub
+from botarena.server.errors import Unauthorized
 from botarena.server.files import write_atomic
 from botarena.server.offline import bound_python, child_env
 from botarena.server.protocol import Role
@@ -106,14 +107,15 @@ async def moderator_token(store: Store, path: Path, *, rotate: bool = False) -> 
     the moderator's, unless ``rotate``; otherwise a new one (the moderator's older tokens
     revoked), kept in ``path`` (0600)."""
     kept = None if rotate else read_secret(path)
-    if kept is not None:
-        found = await store.principals.authenticate(kept) if kept else "empty"
-        if not isinstance(found, str):
-            principal, _token_id = found
+    if kept:
+        try:
+            principal, _token_id = await store.principals.authenticate(kept)
+        except Unauthorized as exc:
+            log.info("up.moderator_token_replaced", reason=exc.message)
+        else:
             if principal.name == MODERATOR and principal.role is Role.MODERATOR:
                 return kept
-        why = found if isinstance(found, str) else "not the moderator's"
-        log.info("up.moderator_token_replaced", reason=why)
+            log.info("up.moderator_token_replaced", reason=f"a token of {principal.name}")
     if await store.principals.get(MODERATOR) is not None:
         await store.principals.revoke_tokens(name=MODERATOR)
     _moderator, token = await store.principals.issue_token(MODERATOR, Role.MODERATOR)

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from botarena.server.auth import hash_token
-from botarena.server.errors import Conflict, MigrationError, UnknownRoom
+from botarena.server.errors import Conflict, MigrationError, Unauthorized, UnknownRoom
 from botarena.server.protocol import Role
 from botarena.server.store import Store, schema
 
@@ -64,7 +64,8 @@ async def test_only_a_hash_of_a_token_is_stored(database_url: str) -> None:
         == 1
     )
     assert await store.principals.authenticate(token) == (principal, 1)
-    assert await store.principals.authenticate(token + "x") == "unknown token"
+    with pytest.raises(Unauthorized, match="unknown token"):
+        await store.principals.authenticate(token + "x")
     await store.close()
 
 

@@ -148,12 +148,9 @@ class Hub:
         if len(token) > MAX_TOKEN_CHARS:
             raise Unauthorized("unknown token")
         try:
-            found = await self.store.principals.authenticate(token)
+            principal, token_id = await self.store.principals.authenticate(token)
         except UNAVAILABLE:
             raise Unavailable("the hub's database is unavailable; retry") from None
-        if isinstance(found, str):  # why the token is refused
-            raise Unauthorized(found)
-        principal, token_id = found
         return Session(sid, principal, token_id)
 
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:

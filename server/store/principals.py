@@ -15,7 +15,7 @@ import asyncpg
 
 from botarena.arenas.names import ARENAS
 from botarena.server.auth import Principal, hash_token, new_token
-from botarena.server.errors import Conflict, UnknownRoom
+from botarena.server.errors import Conflict, Unauthorized, UnknownRoom
 from botarena.server.protocol import Role
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.database import Database
@@ -101,8 +101,9 @@ class PrincipalRepository:
             )
         return principal, token
 
-    async def authenticate(self, token: str) -> tuple[Principal, int] | str:
-        """The principal and token id a token belongs to, or why it is refused."""
+    async def authenticate(self, token: str) -> tuple[Principal, int]:
+        """The principal and token id a token belongs to; :class:`Unauthorized` says why it
+        is refused."""
         row = await self.db.pool.fetchrow(
             """SELECT p.id, p.name, p.role, p.may_create_groups, t.id AS token_id, t.revoked_at
                FROM tokens t JOIN principals p ON p.id = t.principal_id
@@ -110,9 +111,9 @@ class PrincipalRepository:
             hash_token(token),
         )
         if row is None:
-            return "unknown token"
+            raise Unauthorized("unknown token")
         if row["revoked_at"] is not None:
-            return "token revoked"
+            raise Unauthorized("token revoked")
         return _principal(row), row["token_id"]
 
     async def get(self, name: str) -> Principal | None:
