@@ -1,7 +1,9 @@
 """``botarena bundle`` and ``botarena keys``: build, sign, verify and install bundles, and
 manage the keys a site trusts. Long steps show a progress bar (rich) on the terminal;
-``--json`` prints one JSON object for scripts instead. A refusal exits with status 1 and
-says why (with its code in JSON)."""
+``--json`` prints one JSON object for scripts instead. A refusal (a
+:class:`~botarena.server.errors.BundleError`) exits with status 1 and says why, with its
+code: on stderr through the printer every command shares
+(:func:`botarena.server.cli.fail`), or in the JSON object."""
 
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ from botarena.bundles.install import Policy, install, verify
 from botarena.bundles.journal import recover
 from botarena.bundles.site import Site
 from botarena.bundles.trust import TrustStore
-from botarena.server import logs
+from botarena.server.cli import fail, load_settings
 from botarena.server.errors import BundleError
-from botarena.server.settings import BundleSettings, get_settings
+from botarena.server.settings import BundleSettings
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Build, sign, verify and install bundles.")
 keys_app = typer.Typer(no_args_is_help=True, help="The keys this site trusts for bundles.")
@@ -39,13 +41,13 @@ def register(root: typer.Typer) -> None:
 
 
 def _settings() -> BundleSettings:
-    """The settings; logs go to stderr, so stdout stays for results (and JSON)."""
+    """The settings (:func:`~botarena.server.cli.load_settings`: logs go to stderr, so
+    stdout stays for results and JSON). Settings that cannot be used end the command with
+    status 1, as any refusal of these commands does."""
     try:
-        settings = get_settings(BundleSettings)
-    except (ValueError, FileNotFoundError) as exc:
-        _refuse("config", str(exc), as_json=False)
-    logs.configure("warning", settings.log_format, stream=sys.stderr)
-    return settings
+        return load_settings(BundleSettings)
+    except typer.Exit as exc:
+        raise typer.Exit(1) from exc
 
 
 def _trust(settings: BundleSettings) -> TrustStore:
@@ -53,11 +55,16 @@ def _trust(settings: BundleSettings) -> TrustStore:
 
 
 def _refuse(code: str, message: str, *, as_json: bool) -> NoReturn:
-    if as_json:
-        print(json.dumps({"ok": False, "code": code, "error": message}))
-    else:
-        print(f"refused ({code}): {message}", file=sys.stderr)
+    """End the command with status 1: ``{"ok": false, "code", "error"}`` on stdout for
+    ``--json``, else the shared ``error: refused (code): message`` line on stderr."""
+    if not as_json:
+        fail(f"refused ({code}): {message}", code=1)
+    print(json.dumps({"ok": False, "code": code, "error": message}))
     raise typer.Exit(1)
+
+
+def _refused(exc: BundleError, *, as_json: bool) -> NoReturn:
+    _refuse(exc.code, exc.message, as_json=as_json)
 
 
 def _done(data: dict[str, Any], text: str, *, as_json: bool) -> None:
@@ -88,7 +95,7 @@ def _site(settings: BundleSettings, *, as_json: bool) -> Iterator[Site]:
                 _audit(settings, site)
             yield site
     except BundleError as exc:
-        _refuse(exc.code, exc.message, as_json=as_json)
+        _refused(exc, as_json=as_json)
 
 
 @bundle_app.command("build")
@@ -105,7 +112,9 @@ def build_command(
         total = 2 * sum(p.stat().st_size for p in sources.values())  # hashed, then written
         with _progress("building", total, quiet=as_json) as progress:
             manifest = build(spec, out, progress)
-    except (ValueError, OSError) as exc:
+    except BundleError as exc:
+        _refused(exc, as_json=as_json)
+    except OSError as exc:
         _refuse("spec", str(exc), as_json=as_json)
     _done(
         {
@@ -136,8 +145,8 @@ def sign_command(
     home = gnupg_home or _settings().gnupg_dir
     try:
         fpr = sign(bundle, key, home)
-    except (ValueError, BundleError) as exc:
-        _refuse(getattr(exc, "code", "sign"), str(exc), as_json=as_json)
+    except BundleError as exc:
+        _refused(exc, as_json=as_json)
     _done({"bundle": str(bundle), "signed_by": fpr}, f"signed {bundle} with {fpr}", as_json=as_json)
 
 
@@ -279,15 +288,18 @@ def keys_add(
     """Trust a bundle signing key, pinned by its full fingerprint."""
     try:
         added = _trust(_settings()).add(key_file, fingerprint)
-    except ValueError as exc:
-        _refuse("key", str(exc), as_json=False)
+    except BundleError as exc:
+        _refused(exc, as_json=False)
     print(f"trusted {added['fingerprint']} {added['uid']}")
 
 
 @keys_app.command("list")
 def keys_list(as_json: JsonOption = False) -> None:
     """The trusted keys and their state (ok, expired, revoked)."""
-    keys = _trust(_settings()).listing()
+    try:
+        keys = _trust(_settings()).listing()
+    except BundleError as exc:
+        _refused(exc, as_json=as_json)
     if as_json:
         print(json.dumps({"ok": True, "keys": keys}))
         return
@@ -300,6 +312,6 @@ def keys_remove(fingerprint: Annotated[str, typer.Argument()]) -> None:
     """Stop trusting a key."""
     try:
         _trust(_settings()).remove(fingerprint)
-    except ValueError as exc:
-        _refuse("key", str(exc), as_json=False)
+    except BundleError as exc:
+        _refused(exc, as_json=False)
     print(f"no longer trusted: {fingerprint}")

@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from botarena.server.errors import BundleError
+
 BUNDLE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 MAX_FILES = 20_000
 MAX_PATH = 400
@@ -35,34 +37,53 @@ MAX_PART = 255  # bytes: NAME_MAX of the file systems a site runs on
 _BAD_PART = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
-def safe_path(path: str) -> str:
-    """``path`` if it is a plain relative path inside the bundle; ValueError otherwise."""
+def _path_problem(path: str) -> str | None:
+    """What makes ``path`` unfit to be a payload path (None: nothing)."""
     if not path or path.startswith("/") or _BAD_PART.search(path):
-        raise ValueError(f"not a relative path inside the bundle: {path!r}")
+        return f"not a relative path inside the bundle: {path!r}"
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"path escapes or is not normal: {path!r}")
+        return f"path escapes or is not normal: {path!r}"
     try:
         longest = max(len(part.encode()) for part in parts)
     except UnicodeEncodeError:
-        raise ValueError(f"not a UTF-8 path: {path!r}") from None
+        return f"not a UTF-8 path: {path!r}"
     if longest > MAX_PART or len(path) > MAX_PATH:
-        raise ValueError(
+        return (
             f"path too long for a file system (a part over {MAX_PART} bytes or the whole"
             f" over {MAX_PATH} characters): {path[:80]!r}..."
         )
+    return None
+
+
+def safe_path(path: str) -> str:
+    """``path`` if it is a plain relative path inside the bundle; :class:`BundleError`
+    ``unsafe_path`` otherwise."""
+    problem = _path_problem(path)
+    if problem is not None:
+        raise BundleError("unsafe_path", problem)
+    return path
+
+
+def _valid_path(path: str) -> str:
+    """:func:`safe_path` as a pydantic validator: ValueError, which pydantic turns into
+    the model's ValidationError."""
+    problem = _path_problem(path)
+    if problem is not None:
+        raise ValueError(problem)
     return path
 
 
 def version_text(value: str) -> str:
-    """``value`` as a version in normal form, or ValueError."""
+    """``value`` as a version in normal form; a pydantic validator (ValueError, which
+    pydantic turns into the model's ValidationError)."""
     try:
         return str(Version(value))
     except InvalidVersion:
         raise ValueError(f"not a version: {value!r}") from None
 
 
-SafePath = Annotated[str, AfterValidator(safe_path)]
+SafePath = Annotated[str, AfterValidator(_valid_path)]
 VersionText = Annotated[str, StringConstraints(max_length=64), AfterValidator(version_text)]
 
 

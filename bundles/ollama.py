@@ -32,7 +32,7 @@ def _instructions(text: str) -> Iterator[tuple[str, str]]:
             continue
         match = _DIRECTIVE.match(line)
         if match is None:
-            raise ValueError(f"not a Modelfile instruction: {line[:80]!r}")
+            raise BundleError("ollama", f"not a Modelfile instruction: {line[:80]!r}")
         name, value = match[1], match[2].strip()
         if value.startswith('"""'):
             value = value[3:]
@@ -78,21 +78,23 @@ def install_models(host: str, payload: Path, files: list[FileEntry]) -> list[str
                 continue
             name = Path(entry.path).stem
             blob = f"/api/blobs/sha256:{entry.sha256}"
+            try:  # the Modelfile first: one that is wrong is refused before any upload
+                text = (payload / modelfile).read_text()
+                body = create_request(name, Path(entry.path).name, entry.sha256, text)
+            except UnicodeDecodeError as exc:
+                raise BundleError("ollama", f"{modelfile}: {exc}") from None
+            except BundleError as exc:
+                raise BundleError(exc.code, f"{modelfile}: {exc.message}") from None
             try:
                 if ollama.head(blob).status_code != 200:
                     with open(payload / entry.path, "rb") as weights:
                         answer = ollama.post(blob, content=weights)
                     if answer.status_code not in (200, 201):
                         raise BundleError("ollama", f"blob of {name} refused: {answer.text[:200]}")
-                body = create_request(
-                    name, Path(entry.path).name, entry.sha256, (payload / modelfile).read_text()
-                )
                 answer = ollama.post("/api/create", json=body)
                 if answer.status_code != 200:
                     raise BundleError("ollama", f"model {name} not created: {answer.text[:200]}")
             except httpx.HTTPError as exc:
                 raise BundleError("ollama", f"Ollama at {host} did not answer: {exc}") from None
-            except ValueError as exc:
-                raise BundleError("ollama", f"{modelfile}: {exc}") from None
             made.append(name)
     return made

@@ -20,10 +20,20 @@ from typing import Any
 
 import gnupg
 
+from botarena.server.errors import BundleError
 from botarena.server.files import write_atomic
 from botarena.server.signatures import fingerprint, verify_detached
 
 READ_ONLY = ["--no-random-seed-file", "--lock-never", "--no-auto-check-trustdb"]
+
+
+def full_fingerprint(text: str, code: str = "key") -> str:
+    """``text`` as a full fingerprint in canonical form; :class:`BundleError` ``code``
+    when it is not one."""
+    try:
+        return fingerprint(text)
+    except ValueError as exc:
+        raise BundleError(code, str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -55,22 +65,35 @@ class TrustStore:
         return gnupg.GPG(gnupghome=str(self.home), options=READ_ONLY)
 
     def pinned(self) -> dict[str, dict[str, Any]]:
+        """The pinned keys by fingerprint (:class:`BundleError` ``key`` when the pin file
+        cannot be read)."""
         if not self.pins.exists():
             return {}
-        return json.loads(self.pins.read_text())["keys"]
+        try:
+            keys = json.loads(self.pins.read_text())["keys"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BundleError("key", f"{self.pins} cannot be read: {exc!r}") from None
+        if not isinstance(keys, dict):
+            raise BundleError("key", f"{self.pins} cannot be read: its keys are not a mapping")
+        return keys
 
     def _save(self, keys: dict[str, dict[str, Any]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         write_atomic(self.pins, json.dumps({"keys": keys}, indent=1, sort_keys=True) + "\n")
 
     def add(self, key_file: Path, expected: str) -> dict[str, Any]:
-        """Import a public key and pin it; ``expected`` must be its full fingerprint."""
-        wanted = fingerprint(expected)
-        result = self._gpg().import_keys(key_file.read_text())
+        """Import a public key and pin it; ``expected`` must be its full fingerprint
+        (:class:`BundleError` ``key`` otherwise)."""
+        wanted = full_fingerprint(expected)
+        try:
+            armored = key_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BundleError("key", f"cannot read {key_file}: {exc}") from None
+        result = self._gpg().import_keys(armored)
         found = {f.upper() for f in result.fingerprints}
         if wanted not in found:
             shown = ", ".join(sorted(found)) or "no key"
-            raise ValueError(f"{key_file} holds {shown}, not {wanted}")
+            raise BundleError("key", f"{key_file} holds {shown}, not {wanted}")
         info = self._key(wanted) or {}
         keys = self.pinned()
         keys[wanted] = {"added": datetime.now(UTC).isoformat(), "uid": info.get("uid", "")}
@@ -78,10 +101,12 @@ class TrustStore:
         return {"fingerprint": wanted, **keys[wanted]}
 
     def remove(self, key: str) -> None:
-        wanted = fingerprint(key)
+        """Unpin a key and drop it from the keyring (:class:`BundleError` ``key`` when
+        it is not pinned)."""
+        wanted = full_fingerprint(key)
         keys = self.pinned()
         if wanted not in keys:
-            raise ValueError(f"{wanted} is not a trusted key")
+            raise BundleError("key", f"{wanted} is not a trusted key")
         del keys[wanted]
         self._save(keys)
         self._gpg().delete_keys(wanted)

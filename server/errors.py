@@ -30,7 +30,9 @@
     │   ├── ObjectNotFound
     │   ├── ObjectRefused          a bad key or URL, a refusal, bytes not as stored
     │   └── ObjectUnavailable      the store did not answer
-    ├── BundleError                a bundle refused by verify or install (.code: its own)
+    ├── BundleError                a bundle, spec or key refused by the bundle commands
+    │                              (.code: the check that failed: spec, key, sign, malformed...)
+    ├── PatchError                 a diff that is malformed or does not fit the document
     ├── CheckpointError            a checkpoint that cannot be made or signed
     ├── BackupError                a backup or restore that cannot go on
     ├── MigrationError             the database schema cannot be brought up to date
@@ -231,7 +233,20 @@ class ObjectUnavailable(ObjectStoreError):
 
 
 class BundleError(BotArenaError):
-    """A bundle refused by verify or install; ``code`` names the check that failed."""
+    """A bundle refused by build, sign, verify or install, or a key by the trust store;
+    ``code`` names the check that failed (``spec``, ``key``, ``sign``, ``malformed``...)."""
+
+
+class PatchError(BotArenaError):
+    """A unified diff that is malformed or does not fit the document it is applied to
+    (:func:`~botarena.server.patching.apply_unified_diff`). Its text is the message alone,
+    as the hub quotes it inside the refusal it answers (``invalid_payload``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("patch", message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class CheckpointError(BotArenaError):

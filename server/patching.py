@@ -2,8 +2,9 @@
 
 A patch proposal carries a unified diff against the canon version it was based on.
 :func:`apply_unified_diff` applies it only if every context and removed line matches
-the document exactly where the hunk says; anything else is a :class:`PatchError`, never
-a fuzzy guess, so a stale or forged diff cannot silently damage the canon.
+the document exactly where the hunk says; anything else is a
+:class:`~botarena.server.errors.PatchError` (of the error tree, code ``patch``), never a
+fuzzy guess, so a stale or forged diff cannot silently damage the canon.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import difflib
 import re
 
+from botarena.server.errors import PatchError
+
+__all__ = ["PatchError", "apply_unified_diff", "unified_diff"]
+
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-
-
-class PatchError(ValueError):
-    """The diff is malformed or does not fit the document."""
 
 
 def apply_unified_diff(original: str, diff: str) -> str:

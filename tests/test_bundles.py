@@ -313,6 +313,72 @@ def test_an_install_interrupted_halfway_leaves_nothing_behind(site: Site_) -> No
     assert not (site.var / "bundles" / ".staging-dead").exists()
 
 
+def _spec(root: Path, include: list[dict[str, str]], **fields: object) -> Path:
+    (root / "a.txt").write_text("a\n")
+    (root / "folder").mkdir()
+    (root / "folder" / "b.txt").write_text("b\n")
+    spec = root / "spec.yaml"
+    spec.write_text(json.dumps({"name": "demo", "version": "1.0", "include": include, **fields}))
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("include", "fields", "says"),
+    [
+        ([{"from": "a.txt", "to": "x"}, {"from": "a.txt", "to": "x"}], {}, "included twice"),
+        ([{"from": "missing.txt", "to": "x"}], {}, "missing.txt does not exist"),
+        ([{"from": "a.txt", "to": "../x"}], {}, "path escapes or is not normal"),
+        ([{"from": "a.txt", "to": "x"}], {"version": "one"}, "not a version"),
+        (
+            [{"from": "a.txt", "to": "config"}, {"from": "folder", "to": "config"}],
+            {},
+            "config is both a file and a folder",
+        ),
+    ],
+)
+def test_a_spec_that_cannot_be_built_is_refused_as_a_spec(
+    tmp_path: Path, include: list[dict[str, str]], fields: dict, says: str
+) -> None:
+    from botarena.bundles.build import build
+
+    with pytest.raises(BundleError) as refused:
+        build(_spec(tmp_path, include, **fields), tmp_path / "out.tar")
+    assert refused.value.code == "spec" and says in refused.value.message
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_a_spec_that_is_not_yaml_is_refused_as_a_spec(tmp_path: Path) -> None:
+    from botarena.bundles.build import collect
+
+    (tmp_path / "spec.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(BundleError) as refused:
+        collect(tmp_path / "spec.yaml")
+    assert refused.value.code == "spec" and "is not YAML" in refused.value.message
+
+
+def test_keys_and_signing_keys_that_do_not_fit_are_refused_by_class(site: Site_) -> None:
+    from botarena.bundles.build import sign
+
+    key_file = export(site.signers, site.keys[1], site.root / "other.asc")
+    for refusal, says in [
+        (lambda: site.trust.add(key_file, site.keys[0]), f"not {site.keys[0]}"),
+        (lambda: site.trust.add(key_file, "not hex"), "not a full 40-hex-digit fingerprint"),
+        (lambda: site.trust.remove("F" * 40), "is not a trusted key"),
+    ]:
+        with pytest.raises(BundleError) as refused:
+            refusal()
+        assert refused.value.code == "key" and says in refused.value.message
+    bundle = site.bundle("1.0.0", sign_with=[])
+    for key, says in [("F" * 40, "cannot sign with"), ("short", "not a full 40-hex-digit")]:
+        with pytest.raises(BundleError) as refused:
+            sign(bundle, key, site.signers)
+        assert refused.value.code == "sign" and says in refused.value.message
+    site.trust.pins.write_text("not json")
+    with pytest.raises(BundleError) as refused:
+        site.trust.listing()
+    assert refused.value.code == "key" and "cannot be read" in refused.value.message
+
+
 def test_a_deliberate_downgrade_is_allowed_and_recorded(site: Site_) -> None:
     site.install(site.bundle("1.1.0"))
     record = site.install(site.bundle("1.0.0"), None, "1.1.0 misbehaves", allow_downgrade=True)
@@ -330,6 +396,10 @@ def test_the_bundle_and_keys_commands_end_to_end(site: Site_, database_url: str)
 
     wrong = botarena(var, "keys", "add", str(key_file), "--fingerprint", site.keys[0], **settings)
     assert wrong.returncode == 1 and f"not {site.keys[0]}" in wrong.stderr
+    unknown = botarena(var, "keys", "remove", "F" * 40, **settings)
+    assert unknown.returncode == 1 and "refused (key): " in unknown.stderr
+    bad = botarena(var, "keys", "list", **settings, bundle_threshold="many")
+    assert bad.returncode == 1 and "bad settings" in bad.stderr and "Traceback" not in bad.stderr
     added = botarena(var, "keys", "add", str(key_file), "--fingerprint", site.keys[1], **settings)
     assert added.returncode == 0, added.stderr
     listed = botarena(var, "keys", "list", "--json", **settings)
@@ -451,3 +521,19 @@ def test_an_ollama_that_does_not_answer_leaves_the_site_unchanged(site: Site_) -
         site.install(site.bundle("1.1.0", files), None, "", f"http://127.0.0.1:{free_port()}")
     assert refused.value.code == "ollama" and "did not answer" in refused.value.message
     assert site.state() == before
+
+
+async def test_a_modelfile_ollama_cannot_read_is_refused_before_any_upload(site: Site_) -> None:
+    from tests.ollama_standin import ollama_standin
+
+    files = {"models/tiny.gguf": MODEL, "models/tiny.Modelfile": b"FROM ./tiny.gguf\nBOGUS x\n"}
+    bundle = site.bundle("1.0.0", files)
+    async with ollama_standin([]) as ollama:
+        with pytest.raises(BundleError) as refused:
+            await asyncio.to_thread(site.install, bundle, None, "", ollama.url)
+        uploads = [r for r in ollama.requests if "/api/blobs/" in r[1]]
+    assert refused.value.code == "ollama"
+    assert refused.value.message == (
+        "models/tiny.Modelfile: not a Modelfile instruction: 'BOGUS x'"
+    )
+    assert uploads == []

@@ -47,3 +47,13 @@ def test_a_diff_made_against_another_version_is_refused_not_guessed() -> None:
 def test_a_malformed_diff_says_what_is_wrong(diff: str, words: str) -> None:
     with pytest.raises(PatchError, match=words):
         apply_unified_diff(DOC, diff)
+
+
+def test_a_refused_diff_is_a_refusal_of_the_error_tree_not_a_value_error() -> None:
+    from botarena.server.errors import BotArenaError
+
+    with pytest.raises(PatchError) as refused:
+        apply_unified_diff(DOC, "")
+    assert isinstance(refused.value, BotArenaError) and not isinstance(refused.value, ValueError)
+    assert (refused.value.code, refused.value.message) == ("patch", "the diff has no hunk")
+    assert str(refused.value) == "the diff has no hunk"  # as the hub quotes it in its refusal

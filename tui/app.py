@@ -25,7 +25,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, TabbedContent
 
-from botarena.server.errors import HubError
+from botarena.server.errors import HubError, PatchError
 from botarena.server.protocol import ReviewDecision
 from botarena.tui.agents import AgentsPane
 from botarena.tui.health import HealthPane
@@ -369,8 +369,8 @@ class ConsoleApp(App[None]):
             except HubError as exc:
                 self._show_flash(f"refused: {exc.message}", error=True)
                 return
-            except ValueError as exc:
-                self._show_flash(f"cannot edit: {exc}", error=True)
+            except PatchError as exc:
+                self._show_flash(f"cannot edit: {exc.message}", error=True)
                 return
 
             def approve(edited: str | None) -> None:

@@ -279,7 +279,8 @@ class HubLink:
 
     async def editable(self, proposal_id: int) -> tuple[str, str]:
         """A proposal's path and the text a moderator edits: its content, or for a patch
-        the canon with the patch applied (:class:`ValueError` when it does not apply)."""
+        the canon with the patch applied (:class:`~botarena.server.errors.PatchError` when it
+        does not apply)."""
         detail = await self.proposal(proposal_id)
         text = detail.content
         if detail.kind == ProposalKind.PATCH:  # edit the result, not the diff
