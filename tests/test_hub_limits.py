@@ -8,6 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from botarena.server.client import HubClient
@@ -63,6 +64,41 @@ async def test_an_address_that_keeps_failing_is_refused_unread(hub_factory) -> N
         await client.connect()
     assert limited.value.retry_after is not None and limited.value.retry_after > 0
     await client.close()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ['42["whoami"]', '421["whoami"]', "4-1", "4[", "451-[]"],
+    ids=["event", "event-with-ack", "number", "undecodable", "binary"],
+)
+async def test_frames_before_authenticating_spend_the_addresss_refusals(
+    hub_factory, frame: str
+) -> None:
+    """Frames before a CONNECT (events, garbage) spend from the address's bucket of
+    refusals, as a bad token does, and the connection is dropped once it is spent."""
+    arena = await hub_factory(refused_connects_burst=5, refused_connects_per_second=0.1)
+    async with RawSocket(arena.url) as raw:
+        for _ in range(10):
+            await raw.frame(frame)
+        while (msg := await raw.ws.receive(timeout=5)).type is aiohttp.WSMsgType.TEXT:
+            pass
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+    async with RawSocket(arena.url) as raw:  # the address is refused for now
+        accepted, body = await raw.connect({"token": await arena.token("later")})
+        assert not accepted and body["data"]["code"] == "rate_limited"
+
+
+@pytest.mark.parametrize("auth", ["[" * 40, '{"token":1e999}', '{"token":'])
+async def test_connects_that_do_not_decode_spend_the_addresss_refusals(
+    hub_factory, auth: str
+) -> None:
+    arena = await hub_factory(refused_connects_burst=5, refused_connects_per_second=0.1)
+    async with RawSocket(arena.url) as raw:
+        codes = [(await raw.connect(auth))[1]["data"]["code"] for _ in range(8)]
+        assert codes == ["invalid_payload"] * 5 + ["rate_limited"] * 3
+        accepted, body = await raw.connect({"token": await arena.token("later")})
+        assert not accepted and body["data"]["code"] == "rate_limited"
+        assert body["data"]["retry_after"] > 0
 
 
 async def test_hubs_sharing_redis_share_the_buckets(hub_factory, redis_url: str) -> None:

@@ -25,7 +25,7 @@ from botarena.server.hub.events import event_table
 from botarena.server.hub.gate import Gate
 from botarena.server.hub.jobs import Jobs
 from botarena.server.hub.sessions import Session, Sessions, personal_room
-from botarena.server.hub.transport import HubServer
+from botarena.server.hub.transport import HubServer, too_many_refusals
 from botarena.server.metrics import HubMetrics
 from botarena.server.protocol import SUPERVISORS_ROOM, AgentStateKind, Role
 from botarena.server.ratelimit import buckets
@@ -60,6 +60,7 @@ class Hub:
         self.sio = HubServer(
             table,
             gate.unknown,
+            self._refused_stranger,
             async_mode="aiohttp",
             client_manager=manager,
             max_http_buffer_size=settings.max_payload_bytes,
@@ -88,23 +89,24 @@ class Hub:
     async def drop_connections(self) -> None:
         """Close every client's transport so that clients reconnect (to this hub when it
         returns, or to another behind the load balancer) and resume where they were.
-
-        A Socket.IO server disconnect would tell clients not to come back, and aiohttp
-        would otherwise wait its whole shutdown timeout for open websockets. Aborting
-        the Engine.IO socket and waking its writer closes the websocket at once.
-        """
-        for sock in list(self.sio.eio.sockets.values()):
-            await sock.close(wait=False, abort=True, reason="hub shutting down")
-            await sock.queue.put(None)
+        Each is aborted (:meth:`HubServer.abort`): aiohttp would otherwise wait its whole
+        shutdown timeout for open websockets."""
+        for eio_sid in list(self.sio.eio.sockets):
+            await self.sio.abort(eio_sid, "hub shutting down")
 
     async def stop(self) -> None:
         await self.jobs.stop()
 
     # connections ------------------------------------------------------------------
 
+    async def _refused_stranger(self, environ: dict[str, Any]) -> float:
+        """A frame refused before its connection authenticated (an event, or a CONNECT
+        that does not decode) spends from its address's refusal bucket, as a refused
+        token does: the seconds to wait once the address has none left."""
+        return await self.refusals.take(_address(environ))
+
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        request = environ.get("aiohttp.request")
-        address = str(getattr(request, "remote", None) or environ.get("REMOTE_ADDR", "?"))
+        address = _address(environ)
         try:
             session = await self._admit(sid, address, auth)
         except HubError as exc:
@@ -126,7 +128,7 @@ class Hub:
         and an address without tokens left is refused before its token is looked up."""
         wait = await self.refusals.peek(address)
         if wait:
-            raise RateLimited(f"too many refused connects: wait {wait:.2f}s", retry_after=wait)
+            raise too_many_refusals(wait)
         try:
             session = await self._authenticate(sid, auth)
         except HubError as exc:
@@ -161,3 +163,9 @@ class Hub:
             if session.principal.role is Role.AGENT:
                 await self.context.publish_agent_state(session.principal, AgentStateKind.OFFLINE)
         self.metrics.connections.dec()
+
+
+def _address(environ: dict[str, Any]) -> str:
+    """The peer address of a connection, from its environ."""
+    request = environ.get("aiohttp.request")
+    return str(getattr(request, "remote", None) or environ.get("REMOTE_ADDR", "?"))

@@ -28,7 +28,7 @@ import structlog
 from pydantic import BaseModel
 from socketio import packet
 
-from botarena.server.errors import HubError, InvalidPayload, Unauthorized
+from botarena.server.errors import HubError, InvalidPayload, RateLimited, Unauthorized
 from botarena.server.protocol import Ack
 
 log = structlog.get_logger(__name__)
@@ -151,15 +151,47 @@ class HubPacket(packet.Packet):
 
 UnknownHandler = Callable[[str, str], Awaitable[dict[str, Any]]]
 """Answers an event of no protocol name: (Socket.IO sid, the name as sent)."""
+StrangerHandler = Callable[[dict[str, Any]], Awaitable[float]]
+"""Told of each frame refused before its connection authenticated (its WSGI-style
+environ): the seconds its address must wait now, 0 while it has refusals left."""
 
 
 class HubServer(socketio.AsyncServer):
     """A Socket.IO server that lets only the protocol's frames reach their handlers."""
 
-    def __init__(self, events: Collection[str], unknown: UnknownHandler, **options: Any) -> None:
+    def __init__(
+        self,
+        events: Collection[str],
+        unknown: UnknownHandler,
+        stranger: StrangerHandler | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(serializer=HubPacket, **options)
         self.protocol_events = frozenset(events)
         self.on(UNKNOWN_EVENT, unknown)
+        self._stranger = stranger
+
+    async def _stranger_wait(self, eio_sid: str) -> float:
+        """A frame of a connection not authenticated was refused: what the hub says its
+        address must wait now."""
+        if self._stranger is None:
+            return 0.0
+        return await self._stranger(self.environ.get(eio_sid, {}))
+
+    async def _refused_stranger(self, eio_sid: str) -> None:
+        """A frame other than a CONNECT was refused before authenticating: the connection
+        is dropped once its address has spent its refusals."""
+        if await self._stranger_wait(eio_sid):
+            await self.abort(eio_sid, "too many refused frames")
+
+    async def abort(self, eio_sid: str, reason: str) -> None:
+        """Close a connection's transport at once. An Engine.IO close would wait for the
+        client's next frame to end a websocket (and a Socket.IO disconnect tells clients
+        not to come back); aborting the socket and waking its writer closes it now."""
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None:
+            await sock.close(wait=False, abort=True, reason=reason)
+            await sock.queue.put(None)
 
     async def _answer(
         self, eio_sid: str, namespace: str, ack_id: int | None, error: HubError
@@ -172,22 +204,31 @@ class HubServer(socketio.AsyncServer):
         await self._send_packet(eio_sid, answer)
 
     async def _refuse_connect(self, eio_sid: str, namespace: str, error: HubError) -> None:
-        reason = {"message": error.message, "data": {"code": str(error.code)}}
+        extra = {"retry_after": error.retry_after} if isinstance(error, RateLimited) else {}
+        reason = {"message": error.message, "data": {"code": str(error.code), **extra}}
         await self._send_packet(
             eio_sid, self.packet_class(packet.CONNECT_ERROR, data=reason, namespace=namespace)
         )
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
-        if not isinstance(data, str):
-            return  # an attachment: no protocol packet has any, so none is ever awaited
+        if not isinstance(data, str):  # an attachment (or a number Engine.IO decoded)
+            if self.manager.sid_from_eio_sid(eio_sid, "/") is None:
+                await self._refused_stranger(eio_sid)
+            return  # no protocol packet has attachments, so none is ever awaited
         try:
             pkt = self.packet_class(encoded_packet=data)
         except RefusedFrame as refused:
             log.info("hub.frame_refused", error=refused.error.message)
-            if refused.packet_type == packet.CONNECT:
-                await self._refuse_connect(eio_sid, "/", refused.error)
-            else:
-                await self._answer(eio_sid, "/", refused.ack_id, refused.error)
+            stranger = self.manager.sid_from_eio_sid(eio_sid, "/") is None
+            if refused.packet_type == packet.CONNECT:  # refused, as a bad token is
+                wait = await self._stranger_wait(eio_sid) if stranger else 0.0
+                await self._refuse_connect(
+                    eio_sid, "/", too_many_refusals(wait) if wait else refused.error
+                )
+                return
+            await self._answer(eio_sid, "/", refused.ack_id, refused.error)
+            if stranger:
+                await self._refused_stranger(eio_sid)
             return
         namespace = pkt.namespace or "/"
         kind = pkt.packet_type
@@ -211,11 +252,14 @@ class HubServer(socketio.AsyncServer):
                 pkt.id,
                 InvalidPayload("binary frames are not part of the protocol"),
             )
+            if self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+                await self._refused_stranger(eio_sid)
 
     async def _dispatch(self, eio_sid: str, namespace: str, ack_id: int | None, data: Any) -> None:
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
             await self._answer(eio_sid, namespace, ack_id, Unauthorized("not authenticated"))
+            await self._refused_stranger(eio_sid)
             return
         if not isinstance(data, list) or not data:
             await self._answer(
@@ -226,3 +270,8 @@ class HubServer(socketio.AsyncServer):
         if not isinstance(name, str) or name not in self.protocol_events:
             data = [UNKNOWN_EVENT, name if isinstance(name, str) else repr(name)[:64]]
         await self._handle_event(eio_sid, namespace, ack_id, data)
+
+
+def too_many_refusals(wait: float) -> RateLimited:
+    """The refusal of a connect from an address that spent its refused connects."""
+    return RateLimited(f"too many refused connects: wait {wait:.2f}s", retry_after=wait)
