@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from botarena.arenas.names import ARENAS, EXTERNAL, ProposalKind, ProposalStatus
+from botarena.arenas.names import ARENAS, EXTERNAL, ProposalStatus
 from botarena.server.cli import fail, load_settings, run
 from botarena.server.protocol import Role
 from botarena.server.settings import ClientSettings, HubSettings
@@ -562,29 +562,30 @@ def proposals_list(
 
 @proposals_app.command("show")
 def proposals_show(proposal_id: Annotated[int, typer.Argument(min=1)]) -> None:
-    """Show a proposal and its diff against the canon."""
-    from botarena.server.patching import unified_diff
+    """Show a proposal and its diff: against the canon while it waits, or what its
+    approval merged (the moderator's text, when edited)."""
 
-    async def show(store: Store) -> tuple[ProposalInfo | None, tuple[int, str] | None]:
+    async def show(store: Store) -> tuple[ProposalInfo | None, int, str]:
         found = await store.proposals.get(proposal_id)
-        return found, (await store.canon.get(found.path) if found else None)
+        if found is None:
+            return None, 0, ""
+        head = await store.canon.entry(found.path)
+        return found, head.version if head else 0, await store.canon.review_diff(found, head)
 
-    proposal, canon = _with_store(show)
+    proposal, version, diff = _with_store(show)
     if proposal is None:
         fail(f"no proposal {proposal_id}", code=1)
-    version, current = canon if canon else (0, "")
+    edited = f", edited by {proposal.reviewed_by}" if proposal.edited else ""
     typer.echo(
         f"#{proposal.id} {proposal.title} by {proposal.author} in {proposal.arena}: "
-        f"{proposal.status} {proposal.reason}".rstrip()
+        f"{proposal.status}{edited} {proposal.reason}".rstrip()
     )
+    merged = f", merged as v{proposal.merged_version}" if proposal.merged_version else ""
     typer.echo(
-        f"{proposal.kind} {proposal.path}, based on v{proposal.base_version}, canon at v{version}"
+        f"{proposal.kind} {proposal.path}, based on v{proposal.base_version}{merged},"
+        f" canon at v{version}"
     )
-    typer.echo(
-        proposal.content
-        if proposal.kind is ProposalKind.PATCH
-        else unified_diff(current, proposal.content, proposal.path)
-    )
+    typer.echo(diff, nl=False)
 
 
 @proposals_app.command("approve")

@@ -19,6 +19,9 @@ __all__ = ["PatchError", "apply_unified_diff", "unified_diff"]
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
+NO_NEWLINE = "\\ No newline at end of file"
+
+
 def apply_unified_diff(original: str, diff: str) -> str:
     source = original.splitlines(keepends=True)
     result: list[str] = []
@@ -44,8 +47,8 @@ def apply_unified_diff(original: str, diff: str) -> str:
         while index < len(lines) and not lines[index].startswith("@@"):
             body = lines[index]
             tag, text = body[:1], body[1:]
-            if body.startswith("\\"):  # "\ No newline at end of file"
-                if result and result[-1].endswith("\n"):
+            if body.startswith("\\"):  # "\ No newline at end of file", of the line before
+                if lines[index - 1][:1] in (" ", "+") and result and result[-1].endswith("\n"):
                     result[-1] = result[-1][:-1]
             elif tag in (" ", "-"):
                 if position >= len(source) or source[position].rstrip("\n") != text.rstrip("\n"):
@@ -67,11 +70,10 @@ def apply_unified_diff(original: str, diff: str) -> str:
 
 
 def unified_diff(before: str, after: str, path: str) -> str:
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True),
-            after.splitlines(keepends=True),
-            fromfile=f"a/{path}",
-            tofile=f"b/{path}",
-        )
+    """The unified diff that turns ``before`` into ``after``, to show: one line per line,
+    each ending with a newline; a last line that has none is followed by the marker
+    diff and patch write (:data:`NO_NEWLINE`)."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), f"a/{path}", f"b/{path}"
     )
+    return "".join(line if line.endswith("\n") else f"{line}\n{NO_NEWLINE}\n" for line in lines)

@@ -27,6 +27,23 @@ def test_the_diff_it_shows_applies_back_to_the_same_text(after: str) -> None:
     assert apply_unified_diff(DOC, diff) == after
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("Retry twice.\nA minute apart.", "Retry twice.\nA minute apart.\nChecked by mod."),
+        ("one\ntwo", "one\nthree\n"),
+        ("one\ntwo\n", "one\nthree"),
+    ],
+)
+def test_a_last_line_without_newline_is_marked_not_glued(before: str, after: str) -> None:
+    diff = unified_diff(before, after, "docs/a.md")
+    assert all(line[:1] in "-+ @\\" for line in diff.splitlines())
+    removed = [line[1:] for line in diff.splitlines()[2:] if line.startswith("-")]
+    added = [line[1:] for line in diff.splitlines()[2:] if line.startswith("+")]
+    assert set(removed) <= set(before.splitlines()) and set(added) <= set(after.splitlines())
+    assert apply_unified_diff(before, diff) == after
+
+
 def test_a_diff_made_against_another_version_is_refused_not_guessed() -> None:
     diff = unified_diff(DOC, DOC.replace("line 20\n", "line twenty\n"), "a.md")
     moved_on = DOC.replace("line 19\n", "line nineteen\n")

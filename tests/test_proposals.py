@@ -210,11 +210,17 @@ def test_moderators_review_from_the_command_line(tmp_path) -> None:
     )
     assert rejected.returncode == 0
     edited_file = tmp_path / "edited.py"
-    edited_file.write_text("y = 3\n")
+    edited_file.write_text("y = 3\nz = 4")  # no newline at its end
     edited = botarena(
         var, "proposals", "edit", str(third), "--as", "mod", "--file", str(edited_file)
     )
     assert edited.returncode == 0 and "version 1" in edited.stdout
+    merged = botarena(var, "proposals", "show", str(third)).stdout
+    assert "approved, edited by mod" in merged and "merged as v1" in merged
+    changed = [
+        line for line in merged.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"
+    ]
+    assert changed == ["+y = 3", "+z = 4"], merged  # what was merged, not the agent's text
     assert "intact" in botarena(var, "audit", "verify").stdout
 
 

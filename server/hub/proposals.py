@@ -9,14 +9,13 @@ are read by those who may read their arena (:mod:`botarena.server.auth`).
 
 from __future__ import annotations
 
-from botarena.arenas.names import ProposalKind, ProposalStatus
+from botarena.arenas.names import ProposalStatus
 from botarena.server import auth
 from botarena.server.errors import InvalidPayload
 from botarena.server.hub.attachments import attachments_of
 from botarena.server.hub.context import HubContext
 from botarena.server.hub.gate import EventTable
 from botarena.server.hub.sessions import Session, personal_room
-from botarena.server.patching import unified_diff
 from botarena.server.protocol import (
     SUPERVISORS_ROOM,
     CanonDocument,
@@ -89,12 +88,8 @@ async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> P
     head = await hub.store.canon.entry(proposal.path)
     if head is not None and head.arena != proposal.arena:  # the diff would show it
         head = await hub.readable_canon(session, proposal.path)
-    version, current = (head.version, head.content) if head else (0, "")
-    diff = (
-        proposal.content
-        if proposal.kind == ProposalKind.PATCH
-        else unified_diff(current, proposal.content, proposal.path)
-    )
+    version = head.version if head else 0
+    diff = await hub.store.canon.review_diff(proposal, head)
     return ProposalDetail(
         **proposal.model_dump(),
         canon_version=version,

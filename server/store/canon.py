@@ -17,6 +17,9 @@ from typing import Any
 
 import asyncpg
 
+from botarena.arenas.names import ProposalKind, ProposalStatus
+from botarena.server.patching import unified_diff
+from botarena.server.protocol import ProposalInfo
 from botarena.server.store.database import Database
 
 
@@ -47,6 +50,22 @@ class CanonRepository:
             version,
         )
         return CanonEntry(path, row["version"], row["content"], row["arena"]) if row else None
+
+    async def review_diff(self, proposal: ProposalInfo, head: CanonEntry | None) -> str:
+        """What a reviewer reads of ``proposal``: for a merged one, the diff from the version
+        before its merge to the version it made (the moderator's text when edited);
+        otherwise the diff from ``head`` (the path's newest version) to the proposal, or a
+        patch as it came."""
+        merged = proposal.merged_version
+        if proposal.status is ProposalStatus.APPROVED and merged is not None:
+            before = await self.get(proposal.path, merged - 1) if merged > 1 else None
+            after = await self.get(proposal.path, merged)
+            return unified_diff(
+                before[1] if before else "", after[1] if after else "", proposal.path
+            )
+        if proposal.kind is ProposalKind.PATCH:
+            return proposal.content
+        return unified_diff(head.content if head else "", proposal.content, proposal.path)
 
     async def arena_of(self, path: str, *, conn: asyncpg.Connection | None = None) -> str | None:
         """The arena whose canon holds ``path`` (that of its newest version), or None."""
