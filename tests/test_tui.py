@@ -28,7 +28,7 @@ from botarena.server.protocol import Role
 from botarena.server.store import Store
 from botarena.tui.app import PANES, WRITE_ACTIONS, ConsoleApp
 from botarena.tui.pane import ConsolePane
-from botarena.tui.screens import EditorScreen, FormScreen
+from botarena.tui.screens import ConfirmScreen, EditorScreen, FormScreen
 from botarena.tui.sources import split_sources
 from botarena.tui.state import ConsoleState
 from tests.harness import Arena, answer_ticket
@@ -121,10 +121,26 @@ async def test_approving_from_the_console_changes_the_canon(arena: Arena) -> Non
         created = await proposal_on_screen(app, pilot, ada)
         await until(pilot, lambda: "+Retry twice" in text_of(app, "#proposal-detail"), "diff")
         await pilot.press("a")
-        await until(pilot, lambda: "reviewed" in app.flash, "approval")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "asked to confirm")
+        about = shown(app.screen, "#confirm-about")
+        assert "Retries" in about and "docs/retries.md" in about and "+1 -0 lines" in about
+        await pilot.press("n")  # not now: nothing merged
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "dialog closed")
+        pid = created["id"]
+        await pilot.pause(0.3)
+        assert app.state.proposals[pid].status == "pending"
+        with pytest.raises(HubError) as missing:
+            await ada.call("canon.get", {"path": "docs/retries.md"})
+        assert missing.value.code == "not_found"
+        await pilot.press("a", "y")
+        await until(pilot, lambda: app.flash.startswith(f"proposal #{pid} approved"), "approval")
+        assert app.flash == f"proposal #{pid} approved: merged as docs/retries.md v1"
         canon = await ada.call("canon.get", {"path": "docs/retries.md"})
         assert (canon["version"], canon["content"]) == (1, "Retry twice, a minute apart.\n")
         assert app.state.proposals[created["id"]].status == "approved"
+        await pilot.press("s")  # every state: the approved one is listed
+        await until(pilot, lambda: "merged as v1:" in text_of(app, "#proposal-detail"), "merged")
+        assert "(edited)" not in text_of(app, "#proposal-detail")
 
 
 async def test_rejecting_asks_for_a_reason(arena: Arena) -> None:
@@ -146,7 +162,7 @@ async def test_rejecting_asks_for_a_reason(arena: Arena) -> None:
         # a refusal from the hub is shown: reviewing it again
         await pilot.press("s")  # state filter: all
         await pilot.pause(0.3)
-        await pilot.press("a")
+        await pilot.press("a", "y")
         await until(pilot, lambda: "refused" in app.flash, "the hub's refusal")
         assert f"proposal {created['id']} is already rejected" in app.flash
 
@@ -240,7 +256,7 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
         await pilot.press("3")
         await until(pilot, lambda: answer["id"] in app.state.proposals, "answer listed")
         await pilot.pause(0.3)
-        await pilot.press("a")
+        await pilot.press("a", "y")
         await until(pilot, lambda: app.state.tickets[ticket.id].status == "closed", "closed")
         await pilot.press("4")
         await until(pilot, lambda: "approved" in row(), "the approved answer shown")
@@ -318,11 +334,17 @@ async def test_edit_then_approve_in_the_consoles_editor(arena: Arena) -> None:
         await until(pilot, lambda: isinstance(app.screen, EditorScreen), "the editor")
         assert app.screen.query_one(TextArea).text == "Retry twice, a minute apart.\n"
         await pilot.press("down", *"Checked by mod.", "ctrl+s")
-        await until(pilot, lambda: "edited and reviewed" in app.flash, "the edited approval")
+        await until(pilot, lambda: "edited and approved" in app.flash, "the edited approval")
         got = await ada.call("proposal.get", {"id": created["id"]})
         assert (got["status"], got["edited"]) == ("approved", True)
         canon = await ada.call("canon.get", {"path": "docs/retries.md"})
         assert canon["content"] == "Retry twice, a minute apart.\nChecked by mod."
+        detail = lambda: text_of(app, "#proposal-detail")  # noqa: E731
+        await pilot.press("s")  # every state: the approved one is listed
+        await until(pilot, lambda: "canon at v1" in detail(), "the merged diff")
+        assert "merged as v1, edited by mod" in detail()
+        changed = [line for line in detail().splitlines() if line[:1] in "+-"][2:]
+        assert changed == ["+Retry twice, a minute apart.", "+Checked by mod."], detail()
 
 
 Told = list[tuple[str, str, str]]
@@ -408,7 +430,7 @@ async def test_a_ticket_the_agents_escalate_is_told_and_marked_until_a_human_ans
         await pilot.press("3")
         await until(pilot, lambda: answer["id"] in app.state.proposals, "the answer listed")
         await pilot.pause(0.3)
-        await pilot.press("a")
+        await pilot.press("a", "y")
         await until(pilot, lambda: "closed" in ticket_row(app, filed.id), "closed")
         await until(pilot, lambda: "needs a human" not in shown(app, "#status"), "uncounted")
         assert tab_label(app, "tickets") == "4 Tickets"

@@ -25,8 +25,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, TabbedContent
 
+from botarena.arenas.names import ProposalStatus
 from botarena.server.errors import HubError, PatchError
-from botarena.server.protocol import ReviewDecision
+from botarena.server.protocol import ProposalInfo, ReviewDecision
 from botarena.tui.agents import AgentsPane
 from botarena.tui.health import HealthPane
 from botarena.tui.link import HubLink
@@ -48,7 +49,7 @@ WRITE_ACTIONS = frozenset[str]().union(*(pane.WRITE_ACTIONS for pane in PANES))
 PARTS = frozenset({"connection", "alerts", *(part for pane in PANES for part in pane.DRAWS_FROM)})
 ALERT_SECONDS = 20.0
 """How long a ticket's alert stays on screen (its count stays on the status line)."""
-DONE = {"approve": "reviewed", "reject": "rejected", "edit": "edited and reviewed"}
+DONE = {"approve": "approved", "reject": "rejected", "edit": "edited and approved"}
 P = TypeVar("P", bound=ConsolePane)
 
 GLOBAL_KEYS: list[BindingType] = [
@@ -290,8 +291,11 @@ class ConsoleApp(App[None]):
 
     # what the panes ask for --------------------------------------------------------
 
-    def _act(self, make: Callable[[HubLink], Awaitable[Any]], done: str) -> None:
-        """Run an action on the hub; show ``done`` or the hub's refusal."""
+    def _act(
+        self, make: Callable[[HubLink], Awaitable[Any]], done: str | Callable[[Any], str]
+    ) -> None:
+        """Run an action on the hub; show ``done`` (or what it makes of the action's
+        result) or the hub's refusal."""
         if self.read_only:
             return
         link = self.link
@@ -301,11 +305,11 @@ class ConsoleApp(App[None]):
 
         async def run() -> None:
             try:
-                await make(link)
+                result = await make(link)
             except HubError as exc:
                 self._show_flash(f"refused: {exc.message}", error=True)
                 return
-            self._show_flash(done)
+            self._show_flash(done if isinstance(done, str) else done(result))
 
         self.run_worker(run(), group="actions")
 
@@ -353,7 +357,7 @@ class ConsoleApp(App[None]):
     ) -> None:
         self._act(
             lambda link: link.review(pid, decision, reason=reason, content=content),
-            f"proposal #{pid} {DONE[decision]}",
+            lambda reviewed: reviewed_text(reviewed, DONE[decision]),
         )
 
     @on(ProposalsPane.Edit)
@@ -395,3 +399,15 @@ class ConsoleApp(App[None]):
             self._changed("proposals")
 
         self.run_worker(load(), group="diff", exclusive=True)
+
+
+def reviewed_text(proposal: ProposalInfo, done: str) -> str:
+    """What the flash line says of a review: what it did, and for a merge where it went
+    (an approval that found the canon moved on is a conflict, not a merge)."""
+    if proposal.merged_version is not None:
+        return (
+            f"proposal #{proposal.id} {done}: merged as {proposal.path} v{proposal.merged_version}"
+        )
+    if proposal.status is ProposalStatus.CONFLICT:
+        return f"proposal #{proposal.id} is a conflict: {proposal.reason}"
+    return f"proposal #{proposal.id} {done}"

@@ -25,7 +25,7 @@ from botarena.arenas.names import ARENAS, ProposalKind, ProposalStatus
 from botarena.server.protocol import ProposalDetail, ProposalInfo, ReviewDecision
 from botarena.tui.markup import colour, styled
 from botarena.tui.pane import ConsolePane
-from botarena.tui.screens import Field, FormScreen
+from botarena.tui.screens import ConfirmScreen, Field, FormScreen
 from botarena.tui.sources import sources_line, split_sources
 from botarena.tui.state import ConsoleState
 from botarena.tui.table import KeyedTable, Row
@@ -95,7 +95,7 @@ class ProposalsPane(ConsolePane):
     def __init__(self, state: ConsoleState, *, read_only: bool = False) -> None:
         super().__init__(state, read_only=read_only)
         self.hub_linked = False  # a hub to read diffs from
-        self._diff_for: int | None = None
+        self._diff_for: tuple[int, str] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -130,7 +130,9 @@ class ProposalsPane(ConsolePane):
             ):
                 continue
             stale = isinstance(p, ProposalDetail) and p.stale
-            status = str(p.status) + (" (stale)" if stale else "")
+            status = (
+                str(p.status) + (" (stale)" if stale else "") + (" (edited)" if p.edited else "")
+            )
             style = STATUS_STYLE.get(p.status, "yellow" if stale else "")
             cells = (
                 str(p.id),
@@ -161,6 +163,12 @@ class ProposalsPane(ConsolePane):
         )
         if proposal.reason:
             log.write(f"[b]{proposal.status}[/b]: {escape(proposal.reason)}")
+        if proposal.merged_version is not None:
+            edited = f", edited by {escape(proposal.reviewed_by or '?')}" if proposal.edited else ""
+            log.write(
+                f"[b]merged as v{proposal.merged_version}{edited}[/b]: the diff shows what the"
+                " canon took"
+            )
         if detail and detail.attachments:
             files = ", ".join(f"{a.name} ({a.size} bytes)" for a in detail.attachments)
             log.write(f"attachments: {escape(files)}")
@@ -172,8 +180,9 @@ class ProposalsPane(ConsolePane):
             log.write(escape(content))  # no hub to diff against
             return
         if detail is None:
-            if self._diff_for != proposal.id:
-                self._diff_for = proposal.id
+            wanted = (proposal.id, proposal.status)
+            if self._diff_for != wanted:  # asked once per proposal and state
+                self._diff_for = wanted
                 self.post_message(self.DiffWanted(proposal.id))
             log.write("[dim]loading the diff…[/]")
             return
@@ -183,9 +192,19 @@ class ProposalsPane(ConsolePane):
     # keys --------------------------------------------------------------------------
 
     def action_approve(self) -> None:
+        """Ask first: an approval merges into the append-only canon for good."""
         proposal = self.selected
-        if proposal:
-            self.post_message(self.Review(proposal.id, "approve"))
+        if not proposal:
+            return
+        pid = proposal.id
+
+        def approve(sure: bool | None) -> None:
+            if sure:
+                self.post_message(self.Review(pid, "approve"))
+
+        self.app.push_screen(
+            ConfirmScreen(f"Approve proposal #{pid}?", approval(proposal)), approve
+        )
 
     def action_reject(self) -> None:
         proposal = self.selected
@@ -213,6 +232,25 @@ class ProposalsPane(ConsolePane):
     def action_status_filter(self) -> None:
         index = STATUS_FILTERS.index(self.status_filter)
         self.status_filter = STATUS_FILTERS[(index + 1) % len(STATUS_FILTERS)]
+
+
+def approval(proposal: ProposalInfo) -> list[str]:
+    """What a moderator confirms an approval on: the title, where it goes, how big it is."""
+    if isinstance(proposal, ProposalDetail):
+        changed = [line[:1] for line in proposal.diff.splitlines()[2:] if line[:1] in "+-"]
+        size = (
+            f"+{changed.count('+')} -{changed.count('-')} lines against v{proposal.canon_version}"
+        )
+    else:
+        size = f"{len(proposal.content.splitlines())} lines (the diff is not loaded yet)"
+    return [
+        escape(proposal.title),
+        f"by {escape(proposal.author)} in {proposal.arena}: {proposal.kind} on"
+        f" [b]{escape(proposal.path)}[/b]",
+        size,
+        "It becomes a new canon version for good: the canon is append-only, so it can only be"
+        " undone by another version.",
+    ]
 
 
 def diff_style(line: str) -> str:

@@ -1,7 +1,7 @@
-"""The console's dialogs: a small form (a reason, a mute, a ticket), the editor for
-edit-then-approve, and the help screen. Each is a modal screen, centred in a framed box
-(:class:`Dialog` holds their CSS), that returns what was entered, or None when dismissed
-with Escape."""
+"""The console's dialogs: a small form (a reason, a mute, a ticket), a yes-or-no question
+(an approval), the editor for edit-then-approve, and the help screen. Each is a modal
+screen, centred in a framed box (:class:`Dialog` holds their CSS), that returns what was
+entered, or None when dismissed with Escape."""
 
 from __future__ import annotations
 
@@ -121,6 +121,29 @@ class EditorScreen(Dialog[str | None]):
 
     def action_dismiss_editor(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmScreen(Dialog[bool]):
+    """A question with what it is about: ``y`` or Enter says yes, ``n`` or Escape no."""
+
+    BINDINGS: ClassVar = [
+        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, lines: list[str]) -> None:
+        super().__init__()
+        self.question = question
+        self.lines = lines
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            yield Static("\n".join(self.lines), markup=True, id="confirm-about")
+            yield Label("y / Enter: yes · n / Esc: no", classes="hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 class HelpScreen(Dialog[None]):

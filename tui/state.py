@@ -138,9 +138,14 @@ class ConsoleState:
 
     def set_proposal(self, proposal: ProposalInfo) -> None:
         """A proposal as listed, pushed or reviewed; what only its detail carries (the
-        diff, the canon's version, staleness, attachments) is kept from an earlier read."""
+        diff, the canon's version, staleness, attachments) is kept from an earlier read
+        while its review stands where it stood (a merge changes what its diff is)."""
         kept = self.proposals.get(proposal.id)
-        if isinstance(kept, ProposalDetail) and not isinstance(proposal, ProposalDetail):
+        if (
+            isinstance(kept, ProposalDetail)
+            and not isinstance(proposal, ProposalDetail)
+            and (kept.status, kept.merged_version) == (proposal.status, proposal.merged_version)
+        ):
             proposal = kept.model_copy(update=dict(proposal))
         self.proposals[proposal.id] = proposal
 
