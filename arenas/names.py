@@ -79,3 +79,9 @@ class TicketStatus(StrEnum):
 def ticket_path(ticket_id: int) -> str:
     """The canon path a ticket's answer is proposed on."""
     return f"tickets/{ticket_id}"
+
+
+def ticket_of(path: str) -> int | None:
+    """The ticket whose answer ``path`` is (:func:`ticket_path`), or None."""
+    folder, _, number = path.partition("/")
+    return int(number) if folder == "tickets" and number.isascii() and number.isdigit() else None

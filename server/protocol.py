@@ -543,6 +543,13 @@ class TicketList(BaseModel):
     tickets: list[TicketInfo]
 
 
+class TicketChanged(TicketInfo, Push):
+    """Pushed as ``ticket.changed`` to moderators when a ticket is filed, escalated or
+    closed by its approved answer: the ticket as it stands now."""
+
+    event = "ticket.changed"
+
+
 class MuteResult(BaseModel):
     principal: str
     until: IsoTime
@@ -676,6 +683,7 @@ PUSHES: dict[str, type[Push]] = {
         ModerationNotice,
         TicketWaiting,
         TicketEscalation,
+        TicketChanged,
     )
 }
 """Every event the hub pushes, and its model."""

@@ -22,6 +22,7 @@ from textual.widgets import (
     TextArea,
 )
 
+from botarena.arenas.names import ProposalKind
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
 from botarena.server.protocol import Role
@@ -549,3 +550,36 @@ async def test_every_pane_ends_above_the_flash_line_which_is_on_screen() -> None
             await pilot.pause(0.05)
             pane = app.query_one(f"#{kind.TAB_ID}", ConsolePane)
             assert pane.region.height > 0 and pane.region.bottom <= flash.y, (key, pane.region)
+
+
+def agent_row(app: ConsoleApp, agent: str) -> list[str]:
+    """The cells of an agent's row in the Agents tab as they read."""
+    table = app.query_one("#agent-table", DataTable)
+    if agent not in {key.value for key in table.rows}:
+        return []
+    return [Text.from_markup(str(cell)).plain for cell in table.get_row(agent)]
+
+
+async def test_reputation_and_seats_follow_reviews_and_reactions(hub_factory) -> None:
+    """Another moderator's rejection, and a reaction, change the Agents tab at once: the
+    reputation and who holds the help desk's one seat."""
+    arena = await hub_factory(external_min_seats=1, external_top_fraction=0.01)
+    app = await console(arena)
+    desk = ["compiler", "external"]
+    ada = await arena.client("ada", arenas=desk)
+    grace = await arena.client("grace", arenas=desk)
+    other = await arena.client("other_mod", "moderator")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await pilot.press("2")
+        await until(pilot, lambda: agent_row(app, "ada")[3:5] == ["0", "yes"], "ada listed")
+        assert agent_row(app, "grace")[3:5] == ["0", "yes"]  # tied: both seated
+        proposal = await ada.propose("compiler", ProposalKind.DOCUMENT, "docs/a.md", "A", "a\n")
+        await other.review(proposal.id, "reject", reason="not needed")
+        await until(pilot, lambda: agent_row(app, "ada")[3:5] == ["-5", "no"], "ada unseated")
+        assert agent_row(app, "grace")[3:5] == ["0", "yes"]
+        await grace.join("compiler")
+        said = await grace.send("compiler", "a useful remark")
+        await other.join("compiler")
+        await other.react("compiler", said.id, 1)
+        await until(pilot, lambda: agent_row(app, "grace")[3] == "1", "the reaction counted")

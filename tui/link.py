@@ -13,7 +13,8 @@ reconnecting.
 ``/healthz`` is polled for the dependencies' state. Every change calls ``on_change`` with
 what changed (``rooms``, ``agents``, ``proposals``, ``tickets``, ``health``,
 ``connection``, and ``alerts`` when a push is to be told at once: a ticket waiting too
-long or escalated to the humans, after which the tickets are read again); actions raise
+long or escalated to the humans). Tickets follow ``ticket.changed``; reputation and the
+external seats are read again after each review and reaction. Actions raise
 the refusal's :class:`HubError` subclass (``Forbidden``, ``Conflict``...) with the hub's
 message.
 """
@@ -38,10 +39,12 @@ from botarena.server.protocol import (
     ProposalInfo,
     ProposalNew,
     ProposalReviewed,
+    Reaction,
     ReviewDecision,
     Role,
     RoomInvited,
     RoomState,
+    TicketChanged,
     TicketEscalation,
     TicketFiled,
     TicketWaiting,
@@ -52,6 +55,9 @@ HEALTH_SECONDS = 5.0
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 5.0
 """Waits between connects while the hub is away: doubling from the first to the last."""
+STANDINGS_DELAY = 0.2
+"""Seconds a review or reaction waits before the standings are read again (a burst of
+them is one read)."""
 REFUSAL_CHECK_SECONDS = 0.5
 """How often a dropped link looks whether the hub refuses its token now."""
 
@@ -82,6 +88,9 @@ class HubLink:
         self.client.on(RoomInvited, self._on_room_invited)
         self.client.on(TicketWaiting, self._on_ticket_waiting)
         self.client.on(TicketEscalation, self._on_ticket_escalated)
+        self.client.on(TicketChanged, self._on_ticket_changed)
+        self.client.on(Reaction, self._on_reaction)
+        self._standings_due: asyncio.Task[None] | None = None
 
     # life cycle ---------------------------------------------------------------------
 
@@ -220,29 +229,38 @@ class HubLink:
     def _on_proposal(self, proposal: ProposalInfo) -> None:
         self.state.set_proposal(proposal)
         self.on_change("proposals")
-        if (
-            proposal.kind == ProposalKind.TICKET_ANSWER
-            and proposal.status != ProposalStatus.PENDING
-        ):
-            self._spawn(self._reload_tickets())
+        if proposal.status != ProposalStatus.PENDING:
+            self._standings_changed()  # a review moves reputation, and the seats with it
 
-    async def _reload_tickets(self) -> None:
+    def _on_reaction(self, _reaction: Reaction) -> None:
+        self._standings_changed()
+
+    def _standings_changed(self) -> None:
+        """Read the standings again: once for a burst of reviews and reactions."""
+        if self._standings_due is None or self._standings_due.done():
+            self._standings_due = asyncio.ensure_future(self._reload_standings())
+            self._tasks.add(self._standings_due)
+            self._standings_due.add_done_callback(self._tasks.discard)
+
+    async def _reload_standings(self) -> None:
+        await asyncio.sleep(STANDINGS_DELAY)
         with contextlib.suppress(HubError):
-            for ticket in (await self.client.tickets(limit=500)).tickets:
-                self.state.set_ticket(ticket)
-            self.on_change("tickets")
+            self.state.set_standings(await self.client.reputation())
+            self.on_change("agents")
+
+    def _on_ticket_changed(self, ticket: TicketChanged) -> None:
+        self.state.set_ticket(ticket)
+        self.on_change("tickets")
 
     def _on_ticket_waiting(self, push: TicketWaiting) -> None:
         self.state.ticket_waiting(push)
         self.on_change("alerts")
         self.on_change("tickets")
-        self._spawn(self._reload_tickets())  # a ticket another moderator filed, say
 
     def _on_ticket_escalated(self, push: TicketEscalation) -> None:
         self.state.ticket_escalated(push)
         self.on_change("alerts")
         self.on_change("tickets")
-        self._spawn(self._reload_tickets())
 
     def _on_room_state(self, push: RoomState) -> None:
         self.state.room(push.room).paused = push.paused
@@ -301,6 +319,4 @@ class HubLink:
         await self.client.resume(room)
 
     async def file_ticket(self, title: str, body: str) -> TicketFiled:
-        filed = await self.client.file_ticket(title, body)
-        await self._reload_tickets()
-        return filed
+        return await self.client.file_ticket(title, body)  # listed by its ticket.changed

@@ -35,6 +35,7 @@ from botarena.server.protocol import (
     ProposalInfo,
     Push,
     Role,
+    TicketChanged,
 )
 from botarena.server.reputation import refusal
 from botarena.server.settings import HubSettings
@@ -67,6 +68,11 @@ class HubContext:
     async def push(self, push: Push, to: str | list[str]) -> None:
         """Send ``push`` to a Socket.IO room (or to several, each connection once)."""
         await self.sio.emit(push.event, push.model_dump(mode="json"), to=to)
+
+    async def ticket_changed(self, ticket_id: int) -> None:
+        """Tell moderators how a ticket stands now (``ticket.changed``)."""
+        for found in await self.store.tickets.find(limit=1, ticket_id=ticket_id):
+            await self.push(TicketChanged.model_validate(found), SUPERVISORS_ROOM)
 
     async def notify(self, principal: Principal, push: Push) -> None:
         """Send ``push`` to every connection of ``principal``, on every hub."""

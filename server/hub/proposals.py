@@ -9,7 +9,7 @@ are read by those who may read their arena (:mod:`botarena.server.auth`).
 
 from __future__ import annotations
 
-from botarena.arenas.names import ProposalStatus
+from botarena.arenas.names import ProposalKind, ProposalStatus, ticket_of
 from botarena.server import auth
 from botarena.server.errors import InvalidPayload
 from botarena.server.hub.attachments import attachments_of
@@ -70,6 +70,9 @@ async def review(hub: HubContext, session: Session, req: ProposalReview) -> Prop
             proposal=proposal.id,
         )
         await hub.push(merged, proposal.arena)
+        ticket = ticket_of(proposal.path)
+        if proposal.kind is ProposalKind.TICKET_ANSWER and ticket is not None:
+            await hub.ticket_changed(ticket)
     return proposal
 
 

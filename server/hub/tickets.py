@@ -5,7 +5,8 @@ while the arena is paused; not when the moderator filing it is muted); its answe
 ``ticket_answer`` proposal on the ticket's canon path, reviewed like any other. A ticket
 the agents cannot answer from what they know is escalated by one of them (any of the
 arena's posters may): it leaves their queue, moderators are told with a
-``ticket.escalated`` push, and it counts as a human's intervention.
+``ticket.escalated`` push, and it counts as a human's intervention. Moderators are sent
+each ticket as it stands (``ticket.changed``) when it is filed, escalated or closed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ async def file_ticket(hub: HubContext, session: Session, req: TicketFile) -> Tic
         await hub.post(EXTERNAL, session.principal, text, may_post_when_paused=True)
     except Muted:
         pass  # a muted moderator's ticket is filed all the same, unannounced
+    await hub.ticket_changed(ticket_id)
     return TicketFiled(id=ticket_id, path=ticket_path(ticket_id))
 
 
@@ -61,6 +63,7 @@ async def escalate_ticket(
             id=req.ticket, title=title, by=session.principal.name, reason=req.reason
         )
         await hub.push(notice, SUPERVISORS_ROOM)
+        await hub.ticket_changed(req.ticket)
     return TicketEscalated(id=req.ticket, status=TicketStatus.ESCALATED, changed=changed)
 
 

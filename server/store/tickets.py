@@ -87,15 +87,19 @@ class TicketRepository:
             await self._audit("ticket.escalated", by, ticket_id, {"reason": reason}, conn)
         return row["title"], True
 
-    async def find(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Tickets newest first, of one status when given."""
+    async def find(
+        self, status: str | None = None, limit: int = 100, *, ticket_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Tickets newest first, of one status when given (or the one ``ticket_id``)."""
         rows = await self.db.pool.fetch(
             """SELECT t.id, t.title, t.body, p.name AS filed_by, t.status,
                       t.answer_proposal_id, t.human_intervention, t.created_at, t.closed_at
                FROM tickets t JOIN principals p ON p.id = t.filed_by
-               WHERE $1::text IS NULL OR t.status = $1 ORDER BY t.id DESC LIMIT $2""",
+               WHERE ($1::text IS NULL OR t.status = $1) AND ($3::bigint IS NULL OR t.id = $3)
+               ORDER BY t.id DESC LIMIT $2""",
             status,
             limit,
+            ticket_id,
         )
         return [
             {
