@@ -29,7 +29,7 @@ from botarena.server.protocol import Role
 from botarena.server.store import Store
 from botarena.tui.app import PANES, WRITE_ACTIONS, ConsoleApp
 from botarena.tui.pane import ConsolePane
-from botarena.tui.screens import ConfirmScreen, EditorScreen, FormScreen
+from botarena.tui.screens import ConfirmScreen, EditorScreen, FormScreen, HelpScreen
 from botarena.tui.sources import split_sources
 from botarena.tui.state import ConsoleState
 from tests.harness import Arena, answer_ticket
@@ -242,10 +242,14 @@ async def test_a_ticket_is_filed_and_followed_to_its_answer(arena: Arena) -> Non
         await until(pilot, lambda: app.state.loaded, "connected")
         await pilot.press("4", "n")
         await until(pilot, lambda: isinstance(app.screen, FormScreen), "the ticket dialog")
-        await pilot.press(*"Disk", "enter", *"Is it full?", "enter")
+        await pilot.press(*"Disk", "enter", *"Is it full?", "enter", *"Since noon.", "ctrl+s")
         await until(pilot, lambda: app.state.tickets, "ticket listed")
         (ticket,) = app.state.tickets.values()
-        assert (ticket.title, ticket.status) == ("Disk", "open")
+        assert (ticket.title, ticket.body, ticket.status) == (
+            "Disk",
+            "Is it full?\nSince noon.",
+            "open",
+        )
 
         def row() -> str:
             table = app.query_one("#ticket-table", DataTable)
@@ -583,3 +587,76 @@ async def test_reputation_and_seats_follow_reviews_and_reactions(hub_factory) ->
         await other.join("compiler")
         await other.react("compiler", said.id, 1)
         await until(pilot, lambda: agent_row(app, "grace")[3] == "1", "the reaction counted")
+
+
+async def test_every_tab_key_works_from_every_tab(arena: Arena) -> None:
+    app = await console(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        tabs = app.query_one(TabbedContent)
+        ids = [pane.TAB_ID for pane in PANES]
+        for start, first in enumerate(ids, 1):
+            for key, wanted in enumerate(ids, 1):
+                await pilot.press(str(start), str(key))
+                await pilot.pause(0.05)
+                assert tabs.active == wanted, f"{key} pressed on the {first} tab"
+
+
+async def test_escape_leaves_the_filter_and_drops_it(arena: Arena) -> None:
+    app = await console(arena)
+    ada = await arena.client("ada", arenas=["compiler"])
+    await ada.join("compiler")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await pilot.press("enter")  # the first room: compiler
+        for text in ("about disks", "about retries"):
+            await ada.send("compiler", text)
+        await until(pilot, lambda: "about retries" in text_of(app, "#stream"), "messages")
+        await pilot.press("slash", *"disk")
+        await until(pilot, lambda: "about retries" not in text_of(app, "#stream"), "filtered")
+        await pilot.press("escape")
+        await until(pilot, lambda: "about retries" in text_of(app, "#stream"), "filter gone")
+        assert not app.query_one("#filter", Input).display or app.query_one(
+            "#filter", Input
+        ).has_class("hidden")
+        assert "about disks" in text_of(app, "#stream")
+
+
+async def test_the_stream_wraps_at_its_width_after_a_dialog_and_a_resize(arena: Arena) -> None:
+    app = await console(arena)
+    ada = await arena.client("ada", arenas=["compiler"])
+    await ada.join("compiler")
+    long = "word " * 60
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await pilot.press("enter", "p")  # the pause dialog over the stream
+        await until(pilot, lambda: isinstance(app.screen, FormScreen), "the pause dialog")
+        await ada.send("compiler", "during the dialog " + long)
+        await pilot.pause(0.3)
+        await pilot.press("escape")
+        await ada.send("compiler", "after the dialog " + long)
+        await until(pilot, lambda: "after the dialog" in text_of(app, "#stream"), "shown")
+        for size in ((100, 30), SIZE):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.3)
+            stream = app.query_one("#stream", RichLog)
+            width = stream.scrollable_content_region.width
+            lines = [line.text.rstrip() for line in stream.lines]
+            assert max(map(len, lines)) <= width, (width, lines)
+            assert max(map(len, lines)) > min(width, 80) - 10, f"wrapped short of {width}"
+            assert sum("during the dialog" in line for line in lines) == 1
+
+
+async def test_help_says_which_keys_belong_to_which_tab(arena: Arena) -> None:
+    app = await console(arena)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await pilot.press("3", "question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+        text = str(app.screen.query_one("#help-keys", Static).render())
+        sections = [line for line in text.splitlines() if line and not line.startswith(" ")]
+        assert sections[:2] == ["Proposals tab (this one)", "Everywhere"]
+        assert {"Rooms tab", "Agents tab", "Tickets tab"} <= set(sections)  # Health: no keys
+        proposals = text.split("Proposals tab (this one)")[1].split("Everywhere")[0]
+        assert "Approve" in proposals and "Mute" not in proposals
+        assert "Mute" in text.split("Agents tab")[1]

@@ -24,7 +24,8 @@ from botarena.server.protocol import (
 from botarena.tui.app import ConsoleApp
 from botarena.tui.state import ConsoleState
 
-SIZE = (120, 34)
+SIZES = [(120, 40), (80, 24)]
+"""A roomy terminal, and the smallest a console is used in."""
 T0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
 
@@ -223,6 +224,11 @@ def site() -> ConsoleState:
     return state
 
 
+@pytest.fixture(params=SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+def size(request: pytest.FixtureRequest) -> tuple[int, int]:
+    return request.param
+
+
 async def settle(pilot: Pilot) -> None:
     await pilot.pause(0.3)  # a few redraws of the views
 
@@ -242,16 +248,16 @@ def console(**options: object) -> ConsoleApp:
     ],
     ids=["rooms", "agents", "proposals", "tickets", "health"],
 )
-def test_each_tab(snap_compare, keys: list[str]) -> None:
-    assert snap_compare(console(), press=keys, terminal_size=SIZE, run_before=settle)
+def test_each_tab(snap_compare, keys: list[str], size: tuple[int, int]) -> None:
+    assert snap_compare(console(), press=keys, terminal_size=size, run_before=settle)
 
 
-def test_a_ticket_answers_sources(snap_compare) -> None:
+def test_a_ticket_answers_sources(snap_compare, size: tuple[int, int]) -> None:
     """The ticket answer #5 selected: its sources on a line of their own."""
-    assert snap_compare(console(), press=["3", "s"], terminal_size=SIZE, run_before=settle)
+    assert snap_compare(console(), press=["3", "s"], terminal_size=size, run_before=settle)
 
 
-def test_tickets_for_a_human(snap_compare) -> None:
+def test_tickets_for_a_human(snap_compare, size: tuple[int, int]) -> None:
     """An escalated ticket (selected, with who and why) and an overdue one: both marked,
     counted on the status line and the tab, and notified."""
     app = console()
@@ -277,22 +283,36 @@ def test_tickets_for_a_human(snap_compare) -> None:
     app.state.ticket_waiting(
         TicketWaiting(id=3, title="Port", filed_at=T0), now=T0 + timedelta(minutes=5)
     )
-    assert snap_compare(app, press=["4", "down"], terminal_size=SIZE, run_before=settle)
+    assert snap_compare(app, press=["4", "down"], terminal_size=size, run_before=settle)
 
 
-def test_help(snap_compare) -> None:
-    assert snap_compare(console(), press=["question_mark"], terminal_size=SIZE, run_before=settle)
+def test_help(snap_compare, size: tuple[int, int]) -> None:
+    """The keys by tab, from the Proposals tab."""
+    assert snap_compare(
+        console(), press=["3", "question_mark"], terminal_size=size, run_before=settle
+    )
 
 
-def test_reject_dialog(snap_compare) -> None:
-    assert snap_compare(console(), press=["3", "x"], terminal_size=SIZE, run_before=settle)
+def test_reject_dialog(snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(console(), press=["3", "x"], terminal_size=size, run_before=settle)
 
 
-def test_read_only_proposals(snap_compare) -> None:
-    assert snap_compare(console(read_only=True), press=["3"], terminal_size=SIZE, run_before=settle)
+def test_approve_asks_first(snap_compare, size: tuple[int, int]) -> None:
+    """The ticket answer #5 selected: its title, path and size, before anything merges
+    (no hub here, so its diff is not loaded)."""
+    assert snap_compare(console(), press=["3", "a"], terminal_size=size, run_before=settle)
 
 
-def test_disconnected(snap_compare) -> None:
+def test_a_multi_line_ticket_question(snap_compare, size: tuple[int, int]) -> None:
+    keys = ["4", "n", *"Disk", "enter", *"Is it full?", "enter", *"Since noon."]
+    assert snap_compare(console(), press=keys, terminal_size=size, run_before=settle)
+
+
+def test_read_only_proposals(snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(console(read_only=True), press=["3"], terminal_size=size, run_before=settle)
+
+
+def test_disconnected(snap_compare, size: tuple[int, int]) -> None:
     app = console()
     app.state.connected, app.state.status = False, "disconnected, reconnecting…"
-    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+    assert snap_compare(app, terminal_size=size, run_before=settle)

@@ -84,7 +84,7 @@ class AgentsPane(ConsolePane):
             cells = (
                 styled(name, colour(name)),
                 styled(kind, STATE_STYLE.get(kind, "")),
-                escape(state.detail if state else "")[:50],
+                escape(clipped(state.detail if state else "", 50)),
                 str(standing.reputation) if standing else "",
                 desk,
                 drift,
@@ -103,9 +103,11 @@ class AgentsPane(ConsolePane):
         state = self.state.agents.get(agent)
         standing = self.state.standings.get(agent) or no_record(agent)
         ratio = standing.approval_ratio
+        said = f"{state.state}: {state.detail}" if state and state.detail else ""
         detail.update(
             f"[b]{escape(agent)}[/b]  {escape(state.summary if state else '')}\n"
-            f"reputation {standing.reputation}: {standing.approved} approved, "
+            + (f"{escape(said)}\n" if said else "")
+            + f"reputation {standing.reputation}: {standing.approved} approved, "
             f"{standing.edited} edited, {standing.rejected} rejected, "
             f"reactions +{standing.reactions_up}/-{standing.reactions_down}"
             + (f", approval {ratio:.0%}" if ratio is not None else "")
@@ -141,6 +143,12 @@ class AgentsPane(ConsolePane):
         agent = self.selected
         if agent:
             self.post_message(self.Unmute(agent))
+
+
+def clipped(text: str, width: int) -> str:
+    """``text`` on one line of at most ``width`` characters, … marking a cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def no_record(agent: str) -> AgentStanding:

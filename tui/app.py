@@ -254,22 +254,29 @@ class ConsoleApp(App[None]):
         """Escape from a text box back to its pane's list."""
         if isinstance(self.focused, Input):
             try:
-                self.focused.query_ancestor(ConsolePane).focus_default()
+                self.focused.query_ancestor(ConsolePane).leave_input(self.focused)
             except NoMatches:
                 pass
 
     def action_help(self) -> None:
-        """Every key: the tabs, each pane's in tab order, then the app's own."""
-        panes = [key for pane in self.main.query(ConsolePane) for key in pane.offered_keys()]
-        keys = [
-            (b.key.replace("question_mark", "?").replace("slash", "/"), b.description)
-            for b in [
-                *Binding.make_bindings(TAB_KEYS),
-                *panes,
-                *Binding.make_bindings(GLOBAL_KEYS),
-            ]
+        """Every key, by where it works: the tab shown first, then the keys that work
+        everywhere, then each other tab's own."""
+        shown = self.main.query_one("#tabs", TabbedContent).active
+        panes = sorted(self.main.query(ConsolePane), key=lambda pane: pane.id != shown)
+        tabs = ("1-5", ", ".join(pane.TAB_TITLE[2:] for pane in PANES))
+        everywhere = [
+            tabs,
+            *((key_name(b.key), b.description) for b in Binding.make_bindings(GLOBAL_KEYS)),
         ]
-        self.push_screen(HelpScreen(keys))
+        sections = [
+            (
+                f"{pane.TAB_TITLE[2:]} tab" + (" (this one)" if pane.id == shown else ""),
+                [(key_name(b.key), b.description) for b in pane.offered_keys()],
+            )
+            for pane in panes
+        ]
+        sections.insert(1, ("Everywhere", everywhere))
+        self.push_screen(HelpScreen(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -411,3 +418,8 @@ def reviewed_text(proposal: ProposalInfo, done: str) -> str:
     if proposal.status is ProposalStatus.CONFLICT:
         return f"proposal #{proposal.id} is a conflict: {proposal.reason}"
     return f"proposal #{proposal.id} {done}"
+
+
+def key_name(key: str) -> str:
+    """A binding's key as the moderator types it."""
+    return key.replace("question_mark", "?").replace("slash", "/").replace("escape", "Esc")

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.widgets import TabPane
+from textual.widgets import Input, TabPane
 
 from botarena.tui.state import ConsoleState
 
@@ -79,9 +79,17 @@ class ConsolePane(TabPane):
         """Show the state as it is now."""
 
     def focus_default(self) -> None:
-        """Focus the widget this pane's keys start from (:attr:`FOCUS`)."""
+        """Focus the widget this pane's keys start from (:attr:`FOCUS`); a pane without
+        one takes the focus from the pane left (a widget focused on a hidden tab would
+        bring its tab back)."""
         if self.FOCUS:
             self.focus_now(self.FOCUS)
+        else:
+            self.screen.set_focus(None)
+
+    def leave_input(self, box: Input) -> None:
+        """Escape from a text box of this pane: back to the widget its keys start from."""
+        self.focus_default()
 
     def focus_now(self, selector: str) -> None:
         """Focus a widget of this pane at once (``focus()`` waits for the next message),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.markup import escape
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -112,8 +112,8 @@ class RoomsPane(ConsolePane):
         filter changed)."""
         room = self.state.current_room
         stream = self.query_one("#stream", RichLog)
-        if room is None:
-            return
+        if room is None or stream.scrollable_content_region.width < stream.min_width:
+            return  # not laid out (a hidden tab, a dialog over it): drawn on its resize
         messages = self.state.room(room).messages
         shown_room, shown_filter, shown_last = self._shown
         if (shown_room, shown_filter) != (room, self.message_filter):
@@ -135,6 +135,12 @@ class RoomsPane(ConsolePane):
         self._shown = (room, self.message_filter, max(last, shown_last))
 
     # keys and events ---------------------------------------------------------------
+
+    @on(events.Resize)
+    def _rewrap(self) -> None:
+        """The stream was wrapped at its old width: write it again at the new one."""
+        self._shown = (None, "", 0)
+        self._draw_stream()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -175,6 +181,15 @@ class RoomsPane(ConsolePane):
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
         self.focus_now("#stream")
+
+    def leave_input(self, box: Input) -> None:
+        """Escape from the filter drops the filter and hides its box."""
+        if box.id == "filter":
+            box.value = ""
+            self.message_filter = ""
+            box.add_class("hidden")
+            self.draw()
+        super().leave_input(box)
 
     @on(Input.Submitted, "#compose")
     def _post(self, event: Input.Submitted) -> None:

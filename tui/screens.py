@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
@@ -32,6 +33,8 @@ class Dialog(ModalScreen[Result]):
             background: $surface;
         }
         .dialog.editor { height: 90%; }
+        .multiline { height: 6; }
+        #help-scroll { height: auto; max-height: 55vh; }
         .dialog-title { text-style: bold; margin-bottom: 1; }
         .hint { color: $text-muted; }
         .error { color: $error; }
@@ -47,12 +50,17 @@ class Field:
     value: str = ""
     required: bool = True
     secret: bool = False
+    multiline: bool = False
+    """Several lines (a text area: Enter breaks the line, Ctrl+S submits)."""
 
 
 class FormScreen(Dialog[dict[str, str] | None]):
-    """A titled form of one-line fields; Enter on the last field (or OK) submits."""
+    """A titled form of fields; Enter on the last one-line field, Ctrl+S or OK submits."""
 
-    BINDINGS: ClassVar = [Binding("escape", "dismiss_form", "Cancel")]
+    BINDINGS: ClassVar = [
+        Binding("escape", "dismiss_form", "Cancel"),
+        Binding("ctrl+s", "submit", "Submit"),
+    ]
 
     def __init__(self, title: str, fields: list[Field]) -> None:
         super().__init__()
@@ -64,26 +72,41 @@ class FormScreen(Dialog[dict[str, str] | None]):
             yield Label(self.title_text, classes="dialog-title")
             for f in self.fields:
                 yield Label(f.label)
-                yield Input(value=f.value, id=f"field-{f.name}", password=f.secret)
+                if f.multiline:
+                    yield TextArea(f.value, id=f"field-{f.name}", classes="multiline")
+                else:
+                    yield Input(value=f.value, id=f"field-{f.name}", password=f.secret)
             yield Static("", id="form-error", classes="error")
+            if any(f.multiline for f in self.fields):
+                yield Label("Ctrl+S submit · Esc cancel", classes="hint")
             yield Button("OK", variant="primary", id="ok")
 
     def on_mount(self) -> None:
-        self.query(Input).first().focus()
+        self.query(f"#field-{self.fields[0].name}").first().focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        inputs = list(self.query(Input))
-        index = inputs.index(event.input)
-        if index + 1 < len(inputs):
-            inputs[index + 1].focus()
+        boxes = [self.query_one(f"#field-{f.name}") for f in self.fields]
+        index = boxes.index(event.input)
+        if index + 1 < len(boxes):
+            boxes[index + 1].focus()
         else:
             self._submit()
 
     def on_button_pressed(self, _event: Button.Pressed) -> None:
         self._submit()
 
+    def action_submit(self) -> None:
+        self._submit()
+
+    def _value(self, f: Field) -> str:
+        box = self.query_one(f"#field-{f.name}")
+        if isinstance(box, TextArea):
+            return box.text
+        assert isinstance(box, Input)
+        return box.value
+
     def _submit(self) -> None:
-        values = {f.name: self.query_one(f"#field-{f.name}", Input).value for f in self.fields}
+        values = {f.name: self._value(f) for f in self.fields}
         missing = [f.label for f in self.fields if f.required and not values[f.name].strip()]
         if missing:
             self.query_one("#form-error", Static).update(f"needed: {', '.join(missing)}")
@@ -151,15 +174,22 @@ class HelpScreen(Dialog[None]):
 
     BINDINGS: ClassVar = [Binding("escape,question_mark,q", "dismiss_help", "Close")]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+        """``sections``: (where the keys work, [(key, what it does)]) each."""
         super().__init__()
-        self.keys = keys
+        self.sections = sections
 
     def compose(self) -> ComposeResult:
-        lines = "\n".join(f"[b]{key:>8}[/b]  {what}" for key, what in self.keys)
+        lines = "\n".join(
+            f"[b]{escape(title)}[/b]"
+            + "".join(f"\n  [b]{escape(key):>8}[/b]  {escape(what)}" for key, what in keys)
+            for title, keys in self.sections
+            if keys
+        )
         with Vertical(classes="dialog"):
             yield Label("Keys", classes="dialog-title")
-            yield Static(lines, markup=True)
+            with VerticalScroll(id="help-scroll"):
+                yield Static(lines, markup=True, id="help-keys")
             yield Label("Ctrl+P: command palette · Esc: close", classes="hint")
 
     def action_dismiss_help(self) -> None:

@@ -154,6 +154,9 @@ class TicketsPane(ConsolePane):
                 self.post_message(self.File(values["title"], values["body"]))
 
         self.app.push_screen(
-            FormScreen("File a ticket", [Field("title", "title"), Field("body", "question")]),
+            FormScreen(
+                "File a ticket",
+                [Field("title", "title"), Field("body", "question", multiline=True)],
+            ),
             file,
         )
