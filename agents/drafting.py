@@ -87,6 +87,21 @@ def slug(text: str) -> str:
     return "-".join(words)[:60].strip("-") or "untitled"
 
 
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_PROSE_WORD = re.compile(
+    r"[\"'(\u201c\u2018]*[^\W\d_]+(?:['\u2019-][^\W\d_]+)*[\"'),.;:!?\u201d\u2019]*"
+)
+
+
+def words(body: str, *, script: bool = False) -> int:
+    """How many words ``body`` has: whitespace-separated words of letters (with their
+    punctuation) in prose; runs of letters in a script, whose words are commands and
+    flags."""
+    if script:
+        return len(_WORD.findall(body))
+    return sum(1 for token in body.split() if _PROSE_WORD.fullmatch(token))
+
+
 def from_action(
     action: DraftAction, draft: DraftPlan, author: str, names: Iterable[str] = ()
 ) -> Draft | str:
@@ -101,7 +116,7 @@ def from_action(
         return "no title: it has no word"
     if not_prose(title) or (action.kind != ProposalKind.SCRIPT and not_prose(body)):
         return NOT_PROSE_REASON
-    if len(re.findall(r"[^\W\d_]{2,}", body)) < MIN_WORDS:
+    if words(body, script=action.kind == ProposalKind.SCRIPT) < MIN_WORDS:
         return "too short to propose"
     if body.lower().startswith(title.lower()) and len(body) < len(title) + 20:
         return "the body only repeats the title"

@@ -43,12 +43,16 @@ _NOT_PROSE = re.compile(
     r"<[a-z/!][^>]*>?|\{[%{]|https?://|www\.|\[(?:your|insert|name|link)\b[^\]]*\]|```",
     re.IGNORECASE,
 )
-NOT_PROSE_REASON = "not plain prose (markup, a link or a placeholder)"
+_NOISE = re.compile(r"\S{31,}")
+"""A run of 31 or more characters without a space: no word of any language the agents
+speak is that long; the tiny model's noise ("123dNTA0TZ4LFzBJ...") is."""
+NOT_PROSE_REASON = "not plain prose (markup, a link, a placeholder or noise)"
 
 
 def not_prose(text: str) -> bool:
-    """Whether ``text`` holds markup, a link or a template placeholder ("[Your Name]")."""
-    return _NOT_PROSE.search(text) is not None
+    """Whether ``text`` holds markup, a link, a template placeholder ("[Your Name]") or
+    noise (a run of characters far longer than any word)."""
+    return _NOT_PROSE.search(text) is not None or _NOISE.search(text) is not None
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ async def test_an_echoing_draft_is_never_proposed(arena: Arena, tmp_path: Path) 
                 "no title: it has no word",
                 "the model echoed its instructions",
                 "the model echoed its instructions",
-                "not plain prose (markup, a link or a placeholder)",
+                "not plain prose (markup, a link, a placeholder or noise)",
             ]
             assert await stays(lambda: not new and not said(inbox), 0.5), (new, said(inbox))
         finally:
@@ -242,5 +242,5 @@ def test_the_prompts_own_phrases_are_refused_as_echoes(raw: str) -> None:
 def test_markup_links_and_placeholders_are_not_posted(raw: str) -> None:
     assert clean_reply(raw, compiler_pair()[0], []) == (
         None,
-        "not plain prose (markup, a link or a placeholder)",
+        "not plain prose (markup, a link, a placeholder or noise)",
     )

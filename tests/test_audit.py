@@ -14,7 +14,7 @@ from botarena.server.audit import Verdict
 from botarena.server.protocol import Role
 from botarena.server.store import Store
 from tests.harness import Arena
-from tests.test_cli import botarena
+from tests.test_cli import botarena, run_ok
 
 
 async def chain(store: Store) -> Verdict:
@@ -100,8 +100,8 @@ async def test_tampering_is_reported_at_the_exact_entry(
 
 def test_audit_verify_command_reports_the_entry(tmp_path: Path) -> None:
     var = tmp_path / "var"
-    botarena(var, "token", "create", "--name", "alice", "--role", "moderator")
-    botarena(var, "token", "create", "--name", "bob", "--role", "agent")
+    run_ok(var, "token", "create", "--name", "alice", "--role", "moderator")
+    run_ok(var, "token", "create", "--name", "bob", "--role", "agent")
     intact = botarena(var, "audit", "verify")
     assert intact.returncode == 0 and "intact: 2 entries" in intact.stdout
     shown = botarena(var, "audit", "log")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from botarena.server.checkpoint import leaf, merkle_root
 from tests.harness import make_key
-from tests.test_cli import botarena
+from tests.test_cli import botarena, run_ok
 
 
 def test_merkle_root_changes_with_any_leaf() -> None:
@@ -28,7 +28,7 @@ def test_a_checkpoint_is_signed_verified_and_names_a_changed_document(
     other = make_key(gnupg_home, "intruder")
     var = tmp_path / "var"
     env = {"gnupg_home": str(gnupg_home), "site_key": site}
-    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
+    run_ok(var, "token", "create", "--name", "mod", "--role", "moderator")
 
     async def canon() -> None:
         from botarena.server.settings import Settings
@@ -103,7 +103,7 @@ def test_a_checkpoint_that_cannot_be_signed_records_nothing_and_no_agent_stays(
     site = make_key(gnupg_home, "site")
     subprocess.run(["gpgconf", "--homedir", str(gnupg_home), "--kill", "gpg-agent"], check=True)
     var = tmp_path / "var"
-    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
+    run_ok(var, "token", "create", "--name", "mod", "--role", "moderator")
 
     wrong = botarena(var, "audit", "checkpoint", gnupg_home=str(gnupg_home), site_key="F" * 40)
     assert wrong.returncode == 1 and "cannot sign with" in wrong.stderr
@@ -118,7 +118,7 @@ def test_a_checkpoint_that_cannot_be_signed_records_nothing_and_no_agent_stays(
 
 def test_the_site_key_is_made_once_and_checkpoints_sign_with_it(tmp_path: Path) -> None:
     var = tmp_path / "var"
-    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
+    run_ok(var, "token", "create", "--name", "mod", "--role", "moderator")
     unset = botarena(var, "audit", "checkpoint")
     assert unset.returncode == 2 and "botarena audit site-key" in unset.stderr
 

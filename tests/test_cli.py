@@ -28,6 +28,13 @@ def botarena(var: Path, *args: str, **settings: str) -> subprocess.CompletedProc
     )
 
 
+def run_ok(var: Path, *args: str, **settings: str) -> str:
+    """The output of a command a test needs to succeed (its error shown when it fails)."""
+    result = botarena(var, *args, **settings)
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A site's var/ folder, whose embedded PostgreSQL the commands start on their own."""
@@ -81,7 +88,7 @@ def test_bad_commands_say_what_is_wrong(site: Path, args, code, message) -> None
 
 
 def test_a_principal_cannot_change_role_by_asking(site: Path) -> None:
-    botarena(site, "token", "create", "--name", "carol", "--role", "agent")
+    run_ok(site, "token", "create", "--name", "carol", "--role", "agent")
     result = botarena(site, "token", "create", "--name", "carol", "--role", "admin")
     assert result.returncode == 2 and "exists with role agent" in result.stderr
 
@@ -110,7 +117,7 @@ async def watcher(site: Path, url: str, token: str, *args: str) -> asyncio.subpr
 
 
 async def test_serve_runs_on_the_embedded_database_and_stops_it(site: Path) -> None:
-    token = botarena(site, "token", "create", "--name", "dave", "--role", "agent").stdout.strip()
+    token = run_ok(site, "token", "create", "--name", "dave", "--role", "agent").strip()
     hub = HubProcess(site.parent / "hub.log", var_dir=str(site)).start()
     assert (site / "pgdata" / "postmaster.pid").exists()
     client = HubClient(hub.url, token)

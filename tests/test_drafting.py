@@ -115,8 +115,29 @@ def test_a_draft_that_echoes_the_prompt_has_no_title_or_is_not_prose_is_refused(
     ) == ("the model echoed its instructions")
     for junk in ("<pre><code>Back up the data</code></pre> every night", week + " https://x.io"):
         assert drafting.from_action(written("Backups", junk), plan, "maria") == (
-            "not plain prose (markup, a link or a placeholder)"
+            "not plain prose (markup, a link, a placeholder or noise)"
         )
     assert drafting.from_action(written("[Your Name] on backups", week), plan, "maria") == (
-        "not plain prose (markup, a link or a placeholder)"
+        "not plain prose (markup, a link, a placeholder or noise)"
     )
+
+
+def test_noise_is_no_draft_and_words_are_counted_as_words() -> None:
+    """The tiny model once wrote a tutorial whose body was one 61-character token; letter
+    runs inside it counted as six words."""
+    plan = drafting.DraftPlan(("tutorial", "script"))
+    noise = "123dNTA0TZ4LFzBJXH5GVbKYWNAk78m6Sxo9uR.vDgPnCpMjwQEUeAMaAtlA,"
+    assert drafting.from_action(written("Backups", noise), plan, "maria") == (
+        "not plain prose (markup, a link, a placeholder or noise)"
+    )
+    ids = "ab12 cd34 ef56 gh78 ij90 kl12 mn34"  # seven tokens, none a word
+    assert drafting.from_action(written("Backups", ids), plan, "maria") == "too short to propose"
+    french = "L'élève sauvegarde la base chaque nuit, puis vérifie la copie."
+    assert isinstance(
+        drafting.from_action(written("Sauvegardes", french), plan, "m"), drafting.Draft
+    )
+    script = "pg_dump -Fc botarena > /var/backups/db.dump && gzip -9 db.dump"
+    assert isinstance(
+        drafting.from_action(written("Nightly dump", script, "script"), plan, "m"), drafting.Draft
+    )
+    assert drafting.words("It\u2019s \u201cdone\u201d now, isn\u2019t it?") == 5

@@ -169,11 +169,11 @@ def test_moderators_review_from_the_command_line(tmp_path) -> None:
     from botarena.server.protocol import Role
     from botarena.server.settings import Settings
     from botarena.server.store import open_store
-    from tests.test_cli import botarena
+    from tests.test_cli import botarena, run_ok
 
     var = tmp_path / "var"
-    botarena(var, "token", "create", "--name", "mod", "--role", "moderator")
-    botarena(var, "token", "create", "--name", "ada", "--role", "agent", "--arena", "compiler")
+    run_ok(var, "token", "create", "--name", "mod", "--role", "moderator")
+    run_ok(var, "token", "create", "--name", "ada", "--role", "agent", "--arena", "compiler")
 
     async def make() -> list[int]:
         async with open_store(Settings(var_dir=var)) as store:
