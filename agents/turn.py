@@ -43,15 +43,16 @@ _NOT_PROSE = re.compile(
     r"<[a-z/!][^>]*>?|\{[%{]|https?://|www\.|\[(?:your|insert|name|link)\b[^\]]*\]|```",
     re.IGNORECASE,
 )
-_NOISE = re.compile(r"\S{31,}")
-"""A run of 31 or more characters without a space: no word of any language the agents
-speak is that long; the tiny model's noise ("123dNTA0TZ4LFzBJ...") is."""
+_NOISE = re.compile(r"[^\W_]{31,}")
+"""A run of 31 or more letters and digits: no word of the languages the agents speak is
+that long; the tiny model's noise ("123dNTA0TZ4LFzBJ...") is (a path or an identifier
+breaks at its separators)."""
 NOT_PROSE_REASON = "not plain prose (markup, a link, a placeholder or noise)"
 
 
 def not_prose(text: str) -> bool:
     """Whether ``text`` holds markup, a link, a template placeholder ("[Your Name]") or
-    noise (a run of characters far longer than any word)."""
+    noise (a run of letters and digits far longer than any word)."""
     return _NOT_PROSE.search(text) is not None or _NOISE.search(text) is not None
 
 

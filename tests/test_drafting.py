@@ -9,6 +9,7 @@ import pytest
 from botarena.agents import drafting
 from botarena.agents.actions import DraftAction
 from botarena.agents.scheduler import Turn
+from botarena.agents.turn import not_prose
 from botarena.arenas.charter import charters
 from botarena.server.protocol import Message, Role, ticket_announcement
 
@@ -141,3 +142,5 @@ def test_noise_is_no_draft_and_words_are_counted_as_words() -> None:
         drafting.from_action(written("Nightly dump", script, "script"), plan, "m"), drafting.Draft
     )
     assert drafting.words("It\u2019s \u201cdone\u201d now, isn\u2019t it?") == 5
+    path = "I proposed tutorials/toilette-themed-tutorial-on-backups-maria-b7ff8a.md today."
+    assert not not_prose(path), "a long path is no noise"
