@@ -54,6 +54,7 @@ from botarena.server.protocol import (
     AttachmentContent,
     AttachmentStored,
     CanonDocument,
+    CanonReverted,
     ErrorBody,
     ErrorCode,
     HistoryResult,
@@ -347,16 +348,21 @@ class HubClient:
         drift: dict[str, float] | None = None,
         summary: str | None = None,
         llm_seconds: float | None = None,
+        backend: str | None = None,
+        memory: str | None = None,
         timeout: float | None = None,
     ) -> AgentState | None:
-        """Report this agent's state; None when the hub could not store it. ``timeout``:
-        seconds to wait for the answer (None: the client's ``call_timeout``)."""
+        """Report this agent's state (and, when given, the LLM backend and memory it uses);
+        None when the hub could not store it. ``timeout``: seconds to wait for the answer
+        (None: the client's ``call_timeout``)."""
         payload = {
             "state": state,
             "detail": detail,
             "drift": drift or {},
             "summary": summary,
             "llm_seconds": llm_seconds,
+            "backend": backend,
+            "memory": memory,
         }
         data = await self.call("agent.state", payload, timeout=timeout)
         return None if data is None else _parse("agent.state", AgentState, data)
@@ -403,6 +409,11 @@ class HubClient:
         """``approve``, ``reject`` (with a reason) or ``edit`` (with the edited content)."""
         payload = {"id": proposal_id, "decision": decision, "reason": reason, "content": content}
         return await self._ask("proposal.review", ProposalInfo, payload)
+
+    async def revert(self, proposal_id: int, reason: str) -> CanonReverted:
+        """Undo an approved proposal with a new canon version (moderators)."""
+        payload = {"proposal": proposal_id, "reason": reason}
+        return await self._ask("canon.revert", CanonReverted, payload)
 
     async def proposals(
         self,

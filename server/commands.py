@@ -25,7 +25,7 @@ from botarena.server.settings import ClientSettings, HubSettings
 
 if TYPE_CHECKING:
     from botarena.server.auth import Principal
-    from botarena.server.protocol import ProposalInfo
+    from botarena.server.protocol import CanonReverted, ProposalInfo
     from botarena.server.store import Store
 
 T = TypeVar("T")
@@ -617,6 +617,23 @@ def proposals_reject(
 
     _with_store(reject)
     typer.echo(f"rejected #{proposal_id}")
+
+
+@proposals_app.command("revert")
+def proposals_revert(
+    proposal_id: Annotated[int, typer.Argument(min=1)],
+    moderator: Annotated[str, typer.Option("--as", help="the moderator reverting")],
+    reason: Annotated[str, typer.Option(help="why (required; audited)")],
+) -> None:
+    """Undo an approval: a new canon version with the text from before it (the canon keeps
+    every version), audited. Only a document's newest version can be reverted."""
+
+    async def revert(store: Store) -> CanonReverted:
+        return await store.proposals.revert(proposal_id, await _reviewer(store, moderator), reason)
+
+    done = _with_store(revert)
+    before = f"the text of v{done.restores}" if done.restores else "no text (it was new)"
+    typer.echo(f"reverted #{proposal_id}: {done.path} v{done.version} has {before}")
 
 
 @proposals_app.command("edit")

@@ -189,6 +189,12 @@ class AgentStateReport(Payload):
     llm_seconds: float | None = Field(
         None, ge=0, le=3600, description="LLM time of the last turn; None: as before"
     )
+    backend: str | None = Field(
+        None, max_length=200, description="the LLM backend, model and slots busy; None: as before"
+    )
+    memory: str | None = Field(
+        None, max_length=200, description="the memory store and its state; None: as before"
+    )
 
 
 CANON_PATH_PATTERN = (
@@ -224,6 +230,25 @@ class ProposalReview(Payload):
     decision: ReviewDecision
     reason: str = Field("", max_length=2000)
     content: str | None = Field(None, description="the edited text, for edit")
+
+
+class CanonRevert(Payload):
+    """Undo an approved proposal: a new canon version restoring the text before it."""
+
+    proposal: RowId
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CanonReverted(BaseModel):
+    """The version a revert made: ``reverts`` undone, the text of ``restores`` back (0:
+    the document had none before, so it is empty now)."""
+
+    path: str
+    arena: str
+    version: int
+    reverts: int
+    restores: int
+    proposal: int
 
 
 AttachmentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
@@ -401,6 +426,8 @@ class AgentState(Push):
     drift: dict[str, float] = Field(default_factory=dict)
     summary: str = ""
     llm_seconds: float | None = None
+    backend: str = ""
+    memory: str = ""
     updated_at: datetime
 
 
@@ -499,6 +526,9 @@ class ProposalDetail(ProposalInfo):
     diff: str
     stale: bool = Field(description="pending, but the canon moved on since its base version")
     attachments: list[AttachmentInfo]
+    reverted_in: int | None = Field(
+        None, description="the canon version that undid this one's merge, if any"
+    )
 
 
 class AttachmentStored(BaseModel):
@@ -621,6 +651,7 @@ REQUESTS: dict[str, type[Payload]] = {
     "reputation": EmptyRequest,
     "proposal.create": ProposalCreate,
     "proposal.review": ProposalReview,
+    "canon.revert": CanonRevert,
     "proposals": ProposalQuery,
     "proposal.attach": AttachmentPut,
     "proposal.attachment": AttachmentRef,
@@ -653,6 +684,7 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "reputation": Standings,
     "proposal.create": ProposalInfo,
     "proposal.review": ProposalInfo,
+    "canon.revert": CanonReverted,
     "proposals": ProposalList,
     "proposal.attach": AttachmentStored,
     "proposal.attachment": AttachmentContent,
@@ -690,7 +722,7 @@ PUSHES: dict[str, type[Push]] = {
 
 MODERATOR_EVENTS = frozenset(
     {name for name in REQUESTS if name.startswith("mod.")}
-    | {"agents", "proposal.review", "ticket.file"}
+    | {"agents", "proposal.review", "canon.revert", "ticket.file"}
 )
 """Events only moderators and admins may call."""
 

@@ -284,6 +284,18 @@ async def _fresh_for_review(world: World, role: str, kind: str) -> Any:
     return {"id": proposal, "decision": "reject", "reason": "not now"}
 
 
+async def _approved_for_revert(world: World, role: str, kind: str) -> Any:
+    if kind != "arena":  # external holds ticket answers only, which are never reverted
+        return None
+    proposal = await world.proposal(kind, "desk")
+    await world.store.proposals.approve(proposal, world.principals["desk"])
+    return {"proposal": proposal, "reason": "undo it"}
+
+
+def _revert_expect(role: str, kind: str) -> str | None:
+    return supervisor(role, kind) if kind == "arena" else None
+
+
 async def _create(world: World, role: str, kind: str) -> Any:
     base = {"arena": ROOM[kind], "base_version": 0, "title": "t", "content": "new\n"}
     if kind == "external":
@@ -379,6 +391,7 @@ TABLE: dict[str, Row] = {
     "reputation": Row(fixed({}), anyone),
     "proposal.create": Row(_create, _create_expect),
     "proposal.review": Row(_fresh_for_review, arena_supervisor),
+    "canon.revert": Row(_approved_for_revert, _revert_expect),
     "proposals": Row(in_room(lambda w, r, k: {"arena": ROOM[k]}), reader, _only_this_arena),
     "proposal.attach": Row(_attach, _attach_expect, hides_arena=True),
     "proposal.attachment": Row(

@@ -4,6 +4,7 @@ canon version; conflicts, edits, rejections, authorization and immutability."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import asyncpg
 import pytest
@@ -79,6 +80,51 @@ async def test_an_approved_proposal_becomes_a_canon_version(arena: Arena) -> Non
     actions = [e.action for e in await arena.store.audit.entries(20)]
     assert verdict.ok
     assert actions.count("proposal.approved") == 2 and actions.count("proposal.created") == 2
+
+
+async def test_an_approval_is_undone_by_a_reverting_version_audited(arena: Arena) -> None:
+    mod, agent, _new, _reviewed, merged = await setup(arena)
+    first = await propose(agent)
+    await mod.review(first["id"], "approve")
+    v2 = V1 + "\ndef sub(a, b):\n    return a - b\n"
+    second = await propose(agent, base_version=1, content=v2, title="sub")
+    await mod.review(second["id"], "approve")
+    await eventually(lambda: len(merged) == 2, what="two merges told")
+    before = await arena.fingerprint()
+
+    refusals = [
+        (agent, {"proposal": second["id"], "reason": "mine"}, "forbidden"),
+        (mod, {"proposal": second["id"], "reason": ""}, "invalid_payload"),
+        (mod, {"proposal": first["id"], "reason": "older"}, "conflict"),  # v2 came after
+        (mod, {"proposal": 10**9, "reason": "none"}, "not_found"),
+    ]
+    for who, payload, code in refusals:
+        with pytest.raises(HubError) as refused:
+            await who.call("canon.revert", payload)
+        assert refused.value.code == code, (payload, refused.value)
+    assert await arena.fingerprint() == before, "a refused revert changes nothing"
+
+    undone = await mod.revert(second["id"], "sub is not wanted")
+    assert (undone.path, undone.version, undone.reverts, undone.restores) == (
+        "src/calc.py",
+        3,
+        2,
+        1,
+    )
+    canon = await agent.canon("src/calc.py")
+    assert (canon.version, canon.content) == (3, V1), "the text from before the merge"
+    assert (await agent.canon("src/calc.py", 2)).content == v2, "every version is kept"
+    await eventually(lambda: len(merged) == 3, what="the revert told to the arena")
+    assert merged[2]["version"] == 3
+    detail = await mod.proposal(second["id"])
+    assert detail.reverted_in == 3 and detail.status == "approved"
+    with pytest.raises(HubError) as again:
+        await mod.revert(second["id"], "twice")
+    assert again.value.code == "conflict" and "reverted already" in again.value.message
+    (entry,) = [e for e in await arena.store.audit.entries(50) if e.action == "canon.reverted"]
+    said = json.loads(entry.detail)
+    assert entry.actor == "mod" and said["reason"] == "sub is not wanted"
+    assert (said["version"], said["reverts"], said["restores"]) == (3, 2, 1)
 
 
 async def test_a_proposal_on_an_older_version_is_a_conflict(arena: Arena) -> None:
@@ -221,6 +267,11 @@ def test_moderators_review_from_the_command_line(tmp_path) -> None:
         line for line in merged.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"
     ]
     assert changed == ["+y = 3", "+z = 4"], merged  # what was merged, not the agent's text
+    reverted = botarena(var, "proposals", "revert", str(first), "--as", "mod", "--reason", "no")
+    assert reverted.returncode == 0, reverted.stderr
+    assert reverted.stdout.strip() == f"reverted #{first}: doc0.py v2 has no text (it was new)"
+    refused = botarena(var, "proposals", "revert", str(second), "--as", "mod", "--reason", "x")
+    assert refused.returncode == 2 and "nothing was merged" in refused.stderr
     assert "intact" in botarena(var, "audit", "verify").stdout
 
 

@@ -65,6 +65,7 @@ async def test_every_event_has_a_typed_method(arena: Arena) -> None:
     results["proposals"] = await ada.proposals(arena="compiler", status=ProposalStatus.PENDING)
     results["proposal.review"] = reviewed = await ada.review(proposal.id, "approve")
     results["canon.get"] = canon = await bob.canon("docs/t.md")
+    results["canon.revert"] = undone = await ada.revert(proposal.id, "not wanted after all")
     results["ticket.file"] = ticket = await ada.file_ticket("Help", "How?")
     results["tickets"] = await ada.tickets()
     results["ticket.escalate"] = await ada.escalate(ticket.id, "nothing known")
@@ -87,11 +88,13 @@ async def test_every_event_has_a_typed_method(arena: Arena) -> None:
     assert ticket.path == f"tickets/{ticket.id}"
     assert muted.value.until is not None
 
-    await eventually(lambda: len(pushed) >= 7 and states, what="the pushes")
+    assert (undone.version, undone.reverts, undone.restores) == (2, 1, 0)
+    await eventually(lambda: len(pushed) >= 8 and states, what="the pushes")
     kinds = [type(p).__name__ for p in pushed]
     assert kinds == [
         "Reaction",
         "RoomInvited",
+        "CanonMerged",
         "CanonMerged",
         "RoomState",
         "RoomState",

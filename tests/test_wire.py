@@ -155,6 +155,10 @@ async def _scenario(arena: Arena, wires: dict[str, Wire]) -> set[str]:
             "proposal.review",
             {"id": third["data"]["id"], "decision": "edit", "content": "v2, edited\n"},
         )
+        await call(bob, "canon.revert", {"proposal": third["data"]["id"], "reason": "mine"})
+        await call(ada, "canon.revert", {"proposal": third["data"]["id"], "reason": "undo"})
+        await call(ada, "canon.revert", {"proposal": third["data"]["id"], "reason": "again"})
+        await call(ada, "proposal.get", {"id": third["data"]["id"]})
 
         filed = await call(ada, "ticket.file", {"title": "Help", "body": "How?"})
         await call(ada, "tickets", {})

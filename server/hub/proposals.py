@@ -3,7 +3,9 @@
 A new proposal is pushed to moderators; a review is pushed to moderators and the
 author, and a merge to the proposal's arena (agents re-index the canon from it).
 Reading a proposal shows its diff against the canon's newest version and whether that
-version moved on since the proposal was based on it. A proposal, its diff and the canon
+version moved on since the proposal was based on it (for a merged one, what it merged).
+A moderator undoes an approval with ``canon.revert``: a new version restoring the text
+before it, audited, told to the arena as any merge. A proposal, its diff and the canon
 are read by those who may read their arena (:mod:`botarena.server.auth`).
 """
 
@@ -21,6 +23,8 @@ from botarena.server.protocol import (
     CanonDocument,
     CanonMerged,
     CanonRequest,
+    CanonRevert,
+    CanonReverted,
     ProposalCreate,
     ProposalDetail,
     ProposalInfo,
@@ -76,6 +80,17 @@ async def review(hub: HubContext, session: Session, req: ProposalReview) -> Prop
     return proposal
 
 
+async def revert(hub: HubContext, session: Session, req: CanonRevert) -> CanonReverted:
+    """A moderator undoes an approval with a new, audited canon version; the arena is told
+    of the new version as of any merge."""
+    reverted = await hub.store.proposals.revert(req.proposal, session.principal, req.reason)
+    merged = CanonMerged(
+        path=reverted.path, version=reverted.version, arena=reverted.arena, proposal=req.proposal
+    )
+    await hub.push(merged, reverted.arena)
+    return reverted
+
+
 async def list_proposals(hub: HubContext, session: Session, req: ProposalQuery) -> ProposalList:
     if req.arena is None:
         if not auth.may_list_every_arena(session.principal):
@@ -93,12 +108,15 @@ async def get_proposal(hub: HubContext, session: Session, req: ProposalRef) -> P
         head = await hub.readable_canon(session, proposal.path)
     version = head.version if head else 0
     diff = await hub.store.canon.review_diff(proposal, head)
+    merged = proposal.merged_version
+    reverted_in = await hub.store.canon.reverted(proposal.path, merged) if merged else None
     return ProposalDetail(
         **proposal.model_dump(),
         canon_version=version,
         diff=diff,
         stale=proposal.status == ProposalStatus.PENDING and proposal.base_version != version,
         attachments=await attachments_of(hub, proposal.id),
+        reverted_in=reverted_in,
     )
 
 
@@ -111,6 +129,7 @@ async def get_canon(hub: HubContext, session: Session, req: CanonRequest) -> Can
 EVENTS: EventTable = {
     "proposal.create": propose,
     "proposal.review": review,
+    "canon.revert": revert,
     "proposals": list_proposals,
     "proposal.get": get_proposal,
     "canon.get": get_canon,

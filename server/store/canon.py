@@ -121,14 +121,16 @@ class CanonRepository:
         *,
         proposal_id: int,
         approved_by: int,
+        reverts: int | None = None,
         conn: asyncpg.Connection,
     ) -> str:
-        """Append version ``version`` of ``path`` in the caller's transaction; its SHA-256."""
+        """Append version ``version`` of ``path`` in the caller's transaction (one that
+        ``reverts`` another, restoring the text before it); its SHA-256."""
         digest = hashlib.sha256(content.encode()).hexdigest()
         await conn.execute(
             """INSERT INTO canon_versions (path, version, arena, content, sha256,
-                                           proposal_id, approved_by)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                                           proposal_id, approved_by, reverts)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
             path,
             version,
             arena,
@@ -136,5 +138,14 @@ class CanonRepository:
             digest,
             proposal_id,
             approved_by,
+            reverts,
         )
         return digest
+
+    async def reverted(
+        self, path: str, version: int, *, conn: asyncpg.Connection | None = None
+    ) -> int | None:
+        """The version of ``path`` that reverted ``version``, or None."""
+        return await (conn or self.db.pool).fetchval(
+            "SELECT version FROM canon_versions WHERE path = $1 AND reverts = $2", path, version
+        )

@@ -34,7 +34,7 @@ from botarena.server.errors import (
     UnknownRoom,
 )
 from botarena.server.patching import PatchError, apply_unified_diff
-from botarena.server.protocol import CANON_PATH_PATTERN, ProposalInfo, Role
+from botarena.server.protocol import CANON_PATH_PATTERN, CanonReverted, ProposalInfo, Role
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.canon import CanonRepository
 from botarena.server.store.database import Database
@@ -276,6 +276,67 @@ class ProposalRepository:
                     conn=conn,
                 )
         return await self._reviewed(proposal_id)
+
+    async def revert(self, proposal_id: int, moderator: Principal, reason: str) -> CanonReverted:
+        """Undo an approval the only way the canon allows: a new version of the document
+        with the text it had before the proposal's merge (empty when the merge made it),
+        audited. Only the document's newest version can be reverted; a ticket's answer is
+        not (the ticket was closed by it: file the ticket again)."""
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT path, arena, kind, status, merged_version FROM proposals WHERE id = $1",
+                proposal_id,
+            )
+            if row is None:
+                raise NotFound(f"no proposal {proposal_id}")
+            if row["status"] != ProposalStatus.APPROVED or row["merged_version"] is None:
+                raise Conflict(f"proposal {proposal_id} is {row['status']}: nothing was merged")
+            if row["kind"] == ProposalKind.TICKET_ANSWER:
+                raise InvalidPayload("a ticket's answer is not reverted: file the ticket again")
+            path, merged = row["path"], row["merged_version"]
+            await self.canon.lock(path, conn=conn)
+            if await self.canon.reverted(path, merged, conn=conn):
+                raise Conflict(f"v{merged} of {path} is reverted already")
+            head = await self.canon.head(path, conn=conn)
+            if head != merged:
+                raise Conflict(
+                    f"{path} is at v{head}: only its newest version can be reverted "
+                    f"(v{merged} came before v{head}; revert that first)"
+                )
+            before = await self.canon.get(path, merged - 1, conn=conn) if merged > 1 else None
+            digest = await self.canon.add(
+                path,
+                head + 1,
+                row["arena"],
+                before[1] if before else "",
+                proposal_id=proposal_id,
+                approved_by=moderator.id,
+                reverts=merged,
+                conn=conn,
+            )
+            restored = before[0] if before else 0
+            await self.audit.append(
+                "canon.reverted",
+                actor=moderator.name,
+                subject=f"proposal:{proposal_id}",
+                detail={
+                    "path": path,
+                    "version": head + 1,
+                    "reverts": merged,
+                    "restores": restored,
+                    "sha256": digest,
+                    "reason": reason,
+                },
+                conn=conn,
+            )
+        return CanonReverted(
+            path=path,
+            arena=row["arena"],
+            version=head + 1,
+            reverts=merged,
+            restores=restored,
+            proposal=proposal_id,
+        )
 
     async def _merged_content(
         self,
