@@ -159,6 +159,7 @@ class AgentWorker:
         self.turn_timeout = turn_timeout
         self.max_backoff = max_backoff
         self.slots = asyncio.Semaphore(slots)
+        self.slots_total = slots
         self.records: list[TurnRecord] = []
         self.seats: dict[str, AgentSeat] = {}
         for persona in personas:
@@ -342,10 +343,25 @@ class AgentWorker:
                 drift=seat.traits.drift(),
                 summary=seat.persona.summary()[:300],
                 llm_seconds=llm_seconds,
+                backend=self._backend_text(),
+                memory=self.memory.describe() if self.memory is not None else "none",
                 timeout=5,
             )
         except HubError as exc:
             log.info("worker.state_not_reported", agent=agent, error=exc.message)
+
+    def _backend_text(self) -> str | None:
+        """The LLM backend, its model and its slots busy now, as moderators read it (None:
+        a worker without one)."""
+        backend = getattr(self.turns, "backend", None)
+        if backend is None:
+            return None
+        where = getattr(backend, "urls", None) or [getattr(backend, "host", "")]
+        busy = len(self._in_flight)
+        return (
+            f"{backend.name} {backend.default_model} at {', '.join(where)}: "
+            f"{busy}/{self.slots_total} slots busy"
+        )[:200]
 
     def _report_soon(self, agent: str, state: AgentStateKind, detail: str) -> None:
         self._spawn(self._report(agent, state, detail))
@@ -386,8 +402,12 @@ class AgentWorker:
             pass
 
     async def stop(self) -> None:
-        """Stop handing out turns and disconnect every agent (each within 5 seconds)."""
+        """Stop handing out turns, end the turns in flight (an LLM answer can take a
+        minute; a stopping site does not wait for it) and disconnect every agent (each
+        within 5 seconds)."""
         self._stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(
             *(asyncio.wait_for(seat.client.close(), 5) for seat in self.seats.values()),
             return_exceptions=True,
@@ -627,7 +647,10 @@ class AgentWorker:
             self._failures += 1
             backoff = min(self.max_backoff, 0.5 * 2 ** min(self._failures, 10))
             self._retry_at = time.monotonic() + backoff
-            reason = f"LLM failed ({type(exc).__name__}: {str(exc)[:200]}); retry in {backoff:.1f}s"
+            why = str(exc)[:200] or (
+                f"no answer in {self.turn_timeout:g}s" if isinstance(exc, TimeoutError) else ""
+            )
+            reason = f"LLM failed ({type(exc).__name__}: {why}); retry in {backoff:.1f}s"
             log.warning("turn.skipped", agent=turn.agent, room=turn.room, reason=reason)
             await self._report(turn.agent, AgentStateKind.ERROR, reason)
             return None

@@ -71,6 +71,12 @@ class MemoryService:
         self._retry_at = 0.0
         self._opening = threading.Lock()
 
+    def describe(self) -> str:
+        """Where the memories are and whether they answer, for the moderators."""
+        where = self.settings.chroma_url or f"embedded in {self.settings.chroma_dir}"
+        state = f"degraded: {self.degraded}" if self.degraded else "ok"
+        return f"ChromaDB {where}: {state}"[:200]
+
     # opening ----------------------------------------------------------------------
 
     def _open(self) -> None:

@@ -39,6 +39,8 @@ async def report_state(
         req.drift,
         summary=req.summary,
         llm_seconds=req.llm_seconds,
+        backend=req.backend,
+        memory=req.memory,
     )
 
 

@@ -223,8 +223,8 @@ class HubContext:
         drift: dict[str, float] | None = None,
         **extra: Any,
     ) -> AgentState | None:
-        """Store and push an agent's state; ``extra``: summary, llm_seconds. None when the
-        database is away (the state is not worth failing for)."""
+        """Store and push an agent's state; ``extra``: summary, llm_seconds, backend,
+        memory. None when the database is away (the state is not worth failing for)."""
         try:
             stored = await self.store.agents.report(
                 agent, state.value, detail, drift or {}, **extra

@@ -1,5 +1,6 @@
-"""Agent states: what each agent last reported (its state, trait drift, summary and the
-time its turns spend in the LLM), one row per agent, for the console and /metrics."""
+"""Agent states: what each agent last reported (its state, trait drift, summary, the
+time its turns spend in the LLM, and the LLM backend and memory it uses), one row per
+agent, for the console and /metrics."""
 
 from __future__ import annotations
 
@@ -25,22 +26,29 @@ class AgentStateRepository:
         *,
         summary: str | None = None,
         llm_seconds: float | None = None,
+        backend: str | None = None,
+        memory: str | None = None,
     ) -> AgentState:
-        """Store what an agent reports; a summary or LLM time left out stays as it was."""
+        """Store what an agent reports; a summary, LLM time, backend or memory left out
+        stays as it was."""
         row = await self.db.pool.fetchrow(
             """INSERT INTO agent_states AS s (principal_id, state, detail, drift, summary,
-                                              llm_seconds, updated_at)
-               VALUES ($1, $2, $3, $4, coalesce($5, ''), $6, now())
+                                              llm_seconds, backend, memory, updated_at)
+               VALUES ($1, $2, $3, $4, coalesce($5, ''), $6, coalesce($7, ''),
+                       coalesce($8, ''), now())
                ON CONFLICT (principal_id) DO UPDATE SET state = $2, detail = $3, drift = $4,
                    summary = coalesce($5, s.summary), llm_seconds = coalesce($6, s.llm_seconds),
+                   backend = coalesce($7, s.backend), memory = coalesce($8, s.memory),
                    updated_at = now()
-               RETURNING summary, llm_seconds, updated_at""",
+               RETURNING summary, llm_seconds, backend, memory, updated_at""",
             agent.id,
             state,
             detail,
             json.dumps(drift),
             summary,
             llm_seconds,
+            backend,
+            memory,
         )
         return AgentState(
             agent=agent.name, state=AgentStateKind(state), detail=detail, drift=drift, **dict(row)
@@ -50,7 +58,7 @@ class AgentStateRepository:
         """Every agent's last report, by agent name."""
         rows = await self.db.pool.fetch(
             """SELECT p.name AS agent, s.state, s.detail, s.drift, s.summary, s.llm_seconds,
-                      s.updated_at
+                      s.backend, s.memory, s.updated_at
                FROM agent_states s JOIN principals p ON p.id = s.principal_id ORDER BY p.name"""
         )
         return [AgentState(**{**dict(r), "drift": json.loads(r["drift"])}) for r in rows]
