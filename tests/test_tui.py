@@ -25,7 +25,7 @@ from textual.widgets import (
 from botarena.arenas.names import ProposalKind
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
-from botarena.server.protocol import Role
+from botarena.server.protocol import AgentStateKind, Role
 from botarena.server.store import Store
 from botarena.tui.app import PANES, WRITE_ACTIONS, ConsoleApp
 from botarena.tui.pane import ConsolePane
@@ -622,29 +622,52 @@ async def test_escape_leaves_the_filter_and_drops_it(arena: Arena) -> None:
         assert "about disks" in text_of(app, "#stream")
 
 
-async def test_the_stream_wraps_at_its_width_after_a_dialog_and_a_resize(arena: Arena) -> None:
+DIALOGS = {
+    "pause": ["p"],
+    "mute": ["2", "m"],
+    "reject": ["3", "x"],
+    "ticket": ["4", "n"],
+    "help": ["question_mark"],
+}
+"""The keys that open each dialog, from the Rooms tab."""
+
+
+def wrapped_to(app: ConsoleApp) -> tuple[int, list[str]]:
+    stream = app.query_one("#stream", RichLog)
+    return stream.scrollable_content_region.width, [line.text.rstrip() for line in stream.lines]
+
+
+async def test_the_stream_wraps_at_its_width_after_every_dialog_and_a_resize(
+    arena: Arena,
+) -> None:
     app = await console(arena)
     ada = await arena.client("ada", arenas=["compiler"])
     await ada.join("compiler")
+    await propose(ada)  # so that the reject dialog has a proposal
     long = "word " * 60
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.state.loaded, "connected")
-        await pilot.press("enter", "p")  # the pause dialog over the stream
-        await until(pilot, lambda: isinstance(app.screen, FormScreen), "the pause dialog")
-        await ada.send("compiler", "during the dialog " + long)
-        await pilot.pause(0.3)
-        await pilot.press("escape")
-        await ada.send("compiler", "after the dialog " + long)
-        await until(pilot, lambda: "after the dialog" in text_of(app, "#stream"), "shown")
+        await pilot.press("enter")  # the first room: compiler
+        for name, keys in DIALOGS.items():
+            await pilot.press(*keys)
+            await until(pilot, lambda: app.screen is not app.main, f"the {name} dialog")
+            await ada.send("compiler", f"during the {name} dialog {long}")
+            await pilot.pause(0.3)
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is app.main, f"the {name} dialog closed")
+            await pilot.press("1")
+            await ada.send("compiler", f"after the {name} dialog {long}")
+            await until(pilot, lambda n=name: f"after the {n}" in text_of(app, "#stream"), name)
+            width, lines = wrapped_to(app)
+            assert max(map(len, lines)) <= width, (name, width, lines)
+            assert max(map(len, lines)) > min(width, 80) - 10, f"{name}: wrapped short"
         for size in ((100, 30), SIZE):
             await pilot.resize_terminal(*size)
             await pilot.pause(0.3)
-            stream = app.query_one("#stream", RichLog)
-            width = stream.scrollable_content_region.width
-            lines = [line.text.rstrip() for line in stream.lines]
+            width, lines = wrapped_to(app)
             assert max(map(len, lines)) <= width, (width, lines)
             assert max(map(len, lines)) > min(width, 80) - 10, f"wrapped short of {width}"
-            assert sum("during the dialog" in line for line in lines) == 1
+            assert sum("during the pause dialog" in line for line in lines) == 1
 
 
 async def test_help_says_which_keys_belong_to_which_tab(arena: Arena) -> None:
@@ -660,3 +683,50 @@ async def test_help_says_which_keys_belong_to_which_tab(arena: Arena) -> None:
         proposals = text.split("Proposals tab (this one)")[1].split("Everywhere")[0]
         assert "Approve" in proposals and "Mute" not in proposals
         assert "Mute" in text.split("Agents tab")[1]
+
+
+async def test_health_tells_each_part_its_state_and_age(arena: Arena) -> None:
+    app = await console(arena)
+    ada = await arena.client("ada", arenas=["compiler"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await ada.report_state(
+            AgentStateKind.THINKING,
+            "in compiler",
+            backend="openai smollm2 at http://127.0.0.1:9/v1: 1/4 slots busy",
+            memory="ChromaDB embedded in var/chroma: degraded: disk full",
+        )
+        await pilot.press("5")
+        parts = lambda: shown(app, "#health-parts")  # noqa: E731
+        await until(pilot, lambda: "1/4 slots busy" in parts(), "the LLM backend told")
+        text = parts()
+        assert "memory: ChromaDB embedded in var/chroma: degraded: disk full (ada," in text
+        assert "hub: ok (read" in text and "database: ok" in text
+        link = shown(app, "#health-connection")
+        assert "console link" in link and "connected for" in link
+        assert "now 0, top 0" in str(app.query_one("#rate-label", Label).render())
+        await ada.report_state(AgentStateKind.ERROR, "LLM failed (TimeoutError: no answer in 90s)")
+        await until(pilot, lambda: "no answer in 90s" in parts(), "the agent in error")
+
+
+async def test_an_approval_is_reverted_from_the_console(arena: Arena) -> None:
+    app = await console(arena)
+    ada = await arena.client("ada", arenas=["compiler"])
+    async with app.run_test(size=SIZE) as pilot:
+        created = await proposal_on_screen(app, pilot, ada)
+        pid = created["id"]
+        await pilot.press("v")  # pending: nothing to revert
+        await until(pilot, lambda: "nothing to revert" in app.flash, "refused in the console")
+        await pilot.press("a", "y")
+        await until(pilot, lambda: "merged as docs/retries.md v1" in app.flash, "approved")
+        await pilot.press("s")  # every state: the approved one is listed
+        await until(pilot, lambda: "merged as v1" in text_of(app, "#proposal-detail"), "shown")
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen), "the reason asked")
+        assert "v2 of docs/retries.md gets no text" in str(app.screen.query_one(Label).render())
+        await pilot.press(*"wrong document", "enter")
+        await until(pilot, lambda: app.flash.startswith(f"proposal #{pid} reverted"), "reverted")
+        assert app.flash == f"proposal #{pid} reverted: docs/retries.md v2 restores no text"
+        await until(pilot, lambda: "reverted in v2" in text_of(app, "#proposal-detail"), "marked")
+        canon = await ada.canon("docs/retries.md")
+        assert (canon.version, canon.content) == (2, "")

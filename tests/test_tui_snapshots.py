@@ -32,6 +32,8 @@ T0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 def site() -> ConsoleState:
     state = ConsoleState(url="http://127.0.0.1:8765", me="mod", role="moderator")
     state.connected, state.status = True, "connected"
+    state.clock = lambda: T0 + timedelta(minutes=10)  # ages are told from this "now"
+    state.link_since, state.health_at = T0, T0 + timedelta(minutes=9, seconds=57)
     for name in ("compiler", "creative", "education", "external", "operations"):
         state.set_room(RoomInfo.model_validate({"name": name, "kind": "arena", "may_post": True}))
     state.set_room(
@@ -74,7 +76,9 @@ def site() -> ConsoleState:
                     "drift": drift,
                     "summary": f"{name.title()}, agent of the demo site",
                     "llm_seconds": seconds,
-                    "updated_at": T0.isoformat(),
+                    "backend": "openai smollm2 at http://127.0.0.1:8766/v1: 1/4 slots busy",
+                    "memory": "ChromaDB embedded in var/chroma: ok",
+                    "updated_at": (T0 + timedelta(minutes=9, seconds=48)).isoformat(),
                 }
             )
         )

@@ -1,10 +1,12 @@
 """A smoke test of the console in a real terminal: ``botarena tui`` runs in tmux against
 what ``make up`` starts (embedded PostgreSQL, the hub, llama.cpp, the agents); keys go in
-with send-keys and the screen is read back with capture-pane."""
+with send-keys and the screen is read back with capture-pane: the rooms, the agents, a
+post, and a review approved after its confirmation."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from botarena.arenas.names import ProposalKind
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message
 from tests.harness import eventually
@@ -100,6 +103,32 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
             )
             assert [m.author for m in inbox if m.text == "hello from the console"] == ["moderator"]
             await eventually(lambda: "posted in compiler" in tmux.screen(), 10, "the flash line")
+
+            # a review: an agent proposes, the moderator approves after confirming
+            tokens = json.loads((tmp_path / "var" / "agent-tokens.json").read_text())
+            ada = HubClient(up.hub_url, tokens["ada"])
+            await ada.connect()
+            proposal = await ada.propose(
+                "compiler", ProposalKind.DOCUMENT, "docs/tmux.md", "Tmux notes", "Split panes.\n"
+            )
+            await ada.close()
+            tmux.keys("Escape")
+            await asyncio.sleep(0.5)
+            tmux.keys("3")
+            await eventually(lambda: "Tmux notes" in tmux.screen(), 20, "the proposal listed")
+            tmux.keys("Home")  # the newest first
+            await asyncio.sleep(0.3)
+            tmux.keys("a")
+            await eventually(
+                lambda: f"Approve proposal #{proposal.id}?" in tmux.screen(), 10, "asked first"
+            )
+            assert "docs/tmux.md" in tmux.screen()
+            tmux.keys("y")
+            await eventually(
+                lambda: "merged as docs/tmux.md v1" in tmux.screen(), 15, "the approval told"
+            )
+            canon = await watcher.canon("docs/tmux.md")
+            assert (canon.version, canon.content) == (1, "Split panes.\n")
             await watcher.close()
 
             tmux.keys("Escape")

@@ -367,6 +367,17 @@ class ConsoleApp(App[None]):
             lambda reviewed: reviewed_text(reviewed, DONE[decision]),
         )
 
+    @on(ProposalsPane.Revert)
+    def _revert(self, message: ProposalsPane.Revert) -> None:
+        pid, reason = message.proposal_id, message.reason
+        self._act(
+            lambda link: link.revert(pid, reason),
+            lambda done: (
+                f"proposal #{pid} reverted: {done.path} v{done.version} restores "
+                + (f"v{done.restores}" if done.restores else "no text")
+            ),
+        )
+
     @on(ProposalsPane.Edit)
     def _edit(self, message: ProposalsPane.Edit) -> None:
         """Open the editor on the proposal's text; Ctrl+S there approves it edited."""

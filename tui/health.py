@@ -1,8 +1,10 @@
-"""The Health tab: the connection to the hub with what it holds (rooms, agents, pending
-proposals), messages per 10 seconds and LLM seconds per agent turn as sparklines, and
-each dependency of the hub as ``/healthz`` reports it. It has no keys of its own and is
-drawn again when the health or the connection changes (the app marks the health every
-second so the message rate moves on).
+"""The Health tab: the console's link to the hub (and for how long it has been so), the
+hub and each of its dependencies as ``/healthz`` reports it, the LLM backend (model, slots
+busy) and the memory store as the newest agent report tells them, the agents in error,
+and messages per 10 seconds and LLM seconds per agent turn as sparklines, each labelled
+with its span, its last value and its top. Every state says how old it is. It has no keys
+of its own and is drawn again when the health, the connection or an agent changes (the
+app marks the health every second, so ages and the message rate move on).
 """
 
 from __future__ import annotations
@@ -13,46 +15,76 @@ from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
 from botarena.arenas.names import ProposalStatus
+from botarena.server.protocol import AgentStateKind
 from botarena.tui.pane import ConsolePane
 
 
 class HealthPane(ConsolePane):
-    """The hub's connection, traffic and dependencies."""
+    """The hub's connection, traffic and dependencies, and the agents' LLM and memory."""
 
     DEFAULT_CSS = """
     HealthPane {
-        #rate, #llm { height: 4; margin: 0 1 1 1; }
+        #rate, #llm { height: 3; margin: 0 1 1 1; }
+        #health-connection, #health-parts, #rate-label, #llm-label { padding: 0 1; }
+        #health-parts { margin-bottom: 1; }
     }
     """
     TAB_ID = "health"
     TAB_TITLE = "5 Health"
-    DRAWS_FROM = frozenset({"health", "connection"})
+    DRAWS_FROM = frozenset({"health", "connection", "agents"})
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("", id="health-connection")
-            yield Label("messages per 10 s (last 5 minutes)")
+            yield Static("", id="health-parts")
+            yield Label("", id="rate-label")
             yield Sparkline([], id="rate")
-            yield Label("LLM seconds per agent turn (last 60 turns)")
+            yield Label("", id="llm-label")
             yield Sparkline([], id="llm")
-            yield Static("", id="health-deps", classes="detail")
 
     def draw(self) -> None:
         s = self.state
         pending = sum(1 for p in s.proposals.values() if p.status == ProposalStatus.PENDING)
+        link = "[green]connected[/]" if s.connected else f"[bold red]{escape(s.status)}[/]"
         self.query_one("#health-connection", Static).update(
-            f"hub {escape(s.url)}: {'connected' if s.connected else escape(s.status)}; "
+            f"[b]console link[/b] to {escape(s.url)}: {link} for {s.age(s.link_since)}; "
             f"{len(s.rooms)} rooms, {len(s.agents)} agents, {pending} pending proposals"
         )
-        self.query_one("#rate", Sparkline).data = s.message_rate()
-        self.query_one("#llm", Sparkline).data = list(s.llm_seconds) or [0.0]
-        lines = [f"status: {s.health.get('status', 'unknown')}"]
+        self.query_one("#health-parts", Static).update("\n".join(self._parts()))
+        rate = s.message_rate()
+        self.query_one("#rate-label", Label).update(
+            f"messages per 10 s, last 5 minutes: now {rate[-1]:g}, top {max(rate):g}"
+        )
+        self.query_one("#rate", Sparkline).data = rate
+        turns = list(s.llm_seconds) or [0.0]
+        self.query_one("#llm-label", Label).update(
+            f"LLM seconds per agent turn, last {len(s.llm_seconds)} turns: "
+            f"last {turns[-1]:.1f} s, top {max(turns):.1f} s"
+        )
+        self.query_one("#llm", Sparkline).data = turns
+
+    def _parts(self) -> list[str]:
+        """Each part the site runs on: its state, and how old that news is."""
+        s = self.state
+        status = s.health.get("status", "unknown")
+        mark = "[green]ok[/]" if status == "ok" else f"[bold red]{escape(str(status))}[/]"
+        lines = [f"[b]hub[/b]: {mark} (read {s.age(s.health_at)} ago)"]
         for name, dep in sorted(s.health.get("dependencies", {}).items()):
-            mark = "[green]ok[/]" if dep.get("ok") else "[bold red]down[/]"
-            extra = (
-                f"{dep['latency_ms']} ms"
-                if "latency_ms" in dep
-                else dep.get("mode", dep.get("error", ""))
+            state = "[green]ok[/]" if dep.get("ok") else "[bold red]down[/]"
+            extra = f"{dep['latency_ms']} ms" if "latency_ms" in dep else dep.get("mode", "")
+            lines.append(f"  {name}: {state} {escape(str(extra or dep.get('error', '')))}")
+        if "error" in s.health:
+            lines.append(f"  [red]{escape(str(s.health['error']))}[/]")
+        for part, title in (("backend", "LLM"), ("memory", "memory")):
+            report = s.newest_report(part)
+            if report is None:
+                lines.append(f"[b]{title}[/b]: no agent has reported it yet")
+                continue
+            said = escape(getattr(report, part))
+            lines.append(
+                f"[b]{title}[/b]: {said} ({escape(report.agent)}, {s.age(report.updated_at)} ago)"
             )
-            lines.append(f"{name}: {mark} {escape(str(extra))}")
-        self.query_one("#health-deps", Static).update("\n".join(lines))
+        failing = [a for a in s.agents.values() if a.state == AgentStateKind.ERROR]
+        for agent in failing[:3]:
+            lines.append(f"  [bold red]{escape(agent.agent)}[/]: {escape(agent.detail[:120])}")
+        return lines

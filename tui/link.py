@@ -34,6 +34,7 @@ from botarena.server.errors import HubError, Unauthorized
 from botarena.server.patching import apply_unified_diff
 from botarena.server.protocol import (
     AgentState,
+    CanonReverted,
     Message,
     ProposalDetail,
     ProposalInfo,
@@ -199,12 +200,15 @@ class HubLink:
                         self.state.health = await answer.json()
                 except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                     self.state.health = {"status": "unreachable", "error": str(exc)[:200]}
+                self.state.health_at = self.state.clock()
                 self.on_change("health")
                 await asyncio.sleep(HEALTH_SECONDS)
 
     # pushes -------------------------------------------------------------------------
 
     def _on_connection(self, connected: bool) -> None:
+        if connected != self.state.connected or self.state.link_since is None:
+            self.state.link_since = self.state.clock()
         self.state.connected = connected
         self.state.status = "connected" if connected else "disconnected, reconnecting…"
         self.on_change("connection")
@@ -288,6 +292,13 @@ class HubLink:
         reviewed = await self.client.review(proposal_id, decision, reason=reason, content=content)
         self._on_proposal(reviewed)
         return reviewed
+
+    async def revert(self, proposal_id: int, reason: str) -> CanonReverted:
+        """Undo an approved proposal; its detail is read again (it shows the revert)."""
+        reverted = await self.client.revert(proposal_id, reason)
+        await self.proposal(proposal_id)
+        self.on_change("proposals")
+        return reverted
 
     async def proposal(self, proposal_id: int) -> ProposalDetail:
         """A proposal with its diff against the canon and whether it is stale."""

@@ -2,10 +2,11 @@
 state (``s``: pending, all, approved, rejected, conflict), conflicts and stale proposals
 marked, the selected one's diff against the canon below (for a ticket answer, the
 sources it names on its last ``Sources:`` line too, apart and highlighted); ``a``
-approves, ``x`` rejects with a reason, ``e`` edits then approves. Reviews, edits and the
-diffs it lacks are posted up as messages: the app asks the hub and the proposal comes
-back through the state. Without a hub (:attr:`ProposalsPane.hub_linked` false) the
-content shows instead of a diff."""
+approves (after a confirmation), ``x`` rejects with a reason, ``e`` edits then approves,
+``v`` reverts an approved one (a new canon version with the text from before it).
+Reviews, edits, reverts and the diffs it lacks are posted up as messages: the app asks
+the hub and the proposal comes back through the state. Without a hub
+(:attr:`ProposalsPane.hub_linked` false) the content shows instead of a diff."""
 
 from __future__ import annotations
 
@@ -58,13 +59,14 @@ class ProposalsPane(ConsolePane):
         Binding("a", "approve", "Approve"),
         Binding("x", "reject", "Reject"),
         Binding("e", "edit", "Edit"),
+        Binding("v", "revert", "Revert"),
         Binding("f", "arena_filter", "Arena"),
         Binding("s", "status_filter", "State"),
     ]
     TAB_ID = "proposals"
     TAB_TITLE = "3 Proposals"
     DRAWS_FROM = frozenset({"proposals"})
-    WRITE_ACTIONS = frozenset({"approve", "reject", "edit"})
+    WRITE_ACTIONS = frozenset({"approve", "reject", "edit", "revert"})
     FOCUS = "#proposal-table"
 
     arena_filter: reactive[str | None] = reactive(None, init=False)
@@ -85,6 +87,13 @@ class ProposalsPane(ConsolePane):
         """Open the editor on a proposal, to approve it edited."""
 
         proposal_id: int
+
+    @dataclass
+    class Revert(Message):
+        """Undo an approved proposal with a new canon version, for ``reason``."""
+
+        proposal_id: int
+        reason: str
 
     @dataclass
     class DiffWanted(Message):
@@ -169,6 +178,8 @@ class ProposalsPane(ConsolePane):
                 f"[b]merged as v{proposal.merged_version}{edited}[/b]: the diff shows what the"
                 " canon took"
             )
+        if detail and detail.reverted_in:
+            log.write(f"[bold yellow]reverted in v{detail.reverted_in}[/]")
         if detail and detail.attachments:
             files = ", ".join(f"{a.name} ({a.size} bytes)" for a in detail.attachments)
             log.write(f"attachments: {escape(files)}")
@@ -218,6 +229,32 @@ class ProposalsPane(ConsolePane):
 
         self.app.push_screen(
             FormScreen(f"Reject proposal #{pid}", [Field("reason", "reason")]), reject
+        )
+
+    def action_revert(self) -> None:
+        """Undo an approval the canon's way: a new version with the text from before it."""
+        proposal = self.selected
+        if not proposal:
+            return
+        merged = proposal.merged_version
+        if proposal.status != ProposalStatus.APPROVED or merged is None:
+            self.flash(
+                f"proposal #{proposal.id} is {proposal.status}: nothing to revert", error=True
+            )
+            return
+        pid = proposal.id
+
+        def revert(values: dict[str, str] | None) -> None:
+            if values is not None:
+                self.post_message(self.Revert(pid, values["reason"]))
+
+        before = f"the text of v{merged - 1}" if merged > 1 else "no text (the merge made it)"
+        self.app.push_screen(
+            FormScreen(
+                f"Revert proposal #{pid}: v{merged + 1} of {proposal.path} gets {before}",
+                [Field("reason", "reason (audited)")],
+            ),
+            revert,
         )
 
     def action_edit(self) -> None:

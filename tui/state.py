@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -79,6 +80,9 @@ class ConsoleState:
     escalations: dict[int, TicketEscalation] = field(default_factory=dict)
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=100))  # not shown yet
     health: dict[str, Any] = field(default_factory=dict)  # /healthz's JSON
+    health_at: datetime | None = None  # when /healthz was last read
+    link_since: datetime | None = None  # when the link last went up or down
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     message_times: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     llm_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=60))
 
@@ -123,6 +127,16 @@ class ConsoleState:
             if 0 <= age < RATE_BUCKETS:
                 buckets[RATE_BUCKETS - 1 - age] += 1
         return buckets
+
+    def age(self, then: datetime | None) -> str:
+        """How long ago ``then`` was, as a moderator reads it ("12 s", "3 min")."""
+        return "never" if then is None else duration((self.clock() - then).total_seconds())
+
+    def newest_report(self, part: str) -> AgentState | None:
+        """The newest agent report that says something of ``part`` (``backend`` or
+        ``memory``)."""
+        reports = [a for a in self.agents.values() if getattr(a, part)]
+        return max(reports, key=lambda a: a.updated_at, default=None)
 
     # agents, proposals, tickets ----------------------------------------------------------
 
