@@ -7,6 +7,7 @@ entry-point group (:func:`register`).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -29,13 +30,27 @@ def up(
         bool,
         typer.Option(help="revoke the site's moderator token and make a new one"),
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="log to the terminal, not to var/logs/")
+    ] = False,
 ) -> None:
     """Run the whole product on embedded defaults: hub, LLM, one agent per arena. The
-    moderator token is kept across restarts (botarena token moderator shows it)."""
+    moderator token is kept across restarts (botarena token moderator shows it); logs go
+    to var/logs/ and the terminal shows a status line."""
     from botarena.agents.up import up as run_up
+    from botarena.server import logs
 
     settings = load_settings(Settings, service=True)
-    raise typer.Exit(run(run_up(settings, rotate_moderator_token=rotate_moderator_token), code=1))
+    if not verbose:
+        logs.configure(
+            settings.log_level,
+            "console",
+            sys.stderr,
+            file=settings.var_dir / "logs" / "up.jsonl",
+            stream_level="error",
+        )
+    code = run(run_up(settings, rotate_moderator_token=rotate_moderator_token, verbose=verbose), 1)
+    raise typer.Exit(code)
 
 
 @app.command()

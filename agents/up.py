@@ -9,7 +9,9 @@ revoked) and prints it with the commands for the console and to watch a room, th
 the agent
 worker as a child process, which starts the embedded llama.cpp servers (or uses Ollama
 when it answers).
-Ctrl-C (or SIGTERM) stops the worker, its LLM servers, the hub and PostgreSQL.
+Ctrl-C (or SIGTERM) stops the worker (killed after ``WORKER_STOP_SECONDS``), its LLM
+servers, the hub and PostgreSQL. Logs go to ``var/logs/`` (``--verbose``: to the terminal,
+as before), so the terminal keeps the banner, a status line and errors.
 
 The worker gets a clean environment (:func:`worker_env`): the agent settings from this
 process's environment and the config file's name, so it reads its settings as ``up`` does;
@@ -22,13 +24,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import sys
+import time
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TextIO
 
 import structlog
+from prometheus_client import Counter
 from pydantic import AliasChoices
 
-from botarena.server.app import running_hub
+from botarena.arenas.names import ProposalStatus
+from botarena.server.app import RunningHub, running_hub
 from botarena.server.errors import Unauthorized
 from botarena.server.files import write_atomic
 from botarena.server.offline import bound_python, child_env
@@ -38,6 +47,11 @@ from botarena.server.signals import stop_requested
 from botarena.server.store import Store
 
 log = structlog.get_logger(__name__)
+
+STATUS_SECONDS = 2.0
+"""How often the terminal's status line is rewritten."""
+WORKER_STOP_SECONDS = 6.0
+"""How long a stopping ``up`` gives the worker to disconnect its agents before killing it."""
 
 MODERATOR = "moderator"
 WITHHELD = frozenset({"token"})
@@ -123,19 +137,73 @@ async def moderator_token(store: Store, path: Path, *, rotate: bool = False) -> 
     return token
 
 
-async def up(settings: Settings, *, rotate_moderator_token: bool = False) -> int:
+def counted(counter: Counter) -> int:
+    """The total of a Prometheus counter, over its labels."""
+    return int(
+        sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+    )
+
+
+async def status_line(running: RunningHub, since: float) -> str:
+    """One line of what the site is doing now, for the terminal ``up`` runs in."""
+    hub = running.hub
+    agents = {s.principal.name for s in hub.sessions.values() if s.principal.role is Role.AGENT}
+    pending = sum(
+        n
+        for _arena, status, n in await hub.store.proposals.counts()
+        if status == ProposalStatus.PENDING
+    )
+    tickets = await hub.store.tickets.counts()
+    up_for = int(time.monotonic() - since)
+    waiting, human = tickets["open"] + tickets["escalated"], tickets["escalated"]
+    return (
+        f"up {up_for // 3600}h{up_for // 60 % 60:02d}m · {len(agents)} agents online · "
+        f"{counted(hub.metrics.messages_stored)} messages · {pending} proposals to review · "
+        f"{waiting} open tickets ({human} for a human) · logs in var/logs/ · Ctrl-C stops"
+    )
+
+
+async def show_status(running: RunningHub, stream: TextIO) -> None:
+    """Keep a status line under the banner: rewritten in place every 2 s on a terminal,
+    a line a minute otherwise (a log collector)."""
+    since, tty = time.monotonic(), stream.isatty()
+    while True:
+        await asyncio.sleep(STATUS_SECONDS if tty else 60)
+        try:
+            line = await status_line(running, since)
+        except Exception as exc:  # the status must not stop the site: say what failed
+            line = f"status unavailable: {type(exc).__name__}: {exc}"[:200]
+        if tty:
+            width = shutil.get_terminal_size().columns
+            stream.write(f"\r\x1b[K{line[: width - 1]}")
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+
+
+async def up(
+    settings: Settings, *, rotate_moderator_token: bool = False, verbose: bool = False
+) -> int:
+    """Run the site until Ctrl-C or SIGTERM (0) or until the worker ends (1). Logs go to
+    ``var/logs/`` (the hub's to ``up.jsonl``, the worker's to ``worker.jsonl``) unless
+    ``verbose``; the terminal keeps the banner and a status line."""
     stop = stop_requested()
-    async with running_hub(settings) as running:
+    logs_dir = settings.var_dir / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    async with running_hub(settings) as running, AsyncExitStack() as stack:
         store = running.hub.store
         tokens = await issue_agent_tokens(store, settings)
         write_secret(settings.tokens_path, json.dumps(tokens, indent=1))
         moderator = await moderator_token(
             store, settings.moderator_token_path, rotate=rotate_moderator_token
         )
+        output = None if verbose else stack.enter_context((logs_dir / "worker.jsonl").open("ab"))
         worker = await asyncio.create_subprocess_exec(
             *bound_python("botarena.server.cli", "worker"),  # ends if up is killed
             env=worker_env(settings, running.url),
             stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
         )
         print(
             f"\nBotArena is up: hub on {running.url}, agents {', '.join(tokens)}\n"
@@ -151,13 +219,17 @@ async def up(settings: Settings, *, rotate_moderator_token: bool = False) -> int
         )
         waiter = asyncio.create_task(worker.wait())
         stopper = asyncio.create_task(stop.wait())
+        status = asyncio.create_task(show_status(running, sys.stdout))
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        status.cancel()
+        print("\nstopping…", flush=True)
         if worker.returncode is None:
             worker.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(worker.wait(), 60)
+                await asyncio.wait_for(worker.wait(), WORKER_STOP_SECONDS)
             except TimeoutError:
-                worker.kill()
+                log.warning("up.worker_killed", seconds=WORKER_STOP_SECONDS)
+                worker.kill()  # its model servers end with it
                 await worker.wait()
         else:
             log.error("up.worker_exited", returncode=worker.returncode)

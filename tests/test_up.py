@@ -5,10 +5,12 @@ Ctrl-C stops every process it started."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,15 +19,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from botarena.agents.up import moderator_token, worker_env
-from botarena.arenas.names import ARENAS
+from botarena.agents.up import moderator_token, status_line, worker_env
+from botarena.arenas.names import ARENAS, ProposalKind
 from botarena.server.client import HubClient
 from botarena.server.embedded_pg import read_postmaster
 from botarena.server.errors import Unauthorized
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
+from botarena.tui.app import ConsoleApp
+from botarena.tui.screens import FormScreen
 from tests.harness import Arena, eventually
 from tests.services import HubProcess, free_port, hub_env
+from tests.test_tui import until
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +121,7 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(
     monkeypatch.setenv("HOST", "0.0.0.0")  # servers that read these would prefer them
     monkeypatch.setenv("PORT", str(elsewhere))
     var = tmp_path / "var"
-    async with botarena_up(var) as up:
+    async with botarena_up(var, log_level="info") as up:
         output = up.output
         assert up.hub_url in "".join(output)
         assert "botarena watch compiler" in "".join(output)
@@ -144,42 +149,86 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(
     assert not (var / "pgdata" / "postmaster.pid").exists(), "PostgreSQL stopped"
     assert (var / "agent-tokens.json").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in "".join(output), "".join(output)[-3000:]
+    assert not [line for line in output if line.lstrip().startswith("{")], "no log lines"
+    assert "stopping…" in "".join(output)
+    hub_log = [json.loads(line) for line in (var / "logs" / "up.jsonl").read_text().splitlines()]
+    assert {"hub.listening", "hub.stopping"} <= {entry["event"] for entry in hub_log}
+    worker_log = (var / "logs" / "worker.jsonl").read_text().splitlines()
+    assert any(json.loads(line).get("event") == "worker.running" for line in worker_log)
     assert not any((var.parent / "elsewhere").iterdir()), "nothing written to the working folder"
 
 
-async def test_the_moderator_token_survives_a_restart_until_it_is_rotated(tmp_path: Path) -> None:
+async def test_a_console_survives_two_restarts_and_asks_for_the_rotated_token(
+    tmp_path: Path,
+) -> None:
+    """The moderator's console stays open while ``up`` is restarted twice: it reconnects
+    with the site's kept token, and after a restart that rotates it, says the token was
+    refused and asks for the new one (which ``botarena token moderator`` shows)."""
     var, port = tmp_path / "var", str(free_port())
     async with botarena_up(var, port=port) as first:
-        console = HubClient(first.hub_url, first.token)
-        await console.connect()
-        assert (await console.whoami()).name == "moderator"
-        first.process.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(first.process.wait(), 90) == 0
-    kept = var / "moderator-token"
-    assert kept.stat().st_mode & 0o777 == 0o600
-    try:
-        async with botarena_up(var, port=port) as second:
-            assert second.token == first.token, "the site's token is kept"
-            await eventually(lambda: console.connected, timeout=30, what="the console back")
-            assert (await console.whoami()).name == "moderator"
-            shown = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-P", "-m", "botarena.server.cli", "token", "moderator"),
-                env=hub_env(var_dir=str(var)),
-                stdout=asyncio.subprocess.PIPE,
-            )
-            out, _ = await shown.communicate()
-            assert (shown.returncode, out.decode().strip()) == (0, first.token)
-    finally:
-        await console.close()
-    async with botarena_up(var, "--rotate-moderator-token", port=port) as third:
-        assert third.token != first.token
-        assert kept.read_text().strip() == third.token
-        with pytest.raises(Unauthorized):
-            await HubClient(third.hub_url, first.token).connect()
-        fresh = HubClient(third.hub_url, third.token)
-        await fresh.connect()
-        assert (await fresh.whoami()).name == "moderator"
-        await fresh.close()
+        app = ConsoleApp(url=first.hub_url, token=first.token, blink=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.state.loaded, "the console connected")
+            await ctrl_c(first)
+            for _restart in range(2):
+                await until(pilot, lambda: not app.state.connected, "the hub gone")
+                async with botarena_up(var, port=port) as again:
+                    assert again.token == first.token, "the site's token is kept"
+                    await until(pilot, lambda: app.state.connected, "back", timeout=60)
+                    assert "● connected" in str(app.main.query_one("#status").render())
+                    assert await moderator_token_shown(var) == first.token
+                    await ctrl_c(again)
+            assert (var / "moderator-token").stat().st_mode & 0o777 == 0o600
+            await until(pilot, lambda: not app.state.connected, "the hub gone")
+            async with botarena_up(var, "--rotate-moderator-token", port=port) as third:
+                assert third.token != first.token
+                await until(pilot, lambda: isinstance(app.screen, FormScreen), "asked", 60)
+                assert "token refused" in str(app.main.query_one("#status").render())
+                await pilot.press(*await moderator_token_shown(var), "enter")
+                await until(pilot, lambda: app.state.connected, "connected with the new one", 30)
+                with pytest.raises(Unauthorized):
+                    await HubClient(third.hub_url, first.token).connect()
+
+
+async def ctrl_c(up: Up) -> None:
+    up.process.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(up.process.wait(), 90) == 0
+
+
+async def moderator_token_shown(var: Path) -> str:
+    """What ``botarena token moderator`` prints for the site at ``var``."""
+    shown = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-P", "-m", "botarena.server.cli", "token", "moderator"),
+        env=hub_env(var_dir=str(var)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await shown.communicate()
+    assert shown.returncode == 0
+    return out.decode().strip()
+
+
+async def test_sigterm_leaves_no_process_of_ups_tree_after_10_seconds(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    async with botarena_up(var) as up:
+        await eventually(lambda: port_open(up.llm_port), timeout=120, what="the model server")
+        await asyncio.sleep(3)  # the agents are taking turns
+        tree = [up.process.pid, *(c.pid for c in psutil.Process(up.process.pid).children(True))]
+        assert len(tree) >= 3, "up, the worker and its model server"
+        up.process.send_signal(signal.SIGTERM)
+        await eventually(lambda: all(map(gone, tree)), timeout=10, what="every process ended")
+        assert await up.process.wait() == 0
+    assert not port_open(up.llm_port)
+
+
+async def test_the_status_line_says_what_the_site_is_doing(arena: Arena) -> None:
+    ada = await arena.client("ada", arenas=["compiler"])
+    await arena.client("mod", Role.MODERATOR)
+    await ada.propose("compiler", ProposalKind.DOCUMENT, "docs/a.md", "A", "Some text.\n")
+    await ada.join("compiler")
+    await ada.send("compiler", "hello")
+    line = await status_line(arena.running, time.monotonic() - 3725)
+    assert line.startswith("up 1h02m · 1 agents online · 1 messages · 1 proposals to review")
+    assert "0 open tickets (0 for a human)" in line
 
 
 async def test_a_revoked_or_foreign_moderator_token_on_file_is_replaced(arena: Arena) -> None:
