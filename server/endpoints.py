@@ -60,6 +60,7 @@ def routes(hub: Hub) -> list[web.RouteDef]:
             hub.metrics.set_agent_states(await store.agents.states())
             gate = hub.settings.external_top_fraction, hub.settings.external_min_seats
             hub.metrics.set_standings(await store.reputation.standings(*gate))
+            hub.metrics.audit_entries.set(await store.audit.count())  # now, not at the last check
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass  # the database is away: the other metrics are still worth serving
         body = generate_latest(hub.metrics.registry)

@@ -46,6 +46,8 @@ async def test_metrics_count_events_errors_and_messages(arena: Arena) -> None:
     assert "botarena_delivery_latency_seconds_count 2.0" in text
     # no human principal, token or room appears; agents (a handful of personas) do
     assert "alice-secret-name" not in text and "compiler" not in text
+    issued = len(await arena.store.audit.entries(1000))  # the token's issue, at least
+    assert issued > 0 and f"botarena_audit_entries {float(issued)}" in text, "counted now"
 
 
 @pytest.fixture

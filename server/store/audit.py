@@ -95,6 +95,10 @@ class AuditLog:
         rows = await self.db.pool.fetch("SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1", limit)
         return [AuditEntry(**dict(r)) for r in rows]
 
+    async def count(self) -> int:
+        """How many entries the chain holds (its newest ``seq``; entries are never removed)."""
+        return await self.db.pool.fetchval("SELECT coalesce(max(seq), 0) FROM audit_log")
+
     async def hash_at(self, seq: int) -> str | None:
         """The hash of entry ``seq``, or None when there is no such entry."""
         return await self.db.pool.fetchval("SELECT hash FROM audit_log WHERE seq = $1", seq)
