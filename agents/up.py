@@ -6,9 +6,8 @@ revoked) in ``var/agent-tokens.json`` (mode 0600), keeps the site's moderator to
 ``var/moderator-token`` (0600: the one of the last ``up`` while the hub still accepts it,
 so open consoles survive a restart; a new one when asked to rotate it or when it was
 revoked) and prints it with the commands for the console and to watch a room, then runs
-the agent
-worker as a child process, which starts the embedded llama.cpp servers (or uses Ollama
-when it answers).
+the agent worker as a child process, which starts the embedded llama.cpp servers (or
+uses Ollama when it answers).
 Ctrl-C (or SIGTERM) stops the worker (killed after ``WORKER_STOP_SECONDS``), its LLM
 servers, the hub and PostgreSQL. Logs go to ``var/logs/`` (``--verbose``: to the terminal,
 as before), so the terminal keeps the banner, a status line and errors.

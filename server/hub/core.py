@@ -60,7 +60,7 @@ class Hub:
         self.sio = HubServer(
             table,
             gate.unknown,
-            self._refused_stranger,
+            self._spend_refusal,
             async_mode="aiohttp",
             client_manager=manager,
             max_http_buffer_size=settings.max_payload_bytes,
@@ -99,7 +99,7 @@ class Hub:
 
     # connections ------------------------------------------------------------------
 
-    async def _refused_stranger(self, environ: dict[str, Any]) -> float:
+    async def _spend_refusal(self, environ: dict[str, Any]) -> float:
         """A frame refused before its connection authenticated (an event, or a CONNECT
         that does not decode) spends from its address's refusal bucket, as a refused
         token does: the seconds to wait once the address has none left."""

@@ -12,7 +12,10 @@ protocol's events; every other name, the ones python-socketio treats specially
 rate-limited like the rest. A second CONNECT on a live namespace is refused, and binary
 frames, which no protocol event uses, are answered and never buffered. A refused frame
 is answered wherever the client waits for an answer (CONNECT_ERROR with the error code,
-or an error acknowledgement), and otherwise dropped.
+or an error acknowledgement), and otherwise dropped. Before a connection authenticates,
+each refused frame is told to the hub (``stranger``), which spends it from the address's
+refusals: a CONNECT is then answered ``rate_limited``, any other frame drops the
+connection (:meth:`HubServer.abort`).
 """
 
 from __future__ import annotations
