@@ -122,7 +122,11 @@ async def test_a_json_schema_in_response_format_shapes_the_reply(demo_gguf: Path
                         "type": "json_schema",
                         "json_schema": {"name": "action", "schema": schema},
                     },
-                    "max_tokens": 120,
+                    # room for the longest text the schema allows, one token a character
+                    # at worst, and a fixed greedy answer: no run is cut by chance
+                    "max_tokens": 256,
+                    "temperature": 0,
+                    "seed": 7,
                     "repeat_penalty": 1.2,
                 },
             )
