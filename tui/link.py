@@ -92,6 +92,7 @@ class HubLink:
         self.client.on(TicketChanged, self._on_ticket_changed)
         self.client.on(Reaction, self._on_reaction)
         self._standings_due: asyncio.Task[None] | None = None
+        self._refusals: asyncio.Task[None] | None = None  # while the link is down
 
     # life cycle ---------------------------------------------------------------------
 
@@ -106,7 +107,6 @@ class HubLink:
         if not connected:
             return  # stopped before the hub answered
         self._spawn(self._poll_health())
-        self._spawn(self._follow_refusals())
         try:
             await self.load()
         except HubError:
@@ -127,14 +127,15 @@ class HubLink:
         self.on_change("connection")
 
     async def _follow_refusals(self) -> None:
-        """While the link is down, see whether the hub refuses the token now: python-socketio
-        would retry a refused token forever, and does not reconnect at all after the hub
-        dropped the session (a revoked token), so this connects again itself then."""
-        while not self._stopping.is_set():
+        """While the link is down (started by the drop, ended by the reconnect), see
+        whether the hub refuses the token now: python-socketio would retry a refused token
+        forever, and does not reconnect at all after the hub dropped the session (a revoked
+        token), so this connects again itself then."""
+        while not self._stopping.is_set() and not self.client.connected:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), REFUSAL_CHECK_SECONDS)
             if self.client.connected or self._stopping.is_set():
-                continue
+                return
             try:
                 if isinstance(self.client.refusal, Unauthorized):
                     raise self.client.refusal
@@ -185,10 +186,11 @@ class HubLink:
         for what in ("agents", "proposals", "tickets"):
             self.on_change(what)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _poll_health(self) -> None:
         async with aiohttp.ClientSession() as http:
@@ -216,6 +218,8 @@ class HubLink:
             self._connects += 1
             if self._connects > 1:
                 self._spawn(self._after_reconnect())
+        elif self._refusals is None or self._refusals.done():
+            self._refusals = self._spawn(self._follow_refusals())
 
     async def _after_reconnect(self) -> None:
         await self.client.reconnected.wait()  # rooms re-joined, missed messages delivered
@@ -242,9 +246,7 @@ class HubLink:
     def _standings_changed(self) -> None:
         """Read the standings again: once for a burst of reviews and reactions."""
         if self._standings_due is None or self._standings_due.done():
-            self._standings_due = asyncio.ensure_future(self._reload_standings())
-            self._tasks.add(self._standings_due)
-            self._standings_due.add_done_callback(self._tasks.discard)
+            self._standings_due = self._spawn(self._reload_standings())
 
     async def _reload_standings(self) -> None:
         await asyncio.sleep(STANDINGS_DELAY)
