@@ -19,6 +19,7 @@ otherwise the embedded llama.cpp server (:mod:`botarena.agents.embedded_llm`).
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -26,6 +27,28 @@ import httpx
 
 from botarena.server.errors import LLMUnavailable
 from botarena.server.settings import LLMSettings
+
+
+class ModelMissing(LLMUnavailable):
+    """The backend answered that it does not have the model asked for."""
+
+
+def model_names(model: str) -> frozenset[str]:
+    """The names a backend may list ``model`` under (Ollama adds ``:latest``)."""
+    return frozenset({model, f"{model}:latest"} if ":" not in model else {model})
+
+
+def _refusal(base_url: str, answer: httpx.Response) -> LLMUnavailable:
+    """The error of a chat answered with a status other than 200: a 404 naming a model
+    "not found" (Ollama's and OpenAI's shape) is :class:`ModelMissing`."""
+    text = answer.text[:200]
+    if answer.status_code == 404 and "not found" in text:
+        return ModelMissing(f"the LLM at {base_url} lacks the model: {text}")
+    return LLMUnavailable(f"the LLM at {base_url} answered {answer.status_code}: {text}")
+
+
+PROBE = [{"role": "user", "content": "Count from one to ten."}]
+PROBE_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,8 @@ class LLMBackend(Protocol):
     async def health(self) -> BackendHealth: ...
 
     async def ensure_model(self, model: str) -> None: ...
+
+    async def speed(self, model: str) -> float: ...
 
     def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any: ...
 
@@ -130,9 +155,7 @@ def _structured_class() -> type:
             except httpx.HTTPError as exc:
                 raise LLMUnavailable(f"the LLM at {self.base_url} is unreachable: {exc}") from None
             if answer.status_code != 200:
-                raise LLMUnavailable(
-                    f"the LLM at {self.base_url} answered {answer.status_code}: {answer.text[:200]}"
-                )
+                raise _refusal(self.base_url, answer)
             data = answer.json()
             if self.api == "ollama":
                 content = data.get("message", {}).get("content", "")
@@ -220,14 +243,25 @@ class OllamaBackend:
             installed = await self.models()
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             raise LLMUnavailable(f"Ollama at {self.host} does not answer: {exc}") from None
-        wanted = {model, f"{model}:latest"} if ":" not in model else {model}
-        if not wanted & set(installed):
+        if not model_names(model) & set(installed):
             raise LLMUnavailable(
                 f"model {model!r} is not installed in Ollama at {self.host} (it has: "
                 f"{', '.join(installed) or 'none'}). BotArena never pulls models from the "
                 "Internet: bring it in with a signed bundle carrying its GGUF and Modelfile "
                 "(botarena bundle install FILE), or choose an installed model."
             )
+
+    async def speed(self, model: str) -> float:
+        """Tokens per second of a short generation, as Ollama times it."""
+        body = {
+            "model": model,
+            "messages": PROBE,
+            "stream": False,
+            "options": {"num_predict": PROBE_TOKENS},
+        }
+        data = await _probe(f"{self.host}/api/chat", body)
+        seconds = data.get("eval_duration", 0) / 1e9
+        return data.get("eval_count", 0) / seconds if seconds > 0 else 0.0
 
     def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any:
         return structured_llm("ollama", model or self.default_model, self.host, settings)
@@ -271,9 +305,32 @@ class OpenAICompatibleBackend:
                 f"{', '.join(health.models)})"
             )
 
+    async def speed(self, model: str) -> float:
+        """Tokens per second of a short generation, timed here."""
+        body = {"model": model, "messages": PROBE, "max_tokens": PROBE_TOKENS}
+        started = time.perf_counter()
+        data = await _probe(f"{self.urls[0]}/chat/completions", body)
+        tokens = (data.get("usage") or {}).get("completion_tokens", 0)
+        return tokens / (time.perf_counter() - started)
+
     def crewai_llm(self, model: str | None, slot: int, settings: LLMSettings) -> Any:
         url = self.urls[slot % len(self.urls)]
         return structured_llm("openai", model or self.default_model, url, settings)
+
+
+async def _probe(url: str, body: dict[str, Any]) -> Any:
+    """The JSON answer to a probe generation; failures are :class:`LLMUnavailable`."""
+    try:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            answer = await http.post(url, json=body)
+    except httpx.HTTPError as exc:
+        raise LLMUnavailable(f"the LLM at {url} is unreachable: {exc}") from None
+    if answer.status_code != 200:
+        raise _refusal(url, answer)
+    try:
+        return answer.json()
+    except ValueError:
+        raise LLMUnavailable(f"the LLM at {url} answered something that is not JSON") from None
 
 
 async def ollama_answers(host: str) -> bool:

@@ -4,7 +4,8 @@
 backstory as written: CrewAI puts them in the system message; its memory, delegation
 and tools off) and runs each turn as a one-task ``Crew`` whose ``response_model`` is
 the turn's action (:mod:`botarena.agents.actions`), in a thread so the worker's event
-loop never blocks, on whichever LLM slot is free. :func:`build_task` writes a short
+loop never blocks, on the slot the LLM pool gives it (:mod:`botarena.agents.pool`: the
+next backend when one fails). :func:`build_task` writes a short
 task fit for a small model: the room and its mission, a few notes recalled, the last
 messages, and one thing to do. :func:`clean_reply` makes the text of a chat action fit
 to post: labels and quotes and the agent's greetings to itself removed, an answer cut
@@ -20,21 +21,28 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import functools
 import re
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+import structlog
+
 from botarena.agents.actions import Action
 from botarena.agents.echoes import ECHO_REASON, is_echo
 from botarena.agents.llm import LLMBackend
 from botarena.agents.persona import Persona, Traits
+from botarena.agents.pool import LLMPool, Slot
 from botarena.agents.scheduler import Turn
 from botarena.arenas.charter import ArenaCharter
 from botarena.memory.service import TurnMemory
 from botarena.server import offline
+from botarena.server.errors import LLMUnavailable
 from botarena.server.protocol import Message
 from botarena.server.settings import LLMSettings
+
+log = structlog.get_logger(__name__)
 
 _GREETING = r"(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening)|thanks|thank you)"
 _SENTENCE_END = re.compile(r"[.!?…][\"'”\u2019)\]]*(?=\s|$)")
@@ -155,23 +163,25 @@ def build_task(
 
 
 class CrewTurns:
-    """Runs agent turns through CrewAI on one LLM backend."""
+    """Runs agent turns through CrewAI on an LLM pool (or one backend, a pool of one)."""
 
     def __init__(
-        self, backend: LLMBackend, settings: LLMSettings, *, keep_prompts: bool = False
+        self, llm: LLMPool | LLMBackend, settings: LLMSettings, *, keep_prompts: bool = False
     ) -> None:
         """``keep_prompts``: keep what is sent to the LLM in :attr:`prompts` (benchmarks)."""
         offline.apply()
         self.prompts: list[Any] | None = [] if keep_prompts else None
-        self.backend = backend
+        self.pool = llm if isinstance(llm, LLMPool) else LLMPool.of(llm)
         self.settings = settings
-        self._agents: dict[tuple[str, int], Any] = {}
-        self.slot_count = getattr(backend, "slots", 1)
-        self._free_slots: asyncio.Queue[int] | None = None
+        self._agents: dict[str, Any] = {}
 
-    def _agent(self, persona: Persona, slot: int) -> Any:
-        """The CrewAI agent of ``persona`` on LLM slot ``slot`` (built once)."""
-        agent = self._agents.get((persona.id, slot))
+    @property
+    def slot_count(self) -> int:
+        return self.pool.capacity
+
+    def _agent(self, persona: Persona) -> Any:
+        """The CrewAI agent of ``persona`` (built once; each call sets its LLM)."""
+        agent = self._agents.get(persona.id)
         if agent is not None:
             return agent
         from crewai import Agent
@@ -180,23 +190,23 @@ class CrewTurns:
             role=persona.role,
             goal=persona.goal,
             backstory=persona.backstory,
-            llm=self.backend.crewai_llm(persona.model, slot, self.settings),
+            llm=self.pool.members[0].llm(0, self.settings),
             memory=False,
             allow_delegation=False,
             max_iter=1,
             max_retry_limit=0,
             verbose=False,
         )
-        self._agents[(persona.id, slot)] = agent
+        self._agents[persona.id] = agent
         return agent
 
     def _kickoff(
-        self, persona: Persona, slot: int, description: str, action: type[Action], max_tokens: int
+        self, persona: Persona, slot: Slot, description: str, action: type[Action], max_tokens: int
     ) -> TurnOutcome:
         from crewai import Crew, CrewOutput, Task
 
-        agent = self._agent(persona, slot)
-        llm = agent.llm
+        agent = self._agent(persona)  # an agent has one turn at a time: its LLM is this slot's
+        llm = agent.llm = slot.llm(self.settings)
         llm.max_tokens = max_tokens
         call = llm.call
         seconds = 0.0
@@ -234,29 +244,44 @@ class CrewTurns:
         description: str,
         action: type[Action],
         max_tokens: int | None = None,
+        arena: str = "",
     ) -> TurnOutcome:
-        """Run one turn on ``description`` (:func:`build_task`, or a ticket's task), its
-        answer held to ``action``'s schema and ``max_tokens`` (default: the settings').
-        LLM failures propagate for the worker to back off on. A turn cancelled meanwhile
-        (a mute, a timeout) gives its LLM slot back only when the call in its thread
-        has ended."""
+        """Run one turn of ``arena`` on ``description`` (:func:`build_task`, or a
+        ticket's task), its answer held to ``action``'s schema and ``max_tokens``
+        (default: the settings'). A backend that fails or lacks the model hands the turn
+        to the next one the pool offers; when none is left the failure propagates for
+        the worker to back off on. A turn cancelled meanwhile (a mute, a timeout) gives
+        its slot back only when the call in its thread has ended."""
         started = time.perf_counter()
-        free = self._free_slots
-        if free is None:
-            free = self._free_slots = asyncio.Queue()
-            for slot in range(self.slot_count):
-                free.put_nowait(slot)
-        slot = await free.get()  # whichever LLM slot is idle
+        model = persona.model or self.pool.default_model
         limit = max_tokens or self.settings.llm_max_tokens
-        call = asyncio.ensure_future(
-            asyncio.to_thread(self._kickoff, persona, slot, description, action, limit)
-        )
+        failed: list[str] = []
+        last: Exception | None = None
+        while True:
+            try:
+                slot = await self.pool.acquire(model, arena, avoid=failed)
+            except LLMUnavailable as exc:
+                if last is None:
+                    raise
+                raise last from exc  # what the last backend said, when every one failed
+            call = asyncio.ensure_future(
+                asyncio.to_thread(self._kickoff, persona, slot, description, action, limit)
+            )
+            call.add_done_callback(functools.partial(self._release, slot))
+            try:
+                outcome = await asyncio.shield(call)
+            except (LLMUnavailable, TimeoutError) as exc:
+                log.info("turn.backend_failed", backend=slot.member.name, error=str(exc)[:200])
+                failed.append(slot.member.name)
+                last = exc
+                continue
+            return dataclasses.replace(outcome, total_seconds=time.perf_counter() - started)
 
-        def give_back(done: asyncio.Future[TurnOutcome]) -> None:
-            free.put_nowait(slot)
-            if not done.cancelled():
-                done.exception()  # retrieved: a cancelled turn's failure is nobody's
-
-        call.add_done_callback(give_back)
-        outcome = await asyncio.shield(call)
-        return dataclasses.replace(outcome, total_seconds=time.perf_counter() - started)
+    def _release(self, slot: Slot, done: asyncio.Future[TurnOutcome]) -> None:
+        if done.cancelled():
+            self.pool.release(slot)
+        elif (error := done.exception()) is not None:  # retrieved: a cancelled turn's too
+            self.pool.release(slot, error)
+        else:
+            outcome = done.result()
+            self.pool.release(slot, None, outcome.completion_tokens, outcome.llm_seconds)

@@ -46,6 +46,7 @@ from botarena.agents import actions, drafting, tickets
 from botarena.agents.actions import A
 from botarena.agents.echoes import is_echo
 from botarena.agents.persona import Persona, Traits
+from botarena.agents.pool import LLMPool
 from botarena.agents.scheduler import TICKET_ATTEMPTS, Turn, TurnScheduler
 from botarena.agents.turn import CUT_REASON, CrewTurns, TurnOutcome, build_task, clean_reply
 from botarena.arenas.charter import ArenaCharter, charters
@@ -344,24 +345,28 @@ class AgentWorker:
                 summary=seat.persona.summary()[:300],
                 llm_seconds=llm_seconds,
                 backend=self._backend_text(),
+                pool=(pool := self._pool()) and pool.states(),
                 memory=self.memory.describe() if self.memory is not None else "none",
                 timeout=5,
             )
         except HubError as exc:
             log.info("worker.state_not_reported", agent=agent, error=exc.message)
 
+    def _pool(self) -> LLMPool | None:
+        pool = getattr(self.turns, "pool", None)
+        return pool if isinstance(pool, LLMPool) else None
+
     def _backend_text(self) -> str | None:
-        """The LLM backend, its model and its slots busy now, as moderators read it (None:
-        a worker without one)."""
-        backend = getattr(self.turns, "backend", None)
-        if backend is None:
+        """The LLM backends, their model and slots busy now, as moderators read it (None:
+        a worker without a pool)."""
+        pool = self._pool()
+        if pool is None:
             return None
-        where = getattr(backend, "urls", None) or [getattr(backend, "host", "")]
-        busy = len(self._in_flight)
-        return (
-            f"{backend.name} {backend.default_model} at {', '.join(where)}: "
-            f"{busy}/{self.slots_total} slots busy"
-        )[:200]
+        parts = [
+            f"{m.name} ({m.backend.name}) {'up' if s.up else 'out'} {m.busy}/{m.capacity}"
+            for m, s in zip(pool.members, pool.states(), strict=True)
+        ]
+        return f"{pool.default_model} on {', '.join(parts)}"[:200]
 
     def _report_soon(self, agent: str, state: AgentStateKind, detail: str) -> None:
         self._spawn(self._report(agent, state, detail))
@@ -641,7 +646,8 @@ class AgentWorker:
         turn is skipped and the worker backs off)."""
         try:
             outcome = await asyncio.wait_for(
-                self.turns.run(seat.persona, task, action, max_tokens), self.turn_timeout
+                self.turns.run(seat.persona, task, action, max_tokens, arena=turn.room),
+                self.turn_timeout,
             )
         except Exception as exc:  # any LLM failure: skip, report, back off; never die
             self._failures += 1

@@ -53,6 +53,7 @@ from botarena.server.protocol import (
     AgentStateKind,
     AttachmentContent,
     AttachmentStored,
+    BackendState,
     CanonDocument,
     CanonReverted,
     ErrorBody,
@@ -350,9 +351,11 @@ class HubClient:
         llm_seconds: float | None = None,
         backend: str | None = None,
         memory: str | None = None,
+        pool: list[BackendState] | None = None,
         timeout: float | None = None,
     ) -> AgentState | None:
-        """Report this agent's state (and, when given, the LLM backend and memory it uses);
+        """Report this agent's state (and, when given, the LLM backend and memory it uses
+        and its worker's pool of backends);
         None when the hub could not store it. ``timeout``: seconds to wait for the answer
         (None: the client's ``call_timeout``)."""
         payload = {
@@ -363,6 +366,7 @@ class HubClient:
             "llm_seconds": llm_seconds,
             "backend": backend,
             "memory": memory,
+            "pool": None if pool is None else [b.model_dump() for b in pool],
         }
         data = await self.call("agent.state", payload, timeout=timeout)
         return None if data is None else _parse("agent.state", AgentState, data)

@@ -2,8 +2,9 @@
 
 Labels are bounded on purpose: events by their protocol name (unknown names count as
 ``unknown``), errors by code, proposals by arena and status, agents by name (the site's
-personas, a handful); never a human principal or a token. The proposal, ticket and
-agent gauges are read from the database when ``/metrics`` is scraped.
+personas, a handful), LLM backends by their configured name; never a human principal or
+a token. The proposal, ticket, agent and backend gauges are read from the database when
+``/metrics`` is scraped.
 """
 
 from __future__ import annotations
@@ -11,8 +12,19 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from botarena.arenas.names import ProposalStatus
-from botarena.server.protocol import AgentState
+from botarena.server.protocol import AgentState, BackendState
 from botarena.server.reputation import Standing
+
+BACKEND_FIELDS = {
+    "up": "1 when it is up and not backing off",
+    "busy": "requests it is answering",
+    "capacity": "requests it answers at once",
+    "queue": "turns waiting for a slot of the pool",
+    "tokens_per_second": "tokens it generates per second",
+    "errors": "calls that failed or timed out",
+    "served": "calls it answered",
+}
+"""The per-backend gauges, labelled by the backend's configured name only."""
 
 
 class HubMetrics:
@@ -114,6 +126,15 @@ class HubMetrics:
             ["agent"],
             registry=self.registry,
         )
+        self.backend_gauges = {
+            field: Gauge(
+                f"botarena_llm_backend_{field}",
+                f"An LLM backend of the agents' pool: {text} (as last reported)",
+                ["backend"],
+                registry=self.registry,
+            )
+            for field, text in BACKEND_FIELDS.items()
+        }
         self.audit_chain_ok = Gauge(
             "botarena_audit_chain_ok",
             "1 when the audit chain verified at the last check, 0 when it did not",
@@ -162,7 +183,8 @@ class HubMetrics:
                 self.agent_approval_ratio.labels(standing.agent).set(standing.approval_ratio)
 
     def set_agent_states(self, states: list[AgentState]) -> None:
-        """Refresh the agent state counts and LLM times from the agents' last reports."""
+        """Refresh the agent state counts, LLM times and LLM backends from the agents'
+        last reports (each backend as the newest report gives it)."""
         self.agents.clear()
         self.agent_llm_seconds.clear()
         counts: dict[str, int] = {}
@@ -172,3 +194,14 @@ class HubMetrics:
                 self.agent_llm_seconds.labels(state.agent).set(state.llm_seconds)
         for kind, count in counts.items():
             self.agents.labels(kind).set(count)
+        for gauge in self.backend_gauges.values():
+            gauge.clear()
+        newest: dict[str, tuple[float, BackendState]] = {}
+        for state in states:
+            for backend in state.pool:
+                seen = newest.get(backend.name)
+                if seen is None or seen[0] < state.updated_at.timestamp():
+                    newest[backend.name] = (state.updated_at.timestamp(), backend)
+        for name, (_, backend) in newest.items():
+            for field, gauge in self.backend_gauges.items():
+                gauge.labels(name).set(float(getattr(backend, field)))

@@ -175,6 +175,23 @@ class AgentStateKind(StrEnum):
     OFFLINE = "offline"  # set by the hub when the agent's last connection closes
 
 
+class BackendState(Payload):
+    """One LLM backend of a worker's pool, as the worker sees it."""
+
+    name: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    up: bool
+    busy: int = Field(ge=0, le=100_000)
+    capacity: int = Field(ge=0, le=100_000)
+    queue: int = Field(0, ge=0, le=1_000_000, description="turns waiting for a slot")
+    tokens_per_second: float = Field(0.0, ge=0, le=1e7)
+    errors: int = Field(0, ge=0)
+    served: int = Field(0, ge=0)
+    models: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+
 class AgentStateReport(Payload):
     """An agent's report about itself (the hub knows who is reporting)."""
 
@@ -194,6 +211,9 @@ class AgentStateReport(Payload):
     )
     memory: str | None = Field(
         None, max_length=200, description="the memory store and its state; None: as before"
+    )
+    pool: list[BackendState] | None = Field(
+        None, max_length=32, description="the worker's LLM backends; None: as before"
     )
 
 
@@ -428,6 +448,7 @@ class AgentState(Push):
     llm_seconds: float | None = None
     backend: str = ""
     memory: str = ""
+    pool: list[BackendState] = Field(default_factory=list)
     updated_at: datetime
 
 

@@ -22,7 +22,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -257,6 +265,33 @@ class MemorySettings(CommonSettings):
         return self.var_dir / "chroma"
 
 
+class PoolBackend(BaseModel):
+    """One backend of the LLM pool (``llm_pool``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="how it is shown")
+    kind: Literal["ollama", "openai", "embedded"]
+    url: OptionalText = Field(
+        None, description="Ollama's address or an OpenAI-compatible /v1 URL (not embedded)"
+    )
+    capacity: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="requests it answers at once; default 1 (embedded: llm_slots)",
+    )
+    models: list[str] | None = Field(None, description="models to send it; default: those it lists")
+
+    @model_validator(mode="after")
+    def _url_when_remote(self) -> PoolBackend:
+        if self.kind != "embedded" and not self.url:
+            raise ValueError(f"the {self.kind} backend {self.name!r} needs a url")
+        if self.kind == "embedded" and self.url:
+            raise ValueError("an embedded backend is started by the worker: it takes no url")
+        return self
+
+
 class LLMSettings(CommonSettings):
     """Which LLM backend answers, and the embedded llama.cpp's shape."""
 
@@ -291,6 +326,27 @@ class LLMSettings(CommonSettings):
         500, ge=8, le=8192, description="longest answer of a drafting turn in tokens"
     )
     llm_port: int = Field(8790, ge=0, le=65535, description="the embedded server's port")
+    llm_pool: list[PoolBackend] | None = Field(
+        None,
+        description="the LLM backends turns are shared over (JSON list; "
+        "default: the one llm_backend chooses)",
+    )
+    llm_check_seconds: float = Field(
+        30.0, gt=0, description="how often the pool checks each backend's health, models, speed"
+    )
+
+    @field_validator("llm_pool")
+    @classmethod
+    def _one_embedded(cls, pool: list[PoolBackend] | None) -> list[PoolBackend] | None:
+        if pool is not None:
+            if not pool:
+                raise ValueError("the LLM pool needs at least one backend")
+            names = [b.name for b in pool]
+            if len(set(names)) != len(names):
+                raise ValueError("the backends of the LLM pool need different names")
+            if sum(b.kind == "embedded" for b in pool) > 1:
+                raise ValueError("the LLM pool can start one embedded backend")
+        return pool
 
     @property
     def models_dir(self) -> Path:

@@ -50,7 +50,10 @@ a test never mistakes the stand-in's limit for BotArena's. A chat's answer stops
 ``num_predict`` (``options``, on ``/api/chat``) or ``max_tokens`` (``/v1``), counted here in
 words, with ``done_reason``/``finish_reason`` ``length``, as Ollama's does; a JSON answer is
 cut inside its string fields so that it stays valid JSON against the schema (a real model
-cut mid-answer would leave the JSON unfinished: script that if it matters). While ``hold``
+cut mid-answer would leave the JSON unfinished: script that if it matters). Each chat takes
+``delay`` seconds (a slow model; ``busy`` and ``most_busy`` count the chats under way), and
+while ``failure`` is set every request is answered 500 with it as the error, as Ollama
+answers once its runner has died (``llama runner process has terminated``). While ``hold``
 is set and not yet released, chats wait for it (a slow model).
 
 The capable model (``OllamaStandIn(..., capable=True)``) plays a model that answers from
@@ -568,6 +571,10 @@ class OllamaStandIn:
     url: str = ""
     hold: asyncio.Event | None = None
     capable: bool = False
+    delay: float = 0.0
+    failure: str | None = None
+    busy: int = 0
+    most_busy: int = 0
 
     def _installed(self, name: str) -> bool:
         return name in self.models or f"{name}:latest" in self.models
@@ -633,7 +640,23 @@ class OllamaStandIn:
                 instance[prop] = filler.fill(schema, prop)
         return instance
 
+    async def _think(self) -> None:
+        """Take ``delay`` seconds over a chat, counting the chats under way."""
+        self.busy += 1
+        self.most_busy = max(self.most_busy, self.busy)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.busy -= 1
+
     def app(self) -> web.Application:
+        @web.middleware
+        async def failing(request: web.Request, handler: Any) -> web.StreamResponse:
+            if self.failure is not None:  # as Ollama answers once its runner has died
+                self.requests.append((request.method, request.path, {"failed": True}))
+                return web.json_response({"error": self.failure}, status=500)
+            return await handler(request)
+
         async def version(request: web.Request) -> web.Response:
             self.requests.append(("GET", request.path, {}))
             return web.json_response({"version": VERSION})
@@ -699,6 +722,7 @@ class OllamaStandIn:
             prompt_tokens = sum(len(_text_of(m).split()) for m in body["messages"])
             if self.hold is not None:
                 await self.hold.wait()
+            await self._think()
             fmt = None
             response_format = body.get("response_format")
             if isinstance(response_format, dict):
@@ -807,6 +831,7 @@ class OllamaStandIn:
             loaded = time.monotonic_ns()
             if self.hold is not None:
                 await self.hold.wait()
+            await self._think()
             tool_calls = None
             if self.script:
                 scripted = self.script.pop(0)
@@ -886,7 +911,7 @@ class OllamaStandIn:
             self.models.append(name)
             return web.json_response({"status": "success"})
 
-        app = web.Application(client_max_size=1024**3)
+        app = web.Application(client_max_size=1024**3, middlewares=[failing])
         app.add_routes(
             [
                 web.get("/api/version", version),

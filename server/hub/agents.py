@@ -41,6 +41,7 @@ async def report_state(
         llm_seconds=req.llm_seconds,
         backend=req.backend,
         memory=req.memory,
+        pool=req.pool,
     )
 
 

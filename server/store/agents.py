@@ -1,5 +1,6 @@
 """Agent states: what each agent last reported (its state, trait drift, summary, the
-time its turns spend in the LLM, and the LLM backend and memory it uses), one row per
+time its turns spend in the LLM, the LLM backend and memory it uses, and its worker's
+pool of backends), one row per
 agent, for the console and /metrics."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import json
 
 from botarena.server.auth import Principal
-from botarena.server.protocol import AgentState, AgentStateKind
+from botarena.server.protocol import AgentState, AgentStateKind, BackendState
 from botarena.server.store.database import Database
 
 
@@ -28,19 +29,20 @@ class AgentStateRepository:
         llm_seconds: float | None = None,
         backend: str | None = None,
         memory: str | None = None,
+        pool: list[BackendState] | None = None,
     ) -> AgentState:
-        """Store what an agent reports; a summary, LLM time, backend or memory left out
-        stays as it was."""
+        """Store what an agent reports; a summary, LLM time, backend, memory or pool left
+        out stays as it was."""
         row = await self.db.pool.fetchrow(
             """INSERT INTO agent_states AS s (principal_id, state, detail, drift, summary,
-                                              llm_seconds, backend, memory, updated_at)
+                                              llm_seconds, backend, memory, pool, updated_at)
                VALUES ($1, $2, $3, $4, coalesce($5, ''), $6, coalesce($7, ''),
-                       coalesce($8, ''), now())
+                       coalesce($8, ''), coalesce($9::jsonb, '[]'), now())
                ON CONFLICT (principal_id) DO UPDATE SET state = $2, detail = $3, drift = $4,
                    summary = coalesce($5, s.summary), llm_seconds = coalesce($6, s.llm_seconds),
                    backend = coalesce($7, s.backend), memory = coalesce($8, s.memory),
-                   updated_at = now()
-               RETURNING summary, llm_seconds, backend, memory, updated_at""",
+                   pool = coalesce($9::jsonb, s.pool), updated_at = now()
+               RETURNING summary, llm_seconds, backend, memory, pool, updated_at""",
             agent.id,
             state,
             detail,
@@ -49,16 +51,26 @@ class AgentStateRepository:
             llm_seconds,
             backend,
             memory,
+            None if pool is None else json.dumps([b.model_dump() for b in pool]),
         )
         return AgentState(
-            agent=agent.name, state=AgentStateKind(state), detail=detail, drift=drift, **dict(row)
+            agent=agent.name,
+            state=AgentStateKind(state),
+            detail=detail,
+            drift=drift,
+            **{**dict(row), "pool": json.loads(row["pool"])},
         )
 
     async def states(self) -> list[AgentState]:
         """Every agent's last report, by agent name."""
         rows = await self.db.pool.fetch(
             """SELECT p.name AS agent, s.state, s.detail, s.drift, s.summary, s.llm_seconds,
-                      s.backend, s.memory, s.updated_at
+                      s.backend, s.memory, s.pool, s.updated_at
                FROM agent_states s JOIN principals p ON p.id = s.principal_id ORDER BY p.name"""
         )
-        return [AgentState(**{**dict(r), "drift": json.loads(r["drift"])}) for r in rows]
+        return [
+            AgentState(
+                **{**dict(r), "drift": json.loads(r["drift"]), "pool": json.loads(r["pool"])}
+            )
+            for r in rows
+        ]
