@@ -155,7 +155,7 @@ def _structured_class() -> type:
             except httpx.HTTPError as exc:
                 raise LLMUnavailable(f"the LLM at {self.base_url} is unreachable: {exc}") from None
             if answer.status_code != 200:
-                raise _refusal(self.base_url, answer)
+                raise _refusal(str(self.base_url), answer)
             data = answer.json()
             if self.api == "ollama":
                 content = data.get("message", {}).get("content", "")

@@ -345,7 +345,7 @@ class AgentWorker:
                 summary=seat.persona.summary()[:300],
                 llm_seconds=llm_seconds,
                 backend=self._backend_text(),
-                pool=(pool := self._pool()) and pool.states(),
+                pool=None if (pool := self._pool()) is None else pool.states(),
                 memory=self.memory.describe() if self.memory is not None else "none",
                 timeout=5,
             )
