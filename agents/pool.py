@@ -66,6 +66,12 @@ class Member:
     def __post_init__(self) -> None:
         self._free = list(range(self.capacity))
 
+    @classmethod
+    def of(cls, backend: LLMBackend) -> Member:
+        """A backend as a member under its own name, with the slots it declares (else
+        one) and the models it lists."""
+        return cls(backend.name, backend, getattr(backend, "slots", 1))
+
     def has(self, model: str) -> bool:
         """Whether this member may be sent ``model``."""
         names = model_names(model)
@@ -97,8 +103,6 @@ class Slot:
     member: Member
     index: int
     model: str
-    arena: str
-    started: float
 
     def llm(self, settings: LLMSettings) -> Any:
         llm = self.member.llm(self.index, settings)
@@ -138,7 +142,7 @@ class LLMPool:
     @classmethod
     def of(cls, backend: LLMBackend) -> LLMPool:
         """A pool of one backend, with its own capacity and the models it lists."""
-        return cls([Member(backend.name, backend, getattr(backend, "slots", 1))])
+        return cls([Member.of(backend)])
 
     @property
     def capacity(self) -> int:
@@ -197,7 +201,7 @@ class LLMPool:
         if arena in self._last_served:
             self._last_served.remove(arena)
         self._last_served.append(arena)
-        return Slot(member, index, model, arena, self.clock())
+        return Slot(member, index, model)
 
     async def acquire(self, model: str, arena: str, avoid: Collection[str] = ()) -> Slot:
         """A slot for one call of ``model`` from ``arena``, on a member not in ``avoid``
@@ -232,29 +236,28 @@ class LLMPool:
 
     def _dispatch(self) -> None:
         """Give free slots to waiting turns, one arena after another."""
-        placed = True
-        while placed:
-            placed = False
-            for arena in self._arenas_in_turn():
-                line = self._lines[arena]
-                for waiter in list(line):
-                    if waiter.future.done():
-                        line.remove(waiter)
-                        continue
-                    error = self._unservable(waiter.model, waiter.avoid)
-                    if error is not None:
-                        line.remove(waiter)
-                        waiter.future.set_exception(error)
-                        continue
-                    member = self._best(waiter.model, waiter.avoid)
-                    if member is None:
-                        continue
+        while self._place_one():
+            pass
+
+    def _place_one(self) -> bool:
+        """Give a slot to the first waiting turn that can have one, looking at the least
+        recently served arena first (turns whose model no member can take any more are
+        answered with why); False when no waiting turn can be placed now."""
+        for arena in self._arenas_in_turn():
+            line = self._lines[arena]
+            for waiter in list(line):
+                if waiter.future.done():
+                    line.remove(waiter)
+                    continue
+                if (error := self._unservable(waiter.model, waiter.avoid)) is not None:
+                    line.remove(waiter)
+                    waiter.future.set_exception(error)
+                    continue
+                if (member := self._best(waiter.model, waiter.avoid)) is not None:
                     line.remove(waiter)
                     waiter.future.set_result(self._take(member, waiter.model, arena))
-                    placed = True
-                    break  # one per arena, then the next arena's turn
-                if placed:
-                    break
+                    return True
+        return False
 
     def release(
         self, slot: Slot, error: BaseException | None = None, tokens: int = 0, seconds: float = 0

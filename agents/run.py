@@ -69,8 +69,7 @@ async def open_pool(settings: AgentSettings, stack: AsyncExitStack) -> LLMPool:
         capacity = getattr(backend, "slots", None) or entry.capacity or 1
         members.append(Member(entry.name, backend, capacity, declared))
     if not members:
-        backend = await open_backend(settings, stack)
-        members.append(Member(backend.name, backend, getattr(backend, "slots", 1)))
+        members.append(Member.of(await open_backend(settings, stack)))
     pool = LLMPool(members, check_seconds=settings.llm_check_seconds)
     await pool.start()
     stack.push_async_callback(pool.stop)

@@ -62,6 +62,7 @@ from botarena.server.client import HubClient
 from botarena.server.errors import ConfigError, Forbidden, HubError, Muted, NotFound, RoomPaused
 from botarena.server.protocol import (
     AgentStateKind,
+    BackendState,
     CanonMerged,
     Message,
     ModerationNotice,
@@ -337,6 +338,7 @@ class AgentWorker:
             state, detail = AgentStateKind.DEGRADED, f"{self.memory.degraded}; {detail}"
         if not seat.client.connected:
             return
+        backend, pool = self._pool_report()
         try:
             await seat.client.report_state(
                 state,
@@ -344,29 +346,26 @@ class AgentWorker:
                 drift=seat.traits.drift(),
                 summary=seat.persona.summary()[:300],
                 llm_seconds=llm_seconds,
-                backend=self._backend_text(),
-                pool=None if (pool := self._pool()) is None else pool.states(),
+                backend=backend,
+                pool=pool,
                 memory=self.memory.describe() if self.memory is not None else "none",
                 timeout=5,
             )
         except HubError as exc:
             log.info("worker.state_not_reported", agent=agent, error=exc.message)
 
-    def _pool(self) -> LLMPool | None:
+    def _pool_report(self) -> tuple[str | None, list[BackendState] | None]:
+        """The LLM pool as the worker reports it: a line for moderators (its model, each
+        backend up or out and its slots busy) and each backend's state; None and None
+        for a worker without a pool."""
         pool = getattr(self.turns, "pool", None)
-        return pool if isinstance(pool, LLMPool) else None
-
-    def _backend_text(self) -> str | None:
-        """The LLM backends, their model and slots busy now, as moderators read it (None:
-        a worker without a pool)."""
-        pool = self._pool()
-        if pool is None:
-            return None
+        if not isinstance(pool, LLMPool):
+            return None, None
+        states = pool.states()
         parts = [
-            f"{m.name} ({m.backend.name}) {'up' if s.up else 'out'} {m.busy}/{m.capacity}"
-            for m, s in zip(pool.members, pool.states(), strict=True)
+            f"{s.name} ({s.kind}) {'up' if s.up else 'out'} {s.busy}/{s.capacity}" for s in states
         ]
-        return f"{pool.default_model} on {', '.join(parts)}"[:200]
+        return f"{pool.default_model} on {', '.join(parts)}"[:200], states
 
     def _report_soon(self, agent: str, state: AgentStateKind, detail: str) -> None:
         self._spawn(self._report(agent, state, detail))
