@@ -16,6 +16,7 @@ bad value stops start-up with the variable's name and the reason.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cache
 from importlib import resources
@@ -334,6 +335,17 @@ class LLMSettings(CommonSettings):
     llm_check_seconds: float = Field(
         30.0, gt=0, description="how often the pool checks each backend's health, models, speed"
     )
+
+    @field_validator("llm_pool", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        """A value that is still text was not JSON (the environment's is decoded first)."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list of backends: {exc}") from None
+        return value
 
     @field_validator("llm_pool")
     @classmethod

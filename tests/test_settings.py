@@ -106,3 +106,44 @@ def test_a_bad_setting_of_any_backup_part_stops_the_backup_before_it_starts(
     assert "bad settings" in done.stderr and "memory_max_per_agent" in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists() and not (tmp_path / "var" / "pgdata").exists()
+
+
+@pytest.mark.parametrize(
+    ("pool", "why"),
+    [
+        ('[{"name": "gpu1", "kind": "ollama"', "not a JSON list of backends"),
+        ('[{"name": "gpu1", "kind": "ollama"}]', "the ollama backend 'gpu1' needs a url"),
+        ('[{"name": "e", "kind": "embedded", "url": "http://x"}]', "it takes no url"),
+        ('[{"name": "a", "kind": "embedded"}, {"name": "b", "kind": "embedded"}]', "one embedded"),
+        (
+            '[{"name": "a", "kind": "openai", "url": "http://x/v1"}, '
+            '{"name": "a", "kind": "ollama", "url": "http://y"}]',
+            "need different names",
+        ),
+        ('[{"name": "A B", "kind": "openai", "url": "http://x/v1"}]', "should match pattern"),
+        ('[{"name": "a", "kind": "vllm", "url": "http://x/v1"}]', "'ollama', 'openai' or"),
+        ('[{"name": "a", "kind": "ollama", "url": "http://y", "gpu": 1}]', "Extra inputs"),
+        ("[]", "at least one backend"),
+    ],
+)
+def test_a_bad_llm_pool_stops_start_up_with_the_variable_and_the_reason(
+    monkeypatch: pytest.MonkeyPatch, pool: str, why: str
+) -> None:
+    monkeypatch.setenv("BOTARENA_LLM_POOL", pool)
+    with pytest.raises(ValueError, match="llm_pool") as refused:
+        AgentSettings()
+    assert why in str(refused.value)
+
+
+def test_an_llm_pool_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "BOTARENA_LLM_POOL",
+        '[{"name": "gpu1", "kind": "ollama", "url": "http://10.0.0.5:11434", "capacity": 4,'
+        ' "models": ["qwen3"]}, {"name": "local", "kind": "embedded"}]',
+    )
+    pool = AgentSettings().llm_pool
+    assert pool is not None
+    assert [(b.name, b.kind, b.capacity, b.models) for b in pool] == [
+        ("gpu1", "ollama", 4, ["qwen3"]),
+        ("local", "embedded", None, None),
+    ]
