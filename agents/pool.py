@@ -318,8 +318,13 @@ class LLMPool:
                 None,
             )
             if model is not None:
-                with contextlib.suppress(LLMUnavailable, TimeoutError):
+                member.busy += 1  # the probe holds a slot: a turn never goes beyond capacity
+                try:
                     self._measured(member, await member.backend.speed(model))
+                except (LLMUnavailable, TimeoutError):
+                    pass
+                finally:
+                    member.busy -= 1
         member.served_since_check = 0
 
     async def start(self) -> None:
