@@ -1,7 +1,9 @@
 """Running the agent worker as a process (``botarena worker``): open the LLM pool (the
 backends ``llm_pool`` lists, or the one ``llm_backend`` chooses), start the embedded
 llama.cpp server when it is one of them, load personas and tokens,
-and run the :class:`AgentWorker` until SIGINT or SIGTERM, then stop what was started."""
+and run the :class:`AgentWorker` until SIGINT or SIGTERM, then stop what was started.
+The worker shares the agents with every other worker on the same hub (its id:
+``worker_id``, else a new one), each agent running on one at a time."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from contextlib import AsyncExitStack
 
 import structlog
 
+from botarena.agents import sharing
 from botarena.agents.embedded_llm import EmbeddedLlama
 from botarena.agents.llm import LLMBackend, OllamaBackend, OpenAICompatibleBackend, model_names
 from botarena.agents.llm import choose_backend as choose_backend_kind
@@ -116,6 +119,8 @@ async def run_worker(settings: AgentSettings) -> None:
             sure_similarity=settings.knowledge_sure_similarity,
             min_coverage=settings.knowledge_min_coverage,
             draft_tokens=settings.llm_max_draft_tokens,
+            worker_id=settings.worker_id or sharing.worker_id(),
+            share_seconds=settings.worker_share_seconds,
         )
         task = asyncio.create_task(worker.run())
         await asyncio.wait(

@@ -22,12 +22,15 @@ arena-weighted knowledge; without ChromaDB the agents talk on and report ``degra
 best by reputation) is retried later. Open tickets are the scheduler's queued work: the
 worker tells it of each ticket answered or escalated, and of the hub's open tickets when
 an agent joins the external arena and every ``ticket_refresh_seconds`` (tickets filed
-while the worker was away are answered too).
+while the worker was away are answered too). Given a worker id, the worker runs only
+its share of the personas among the live workers, each agent under a lease the hub
+keeps, and takes or hands over agents as workers come and go (:meth:`AgentWorker._share`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import random
@@ -42,7 +45,7 @@ from typing import Any
 
 import structlog
 
-from botarena.agents import actions, drafting, tickets
+from botarena.agents import actions, drafting, sharing, tickets
 from botarena.agents.actions import A
 from botarena.agents.echoes import is_echo
 from botarena.agents.persona import Persona, Traits
@@ -59,7 +62,16 @@ from botarena.arenas.names import (
 )
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubClient
-from botarena.server.errors import ConfigError, Forbidden, HubError, Muted, NotFound, RoomPaused
+from botarena.server.errors import (
+    ConfigError,
+    Forbidden,
+    HubError,
+    Leased,
+    Muted,
+    NotFound,
+    RoomPaused,
+    Unauthorized,
+)
 from botarena.server.protocol import (
     AgentStateKind,
     BackendState,
@@ -114,6 +126,8 @@ class AgentSeat:
     initiative_index: int = field(default_factory=lambda: random.randrange(1000))
     quiet_turns: int = 0  # initiative turns taken (every charter.draft_every-th drafts)
     refused: set[str] = field(default_factory=set)  # arenas that refused it, to retry
+    held: bool = False  # connected and seated by this worker
+    token_refused: bool = False  # its token was refused: not tried again
 
 
 class AgentWorker:
@@ -138,12 +152,17 @@ class AgentWorker:
         sure_similarity: float = 0.88,
         min_coverage: float = 0.5,
         draft_tokens: int = 500,
+        worker_id: str | None = None,
+        share_seconds: float = 3.0,
     ) -> None:
-        """``min_similarity`` and ``min_coverage``: what a ticket's knowledge must reach
-        to be answered from (:func:`botarena.agents.tickets.relevant`), else the ticket
-        goes to a human; ``sure_similarity``: from how close a passage the model's doubt
-        no longer sends it to a human (:func:`botarena.agents.tickets.answered`);
-        ``draft_tokens``: the longest draft a drafting turn writes."""
+        """``worker_id``: this worker's id among the workers sharing the agents (see
+        :meth:`_share`; None: it runs every persona, alone); ``share_seconds``: how often
+        it reads the live workers and takes or hands over agents; ``min_similarity`` and
+        ``min_coverage``: what a ticket's knowledge must reach to be answered from
+        (:func:`botarena.agents.tickets.relevant`), else the ticket goes to a human;
+        ``sure_similarity``: from how close a passage the model's doubt no longer sends
+        it to a human (:func:`botarena.agents.tickets.answered`); ``draft_tokens``: the
+        longest draft a drafting turn writes."""
         missing = [p.id for p in personas if p.id not in tokens]
         if missing:
             raise ValueError(f"no token for: {', '.join(missing)}")
@@ -163,11 +182,14 @@ class AgentWorker:
         self.slots = asyncio.Semaphore(slots)
         self.slots_total = slots
         self.records: list[TurnRecord] = []
-        self.seats: dict[str, AgentSeat] = {}
-        for persona in personas:
-            client = HubClient(hub_url, tokens[persona.id], on_message=self._observe)
-            self.seats[persona.id] = AgentSeat(persona, client, Traits(persona.traits))
-            self._listen(persona.id, client)
+        self.hub_url = hub_url
+        self.tokens = tokens
+        self.worker_id = worker_id
+        self.share_seconds = share_seconds
+        self.seats: dict[str, AgentSeat] = {
+            p.id: AgentSeat(p, self._client(p), Traits(p.traits)) for p in personas
+        }
+        self._fatal: BaseException | None = None  # what ended the worker (a bad token)
         self._failures = 0
         self._retry_at = 0.0
         self._seen: OrderedDict[int, None] = OrderedDict()  # message ids already handled
@@ -178,6 +200,14 @@ class AgentWorker:
         self._names = {n for p in personas for n in (p.id, p.display_name)}
 
     # connecting -------------------------------------------------------------------
+
+    def _client(self, persona: Persona) -> HubClient:
+        """A new hub client for ``persona``, listened to (not yet connected)."""
+        client = HubClient(
+            self.hub_url, self.tokens[persona.id], on_message=self._observe, worker=self.worker_id
+        )
+        self._listen(persona.id, client)
+        return client
 
     def _listen(self, agent: str, client: HubClient) -> None:
         def on_moderation(notice: ModerationNotice) -> None:
@@ -223,8 +253,12 @@ class AgentWorker:
         connected = await seat.client.connect_with_backoff(
             first_delay=0.5, max_delay=10.0, stop=self._stopping, on_failure=unreachable
         )
-        if not connected:
-            return  # stopped before the hub answered
+        if connected:
+            await self._seat(seat)
+
+    async def _seat(self, seat: AgentSeat) -> None:
+        """Join a connected agent's arenas and say it is here."""
+        seat.held = True
         for arena in seat.persona.arenas:
             await self._join(seat, arena)
         await self._report(seat.persona.id, AgentStateKind.IDLE, "connected")
@@ -382,8 +416,12 @@ class AgentWorker:
         """Connect every agent, then hand out turns until :meth:`stop`."""
         if self.memory is not None:
             await self.memory.start()
-        await asyncio.gather(*(self._connect(seat) for seat in self.seats.values()))
-        log.info("worker.running", agents=list(self.seats))
+        if self.worker_id is None:
+            await asyncio.gather(*(self._connect(seat) for seat in self.seats.values()))
+            log.info("worker.running", agents=list(self.seats))
+        else:
+            log.info("worker.sharing", worker=self.worker_id, agents=len(self.seats))
+            self._spawn(self._share())
         self._spawn(self._rejoin_refused())
         self._spawn(self._refresh_tickets_every())
         while not self._stopping.is_set():
@@ -398,6 +436,90 @@ class AgentWorker:
             running = self._in_flight[turn.agent] = self._spawn(self._take_turn(turn))
             running.add_done_callback(functools.partial(self._landed, turn.agent))
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._fatal is not None:
+            raise self._fatal
+
+    # sharing the agents with other workers -------------------------------------------
+
+    async def _share(self) -> None:
+        """Every ``share_seconds``: read the live workers and run this worker's share of
+        the agents (:func:`sharing.owner`), taking the ones it gains and handing over the
+        ones another live worker ranks higher for. A worker that holds no agent yet
+        cannot read the list: it tries every agent, and the hub counts it as waiting, so
+        the others hand over its share. An agent whose session the hub closed (its lease
+        went to another worker, a kick) or whose reconnect is refused is let go first."""
+        while not self._stopping.is_set():
+            try:
+                await self._share_once()
+            except Exception:  # one failed round must not stop the sharing
+                log.exception("worker.share_failed")
+            await self._pause(self.share_seconds)
+
+    async def _share_once(self) -> None:
+        for seat in self.seats.values():
+            if seat.held and self._lost(seat.client):
+                await self._hand_over(seat, "its connection was closed or refused")
+        live = await self._live_workers()
+        workers = {*(live or ()), self.worker_id or ""}
+        taking = []
+        for agent, seat in self.seats.items():
+            mine = sharing.owner(agent, workers) == self.worker_id
+            if seat.held and not mine and live is not None:
+                await self._hand_over(seat, f"worker {sharing.owner(agent, workers)} runs it")
+            elif not seat.held and mine and not seat.token_refused:
+                taking.append(self._take(seat))
+        await asyncio.gather(*taking)
+        if all(seat.token_refused for seat in self.seats.values()):
+            self._fatal = Unauthorized("every agent token was refused")
+            self._stopping.set()
+
+    @staticmethod
+    def _lost(client: HubClient) -> bool:
+        return not client.connected and (
+            client.closed_by_hub or isinstance(client.refusal, Leased | Unauthorized)
+        )
+
+    async def _live_workers(self) -> list[str] | None:
+        """The live workers as the hub lists them; None without a connected agent."""
+        for seat in self.seats.values():
+            if seat.held and seat.client.connected:
+                try:
+                    return (await seat.client.workers()).workers
+                except HubError as exc:
+                    log.info("worker.workers_not_listed", agent=seat.persona.id, error=exc.message)
+        return None
+
+    async def _take(self, seat: AgentSeat) -> None:
+        """Connect an agent under this worker's lease, and seat it; one another worker
+        holds is left to it (tried again next round)."""
+        try:
+            await seat.client.connect()
+        except Leased:
+            return
+        except Unauthorized as exc:
+            log.error("worker.token_refused", agent=seat.persona.id, error=exc.message)
+            seat.token_refused = True
+            return
+        except HubError as exc:
+            log.info("worker.not_connected", agent=seat.persona.id, error=exc.message)
+            return
+        log.info("worker.agent_taken", agent=seat.persona.id, worker=self.worker_id)
+        await self._seat(seat)
+
+    async def _hand_over(self, seat: AgentSeat, why: str) -> None:
+        """Stop running an agent: out of the scheduler, its turn cancelled, its connection
+        closed (the hub releases its lease); a fresh client waits for the next take."""
+        agent = seat.persona.id
+        seat.held = False
+        for room in list(self.scheduler.rooms):
+            self.scheduler.leave(agent, room)
+        turn = self._in_flight.get(agent)
+        if turn is not None and not turn.done():
+            turn.cancel()
+        old, seat.client = seat.client, self._client(seat.persona)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.close(), 5)
+        log.info("worker.agent_handed_over", agent=agent, reason=why)
 
     async def _pause(self, seconds: float) -> None:
         try:

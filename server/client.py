@@ -81,6 +81,7 @@ from botarena.server.protocol import (
     TicketList,
     UnmuteResult,
     Whoami,
+    WorkerList,
 )
 
 log = structlog.get_logger(__name__)
@@ -136,9 +137,13 @@ class HubClient:
         on_connection: Callable[[bool], None] | None = None,
         reconnection: bool = True,
         call_timeout: float = 15.0,
+        worker: str | None = None,
     ) -> None:
+        """``worker``: the worker process this agent runs on; its connects then hold the
+        agent's lease, or are refused :class:`Leased`."""
         self.url = url
         self.token = token
+        self.worker = worker
         self.on_message = on_message
         self.on_connection = on_connection  # told True on (re)connect, False on a drop
         self.call_timeout = call_timeout
@@ -173,7 +178,7 @@ class HubClient:
         try:
             await self.sio.connect(
                 self.url,
-                auth={"token": self.token},
+                auth={"token": self.token, **({"worker": self.worker} if self.worker else {})},
                 transports=["websocket"],
                 wait_timeout=timeout,
             )
@@ -373,6 +378,10 @@ class HubClient:
 
     async def agent_states(self) -> AgentList:
         return await self._ask("agents", AgentList)
+
+    async def workers(self) -> WorkerList:
+        """The live workers (for an agent connected from one)."""
+        return await self._ask("workers", WorkerList)
 
     async def react(self, room: str, message_id: int, value: int) -> Reaction:
         """+1, -1, or 0 to take a reaction back."""

@@ -17,6 +17,7 @@
     │   ├── RoomPaused
     │   ├── Conflict               already exists, already reviewed, stale base version
     │   ├── Unavailable            a dependency (the database) is down; retry later
+    │   ├── Leased                 the agent runs on another worker (a worker's connect)
     │   ├── Internal
     │   ├── ConnectRefused         a connection refused without a protocol code ("refused")
     │   └── NotAnswered            raised by the client alone: the hub gave no answer
@@ -147,6 +148,10 @@ class Unavailable(HubError):
     default_code = ErrorCode.UNAVAILABLE
 
 
+class Leased(HubError):
+    default_code = ErrorCode.LEASED
+
+
 class Internal(HubError):
     default_code = ErrorCode.INTERNAL
 
@@ -196,6 +201,7 @@ HUB_ERRORS: dict[ErrorCode, type[HubError]] = {
         RoomPaused,
         Conflict,
         Unavailable,
+        Leased,
         Internal,
     )
 }

@@ -24,7 +24,8 @@ BACKEND_FIELDS = {
     "errors": "calls that failed or timed out",
     "served": "calls it answered",
 }
-"""The per-backend gauges, labelled by the backend's configured name only."""
+"""The per-backend gauges, labelled by the backend's configured name and the worker that
+reports it (each worker has its own view of a shared backend: sum them by backend)."""
 
 
 class HubMetrics:
@@ -129,12 +130,18 @@ class HubMetrics:
         self.backend_gauges = {
             field: Gauge(
                 f"botarena_llm_backend_{field}",
-                f"An LLM backend of the agents' pool: {text} (as last reported)",
-                ["backend"],
+                f"An LLM backend of a worker's pool: {text} (as last reported)",
+                ["backend", "worker"],
                 registry=self.registry,
             )
             for field, text in BACKEND_FIELDS.items()
         }
+        self.worker_agents = Gauge(
+            "botarena_worker_agents",
+            "Agents a worker process holds the lease of",
+            ["worker"],
+            registry=self.registry,
+        )
         self.audit_chain_ok = Gauge(
             "botarena_audit_chain_ok",
             "1 when the audit chain verified at the last check, 0 when it did not",
@@ -184,7 +191,7 @@ class HubMetrics:
 
     def set_agent_states(self, states: list[AgentState]) -> None:
         """Refresh the agent state counts, LLM times and LLM backends from the agents'
-        last reports (each backend as the newest report gives it)."""
+        last reports (each backend of each worker as the newest report gives it)."""
         self.agents.clear()
         self.agent_llm_seconds.clear()
         counts: dict[str, int] = {}
@@ -196,12 +203,22 @@ class HubMetrics:
             self.agents.labels(kind).set(count)
         for gauge in self.backend_gauges.values():
             gauge.clear()
-        newest: dict[str, tuple[float, BackendState]] = {}
+        newest: dict[tuple[str, str], tuple[float, BackendState]] = {}
         for state in states:
             for backend in state.pool:
-                seen = newest.get(backend.name)
+                key = (backend.name, state.worker)
+                seen = newest.get(key)
                 if seen is None or seen[0] < state.updated_at.timestamp():
-                    newest[backend.name] = (state.updated_at.timestamp(), backend)
-        for name, (_, backend) in newest.items():
+                    newest[key] = (state.updated_at.timestamp(), backend)
+        for (name, worker), (_, backend) in newest.items():
             for field, gauge in self.backend_gauges.items():
-                gauge.labels(name).set(float(getattr(backend, field)))
+                gauge.labels(name, worker).set(float(getattr(backend, field)))
+
+    def set_leases(self, held: dict[str, str]) -> None:
+        """Refresh the agents each worker holds from the leases (agent -> worker)."""
+        self.worker_agents.clear()
+        counts: dict[str, int] = {}
+        for worker in held.values():
+            counts[worker] = counts.get(worker, 0) + 1
+        for worker, count in counts.items():
+            self.worker_agents.labels(worker).set(count)

@@ -75,6 +75,7 @@ class ErrorCode(StrEnum):
     ROOM_PAUSED = "room_paused"
     CONFLICT = "conflict"  # already exists, already reviewed
     UNAVAILABLE = "unavailable"  # a dependency (the database) is down; retry later
+    LEASED = "leased"  # the agent runs on another worker (a connect naming a worker)
     INTERNAL = "internal"
 
 
@@ -449,11 +450,24 @@ class AgentState(Push):
     backend: str = ""
     memory: str = ""
     pool: list[BackendState] = Field(default_factory=list)
+    worker: str = Field("", description="the worker process it last reported from")
     updated_at: datetime
 
 
 class AgentList(BaseModel):
     agents: list[AgentState]
+
+
+WORKER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+"""A worker process's id, as an agent's connect names it (``auth={'worker': ...}``)."""
+
+
+class WorkerList(BaseModel):
+    """Answer to ``workers``: the live worker processes (holding a lease, or waiting for
+    one), and the caller's own."""
+
+    workers: list[str]
+    worker: str
 
 
 class Reaction(Push):
@@ -668,6 +682,7 @@ REQUESTS: dict[str, type[Payload]] = {
     "room.invite": InviteRequest,
     "agent.state": AgentStateReport,
     "agents": EmptyRequest,
+    "workers": EmptyRequest,
     "message.react": ReactRequest,
     "reputation": EmptyRequest,
     "proposal.create": ProposalCreate,
@@ -701,6 +716,7 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "room.invite": InviteResult,
     "agent.state": AgentState,  # or null: the state could not be stored
     "agents": AgentList,
+    "workers": WorkerList,
     "message.react": Reaction,
     "reputation": Standings,
     "proposal.create": ProposalInfo,

@@ -39,6 +39,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from botarena.server.protocol import WORKER_PATTERN
+
 CONFIG_ENV = "BOTARENA_CONFIG"
 """The variable naming the optional TOML settings file."""
 
@@ -55,6 +57,9 @@ def _blank_is_unset(value: object) -> object:
 
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_unset)]
 """A text setting where an empty value (``BOTARENA_X=``) means unset."""
+
+OptionalPath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
+"""A path setting where an empty value means none (not ``.``, the current folder)."""
 
 
 def _config_file() -> Path | None:
@@ -224,6 +229,15 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     external_check_seconds: float = Field(
         10.0, gt=0, description="how often agents that lost their seat leave external"
     )
+    lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="an agent's lease to its worker lasts this long unrenewed (the hub renews it)",
+    )
+    lease_waiting_seconds: float = Field(
+        10.0, gt=0, description="a worker refused an agent counts as live this long"
+    )
     max_attachment_bytes: int = Field(
         32 * 1024, ge=1, le=16 * 1024 * 1024, description="largest proposal attachment"
     )
@@ -248,9 +262,9 @@ class MemorySettings(CommonSettings):
     chroma_url: OptionalText = Field(
         None, description="ChromaDB server; unset: embedded var/chroma"
     )
-    knowledge_pack: Path | None = Field(
+    knowledge_pack: OptionalPath = Field(
         default_factory=lambda: shipped("botarena.memory", "packs", "demo"),
-        description="pack indexed when the worker starts; default: the demo pack shipped",
+        description="pack indexed when the worker starts (empty: none); default: the demo pack",
     )
     memory_weight_recency: float = Field(1.0, ge=0, description="recall: weight of recency")
     memory_weight_importance: float = Field(1.0, ge=0, description="recall: of importance")
@@ -378,6 +392,14 @@ class AgentSettings(ClientSettings, LLMSettings, MemorySettings):
     quiet_seconds: float = Field(20.0, gt=0, description="silence before agents take initiative")
     ticket_refresh_seconds: float = Field(
         30.0, gt=0, description="how often the worker asks the hub for open tickets"
+    )
+    worker_id: OptionalText = Field(
+        None,
+        pattern=WORKER_PATTERN,
+        description="this worker's id among those sharing the agents; default: host-pid-random",
+    )
+    worker_share_seconds: float = Field(
+        3.0, gt=0, description="how often the worker reads the live workers and takes its share"
     )
     knowledge_min_similarity: float = Field(
         0.83, ge=0, le=1, description="least similarity of a passage a ticket is answered from"

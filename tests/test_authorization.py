@@ -382,6 +382,9 @@ TABLE: dict[str, Row] = {
         fixed({"state": "idle"}), lambda role, kind: "ok" if role in AGENTS else "forbidden"
     ),
     "agents": Row(fixed({}), supervisor),
+    # only an agent connected from a worker lists the workers (tests/test_leases.py); no
+    # session here names one
+    "workers": Row(fixed({}), lambda role, kind: "forbidden"),
     "message.react": Row(
         in_room(
             lambda w, r, k: {"room": ROOM[k], "message_id": w.message[k], "value": 1}, join=True

@@ -143,6 +143,7 @@ def test_every_service_is_healthchecked_ordered_and_offline() -> None:
         "promtail",
     } <= set(services)
     assert services["hub"]["deploy"]["replicas"] == 2
+    assert services["worker"]["deploy"]["replicas"] == "${BOTARENA_WORKERS:-2}"
     assert services["migrate"]["restart"] == "no"
     assert services["hub"]["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully"

@@ -19,6 +19,7 @@ from botarena.agents.llm import OllamaBackend
 from botarena.agents.persona import Persona
 from botarena.agents.pool import FIRST_BACKOFF, LLMPool, Member, Slot
 from botarena.agents.turn import CrewTurns
+from botarena.server.client import HubClient
 from botarena.server.errors import LLMUnavailable
 from botarena.server.protocol import AgentStateKind
 from botarena.server.settings import Settings
@@ -204,7 +205,9 @@ async def test_each_backends_state_reaches_metrics_without_naming_anyone(arena: 
         pool = LLMPool([Member("gpu-node-1", OllamaBackend(one.url, "smollm2"), 3)])
         await pool.start()
         slot = await pool.acquire("smollm2", "compiler")
-        ada = await arena.client("ada", "agent")
+        ada = HubClient(arena.url, await arena.token("ada"), worker="w1")
+        arena.clients.append(ada)
+        await ada.connect()
         reported = await ada.report_state(AgentStateKind.IDLE, "connected", pool=pool.states())
         assert reported is not None and reported.pool[0].busy == 1
         pool.release(slot)
@@ -215,10 +218,11 @@ async def test_each_backends_state_reaches_metrics_without_naming_anyone(arena: 
             for line in text.splitlines()
             if line.startswith("botarena_llm_backend_")
         }
-        assert lines['botarena_llm_backend_capacity{backend="gpu-node-1"}'] == 3
-        assert lines['botarena_llm_backend_busy{backend="gpu-node-1"}'] == 1
-        assert lines['botarena_llm_backend_up{backend="gpu-node-1"}'] == 1
-        assert all("ada" not in name for name in lines), "labelled by backend only"
+        assert lines['botarena_llm_backend_capacity{backend="gpu-node-1",worker="w1"}'] == 3
+        assert lines['botarena_llm_backend_busy{backend="gpu-node-1",worker="w1"}'] == 1
+        assert lines['botarena_llm_backend_up{backend="gpu-node-1",worker="w1"}'] == 1
+        assert all("ada" not in name for name in lines), "labelled by backend and worker only"
+        assert 'botarena_worker_agents{worker="w1"} 1.0' in text.splitlines()
         mod = await arena.client("mod", "moderator")
         listed = await mod.agent_states()
         assert [b.name for b in listed.agents[0].pool] == ["gpu-node-1"]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from botarena.server.settings import (
     CONFIG_ENV,
@@ -43,6 +44,21 @@ def test_shipped_personas_and_pack_do_not_depend_on_the_working_folder(
     settings = Settings()
     assert settings.personas_dir.is_absolute() and any(settings.personas_dir.glob("*.yaml"))
     assert settings.knowledge_pack is not None and any(settings.knowledge_pack.glob("*.md"))
+
+
+def test_an_empty_knowledge_pack_means_none_not_the_working_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTARENA_KNOWLEDGE_PACK", "")
+    assert AgentSettings().knowledge_pack is None
+
+
+def test_a_worker_id_outside_the_protocols_pattern_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTARENA_WORKER_ID", "has space")
+    with pytest.raises(ValidationError, match="worker_id"):
+        AgentSettings()
 
 
 def test_each_component_reads_its_own_keys_of_the_config_file(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from botarena.arenas.names import ProposalKind, ProposalStatus
+from botarena.server.client import HubClient
 from botarena.server.errors import Conflict, Forbidden, Muted, NotFound
 from botarena.server.protocol import (
     REQUESTS,
@@ -77,6 +78,10 @@ async def test_every_event_has_a_typed_method(arena: Arena) -> None:
     results["mod.unmute"] = await ada.unmute("bob")
     results["mod.kick"] = await ada.kick("cyd", room="creative")
     results["leave"] = await bob.leave("compiler")
+    dan = HubClient(arena.url, await arena.token("dan"), worker="w1")
+    arena.clients.append(dan)
+    await dan.connect()
+    results["workers"] = await dan.workers()
 
     assert results.keys() == REQUESTS.keys()
     wire = {**RESPONSES, "send": Message, "history": tuple}  # send and history unwrap theirs

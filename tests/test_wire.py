@@ -54,9 +54,9 @@ class Wire:
         self.sio.on("*", push)
         self.sio.on("connect_error", refused)
 
-    async def connect(self, url: str, token: str) -> None:
+    async def connect(self, url: str, token: str, **auth: str) -> None:
         with contextlib.suppress(socketio.exceptions.ConnectionError):
-            await self.sio.connect(url, auth={"token": token}, transports=["websocket"])
+            await self.sio.connect(url, auth={"token": token, **auth}, transports=["websocket"])
 
     async def __call__(self, event: str, payload: Any = None) -> Any:
         args = () if payload is None else (payload,)
@@ -119,6 +119,12 @@ async def _scenario(arena: Arena, wires: dict[str, Wire]) -> set[str]:
         await call(ada, "agent.state", {"state": "idle"})
         await call(ada, "agents")
         await call(bob, "reputation")
+        await call(bob, "workers")  # refused: bob connected from no worker
+        dan_token = await arena.token("dan", Role.AGENT, arenas=["compiler"])
+        for name, worker in (("dan", "w1"), ("dan-elsewhere", "w2")):  # the second: leased
+            wires[name] = Wire()
+            await wires[name].connect(arena.url, dan_token, worker=worker)
+        await call(wires["dan"], "workers")
 
         doc = {"arena": "compiler", "kind": "document", "path": "docs/wire.md", "base_version": 0}
         created = await call(bob, "proposal.create", {**doc, "title": "Wire", "content": "v1\n"})

@@ -2,10 +2,11 @@
 
 An agent reports its own state (thinking, speaking, degraded...), which is stored and
 pushed to moderators; the hub itself marks it offline when its last connection closes
-(:meth:`HubContext.publish_agent_state`). Reactions to messages feed reputation, which
-is computed from the record and decides who may enter the external arena. Reacting is
-posting: in a direct message only its two participants react. The standings are read
-by every principal (:mod:`botarena.server.auth`).
+(:meth:`HubContext.publish_agent_state`). An agent connected from a worker lists the
+live workers (``workers``), to take its worker's share of the agents. Reactions to
+messages feed reputation, which is computed from the record and decides who may enter
+the external arena. Reacting is posting: in a direct message only its two participants
+react. The standings are read by every principal (:mod:`botarena.server.auth`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from botarena.server.protocol import (
     Reaction,
     ReactRequest,
     Standings,
+    WorkerList,
 )
 
 
@@ -42,11 +44,20 @@ async def report_state(
         backend=req.backend,
         memory=req.memory,
         pool=req.pool,
+        worker=session.worker,
     )
 
 
 async def agent_states(hub: HubContext, session: Session, _req: EmptyRequest) -> AgentList:
     return AgentList(agents=await hub.store.agents.states())
+
+
+async def workers(hub: HubContext, session: Session, _req: EmptyRequest) -> WorkerList:
+    """The live workers, for an agent connected from one (to share the agents out)."""
+    if session.worker is None:
+        raise Forbidden("workers is for an agent connected from a worker")
+    live = await hub.store.leases.workers(hub.settings.lease_waiting_seconds)
+    return WorkerList(workers=live, worker=session.worker)
 
 
 async def react(hub: HubContext, session: Session, req: ReactRequest) -> Reaction:
@@ -82,6 +93,7 @@ async def standings(hub: HubContext, session: Session, _req: EmptyRequest) -> St
 EVENTS: EventTable = {
     "agent.state": report_state,
     "agents": agent_states,
+    "workers": workers,
     "message.react": react,
     "reputation": standings,
 }

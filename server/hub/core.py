@@ -24,6 +24,7 @@ from botarena.server.hub.context import UNAVAILABLE, HubContext
 from botarena.server.hub.events import event_table
 from botarena.server.hub.gate import Gate
 from botarena.server.hub.jobs import Jobs
+from botarena.server.hub.leases import Leases, named_worker
 from botarena.server.hub.sessions import Session, Sessions, personal_room
 from botarena.server.hub.transport import HubServer, too_many_refusals
 from botarena.server.metrics import HubMetrics
@@ -56,7 +57,8 @@ class Hub:
             settings.refused_connects_burst,
         )
         table = event_table()
-        gate = Gate(self.sessions, self.limiter, metrics)
+        self.leases = Leases(settings, store, self.sessions, lambda sid: self.sio.disconnect(sid))
+        gate = Gate(self.sessions, self.limiter, metrics, self.leases)
         self.sio = HubServer(
             table,
             gate.unknown,
@@ -69,7 +71,7 @@ class Hub:
             engineio_logger=False,
         )
         self.context = HubContext(settings, store, metrics, self.sio)
-        self.jobs = Jobs(self.context, self.sessions)
+        self.jobs = Jobs(self.context, self.sessions, self.leases)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         for name, handler in table.items():
@@ -111,9 +113,8 @@ class Hub:
             session = await self._admit(sid, address, auth)
         except HubError as exc:
             self.metrics.connects_refused.labels(str(exc.code)).inc()
-            extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
             raise socketio.exceptions.ConnectionRefusedError(
-                exc.message, {"code": str(exc.code), **extra}
+                exc.message, {"code": str(exc.code), **exc.detail}
             ) from None
         self.sessions.add(session)
         principal = session.principal
@@ -141,6 +142,9 @@ class Hub:
         wait = await self.limiter.take(session.principal.name)
         if wait:
             raise RateLimited(f"too many connects and events: wait {wait:.2f}s", retry_after=wait)
+        worker = named_worker(auth)
+        if worker is not None:
+            await self.leases.take(session, worker)
         return session
 
     async def _authenticate(self, sid: str, auth: Any) -> Session:
@@ -159,6 +163,7 @@ class Hub:
         session, last = self.sessions.remove(sid)
         if session is None:
             return
+        await self.leases.release(session)
         if last:
             if session.principal.role is Role.AGENT:
                 await self.context.publish_agent_state(session.principal, AgentStateKind.OFFLINE)

@@ -1,6 +1,7 @@
 """The gate every client event passes before and after its handler.
 
-In order: a known session, the principal's rate limit, the role check for moderator
+In order: a known session (with its agent's lease, :meth:`Leases.check`), the
+principal's rate limit, the role check for moderator
 events, and validation of the payload against the event's request model; then the
 handler runs. Whatever it raises becomes an error acknowledgement: the error tree's
 classes as they are (:meth:`HubError.body`), a database that is away as
@@ -29,6 +30,7 @@ from botarena.server.errors import (
     UnknownEvent,
 )
 from botarena.server.hub.context import UNAVAILABLE, HubContext
+from botarena.server.hub.leases import Leases
 from botarena.server.hub.sessions import Session, Sessions
 from botarena.server.hub.transport import error_ack, ok_ack
 from botarena.server.metrics import HubMetrics
@@ -64,10 +66,13 @@ def _invalid(name: str, exc: ValidationError) -> InvalidPayload:
 class Gate:
     """Wraps event handlers into acknowledged Socket.IO handlers."""
 
-    def __init__(self, sessions: Sessions, limiter: Buckets, metrics: HubMetrics) -> None:
+    def __init__(
+        self, sessions: Sessions, limiter: Buckets, metrics: HubMetrics, leases: Leases
+    ) -> None:
         self.sessions = sessions
         self.limiter = limiter
         self.metrics = metrics
+        self.leases = leases
 
     def wrap(self, name: str, handler: Handler, hub: HubContext) -> Acknowledged:
         model = REQUESTS[name]
@@ -98,6 +103,7 @@ class Gate:
         session = self.sessions.get(sid)
         if session is None:
             raise Unauthorized("not authenticated")
+        self.leases.check(session)
         wait = await self.limiter.take(session.principal.name)
         if wait:
             raise RateLimited(f"too many events: wait {wait:.2f}s", retry_after=round(wait, 3))

@@ -9,6 +9,8 @@
   ``archive_every_seconds`` (a day stored once; with several hubs, one stores it);
 * the ticket watch tells moderators (``ticket.waiting``) of each ticket still without an
   answer ``ticket_alert_seconds`` after it was filed, once per ticket across hubs;
+* the lease renewal renews the leases of this hub's agent sessions every third of
+  ``lease_seconds`` and closes the sessions that lost theirs (:mod:`.leases`);
 * the seat watch takes this hub's agent sessions that lost their external seat (others'
   approvals and reactions move the ranking) out of that room every
   ``external_check_seconds``, so a quiet agent stops hearing the help desk too.
@@ -29,6 +31,7 @@ import structlog
 from botarena.server.archive import archive_day
 from botarena.server.errors import ObjectStoreError
 from botarena.server.hub.context import UNAVAILABLE, HubContext
+from botarena.server.hub.leases import Leases
 from botarena.server.hub.sessions import Sessions
 from botarena.server.protocol import SUPERVISORS_ROOM, TicketWaiting
 from botarena.server.store import ControlAction
@@ -60,9 +63,10 @@ def _report_end(group: asyncio.Task[None]) -> None:
 class Jobs:
     """The background work of one hub process."""
 
-    def __init__(self, hub: HubContext, sessions: Sessions) -> None:
+    def __init__(self, hub: HubContext, sessions: Sessions, leases: Leases) -> None:
         self.hub = hub
         self.sessions = sessions
+        self.leases = leases
         self.control_ready = asyncio.Event()
         self._control_seen: int | None = None  # the newest control action applied
         self._applied: deque[int] = deque(maxlen=APPLIED_KEPT)  # ids applied, newest last
@@ -97,6 +101,9 @@ class Jobs:
             )
             jobs.create_task(
                 self._every(settings.external_check_seconds, self._unseat), name="hub.seats"
+            )
+            jobs.create_task(
+                self._every(self.leases.renew_every, self.leases.renew), name="hub.leases"
             )
             if settings.ticket_alert_seconds:
                 every = min(60.0, max(0.1, settings.ticket_alert_seconds / 4))

@@ -27,6 +27,8 @@ class Session:
     principal: Principal
     token_id: int
     joined: dict[str, bool] = field(default_factory=dict)  # room -> may post
+    worker: str | None = None  # the worker process of an agent holding its lease
+    lease_until: float | None = None  # monotonic time its lease is trusted until
 
 
 class Sessions(dict[str, Session]):

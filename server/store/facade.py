@@ -29,6 +29,7 @@ from botarena.server.store.artifacts import ArtifactRepository
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.canon import CanonRepository
 from botarena.server.store.database import Database
+from botarena.server.store.leases import LeaseRepository
 from botarena.server.store.messages import MessageRepository
 from botarena.server.store.moderation import ModerationRepository
 from botarena.server.store.principals import PrincipalRepository
@@ -57,6 +58,7 @@ class Store:
         self.rooms = RoomRepository(db, self.audit, self.moderation)
         self.messages = MessageRepository(db, self.audit, self.moderation, settle_seconds)
         self.agents = AgentStateRepository(db)
+        self.leases = LeaseRepository(db, self.audit)
         self.canon = CanonRepository(db)
         self.tickets = TicketRepository(db, self.audit)
         self.proposals = ProposalRepository(db, self.audit, self.rooms, self.canon, self.tickets)
