@@ -86,6 +86,7 @@ class _Room:
     paused: bool = False
     last_activity: float = 0.0
     answered_id: int = 0  # newest message id that has been answered (or started)
+    last_served: float = float("-inf")  # when a turn was last given here
 
 
 class TurnScheduler:
@@ -290,7 +291,7 @@ class TurnScheduler:
         self.last_turn[agent] = self.clock()
         if trigger is not None and ticket is None:
             room.answered_id = max(room.answered_id, trigger.id)
-        room.last_activity = self.clock()
+        room.last_activity = room.last_served = self.clock()
         return Turn(agent, room.name, kind, trigger, attempt, ticket)
 
     def _next_ticket(self) -> Turn | None:
@@ -331,8 +332,13 @@ class TurnScheduler:
         candidates = [a for a in room.agents if a != exclude and self._available(a, room)]
         return sorted(candidates, key=lambda a: self.last_turn[a])
 
+    def _by_turn_given(self) -> list[_Room]:
+        """The rooms, the one given a turn longest ago first: when the LLM is the
+        bottleneck, each arena gets its turn instead of the first one listed."""
+        return sorted(self.rooms.values(), key=lambda room: room.last_served)
+
     def _next_reply(self) -> Turn | None:
-        for room in self.rooms.values():
+        for room in self._by_turn_given():
             if not room.recent or room.recent[-1].id <= room.answered_id:
                 continue
             last = room.recent[-1]
@@ -346,7 +352,7 @@ class TurnScheduler:
 
     def _next_initiative(self) -> Turn | None:
         now = self.clock()
-        for room in self.rooms.values():
+        for room in self._by_turn_given():
             if room.arena is None or now - room.last_activity < self.quiet_seconds:
                 continue
             last_author = room.recent[-1].author if room.recent else None

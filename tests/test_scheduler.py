@@ -105,6 +105,28 @@ def test_replies_rotate_so_no_agent_dominates(world) -> None:
     assert {speakers.count(a) for a in ("ada", "bob", "cy")} == {2}
 
 
+def test_when_turns_are_scarce_every_room_gets_its_turn(world) -> None:
+    """A worker whose LLM is saturated takes one turn at a time: rooms that all wait for
+    a reply are served in turn, not the first room listed over and over."""
+    _, clock = world
+    rooms = ["compiler", "creative", "education"]
+    scheduler = TurnScheduler(
+        [persona("ada"), persona("bob")], dict.fromkeys(rooms, 600), quiet_seconds=1e9, clock=clock
+    )
+    for room in rooms:
+        for agent in ("ada", "bob"):
+            scheduler.enter(agent, room)
+    served = []
+    for n in range(9):
+        for room in rooms:  # every room always has a new message waiting
+            scheduler.observe(message("human", f"news {n} in {room}", room))
+        clock.now += 2
+        turn = run(scheduler, scheduler.next_turn())
+        served.append(turn.room)
+    assert [served.count(room) for room in rooms] == [3, 3, 3], served
+    assert len(set(served[:3])) == 3, "no room is served twice before each was once"
+
+
 def test_the_arena_budget_limits_turns_per_minute(world) -> None:
     _, clock = world
     scheduler = TurnScheduler(
