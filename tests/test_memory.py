@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
+from chromadb import ClientAPI
 
 from botarena.arenas.charter import charters
 from botarena.memory.embedder import shared_embedder
@@ -16,6 +18,7 @@ from botarena.memory.index import WEIGHT_BONUS, KnowledgeIndex, knowledge_score,
 from botarena.memory.knowledge import Chunk, load_pack
 from botarena.memory.memories import AgentMemory, RecallWeights, importance_of
 from botarena.server.settings import Settings
+from tests.harness import eventually
 
 DEMO_PACK = Path(__file__).resolve().parent.parent / "memory" / "packs" / "demo"
 
@@ -79,6 +82,87 @@ def test_importance_lifts_a_memory_and_recall_refreshes_access(
     assert top.id == key
     again = {m.id: m for m in memory.recent(10)}
     assert again[key].accessed == clock.now and again[key].importance == 9
+
+
+def stored_access(client: ClientAPI, agent: str, memory_id: str) -> float:
+    """The access time ChromaDB holds, read by a reader of its own (no pending refreshes)."""
+    metadatas = AgentMemory(client, agent).collection.get(ids=[memory_id])["metadatas"]
+    assert metadatas is not None
+    return float(cast(float, metadatas[0]["accessed"]))
+
+
+async def test_a_recalls_access_time_reaches_chromadb_in_the_background(
+    chroma_settings: Settings,
+) -> None:
+    client, agent, clock = open_chroma(chroma_settings), unique("ada"), Clock()
+    memory = AgentMemory(client, agent, clock=clock)
+    key = memory.remember("The lexer must not change this week.", importance=9)
+    memory.remember("Lunch is at noon.", importance=2)
+    created = clock.now
+    clock.now += 5 * 3600
+    top = memory.recall("what about the lexer?", k=1)[0]
+    assert top.id == key and top.accessed == created, "a recall shows the access before it"
+    # the turn does not wait for the write; the agent's own reads see it at once...
+    assert {m.id: m for m in memory.recent(10)}[key].accessed == clock.now
+    again = memory.recall("what about the lexer?", k=2)
+    assert {m.id: m.accessed for m in again}[key] == clock.now
+    # ...and ChromaDB has it soon after, for any other reader
+    await eventually(
+        lambda: stored_access(client, agent, key) == clock.now,
+        timeout=10,
+        what="the access time written back",
+    )
+    untouched = AgentMemory(client, agent).recent(10)
+    assert {m.id: m.accessed for m in untouched}[key] == clock.now
+
+
+def test_recency_uses_the_access_refreshed_by_the_last_recall(chroma_settings: Settings) -> None:
+    clock = Clock()
+    memory = AgentMemory(
+        open_chroma(chroma_settings),
+        unique("ada"),
+        clock=clock,
+        weights=RecallWeights(recency=1, importance=0, relevance=0),
+    )
+    first = memory.remember("The release is on Friday.", importance=5)
+    clock.now += 3600
+    second = memory.remember("The release moved to Monday.", importance=5)
+    clock.now += 10 * 3600
+    assert memory.recall("release?", k=1)[0].id == second, "accessed last, ranks first"
+    clock.now += 3600
+    # the first now ranks behind the second, refreshed an hour ago and not yet written back
+    ranked = memory.recall("release?", k=2)
+    assert [m.id for m in ranked] == [second, first]
+    assert ranked[0].score > ranked[1].score
+
+
+def test_flushing_access_times_writes_them_now(chroma_settings: Settings) -> None:
+    client, agent, clock = open_chroma(chroma_settings), unique("ada"), Clock()
+    memory = AgentMemory(client, agent, clock=clock)
+    key = memory.remember("The backup runs at midnight.", importance=6)
+    clock.now += 60
+    memory.recall("when is the backup?", k=1)
+    memory.flush_access()
+    assert stored_access(client, agent, key) == clock.now
+
+
+def test_retention_drops_pending_access_times_of_what_it_deletes(
+    chroma_settings: Settings,
+) -> None:
+    clock = Clock()
+    client, agent = open_chroma(chroma_settings), unique("ada")
+    memory = AgentMemory(client, agent, max_memories=30, reflection_threshold=10_000, clock=clock)
+    vectors = shared_embedder().passages([f"routine message {n}" for n in range(5)])
+    for n in range(30):
+        clock.now += 60
+        memory.remember(f"routine message {n}", importance=2, vector=vectors[n % 5])
+    recalled = {m.id for m in memory.recall("routine message", k=30)}
+    memory.remember("one more routine message", importance=2, vector=vectors[0])  # retention
+    left = {m.id for m in memory.recent(100)}
+    assert recalled - left, "retention deleted recalled memories"
+    memory.flush_access()  # writes only what is still there, without error
+    assert not set(memory._accessed) & (recalled - left)
+    assert AgentMemory(client, agent).count() == memory.count() <= 31
 
 
 def test_reflections_appear_once_importance_adds_up(chroma_settings: Settings) -> None:

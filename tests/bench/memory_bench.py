@@ -4,8 +4,13 @@ memories grow (1,000, 10,000 and 100,000; one agent, and 100 agents sharing the 
 Embedding 100,000 texts with the offline embedder would take about 20 minutes, so the
 memories are built from 2,000 really embedded texts: each stored vector is one of them
 plus a little Gaussian noise, normalised (the neighbourhood structure of real text, at
-scale). Queries are embedded for real each time. Recall is the full
-:meth:`AgentMemory.recall` (query embedding, ChromaDB search, scoring, access update).
+scale). Queries are embedded for real each time (the embedder's kept query vectors are
+dropped first), except in ``recall_100_agents_query_already_embedded_ms``: the recall of
+an agent whose turn is on a message another agent's turn has embedded. Recall is the
+full :meth:`AgentMemory.recall` as a turn waits for it (query embedding, ChromaDB search,
+scoring); the access-time write it leaves to the background writer runs meanwhile, as
+in a worker, and is timed on its own (``access_write_ms``: one batched write). Each size
+also reports the parts: the query embedding alone and the recall given the embedding.
 ChromaDB runs embedded under a temporary folder.
 
 Usage: python -m tests.bench.memory_bench [--sizes 1000 10000 100000] [--out FILE]
@@ -77,6 +82,7 @@ def base_corpus(embedder) -> tuple[list[str], np.ndarray, dict]:
     batch_seconds = time.perf_counter() - started
     query_times = []
     for query in QUERIES * 5:
+        embedder.forget_queries()
         t = time.perf_counter()
         embedder.query(query)
         query_times.append(time.perf_counter() - t)
@@ -111,13 +117,44 @@ def fill(memory, texts: list[str], vectors: np.ndarray, count: int, rng) -> None
         )
 
 
-def recall_times(memory, rounds: int = 60) -> list[float]:
+def recall_times(memory, rounds: int = 60, *, embedded: bool = False) -> list[float]:
+    """Each recall's time; the query is embedded every time unless ``embedded`` (another
+    agent already recalled for the same message, so the embedder kept its vector)."""
     times = []
     for n in range(rounds):
+        query = QUERIES[n % len(QUERIES)]
+        if embedded:
+            memory.embedder.query(query)
+        else:
+            memory.embedder.forget_queries()
         t = time.perf_counter()
-        memory.recall(QUERIES[n % len(QUERIES)], k=5)
+        memory.recall(query, k=5)
         times.append(time.perf_counter() - t)
     return times
+
+
+def recall_parts(memory, embedder, rounds: int = 30) -> dict:
+    """The recall's parts: embedding the query, the rest given the embedding, and one
+    batched access-time write (what the background writer does)."""
+    embed, given, write = [], [], []
+    for n in range(rounds):
+        query = QUERIES[n % len(QUERIES)]
+        embedder.forget_queries()
+        t = time.perf_counter()
+        vector = embedder.query(query)
+        embed.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        memory.recall(query, k=5, vector=vector)
+        given.append(time.perf_counter() - t)
+        if n % 5 == 4:
+            t = time.perf_counter()
+            memory.flush_access()
+            write.append(time.perf_counter() - t)
+    return {
+        "embed_query_ms": ms(embed),
+        "search_and_score_ms": ms(given),
+        "access_write_ms": ms(write),
+    }
 
 
 def main(sizes: list[int]) -> dict:
@@ -152,6 +189,7 @@ def main(sizes: list[int]) -> dict:
             fill(one, texts, vectors, size, rng)
             insert_seconds = time.perf_counter() - started
             single = recall_times(one)
+            single_parts = recall_parts(one, embedder)
             shared_client = chromadb.PersistentClient(
                 path=str(work / f"many-{size}"), settings=ChromaSettings(anonymized_telemetry=False)
             )
@@ -164,11 +202,16 @@ def main(sizes: list[int]) -> dict:
             for agent in agents:
                 fill(agent, texts, vectors, max(1, size // 100), rng)
             shared = recall_times(agents[42])
+            shared_embedded = recall_times(agents[42], embedded=True)
+            shared_parts = recall_parts(agents[42], embedder)
             result = {
                 "memories": size,
                 "insert_per_second": round(size / insert_seconds, 1),
                 "recall_one_agent_ms": ms(single),
                 "recall_100_agents_sharing_ms": ms(shared),
+                "recall_100_agents_query_already_embedded_ms": ms(shared_embedded),
+                "one_agent_parts": single_parts,
+                "100_agents_sharing_parts": shared_parts,
                 "per_agent_in_shared_store": max(1, size // 100),
             }
             print(json.dumps(result), flush=True)
