@@ -420,7 +420,7 @@ class AgentWorker:
             await asyncio.gather(*(self._connect(seat) for seat in self.seats.values()))
             log.info("worker.running", agents=list(self.seats))
         else:
-            log.info("worker.sharing", worker=self.worker_id, agents=len(self.seats))
+            log.info("worker.running", worker=self.worker_id, sharing=len(self.seats))
             self._spawn(self._share())
         self._spawn(self._rejoin_refused())
         self._spawn(self._refresh_tickets_every())
