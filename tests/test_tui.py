@@ -25,7 +25,7 @@ from textual.widgets import (
 from botarena.arenas.names import ProposalKind
 from botarena.server.client import HubClient
 from botarena.server.errors import HubError
-from botarena.server.protocol import AgentStateKind, Role
+from botarena.server.protocol import AgentStateKind, BackendState, Role
 from botarena.server.store import Store
 from botarena.tui.app import PANES, WRITE_ACTIONS, ConsoleApp
 from botarena.tui.pane import ConsolePane
@@ -707,6 +707,46 @@ async def test_health_tells_each_part_its_state_and_age(arena: Arena) -> None:
         assert "now 0, top 0" in str(app.query_one("#rate-label", Label).render())
         await ada.report_state(AgentStateKind.ERROR, "LLM failed (TimeoutError: no answer in 90s)")
         await until(pilot, lambda: "no answer in 90s" in parts(), "the agent in error")
+
+
+def backend_row(app: ConsoleApp, key: str) -> list[str]:
+    """The cells of a backend's row in the Health tab as they read (none: no such row)."""
+    table = app.query_one("#backends", DataTable)
+    if key not in {k.value for k in table.rows}:
+        return []
+    return [Text.from_markup(str(cell)).plain for cell in table.get_row(key)]
+
+
+async def test_health_lists_each_workers_llm_backends_and_follows_their_reports(
+    arena: Arena,
+) -> None:
+    app = await console(arena)
+    ada = HubClient(arena.url, await arena.token("ada", arenas=["compiler"]), worker="w1")
+    arena.clients.append(ada)
+    await ada.connect()
+
+    def backend(name: str, **fields: object) -> BackendState:
+        base = {"kind": "ollama", "up": True, "busy": 0, "capacity": 4, "queue": 0}
+        extra = {"tokens_per_second": 0.0, "errors": 0, "served": 0, "models": ["qwen3"]}
+        return BackendState(name=name, **{**base, **extra, **fields})  # type: ignore[arg-type]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.loaded, "connected")
+        await pilot.press("5")
+        pool = [
+            backend("gpu1", busy=3, queue=2, tokens_per_second=41.5, served=17),
+            backend("gpu2", up=False, errors=5, models=[]),
+        ]
+        await ada.report_state(AgentStateKind.THINKING, "in compiler", pool=pool)
+        await until(pilot, lambda: backend_row(app, "w1/gpu2"), "both backends listed")
+        assert backend_row(app, "w1/gpu1") == [
+            "gpu1", "w1", "ollama", "up", "3/4", "2", "41.5", "0", "17", "qwen3"
+        ]  # fmt: skip
+        assert backend_row(app, "w1/gpu2")[3:8] == ["out", "0/4", "0", "0.0", "5"]
+        pool[1] = backend("gpu2", busy=1, served=1)  # back, and serving
+        await ada.report_state(AgentStateKind.IDLE, "", pool=pool)
+        await until(pilot, lambda: backend_row(app, "w1/gpu2")[3] == "up", "the table follows")
+        assert backend_row(app, "w1/gpu2")[4] == "1/4"
 
 
 async def test_an_approval_is_reverted_from_the_console(arena: Arena) -> None:

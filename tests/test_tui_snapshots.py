@@ -29,6 +29,15 @@ SIZES = [(120, 40), (80, 24)]
 T0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
 
+POOL = [
+    {"name": "local", "kind": "embedded", "up": True, "busy": 1, "capacity": 4,
+     "tokens_per_second": 38.2, "served": 112, "models": ["smollm2"]},
+    {"name": "gpu1", "kind": "ollama", "up": False, "busy": 0, "capacity": 8, "errors": 3,
+     "models": ["qwen3"]},
+]  # fmt: skip
+"""The LLM pool the demo site's worker reports: the embedded engine, and a node that is out."""
+
+
 def site() -> ConsoleState:
     state = ConsoleState(url="http://127.0.0.1:8765", me="mod", role="moderator")
     state.connected, state.status = True, "connected"
@@ -60,7 +69,7 @@ def site() -> ConsoleState:
         )
     state.room("creative").unread = 3
     state.room("operations").paused = True
-    agents = [
+    agents = [  # one worker's agents: each reports the worker's pool
         ("ada", "speaking", "in compiler", {"rigor": 0.04, "sociability": -0.02}, 1.8),
         ("grace", "muted", "muted by a moderator", {"assertiveness": -0.2}, 2.4),
         ("linus", "idle", "spoke in compiler", {"rigor": 0.01}, 1.2),
@@ -78,6 +87,8 @@ def site() -> ConsoleState:
                     "llm_seconds": seconds,
                     "backend": "openai smollm2 at http://127.0.0.1:8766/v1: 1/4 slots busy",
                     "memory": "ChromaDB embedded in var/chroma: ok",
+                    "worker": "node1-7-a3f2c1",
+                    "pool": POOL,
                     "updated_at": (T0 + timedelta(minutes=9, seconds=48)).isoformat(),
                 }
             )

@@ -1,6 +1,8 @@
 """The Health tab: the console's link to the hub (and for how long it has been so), the
 hub and each of its dependencies as ``/healthz`` reports it, the LLM backend (model, slots
-busy) and the memory store as the newest agent report tells them, the agents in error,
+busy) and the memory store as the newest agent report tells them, a table of every LLM
+backend of every worker's pool (up or out, slots busy, queue, speed, errors, calls
+served, models; each as its worker's newest report gives it), the agents in error,
 and messages per 10 seconds and LLM seconds per agent turn as sparklines, each labelled
 with its span, its last value and its top. Every state says how old it is. It has no keys
 of its own and is drawn again when the health, the connection or an agent changes (the
@@ -15,8 +17,36 @@ from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
 from botarena.arenas.names import ProposalStatus
-from botarena.server.protocol import AgentStateKind
+from botarena.server.protocol import AgentState, AgentStateKind, BackendState
 from botarena.tui.pane import ConsolePane
+from botarena.tui.table import KeyedTable, Row
+
+
+def backend_rows(agents: list[AgentState]) -> list[Row]:
+    """One row per LLM backend of each worker, from that worker's newest report."""
+    newest: dict[tuple[str, str], tuple[AgentState, BackendState]] = {}
+    for agent in agents:
+        for backend in agent.pool:
+            key = (agent.worker, backend.name)
+            if key not in newest or newest[key][0].updated_at < agent.updated_at:
+                newest[key] = (agent, backend)
+    rows = []
+    for (worker, name), (_agent, b) in sorted(newest.items()):
+        state = "[green]up[/]" if b.up else "[bold red]out[/]"
+        cells = (
+            name,
+            worker or "-",
+            b.kind,
+            state,
+            f"{b.busy}/{b.capacity}",
+            str(b.queue),
+            f"{b.tokens_per_second:.1f}",
+            str(b.errors),
+            str(b.served),
+            ", ".join(b.models)[:40],
+        )
+        rows.append((f"{worker}/{name}", cells))
+    return rows
 
 
 class HealthPane(ConsolePane):
@@ -27,6 +57,7 @@ class HealthPane(ConsolePane):
         #rate, #llm { height: 3; margin: 0 1 1 1; }
         #health-connection, #health-parts, #rate-label, #llm-label { padding: 0 1; }
         #health-parts { margin-bottom: 1; }
+        #backends { height: auto; max-height: 10; margin: 0 1 1 1; }
     }
     """
     TAB_ID = "health"
@@ -37,6 +68,19 @@ class HealthPane(ConsolePane):
         with Vertical():
             yield Static("", id="health-connection")
             yield Static("", id="health-parts")
+            yield KeyedTable(
+                "backend",
+                "worker",
+                "kind",
+                "state",
+                "busy",
+                "queue",
+                "tok/s",
+                "errors",
+                "served",
+                "models",
+                id="backends",
+            )
             yield Label("", id="rate-label")
             yield Sparkline([], id="rate")
             yield Label("", id="llm-label")
@@ -51,6 +95,7 @@ class HealthPane(ConsolePane):
             f"{len(s.rooms)} rooms, {len(s.agents)} agents, {pending} pending proposals"
         )
         self.query_one("#health-parts", Static).update("\n".join(self._parts()))
+        self.query_one("#backends", KeyedTable).fill(backend_rows(list(s.agents.values())))
         rate = s.message_rate()
         self.query_one("#rate-label", Label).update(
             f"messages per 10 s, last 5 minutes: now {rate[-1]:g}, top {max(rate):g}"
