@@ -30,7 +30,7 @@ def backend_rows(agents: list[AgentState]) -> list[Row]:
             key = (agent.worker, backend.name)
             if key not in newest or newest[key][0].updated_at < agent.updated_at:
                 newest[key] = (agent, backend)
-    rows = []
+    rows: list[Row] = []
     for (worker, name), (_agent, b) in sorted(newest.items()):
         state = "[green]up[/]" if b.up else "[bold red]out[/]"
         cells = (
