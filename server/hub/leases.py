@@ -3,8 +3,8 @@
 An agent's connect that names its worker (``auth={'token': ..., 'worker': ...}``) is
 admitted only once :meth:`Leases.take` has given that worker the agent's lease
 (:mod:`botarena.server.store.leases`); otherwise it is refused ``leased``, and the worker
-is counted as waiting. Once admitted, the agent's sessions from other workers on this
-hub are closed. The hub renews the leases of its sessions every third of
+is counted as waiting. Once admitted, the agent's older leased sessions on this hub
+are closed. The hub renews the leases of its sessions every third of
 ``lease_seconds`` (:meth:`Leases.renew`); a session whose lease was not renewed in time
 (the database away, or the lease taken by another worker after it expired) is closed,
 and an event it sends meanwhile is refused (:meth:`Leases.check`): a session stops
@@ -84,8 +84,8 @@ class Leases:
         if taken.holder != worker:
             log.info("lease.taken", agent=session.principal.name, worker=worker, was=taken.holder)
         for other in self.sessions.of_principal(session.principal.id):
-            if other.worker is not None and other.worker != worker:
-                await self._close(other, f"its agent moved to worker {worker}")
+            if other.worker is not None and other.sid != session.sid:  # its lease is gone
+                await self._close(other, f"its agent's lease went to a newer session of {worker}")
 
     async def release(self, session: Session) -> None:
         """Give up a closed session's lease (it expires by itself if the database is away)."""
@@ -118,8 +118,13 @@ class Leases:
                 session.lease_until = started + self.seconds - self.renew_every
             elif renewed is not None:
                 await self._close(session, "its lease was taken by another worker")
-            elif session.lease_until is not None and time.monotonic() >= session.lease_until:
+            elif session.lease_until is not None and self._due(session.lease_until):
                 await self._close(session, "its lease could not be renewed")
+
+    def _due(self, lease_until: float) -> bool:
+        """Whether a lease not renewed now would lapse before the next round can renew
+        it (half a round of leeway: the rounds are not exactly on time)."""
+        return time.monotonic() + self.renew_every / 2 >= lease_until
 
     async def _close(self, session: Session, why: str) -> None:
         if session.sid in self.sessions:
