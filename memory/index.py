@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import chromadb
-import numpy as np
 from chromadb.config import Settings as ChromaSettings
 
 from botarena.memory.embedder import ChromaEmbedding, shared_embedder
@@ -176,19 +175,10 @@ class KnowledgeIndex:
             self._collection(collection).delete(where={"document": document})
         return self.index(chunks)
 
-    def search(
-        self,
-        query: str,
-        weights: dict[str, float],
-        k: int = 4,
-        *,
-        vector: np.ndarray | None = None,
-    ) -> list[Hit]:
+    def search(self, query: str, weights: dict[str, float], k: int = 4) -> list[Hit]:
         """The ``k`` best chunks for ``query`` across the weighted collections, best first
-        by :func:`knowledge_score` (similarity, plus at most 0.02 for the weight);
-        ``vector``: the query's embedding, when already computed for this turn."""
-        if vector is None:
-            vector = self.embedder.query(query)
+        by :func:`knowledge_score` (similarity, plus at most 0.02 for the weight)."""
+        vector = self.embedder.query(query)
         present = self.collections()
         hits: list[Hit] = []
         for name, weight in weights.items():

@@ -294,18 +294,9 @@ class AgentMemory:
         self._stored = self.collection.count()
         return removed
 
-    def recall(
-        self,
-        query: str,
-        k: int = 5,
-        candidates: int = 40,
-        *,
-        vector: np.ndarray | None = None,
-    ) -> list[Memory]:
-        """The ``k`` memories ranked by recency, importance and relevance to ``query``
-        (``vector``: its query embedding, when already computed for this turn)."""
-        if vector is None:
-            vector = self.embedder.query(query)
+    def recall(self, query: str, k: int = 5, candidates: int = 40) -> list[Memory]:
+        """The ``k`` memories ranked by recency, importance and relevance to ``query``."""
+        vector = self.embedder.query(query)  # kept by the embedder: once per text
         # no count() first: ChromaDB answers with what it has when asked for more
         result = self.collection.query(
             query_embeddings=[vector],

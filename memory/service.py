@@ -4,10 +4,10 @@ behind calls that never block the event loop and never stop an agent from talkin
 :class:`MemoryService` opens ChromaDB (embedded or server) lazily, indexes the site's
 knowledge pack on start, stores each observed message once per agent in the room (one
 embedding, shared), and builds each turn's context: the agent's recalled memories and
-the knowledge its arena weighs (the turn's query embedded once for both). Every ChromaDB
-call runs in a thread. When ChromaDB fails, the service turns degraded (the worker
-reports it to the hub), answers with empty context, and tries again after
-``retry_seconds``.
+the knowledge its arena weighs (the turn's query embedded once for both: the embedder
+keeps it). Every ChromaDB call runs in a thread. When ChromaDB fails, the service turns
+degraded (the worker reports it to the hub), answers with empty context, and tries
+again after ``retry_seconds``.
 """
 
 from __future__ import annotations
@@ -215,11 +215,9 @@ class MemoryService:
 
         def build() -> TurnMemory:
             assert self._index is not None
-            vector = shared_embedder().query(query)  # once, for memories and knowledge
-            recalled = self._memories[agent].recall(query, k=k_memories, vector=vector)
-            hits = (
-                self._index.search(query, weights, k=k_knowledge, vector=vector) if weights else []
-            )
+            # the embedder keeps the query's vector: embedded once for memories and knowledge
+            recalled = self._memories[agent].recall(query, k=k_memories)
+            hits = self._index.search(query, weights, k=k_knowledge) if weights else []
             return TurnMemory(
                 [m.text for m in recalled], [f"{h.title} / {h.heading}: {h.text}" for h in hits]
             )
