@@ -459,13 +459,15 @@ class AgentWorker:
         for seat in self.seats.values():
             if seat.held and self._lost(seat.client):
                 await self._hand_over(seat, "its connection was closed or refused")
+        assert self.worker_id is not None  # sharing is for a worker with an id
         live = await self._live_workers()
-        workers = {*(live or ()), self.worker_id or ""}
+        workers = {*(live or ()), self.worker_id}
         taking = []
         for agent, seat in self.seats.items():
-            mine = sharing.owner(agent, workers) == self.worker_id
+            owner = sharing.owner(agent, workers)
+            mine = owner == self.worker_id
             if seat.held and not mine and live is not None:
-                await self._hand_over(seat, f"worker {sharing.owner(agent, workers)} runs it")
+                await self._hand_over(seat, f"worker {owner} runs it")
             elif not seat.held and mine and not seat.token_refused:
                 taking.append(self._take(seat))
         await asyncio.gather(*taking)

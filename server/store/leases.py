@@ -63,14 +63,12 @@ class LeaseRepository:
                 session,
                 seconds,
             )
-            if row is None:  # held by another worker, unexpired (or taken just now)
-                holder = await conn.fetchrow(
+            if row is None:  # held by another worker, unexpired (or inserted just now)
+                holder = before or await conn.fetchrow(
                     "SELECT worker, expires_at FROM agent_leases WHERE agent = $1", agent.id
                 )
                 await conn.execute(_WAITING, worker)
-                return Taken(
-                    False, holder["worker"] if holder else None, holder and holder["expires_at"]
-                )
+                return Taken(False, holder["worker"], holder["expires_at"])
             previous = before["worker"] if before else None
             if previous != worker:
                 detail = {"worker": worker, "from": previous}
