@@ -14,7 +14,6 @@ turns them into acknowledgements.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Any
 
 import socketio
@@ -24,6 +23,7 @@ from botarena.arenas.names import EXTERNAL, RoomKind, room_kind
 from botarena.server import auth
 from botarena.server.auth import Principal
 from botarena.server.errors import Forbidden, NotFound, UnknownRoom
+from botarena.server.hub.batching import RoomPoster
 from botarena.server.hub.sessions import Session, personal_room
 from botarena.server.metrics import HubMetrics
 from botarena.server.objects import ObjectStore, open_objects
@@ -42,7 +42,7 @@ from botarena.server.settings import HubSettings
 from botarena.server.store import Room, Store
 from botarena.server.store.canon import CanonEntry
 from botarena.server.store.database import UNAVAILABLE  # the store's rule; the gate's too
-from botarena.server.store.messages import Posted
+from botarena.server.store.messages import Draft, Posted
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ class HubContext:
         self.store = store
         self.metrics = metrics
         self.sio = sio
-        self.room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.poster = RoomPoster(store, self._announce)
         self._objects: ObjectStore | None = None
 
     # the transport ------------------------------------------------------------------
@@ -79,17 +79,18 @@ class HubContext:
         await self.push(push, personal_room(principal.id))
 
     async def post(self, room: str, author: Principal, text: str, **options: Any) -> Posted:
-        """Store a message and broadcast it, under the room's lock so that this hub
-        broadcasts a room in id order; one the store reports announced already (a resend,
-        a recovered write that later messages lead to) is not pushed again. ``options``:
-        :meth:`~botarena.server.store.messages.MessageRepository.post`'s."""
-        async with self.room_locks[room]:
-            posted = await self.store.messages.post(room, author, text, **options)
-            if posted.recovered or not posted.duplicate:  # stored by this post or a lost one
-                self.metrics.messages_stored.inc()
-            if posted.announce:
-                await self.push(posted.message, room)
-        return posted
+        """Store a message and broadcast it once committed, in a batch with the other
+        sends waiting on the room (:class:`~botarena.server.hub.batching.RoomPoster`),
+        so that this hub broadcasts a room in id order; one the store reports announced
+        already (a resend, a recovered write that later messages lead to) is not pushed
+        again. ``options``: :class:`~botarena.server.store.messages.Draft`'s."""
+        return await self.poster.post(room, Draft(author, text, **options))
+
+    async def _announce(self, room: str, posted: Posted) -> None:
+        if posted.recovered or not posted.duplicate:  # stored by this post or a lost one
+            self.metrics.messages_stored.inc()
+        if posted.announce:
+            await self.push(posted.message, room)
 
     async def enter(self, session: Session, room: str, may_post: bool) -> None:
         await self.sio.enter_room(session.sid, room)

@@ -98,6 +98,7 @@ class Hub:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        await self.context.poster.stop()
 
     # connections ------------------------------------------------------------------
 

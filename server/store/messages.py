@@ -24,7 +24,8 @@ import contextlib
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +56,8 @@ HUB_CLIENT_ID_PREFIX = "hub-"
 
 _UNSETTLED_KEPT = 10_000
 
+_POST = "SELECT * FROM post_message($1, $2, $3, $4, $5, $6)"
+
 
 @dataclass(frozen=True)
 class Posted:
@@ -63,6 +66,63 @@ class Posted:
     recovered: bool = False  # stored by a write whose answer was lost, and found again
     announce: bool = True  # push it to the room: not a duplicate already announced, nor a
     # recovered message that later ones (their prev_id) already lead clients to
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message to store: who writes what, and how (:meth:`MessageRepository.post`'s
+    arguments)."""
+
+    author: Principal
+    text: str
+    reply_to: int | None = None
+    client_id: str | None = None
+    may_post_when_paused: bool = False
+
+    def keyed(self) -> Draft:
+        """This draft with a client id: its own, or one the store makes up."""
+        if self.client_id:
+            return self
+        return replace(self, client_id=HUB_CLIENT_ID_PREFIX + uuid.uuid4().hex)
+
+    def arguments(self) -> tuple[int, str, int | None, str | None, bool]:
+        """``post_message``'s arguments after the room."""
+        return (self.author.id, self.text, self.reply_to, self.client_id, self.may_post_when_paused)
+
+    def options(self) -> dict[str, Any]:
+        """:meth:`MessageRepository.post`'s arguments after the room."""
+        return {
+            "author": self.author,
+            "text": self.text,
+            "reply_to": self.reply_to,
+            "client_id": self.client_id,
+            "may_post_when_paused": self.may_post_when_paused,
+        }
+
+
+async def _answer(call: Awaitable[Posted]) -> Posted | BaseException:
+    """The outcome of one post of a batch: what it stored, or what it raised."""
+    try:
+        return await call
+    except Exception as exc:
+        return exc
+
+
+def _not_stored(key: str) -> Unavailable:
+    return Unavailable(
+        "the database failed while storing the message; it was not stored: send it again",
+        outcome="not_stored",
+        client_id=key,
+    )
+
+
+def _unknown_outcome(key: str) -> Unavailable:
+    return Unavailable(
+        "the database failed while storing the message and has not come back to say "
+        "whether it was stored: send it again with this client_id",
+        outcome="unknown",
+        client_id=key,
+    )
 
 
 def _message(row: asyncpg.Record, prev_id: int | None = None) -> Message:
@@ -113,23 +173,54 @@ class MessageRepository:
         cannot be known (``detail``: ``outcome`` and the ``client_id`` to resend with).
         """
         key = client_id or HUB_CLIENT_ID_PREFIX + uuid.uuid4().hex
+        draft = Draft(author, text, reply_to, key, may_post_when_paused)
         conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
         try:
-            row = await conn.fetchrow(
-                "SELECT * FROM post_message($1, $2, $3, $4, $5, $6)",
-                room,
-                author.id,
-                text,
-                reply_to,
-                key,
-                may_post_when_paused,
-            )
+            row = await conn.fetchrow(_POST, room, *draft.arguments())
         except UNAVAILABLE as exc:
             log.warning("store.post_failed", room=room, author=author.name, error=repr(exc))
             return await self._settle(room, author, key)
         finally:
             with contextlib.suppress(*UNAVAILABLE):
                 await self.db.pool.release(conn)
+        return await self._outcome(room, draft, row)
+
+    async def post_batch(self, room: str, drafts: list[Draft]) -> list[Posted | BaseException]:
+        """Store several messages of ``room`` in one transaction, in the order given (so
+        their ids grow in that order), and answer each as :meth:`post` would: its
+        :class:`Posted`, or the error it is refused with.
+
+        The batch commits or fails as a whole: when the database fails during the write,
+        it is asked once for all of them whether they were stored (``settle_seconds``),
+        and each is then stored, or :class:`Unavailable` (``not_stored`` or
+        ``unknown``). A batch the database refuses for another reason (a statement error
+        of one message) is stored one message at a time, so that only the faulty one
+        fails. One draft is posted by :meth:`post`.
+        """
+        if len(drafts) == 1:
+            return [await _answer(self.post(room, **drafts[0].options()))]
+        drafts = [d.keyed() for d in drafts]
+        conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
+        try:
+            rows = await conn.fetchmany(_POST, [(room, *d.arguments()) for d in drafts])
+        except UNAVAILABLE as exc:
+            log.warning("store.post_batch_failed", room=room, size=len(drafts), error=repr(exc))
+            return await self._settle_batch(room, drafts)
+        except asyncpg.PostgresError as exc:  # one message's statement failed: apart
+            log.warning("store.post_batch_split", room=room, size=len(drafts), error=repr(exc))
+            return [await _answer(self.post(room, **d.options())) for d in drafts]
+        finally:
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.db.pool.release(conn)
+        return [
+            await _answer(self._outcome(room, d, row)) for d, row in zip(drafts, rows, strict=True)
+        ]
+
+    async def _outcome(self, room: str, draft: Draft, row: asyncpg.Record) -> Posted:
+        """What ``post_message`` answered for ``draft``: the stored message, the earlier
+        copy of a resend, or the refusal (raised)."""
+        author, key, reply_to = draft.author, draft.client_id, draft.reply_to
+        assert key is not None
         match row["status"]:
             case "muted":
                 until = await self.moderation.active_mute(author.id)
@@ -160,7 +251,7 @@ class MessageRepository:
             room=room,
             author=author.name,
             author_role=author.role,
-            text=text,
+            text=draft.text,
             reply_to=reply_to,
             created_at=row["message_created"],
             prev_id=row["prev_id"],
@@ -180,22 +271,12 @@ class MessageRepository:
                 if time.monotonic() + pause >= deadline:
                     log.warning("store.post_unsettled", room=room, author=author.name)
                     self._remember_unsettled(author.id, key)
-                    raise Unavailable(
-                        "the database failed while storing the message and has not come "
-                        "back to say whether it was stored: send it again with this client_id",
-                        outcome="unknown",
-                        client_id=key,
-                    ) from exc
+                    raise _unknown_outcome(key) from exc
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.5)
                 continue
             if found is None:
-                raise Unavailable(
-                    "the database failed while storing the message; it was not stored: "
-                    "send it again",
-                    outcome="not_stored",
-                    client_id=key,
-                )
+                raise _not_stored(key)
             log.info("store.post_recovered", room=room, author=author.name, id=found.message.id)
             return found
 
@@ -232,6 +313,81 @@ class MessageRepository:
             recovered=True,
             announce=not row["superseded"],
         )
+
+    async def _settle_batch(self, room: str, drafts: list[Draft]) -> list[Posted | BaseException]:
+        """:meth:`_settle` for a batch whose write just failed: one transaction, so the
+        database is asked once whether its messages were stored."""
+        deadline = time.monotonic() + self.settle_seconds
+        pause = 0.05
+        while True:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                    found = await self._find_batch(room, drafts)
+            except UNAVAILABLE:
+                if time.monotonic() + pause >= deadline:
+                    log.warning("store.post_batch_unsettled", room=room, size=len(drafts))
+                    unknown: list[Posted | BaseException] = []
+                    for draft in drafts:
+                        assert draft.client_id is not None
+                        self._remember_unsettled(draft.author.id, draft.client_id)
+                        unknown.append(_unknown_outcome(draft.client_id))
+                    return unknown
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
+                continue
+            settled: list[Posted | BaseException] = []
+            for draft, posted in zip(drafts, found, strict=True):
+                assert draft.client_id is not None
+                settled.append(_not_stored(draft.client_id) if posted is None else posted)
+            log.info(
+                "store.post_batch_settled",
+                room=room,
+                size=len(drafts),
+                stored=sum(p is not None for p in found),
+            )
+            return settled
+
+    async def _find_batch(self, room: str, drafts: list[Draft]) -> list[Posted | None]:
+        """:meth:`_find` for every draft of a batch in one query, read under the room's
+        lock. A found message is announced unless a message outside the batch follows
+        it (the batch's own messages follow one another)."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('botarena.room:' || $1))", room
+            )
+            rows = await conn.fetch(
+                f"""SELECT {_COLUMNS}, m.author_id, m.client_id,
+                        (SELECT coalesce(max(e.id), 0) FROM messages e
+                         WHERE e.room = m.room AND e.id < m.id) AS prev_id,
+                        (SELECT min(e.id) FROM messages e
+                         WHERE e.room = m.room AND e.id > m.id) AS next_id
+                    FROM unnest($1::bigint[], $2::text[]) AS k(author_id, client_id)
+                    JOIN messages m
+                      ON m.author_id = k.author_id AND m.client_id = k.client_id
+                    JOIN principals p ON p.id = m.author_id
+                    WHERE m.room = $3""",
+                [d.author.id for d in drafts],
+                [d.client_id for d in drafts],
+                room,
+            )
+        by_key = {(r["author_id"], r["client_id"]): r for r in rows}
+        ids = {r["id"] for r in rows}
+        found: list[Posted | None] = []
+        for draft in drafts:
+            row = by_key.get((draft.author.id, draft.client_id))
+            if row is None:
+                found.append(None)
+                continue
+            superseded = row["next_id"] is not None and row["next_id"] not in ids
+            found.append(
+                Posted(
+                    _message(row, row["prev_id"]),
+                    duplicate=False,
+                    recovered=True,
+                    announce=not superseded,
+                )
+            )
+        return found
 
     def _remember_unsettled(self, author_id: int, key: str) -> None:
         self._unsettled[(author_id, key)] = None
