@@ -26,8 +26,11 @@ import re
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+import orjson
 import socketio
 import structlog
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
 from pydantic import BaseModel
 from socketio import packet
 
@@ -74,8 +77,14 @@ def _check_text(text: str) -> None:
 
 def check_value(value: Any) -> None:
     """Refuse (``InvalidPayload``) a decoded JSON value the store could not hold."""
+    _check(value)
+
+
+def _check(value: Any) -> bool:
+    """:func:`check_value`; whether the value holds a float."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     seen = 1
+    floats = False
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
@@ -86,6 +95,7 @@ def check_value(value: Any) -> None:
             if not -INT64 <= item < INT64:
                 raise InvalidPayload("an integer is beyond 64 bits")
         elif isinstance(item, float):
+            floats = True
             if not math.isfinite(item):
                 raise InvalidPayload("a number is not finite")
         elif isinstance(item, list | dict):
@@ -100,6 +110,7 @@ def check_value(value: Any) -> None:
                 stack.extend((child, depth + 1) for child in item.values())
             else:
                 stack.extend((child, depth + 1) for child in item)
+    return floats
 
 
 def _refuse_constant(name: str) -> Any:
@@ -110,22 +121,44 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 class BoundedJSON:
-    """The ``json`` module python-socketio's packets use, with :func:`check_value` on read."""
+    """The ``json`` module python-socketio's packets use: orjson, with :func:`check_value`
+    on read.
 
-    dumps = staticmethod(json.dumps)
+    A frame orjson refuses, or one with a float in it (orjson reads an integer beyond 64
+    bits as a float, where the standard library keeps it an integer that
+    :func:`check_value` refuses), is read again by the standard library's decoder, so
+    that what is accepted and every refusal's reason are the standard library's."""
+
+    @staticmethod
+    def dumps(value: Any, **_kwargs: Any) -> str:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # a type orjson does not write (an integer beyond 64 bits...)
+            return json.dumps(value, separators=(",", ":"))
 
     @staticmethod
     def loads(text: str | bytes, **_kwargs: Any) -> Any:
         try:
-            if not isinstance(text, str):
-                text = text.decode()
-            value = _DECODER.decode(text)
-        except RecursionError:
-            raise InvalidPayload(f"nested deeper than {MAX_DEPTH}") from None
-        except ValueError as exc:  # malformed JSON, or an integer of thousands of digits
-            raise InvalidPayload(f"not JSON: {str(exc)[:120]}") from None
-        check_value(value)
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return _strict_loads(text)
+        if _check(value):
+            return _strict_loads(text)
         return value
+
+
+def _strict_loads(text: str | bytes) -> Any:
+    """The standard library's reading of a frame, with :func:`check_value`."""
+    try:
+        if not isinstance(text, str):
+            text = text.decode()
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise InvalidPayload(f"nested deeper than {MAX_DEPTH}") from None
+    except ValueError as exc:  # malformed JSON, or an integer of thousands of digits
+        raise InvalidPayload(f"not JSON: {str(exc)[:120]}") from None
+    check_value(value)
+    return value
 
 
 class RefusedFrame(Exception):
@@ -139,9 +172,11 @@ class RefusedFrame(Exception):
 
 
 class HubPacket(packet.Packet):
-    """A Socket.IO packet read with :class:`BoundedJSON`."""
+    """A Socket.IO packet read with :class:`BoundedJSON`. No protocol event carries
+    binary data, so outgoing packets are not searched for it."""
 
     json = BoundedJSON
+    uses_binary_events = False
 
     def decode(self, encoded_packet: str) -> int:
         try:
@@ -173,6 +208,59 @@ class HubServer(socketio.AsyncServer):
         self.protocol_events = frozenset(events)
         self.on(UNKNOWN_EVENT, unknown)
         self._stranger = stranger
+
+    async def emit(  # type: ignore[override]
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Any = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """python-socketio's emit; to one room of this process' own manager, each
+        connection's queue is handed the packet directly (see :meth:`_emit_here`)."""
+        target = to or room
+        if (
+            isinstance(target, str)
+            and skip_sid is None
+            and callback is None
+            and type(self.manager) is socketio.AsyncManager
+        ):
+            await self._emit_here(event, data, target, namespace or "/")
+            return
+        await super().emit(
+            event,
+            data,
+            to=to,
+            room=room,
+            skip_sid=skip_sid,
+            namespace=namespace,
+            callback=callback,
+            ignore_queue=ignore_queue,
+        )
+
+    async def _emit_here(self, event: str, data: Any, room: str, namespace: str) -> None:
+        """An event to every connection in ``room`` of this process: the packet encoded
+        once, as python-socketio does, then put on each connection's send queue in turn
+        (unbounded: it never waits) rather than by a task per connection."""
+        if isinstance(data, tuple):
+            args = list(data)
+        else:
+            args = [] if data is None else [data]
+        encoded = self.packet_class(packet.EVENT, namespace=namespace, data=[event, *args])
+        frame = eio_packet.Packet(eio_packet.MESSAGE, encoded.encode())
+        sockets = self.eio.sockets
+        for _sid, eio_sid in self.manager.get_participants(namespace, room):
+            sock = sockets.get(eio_sid)
+            if sock is None or sock.closed:
+                continue
+            try:
+                await sock.send(frame)
+            except eio_exceptions.SocketIsClosedError:
+                continue
 
     async def _stranger_wait(self, eio_sid: str) -> float:
         """A frame of a connection not authenticated was refused: what the hub says its
