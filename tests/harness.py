@@ -1,6 +1,7 @@
 """What tests share besides fixtures: waiting for asynchronous delivery, signing keys,
-a fresh database on the session's PostgreSQL, test settings, and :class:`Arena`, a
-running hub with helpers to make principals and connected clients. Tests import it;
+a fresh database on the session's PostgreSQL, test settings, :class:`Arena`, a
+running hub with helpers to make principals and connected clients, and
+:class:`Faults`, database faults injected under its messages. Tests import it;
 ``conftest.py`` holds only fixtures."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from asyncpg import exceptions as pg
 
 from botarena.server.app import RunningHub
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
 from botarena.server.store import Store
+from botarena.server.store.database import Database
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
@@ -193,6 +196,102 @@ class Arena:
 
 
 ArenaFactory = Callable[..., Awaitable[Arena]]
+
+
+class Faults:
+    """What the next ``post_message`` does wrong (one message's or a batch's), and
+    whether the database is away."""
+
+    def __init__(self) -> None:
+        self.next_post: str | None = None  # "before": fails unsent; "after": commits, answer lost
+        self.away_after = False  # the database goes away with the lost answer
+        self.away = False
+        self.hold: asyncio.Event | None = None  # writes wait for it (after taking their fault)
+        self.held = 0  # writes waiting for ``hold``
+
+
+class _Connection:
+    def __init__(self, conn: Any, faults: Faults) -> None:
+        self.conn = conn
+        self.faults = faults
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        return await self._post(query, self.conn.fetchrow(query, *args))
+
+    async def fetchmany(self, query: str, args: Any, **options: Any) -> Any:
+        return await self._post(query, self.conn.fetchmany(query, args, **options))
+
+    async def _post(self, query: str, call: Coroutine[Any, Any, Any]) -> Any:
+        fault = self.faults.next_post if "post_message" in query else None
+        self.faults.next_post = None if fault else self.faults.next_post
+        if self.faults.hold is not None and "post_message" in query:
+            self.faults.held += 1
+            await self.faults.hold.wait()
+            self.faults.held -= 1
+        if fault is None:
+            return await call
+        if fault == "before":
+            call.close()  # never sent
+            raise pg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        await call  # committed: only the answer is lost
+        self.faults.away = self.faults.away_after
+        raise pg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        )
+
+
+class _Acquire:
+    def __init__(self, pool: FaultyPool) -> None:
+        self.pool = pool
+        self.real: Any = None
+
+    def __await__(self) -> Any:
+        return self._connection().__await__()
+
+    async def _connection(self) -> _Connection:
+        self.pool.check()
+        return _Connection(await self.pool.pool.acquire(), self.pool.faults)
+
+    async def __aenter__(self) -> Any:
+        self.pool.check()
+        self.real = self.pool.pool.acquire()
+        return await self.real.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.real.__aexit__(*exc)
+
+
+class FaultyPool:
+    """The store's pool, failing as :class:`Faults` says."""
+
+    def __init__(self, pool: asyncpg.Pool, faults: Faults) -> None:
+        self.pool = pool
+        self.faults = faults
+
+    def check(self) -> None:
+        if self.faults.away:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    def __getattr__(self, name: str) -> Any:
+        self.check()
+        return getattr(self.pool, name)
+
+    def acquire(self) -> _Acquire:
+        return _Acquire(self)
+
+    async def release(self, conn: Any) -> None:
+        await self.pool.release(conn.conn if isinstance(conn, _Connection) else conn)
+
+
+def fault_messages(arena: Arena) -> Faults:
+    """Faults for the messages of ``arena``'s store (the rest of the store is sound); a
+    message's write (``fetchrow``) and a batch's (``fetchmany``) alike."""
+    faults = Faults()
+    arena.store.messages.db = Database(FaultyPool(arena.store.pool, faults))  # type: ignore[arg-type]
+    return faults
 
 
 class RawSocket:

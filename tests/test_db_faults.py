@@ -34,9 +34,9 @@ from botarena.server.errors import (
     Unavailable,
 )
 from botarena.server.protocol import Message, SendResult
-from botarena.server.store.database import UNAVAILABLE, Database
+from botarena.server.store.database import UNAVAILABLE
 from botarena.server.store.messages import Posted
-from tests.harness import Arena, ArenaFactory, eventually
+from tests.harness import Arena, ArenaFactory, Faults, eventually, fault_messages
 
 ROOMS = ("compiler", "creative", "education", "operations")
 
@@ -44,86 +44,10 @@ ROOMS = ("compiler", "creative", "education", "operations")
 # faults injected at the store's pool ---------------------------------------------
 
 
-class Faults:
-    """What the next ``post_message`` does wrong, and whether the database is away."""
-
-    def __init__(self) -> None:
-        self.next_post: str | None = None  # "before": fails unsent; "after": commits, answer lost
-        self.away_after = False  # the database goes away with the lost answer
-        self.away = False
-
-
-class _Connection:
-    def __init__(self, conn: Any, faults: Faults) -> None:
-        self.conn = conn
-        self.faults = faults
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.conn, name)
-
-    async def fetchrow(self, query: str, *args: Any) -> Any:
-        fault = self.faults.next_post if "post_message" in query else None
-        if fault is None:
-            return await self.conn.fetchrow(query, *args)
-        self.faults.next_post = None
-        if fault == "before":
-            raise pg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
-        await self.conn.fetchrow(query, *args)  # committed: only the answer is lost
-        self.faults.away = self.faults.away_after
-        raise pg.InternalClientError(
-            "cannot switch to state 15; another operation (2) is in progress"
-        )
-
-
-class _Acquire:
-    def __init__(self, pool: FaultyPool) -> None:
-        self.pool = pool
-        self.real: Any = None
-
-    def __await__(self) -> Any:
-        return self._connection().__await__()
-
-    async def _connection(self) -> _Connection:
-        self.pool.check()
-        return _Connection(await self.pool.pool.acquire(), self.pool.faults)
-
-    async def __aenter__(self) -> Any:
-        self.pool.check()
-        self.real = self.pool.pool.acquire()
-        return await self.real.__aenter__()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.real.__aexit__(*exc)
-
-
-class FaultyPool:
-    """The store's pool, failing as :class:`Faults` says."""
-
-    def __init__(self, pool: asyncpg.Pool, faults: Faults) -> None:
-        self.pool = pool
-        self.faults = faults
-
-    def check(self) -> None:
-        if self.faults.away:
-            raise ConnectionRefusedError(111, "Connection refused")
-
-    def __getattr__(self, name: str) -> Any:
-        self.check()
-        return getattr(self.pool, name)
-
-    def acquire(self) -> _Acquire:
-        return _Acquire(self)
-
-    async def release(self, conn: Any) -> None:
-        await self.pool.release(conn.conn if isinstance(conn, _Connection) else conn)
-
-
 @pytest.fixture
 async def faulty(arena: Arena) -> Faults:
     """Faults for the messages of ``arena``'s store (the rest of the store is sound)."""
-    faults = Faults()
-    arena.store.messages.db = Database(FaultyPool(arena.store.pool, faults))  # type: ignore[arg-type]
-    return faults
+    return fault_messages(arena)
 
 
 async def _stored(arena: Arena, room: str) -> list[tuple[int, str]]:

@@ -14,8 +14,7 @@ from botarena.server.client import HubClient
 from botarena.server.errors import Forbidden, InvalidPayload, Leased, NotConnected
 from botarena.server.protocol import Role
 from botarena.server.store.database import Database
-from tests.harness import Arena, ArenaFactory, RawSocket, eventually
-from tests.test_db_faults import Faults, FaultyPool
+from tests.harness import Arena, ArenaFactory, Faults, FaultyPool, RawSocket, eventually
 
 
 async def worker_client(arena: Arena, token: str, worker: str) -> HubClient:
