@@ -70,9 +70,19 @@ class RoomPoster:
                     _resolve(answer, outcome)
                 batch = []
         except BaseException as exc:  # cancelled (the hub stops), or a bug: nobody hangs
-            refusal = Unavailable("the hub stopped before storing the message; retry")
-            for _, answer in (*batch, *waiting):
-                _resolve(answer, refusal if isinstance(exc, asyncio.CancelledError) else exc)
+            stopped = isinstance(exc, asyncio.CancelledError)
+            unknown = Unavailable(
+                "the hub stopped while storing the message; it may have been stored: "
+                "send it again with its client_id",
+                outcome="unknown",
+            )
+            not_stored = Unavailable(
+                "the hub stopped before storing the message: send it again", outcome="not_stored"
+            )
+            for _, answer in batch:
+                _resolve(answer, unknown if stopped else exc)
+            for _, answer in waiting:
+                _resolve(answer, not_stored if stopped else exc)
             waiting.clear()
             raise
         finally:
