@@ -209,7 +209,7 @@ class HubServer(socketio.AsyncServer):
         self.on(UNKNOWN_EVENT, unknown)
         self._stranger = stranger
 
-    async def emit(  # type: ignore[override]
+    async def emit(
         self,
         event: str,
         data: Any = None,
