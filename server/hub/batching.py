@@ -7,8 +7,8 @@ room wait; once it has committed, they are stored together as the next batch
 :data:`MAX_BATCH` at a time). Each message of a batch is then broadcast in id order,
 and only after the commit, and its sender is answered with its own outcome right after
 its broadcast. A room's messages are stored and broadcast by that one task at a time, so
-this hub broadcasts every room in id order, as the room lock it replaces did; a room
-with a single sender in flight is stored as before, one message per transaction.
+this hub broadcasts every room in id order; a message that finds nothing else waiting
+is stored alone, in a transaction of its own, without waiting for company.
 """
 
 from __future__ import annotations
