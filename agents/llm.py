@@ -97,6 +97,18 @@ def structured_llm(
 
 
 @functools.cache
+def _http() -> httpx.Client:
+    """The one HTTP client of every LLM call in this process (they run in threads; an
+    ``httpx.Client`` is safe to share): connections to a backend are kept open between
+    turns, and no call builds its own client, whose TLS context alone costs more CPU than
+    the rest of a turn outside the model. Proxies from the environment are ignored: a
+    backend is reached at the address it is configured with."""
+    return httpx.Client(
+        trust_env=False, limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    )
+
+
+@functools.cache
 def _structured_class() -> type:
     """The class behind :func:`structured_llm` (CrewAI is imported only when needed)."""
     from crewai.llms.base_llm import BaseLLM
@@ -147,7 +159,7 @@ def _structured_class() -> type:
             else:
                 url, body = self._openai(chat, schema)
             try:
-                answer = httpx.post(url, json=body, timeout=self.request_timeout)
+                answer = _http().post(url, json=body, timeout=self.request_timeout)
             except httpx.TimeoutException:
                 raise TimeoutError(
                     f"the LLM at {self.base_url} did not answer in {self.request_timeout:g}s"

@@ -44,6 +44,36 @@ from botarena.server.settings import LLMSettings
 
 log = structlog.get_logger(__name__)
 
+
+class _NoReplayLog:
+    """What a crew keeps for ``crewai replay`` instead of its SQLite log: nothing.
+    CrewAI writes every task's whole output (the agent's messages included) to
+    ``latest_kickoff_task_outputs.db`` under the user's data folder, opened at every
+    crew's creation and written three times a turn: turns are kept in BotArena's own
+    store, and nothing of an agent's is written outside the var folder."""
+
+    def update(self, task_index: int, log: dict[str, Any]) -> None:
+        pass
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def load(self) -> None:
+        return None
+
+
+@functools.cache
+def _crew_class() -> type:
+    """CrewAI's ``Crew``, whose crews keep a :class:`_NoReplayLog` (imported only when
+    needed)."""
+    from crewai import Crew
+
+    Crew.__private_attributes__["_task_output_handler"].default_factory = _NoReplayLog
+    return Crew
+
 _GREETING = r"(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening)|thanks|thank you)"
 _SENTENCE_END = re.compile(r"[.!?…][\"'”\u2019)\]]*(?=\s|$)")
 CUT_REASON = "cut off by the token limit before a sentence ended"
@@ -203,7 +233,9 @@ class CrewTurns:
     def _kickoff(
         self, persona: Persona, slot: Slot, description: str, action: type[Action], max_tokens: int
     ) -> TurnOutcome:
-        from crewai import Crew, CrewOutput, Task
+        from crewai import CrewOutput, Task
+
+        Crew = _crew_class()
 
         agent = self._agent(persona)  # an agent has one turn at a time: its LLM is this slot's
         llm = agent.llm = slot.llm(self.settings)

@@ -111,6 +111,28 @@ async def test_a_structured_turn_through_ollamas_native_api() -> None:
     assert not outcome.cut
 
 
+async def test_turns_write_nothing_outside_the_var_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CrewAI would keep every task's output (the agent's messages) in a SQLite file
+    under the user's data folder, written three times a turn."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    async with ollama_standin(["llama3:latest"], capable=True) as ollama:
+        turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings(var_dir=tmp_path / "var"))
+        persona = _persona("llama3")
+        for topic in ("the parser", "the lexer", "the tests"):
+            task = quiet_room_task(persona, f"Say what could break in {topic}.")
+            outcome = await turns.run(persona, task, actions.chat(replying=False))
+            assert actions.parse(actions.chat(replying=False), outcome.raw).text
+    written = [p for p in home.rglob("*") if p.is_file()] if home.exists() else []
+    # CrewAI's login-key file (``credentials/secret.key``, made once per process when
+    # it looks for a login) holds nothing of an agent's
+    kept = [p for p in written if p.name != "secret.key"]
+    assert kept == [], f"a turn wrote outside the var folder: {kept}"
+
+
 async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -> None:
     async with ollama_standin(["llama3:latest"]) as ollama:
         turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
