@@ -50,13 +50,23 @@ _PHRASES = re.compile(
 )
 
 
+_YOU_ARE = re.compile(r"\byou are @?", re.IGNORECASE)
+_IN_THE = re.compile(r" in the\b", re.IGNORECASE)
+
+
 def is_echo(text: str, names: Iterable[str] = ()) -> bool:
     """Whether ``text`` repeats a prompt's phrases; ``names``: the agents' names, for
-    "You are <name> in the ..." without the rest of the sentence."""
+    "You are <name> in the ..." without the rest of the sentence. The names are looked
+    up, not searched for one by one: a worker of hundreds of agents asks this of every
+    message its rooms carry."""
     if _PHRASES.search(text):
         return True
-    return any(
-        re.search(rf"\byou are @?{re.escape(name)} in the\b", text, re.IGNORECASE)
-        for name in names
-        if name
-    )
+    wanted: set[str] | None = None
+    for you_are in _YOU_ARE.finditer(text):
+        rest = text[you_are.end() :]
+        for in_the in _IN_THE.finditer(rest):
+            if wanted is None:
+                wanted = {n.casefold() for n in names if n}
+            if rest[: in_the.start()].casefold() in wanted:
+                return True
+    return False

@@ -8,6 +8,7 @@ from itertools import count, pairwise
 
 import pytest
 
+from botarena.agents.echoes import is_echo
 from botarena.agents.persona import Persona, TurnLimits
 from botarena.agents.scheduler import TurnScheduler
 
@@ -217,6 +218,16 @@ def test_an_echo_or_an_agents_own_message_starts_no_mention_turn(world) -> None:
         scheduler.observe(m)
     turn = scheduler.next_turn()
     assert (turn.agent, turn.kind, turn.trigger) == ("bob", "mention", own)
+
+
+@pytest.mark.unit
+def test_an_echo_naming_one_of_a_thousand_agents_is_found_and_other_texts_are_not() -> None:
+    names = [n for i in range(500) for n in (f"bench{i}", f"Bench {i}")]
+    assert is_echo('You are Bench 417 in the "compiler" room. Speak.', names)
+    assert is_echo("so: you are @bench3 in the education room", names)
+    assert not is_echo("You are Bench 9000 in the compiler room.", names), "not an agent"
+    assert not is_echo("You are Bench 417, the one in the compiler room.", names)
+    assert not is_echo("Bench 417 is in the compiler room; you are late.", names)
 
 
 # tickets: queued work in the external arena --------------------------------------
