@@ -51,6 +51,7 @@ bench: setup  ## benchmarks; JSON results under tests/bench/results/
 	$(BIN)/python -m tests.bench.hub_bench --out tests/bench/results/hub.json
 	$(BIN)/python -m tests.bench.agent_bench --out tests/bench/results/agents.json
 	$(BIN)/python -m tests.bench.pool_bench --out tests/bench/results/pool.json
+	$(BIN)/python -m tests.bench.overhead_bench --out tests/bench/results/overhead.json
 	$(BIN)/python -m tests.bench.memory_bench --out tests/bench/results/memory.json
 	$(BIN)/python -m tests.bench.bundle_bench --out tests/bench/results/bundles.json
 	$(BIN)/python -m tests.bench.quality_bench --out tests/bench/results/quality.json

@@ -1,6 +1,6 @@
 """Benchmark of agent turns: where the time goes, and what BotArena costs the LLM.
 
-For 1, 5 and 20 agents on one worker (spread over the five arenas, budgets opened up so
+For 1, 20 and 100 agents on one worker (spread over the five arenas, budgets opened up so
 the worker is always busy) against the embedded llama.cpp servers (``--slots``
 instances, each serving one request at a time), it records every turn's wall time (state
 reports, CrewAI, the LLM call, posting to the hub) and the LLM's share of it, and reports
@@ -10,7 +10,7 @@ prompts, recorded) are replayed straight to the same servers at the same concurr
 (one request per slot at a time, the most the worker runs at once). The hub and
 PostgreSQL run in this process; the LLM servers are their own.
 
-Usage: python -m tests.bench.agent_bench [--agents 1 5 20] [--slots 2] [--out FILE]
+Usage: python -m tests.bench.agent_bench [--agents 1 20 100] [--slots 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from botarena.server.settings import Settings
 from tests.bench.common import percentile, write_report
 
 MAX_TOKENS = 48
-TURNS_PER_AGENT_COUNT = {1: 12, 5: 20, 20: 40}
+TURNS_PER_AGENT_COUNT = {1: 12, 5: 20, 20: 40, 100: 100}
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -203,7 +203,7 @@ async def main(agent_counts: list[int], slots: int) -> dict:
 if __name__ == "__main__":
     warnings.simplefilter("ignore")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 20, 100])
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("tests/bench/results/agents.json"))
     args = parser.parse_args()
