@@ -19,7 +19,6 @@ carries the time spent in the LLM and in total, which the benchmark reports.
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import functools
 import re
@@ -73,6 +72,7 @@ def _crew_class() -> type:
 
     Crew.__private_attributes__["_task_output_handler"].default_factory = _NoReplayLog
     return Crew
+
 
 _GREETING = r"(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening)|thanks|thank you)"
 _SENTENCE_END = re.compile(r"[.!?…][\"'”\u2019)\]]*(?=\s|$)")
@@ -195,12 +195,8 @@ def build_task(
 class CrewTurns:
     """Runs agent turns through CrewAI on an LLM pool (or one backend, a pool of one)."""
 
-    def __init__(
-        self, llm: LLMPool | LLMBackend, settings: LLMSettings, *, keep_prompts: bool = False
-    ) -> None:
-        """``keep_prompts``: keep what is sent to the LLM in :attr:`prompts` (benchmarks)."""
+    def __init__(self, llm: LLMPool | LLMBackend, settings: LLMSettings) -> None:
         offline.apply()
-        self.prompts: list[Any] | None = [] if keep_prompts else None
         self.pool = llm if isinstance(llm, LLMPool) else LLMPool.of(llm)
         self.settings = settings
         self._agents: dict[str, Any] = {}
@@ -245,8 +241,6 @@ class CrewTurns:
 
         def timed_call(*args: Any, **kwargs: Any) -> Any:
             nonlocal seconds
-            if self.prompts is not None and args:
-                self.prompts.append(copy.deepcopy(args[0]))  # CrewAI reuses its message list
             started = time.perf_counter()
             try:
                 return call(*args, **kwargs)

@@ -12,22 +12,43 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import httpx
 from asyncpg import exceptions as pg
 
+from botarena.agents import llm as llm_calls
 from botarena.server.app import RunningHub
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
 from botarena.server.store import Store
 from botarena.server.store.database import Database
+
+
+@contextmanager
+def llm_requests() -> Iterator[list[dict]]:
+    """The bodies of the chat requests this process's LLM calls send while inside, as
+    sent (messages, schema, token limit, sampling), oldest first."""
+    sent: list[dict] = []
+
+    def record(request: httpx.Request) -> None:
+        if request.url.path.endswith(("/chat/completions", "/api/chat")):
+            sent.append(json.loads(request.content))
+
+    client = llm_calls._http()  # the one client of every LLM call of the process
+    before = client.event_hooks
+    client.event_hooks = {**before, "request": [*before["request"], record]}
+    try:
+        yield sent
+    finally:
+        client.event_hooks = before
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from botarena.agents.embedded_llm import EmbeddedLlama
 from botarena.agents.llm import OpenAICompatibleBackend
@@ -14,7 +17,7 @@ from botarena.agents.worker import AgentWorker
 from botarena.memory.service import MemoryService
 from botarena.server.protocol import Message, Role
 from botarena.server.settings import Settings
-from tests.harness import Arena, eventually
+from tests.harness import Arena, eventually, llm_requests
 from tests.services import free_port
 from tests.test_agents_e2e import compiler_pair, stop_worker
 
@@ -22,7 +25,7 @@ from tests.test_agents_e2e import compiler_pair, stop_worker
 async def start(arena: Arena, llama: EmbeddedLlama, settings: Settings, quiet: float):
     persona = compiler_pair()[0]
     token = await arena.token(persona.id, Role.AGENT, arenas=persona.arenas)
-    turns = CrewTurns(OpenAICompatibleBackend(llama.urls, "smollm2"), settings, keep_prompts=True)
+    turns = CrewTurns(OpenAICompatibleBackend(llama.urls, "smollm2"), settings)
     memory = MemoryService(settings, [persona.id], retry_seconds=1.0)
     worker = AgentWorker(
         arena.url,
@@ -38,14 +41,21 @@ async def start(arena: Arena, llama: EmbeddedLlama, settings: Settings, quiet: f
     return worker, turns, memory, asyncio.create_task(worker.run())
 
 
+@pytest.fixture
+def sent() -> Iterator[list[dict]]:
+    """The chat requests the test's LLM calls send."""
+    with llm_requests() as bodies:
+        yield bodies
+
+
 async def test_what_an_agent_saw_earlier_is_in_a_later_turns_context(
-    arena: Arena, llama: EmbeddedLlama, tmp_path: Path
+    arena: Arena, llama: EmbeddedLlama, tmp_path: Path, sent: list[dict]
 ) -> None:
     settings = Settings(var_dir=tmp_path / "var", llm_max_tokens=96, llm_timeout=30)
     inbox: list[Message] = []
     mod = await arena.client("mod", "moderator", inbox=inbox)
     await mod.join("compiler")
-    worker, turns, memory, task = await start(arena, llama, settings, quiet=600)
+    worker, _turns, memory, task = await start(arena, llama, settings, quiet=600)
     try:
         await eventually(
             lambda: "ada" in [s.persona.id for s in worker.seats.values() if s.client.connected],
@@ -63,7 +73,7 @@ async def test_what_an_agent_saw_earlier_is_in_a_later_turns_context(
 
         def mention_prompts() -> list[str]:
             """Prompts of the turn answering the question (not replies that merely saw it)."""
-            texts = [json.dumps(p) for p in turns.prompts or []]
+            texts = [json.dumps(body["messages"]) for body in sent]
             return [t for t in texts if "mod asked you: @ada what code word" in t]
 
         await eventually(lambda: mention_prompts(), timeout=120, what="ada's mention turn")

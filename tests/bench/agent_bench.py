@@ -5,8 +5,9 @@ the worker is always busy) against the embedded llama.cpp servers (``--slots``
 instances, each serving one request at a time), it records every turn's wall time (state
 reports, CrewAI, the LLM call, posting to the hub) and the LLM's share of it, and reports
 median and p95 of both and of everything else. It then compares aggregate generated
-tokens per second with direct requests: the very requests the turns sent (CrewAI's
-prompts, recorded) are replayed straight to the same servers at the same concurrency
+tokens per second with direct requests: the very requests the turns sent (their HTTP
+bodies as sent: messages, schema, token limit, sampling; recorded) are replayed straight
+to the same servers at the same concurrency
 (one request per slot at a time, the most the worker runs at once). The hub and
 PostgreSQL run in this process; the LLM servers are their own.
 
@@ -36,6 +37,7 @@ from botarena.server.app import running_hub
 from botarena.server.protocol import Role
 from botarena.server.settings import Settings
 from tests.bench.common import percentile, write_report
+from tests.harness import llm_requests
 
 MAX_TOKENS = 48
 TURNS_PER_AGENT_COUNT = {1: 12, 5: 20, 20: 40, 100: 100}
@@ -77,7 +79,7 @@ async def through_botarena(settings: Settings, llama: EmbeddedLlama, agents_n: i
             p.id: (await store.principals.issue_token(p.id, Role.AGENT, arenas=p.arenas))[1]
             for p in personas
         }
-        turns = CrewTurns(llama.backend(), settings, keep_prompts=True)
+        turns = CrewTurns(llama.backend(), settings)
         worker = AgentWorker(
             running.url,
             personas,
@@ -87,15 +89,16 @@ async def through_botarena(settings: Settings, llama: EmbeddedLlama, agents_n: i
             quiet_seconds=0.2,
             arena_budgets=dict.fromkeys(ARENAS, 600.0),
         )
-        task = asyncio.create_task(worker.run())
-        await turns_recorded(worker, 1, task)  # the first turn pays CrewAI's import
-        first = len(worker.records)
-        first_prompt = len(turns.prompts or [])
-        started = time.perf_counter()
-        await turns_recorded(worker, first + wanted, task)
-        elapsed = time.perf_counter() - started
-        records = worker.records[first:]
-        prompts = (turns.prompts or [])[first_prompt:]
+        with llm_requests() as sent:
+            task = asyncio.create_task(worker.run())
+            await turns_recorded(worker, 1, task)  # the first turn pays CrewAI's import
+            first = len(worker.records)
+            first_sent = len(sent)
+            started = time.perf_counter()
+            await turns_recorded(worker, first + wanted, task)
+            elapsed = time.perf_counter() - started
+            records = worker.records[first:]
+            bodies = sent[first_sent:]
         await worker.stop()
         await asyncio.gather(task, return_exceptions=True)
     llm = [r.llm_seconds for r in records]
@@ -115,35 +118,24 @@ async def through_botarena(settings: Settings, llama: EmbeddedLlama, agents_n: i
         "tokens_per_second": round(generated / elapsed, 1),
         "seconds": round(elapsed, 2),
         "concurrency": min(agents_n, llama.slots),
-        "_prompts": prompts,
+        "_bodies": bodies,
     }
 
 
-async def direct(llama: EmbeddedLlama, concurrency: int, prompts: list[object]) -> dict:
+async def direct(llama: EmbeddedLlama, concurrency: int, bodies: list[dict]) -> dict:
     """The very requests the agents' turns sent, replayed straight to the same servers
-    with the same reply length and concurrency."""
+    at the same concurrency."""
     generated = 0
     latencies: list[float] = []
-    queue = list(prompts)
+    queue = list(bodies)
 
     async def loop(index: int, http: httpx.AsyncClient) -> None:
         nonlocal generated
         url = llama.urls[index % len(llama.urls)]
         while queue:
-            prompt = queue.pop()
-            messages = (
-                prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
-            )
+            body = queue.pop()
             started = time.perf_counter()
-            answer = await http.post(
-                f"{url}/chat/completions",
-                json={
-                    "model": "smollm2",
-                    "messages": messages,
-                    "max_tokens": MAX_TOKENS,
-                    "temperature": 0.8,
-                },
-            )
+            answer = await http.post(f"{url}/chat/completions", json=body)
             answer.raise_for_status()
             generated += answer.json()["usage"]["completion_tokens"]
             latencies.append(time.perf_counter() - started)
@@ -153,7 +145,7 @@ async def direct(llama: EmbeddedLlama, concurrency: int, prompts: list[object]) 
         await asyncio.gather(*(loop(i, http) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
     return {
-        "requests": len(prompts),
+        "requests": len(bodies),
         "completion_tokens": generated,
         "tokens_per_second": round(generated / elapsed, 1),
         "request_seconds": spread(latencies),
@@ -174,8 +166,8 @@ async def main(agent_counts: list[int], slots: int) -> dict:
         for count in agent_counts:
             settings_n = settings.model_copy(update={"var_dir": work / f"var{count}"})
             ours = await through_botarena(settings_n, llama, count)
-            prompts = ours.pop("_prompts")
-            theirs = await direct(llama, ours["concurrency"], prompts)
+            bodies = ours.pop("_bodies")
+            theirs = await direct(llama, ours["concurrency"], bodies)
             result = {
                 **ours,
                 "direct": theirs,
