@@ -271,13 +271,21 @@ class LLMPool:
             member.missing[slot.model] = member.models
             log.warning("pool.model_missing", backend=member.name, model=slot.model)
         elif isinstance(error, (LLMUnavailable, TimeoutError)):
-            member.failures += 1
             member.errors += 1
-            backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (member.failures - 1))
-            member.excluded_until = self.clock() + backoff
-            log.warning(
-                "pool.backend_out", backend=member.name, seconds=backoff, error=str(error)[:200]
-            )
+            if self.clock() < member.excluded_until:
+                # out already: the other calls it had in flight when it failed end the same
+                # way, and are one failure, not one more each (which doubled the back-off)
+                log.info("pool.backend_failed_while_out", backend=member.name)
+            else:
+                member.failures += 1
+                backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (member.failures - 1))
+                member.excluded_until = self.clock() + backoff
+                log.warning(
+                    "pool.backend_out",
+                    backend=member.name,
+                    seconds=backoff,
+                    error=str(error)[:200],
+                )
         elif error is None:
             member.failures = 0
             member.served += 1

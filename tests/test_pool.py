@@ -145,6 +145,22 @@ async def test_three_backends_serve_every_turn_and_a_failing_one_goes_out_and_ba
         await pool.stop()
 
 
+async def test_calls_in_flight_when_a_backend_fails_back_it_off_once() -> None:
+    clock = Clock()
+    member = Member("node", OllamaBackend("http://127.0.0.1:9", "smollm2"), 3)
+    pool = LLMPool([member], check_seconds=3600, clock=clock)
+    slots = [await pool.acquire("smollm2", "compiler") for _ in range(3)]
+    for slot in slots:  # it dies with three calls in flight: each of them fails
+        pool.release(slot, LLMUnavailable(DIED))
+    assert member.errors == 3 and member.failures == 1
+    assert member.excluded_until - clock() == pytest.approx(FIRST_BACKOFF, abs=0.1)
+
+    clock.offset += FIRST_BACKOFF  # out of its back-off, it fails again: twice as long
+    pool.release(await pool.acquire("smollm2", "compiler"), LLMUnavailable(DIED))
+    assert member.failures == 2
+    assert member.excluded_until - clock() == pytest.approx(2 * FIRST_BACKOFF, abs=0.1)
+
+
 async def test_when_the_pool_is_saturated_every_arena_is_served_in_turn(tmp_path: Path) -> None:
     async with ollama_standin(["smollm2:latest"], delay=0.1) as one:
         pool = LLMPool([Member("one", OllamaBackend(one.url, "smollm2"), 2)], check_seconds=3600)
