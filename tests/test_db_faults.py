@@ -303,7 +303,7 @@ async def test_pending_calls_fail_at_once_with_disconnected_when_the_connection_
         await release.wait()
         raise Unavailable("released")
 
-    arena.store.messages.post = hanging  # type: ignore[method-assign]
+    arena.store.messages.post_batch = hanging  # type: ignore[method-assign]
     arena.store.messages.history = hanging  # type: ignore[method-assign]
     sending = asyncio.create_task(client.send("compiler", "in flight", client_id="k5"))
     reading = asyncio.create_task(client.history("compiler"))
@@ -413,7 +413,7 @@ class Burst:
 
     def _watch_store(self) -> None:
         messages = self.arena.store.messages
-        post, settle = messages.post, messages._settle
+        post, settle = messages._post, messages._settle
 
         async def posting(*args: Any, **kwargs: Any) -> Posted:
             posted = await post(*args, **kwargs)
@@ -421,16 +421,16 @@ class Burst:
                 self.outcomes["unsettled, then found by the resend"] += 1
             return posted
 
-        async def settling(*args: Any, **kwargs: Any) -> Posted:
-            try:
-                posted = await settle(*args, **kwargs)
-            except Unavailable as exc:
-                self.outcomes[f"write failed: {exc.detail['outcome']}"] += 1
-                raise
-            self.outcomes["write failed: stored, recovered"] += 1
-            return posted
+        async def settling(*args: Any, **kwargs: Any) -> list[Posted | BaseException]:
+            settled = await settle(*args, **kwargs)
+            for outcome in settled:
+                if isinstance(outcome, Unavailable):
+                    self.outcomes[f"write failed: {outcome.detail['outcome']}"] += 1
+                else:
+                    self.outcomes["write failed: stored, recovered"] += 1
+            return settled
 
-        messages.post = posting  # type: ignore[method-assign]
+        messages._post = posting  # type: ignore[method-assign]
         messages._settle = settling  # type: ignore[method-assign]
 
     async def connect(self, listeners: int = 3) -> None:

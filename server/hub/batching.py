@@ -17,13 +17,9 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-import structlog
-
 from botarena.server.errors import Unavailable
 from botarena.server.store import Store
 from botarena.server.store.messages import Draft, Posted
-
-log = structlog.get_logger(__name__)
 
 MAX_BATCH = 128
 """The most messages of one room stored in one transaction."""
@@ -65,7 +61,7 @@ class RoomPoster:
                     if isinstance(outcome, Posted):
                         try:
                             await self._announce(room, outcome)
-                        except Exception as exc:  # told to its sender, as before
+                        except Exception as exc:  # stored, not pushed: told to its sender
                             outcome = exc
                     _resolve(answer, outcome)
                 batch = []

@@ -89,16 +89,6 @@ class Draft:
         """``post_message``'s arguments after the room."""
         return (self.author.id, self.text, self.reply_to, self.client_id, self.may_post_when_paused)
 
-    def options(self) -> dict[str, Any]:
-        """:meth:`MessageRepository.post`'s arguments after the room."""
-        return {
-            "author": self.author,
-            "text": self.text,
-            "reply_to": self.reply_to,
-            "client_id": self.client_id,
-            "may_post_when_paused": self.may_post_when_paused,
-        }
-
 
 async def _answer(call: Awaitable[Posted]) -> Posted | BaseException:
     """The outcome of one post of a batch: what it stored, or what it raised."""
@@ -172,14 +162,22 @@ class MessageRepository:
         stored (see the module); :class:`Unavailable` when it was not, or when that
         cannot be known (``detail``: ``outcome`` and the ``client_id`` to resend with).
         """
-        key = client_id or HUB_CLIENT_ID_PREFIX + uuid.uuid4().hex
-        draft = Draft(author, text, reply_to, key, may_post_when_paused)
+        return await self._post(
+            room, Draft(author, text, reply_to, client_id, may_post_when_paused)
+        )
+
+    async def _post(self, room: str, draft: Draft) -> Posted:
+        """:meth:`post` of one draft."""
+        draft = draft.keyed()
         conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
         try:
             row = await conn.fetchrow(_POST, room, *draft.arguments())
         except UNAVAILABLE as exc:
-            log.warning("store.post_failed", room=room, author=author.name, error=repr(exc))
-            return await self._settle(room, author, key)
+            log.warning("store.post_failed", room=room, author=draft.author.name, error=repr(exc))
+            [settled] = await self._settle(room, [draft])
+            if isinstance(settled, BaseException):
+                raise settled from exc
+            return settled
         finally:
             with contextlib.suppress(*UNAVAILABLE):
                 await self.db.pool.release(conn)
@@ -198,17 +196,17 @@ class MessageRepository:
         fails. One draft is posted by :meth:`post`.
         """
         if len(drafts) == 1:
-            return [await _answer(self.post(room, **drafts[0].options()))]
+            return [await _answer(self._post(room, drafts[0]))]
         drafts = [d.keyed() for d in drafts]
         conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
         try:
             rows = await conn.fetchmany(_POST, [(room, *d.arguments()) for d in drafts])
         except UNAVAILABLE as exc:
             log.warning("store.post_batch_failed", room=room, size=len(drafts), error=repr(exc))
-            return await self._settle_batch(room, drafts)
+            return await self._settle(room, drafts)
         except asyncpg.PostgresError as exc:  # one message's statement failed: apart
             log.warning("store.post_batch_split", room=room, size=len(drafts), error=repr(exc))
-            return [await _answer(self.post(room, **d.options())) for d in drafts]
+            return [await _answer(self._post(room, d)) for d in drafts]
         finally:
             with contextlib.suppress(*UNAVAILABLE):
                 await self.db.pool.release(conn)
@@ -258,28 +256,6 @@ class MessageRepository:
         )
         return Posted(message, duplicate=False)
 
-    async def _settle(self, room: str, author: Principal, key: str) -> Posted:
-        """Whether the write of ``key`` that just failed was stored, asked until the
-        database answers or ``settle_seconds`` pass."""
-        deadline = time.monotonic() + self.settle_seconds
-        pause = 0.05
-        while True:
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
-                    found = await self._find(room, author, key)
-            except UNAVAILABLE as exc:  # TimeoutError (the deadline) is one too
-                if time.monotonic() + pause >= deadline:
-                    log.warning("store.post_unsettled", room=room, author=author.name)
-                    self._remember_unsettled(author.id, key)
-                    raise _unknown_outcome(key) from exc
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.5)
-                continue
-            if found is None:
-                raise _not_stored(key)
-            log.info("store.post_recovered", room=room, author=author.name, id=found.message.id)
-            return found
-
     async def _find(
         self, room: str, author: Principal, key: str, *, duplicate: bool = False
     ) -> Posted | None:
@@ -314,18 +290,20 @@ class MessageRepository:
             announce=not row["superseded"],
         )
 
-    async def _settle_batch(self, room: str, drafts: list[Draft]) -> list[Posted | BaseException]:
-        """:meth:`_settle` for a batch whose write just failed: one transaction, so the
-        database is asked once whether its messages were stored."""
+    async def _settle(self, room: str, drafts: list[Draft]) -> list[Posted | BaseException]:
+        """Whether the messages of a write that just failed (one transaction: one message,
+        or a batch) were stored, asked once for all of them until the database answers
+        or ``settle_seconds`` pass: each is stored (recovered), or :class:`Unavailable`
+        (``not_stored``, or ``unknown`` when the database did not answer)."""
         deadline = time.monotonic() + self.settle_seconds
         pause = 0.05
         while True:
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
-                    found = await self._find_batch(room, drafts)
+                    found = await self._find_written(room, drafts)
             except UNAVAILABLE:
                 if time.monotonic() + pause >= deadline:
-                    log.warning("store.post_batch_unsettled", room=room, size=len(drafts))
+                    log.warning("store.post_unsettled", room=room, size=len(drafts))
                     unknown: list[Posted | BaseException] = []
                     for draft in drafts:
                         assert draft.client_id is not None
@@ -340,15 +318,15 @@ class MessageRepository:
                 assert draft.client_id is not None
                 settled.append(_not_stored(draft.client_id) if posted is None else posted)
             log.info(
-                "store.post_batch_settled",
+                "store.post_settled",
                 room=room,
                 size=len(drafts),
                 stored=sum(p is not None for p in found),
             )
             return settled
 
-    async def _find_batch(self, room: str, drafts: list[Draft]) -> list[Posted | None]:
-        """:meth:`_find` for every draft of a batch in one query, read under the room's
+    async def _find_written(self, room: str, drafts: list[Draft]) -> list[Posted | None]:
+        """:meth:`_find` for every draft of one write in one query, read under the room's
         lock. A found message is announced unless a message outside the batch follows
         it (the batch's own messages follow one another)."""
         async with self.db.transaction() as conn:
