@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,13 @@ class Tmux:
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "console").stdout
 
+    async def eventually(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """:func:`tests.harness.eventually`; a timeout tells what the console showed."""
+        try:
+            await eventually(predicate, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the console showed:\n{self.screen()}") from None
+
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", "console", *keys)
 
@@ -66,22 +74,26 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
         assert started.returncode == 0, started.stderr
         tmux.run("resize-window", "-t", "console", "-x", "150", "-y", "40")
         try:
-            await eventually(lambda: "● connected" in tmux.screen(), 60, "the console connects")
-            await eventually(lambda: "moderator (moderator)" in tmux.screen(), 30, "who we are")
-            await eventually(
+            await tmux.eventually(
+                lambda: "● connected" in tmux.screen(), 60, "the console connects"
+            )
+            await tmux.eventually(
+                lambda: "moderator (moderator)" in tmux.screen(), 30, "who we are"
+            )
+            await tmux.eventually(
                 lambda: all(a in tmux.screen() for a in ("compiler", "education", "external")),
                 30,
                 "the arenas listed",
             )
-            await eventually(
+            await tmux.eventually(
                 lambda: any(f" {a} " in tmux.screen() for a in ("ada", "linus")),
                 180,
                 "an agent's message in the compiler room",
             )
 
             tmux.keys("2")
-            await eventually(lambda: "reputation" in tmux.screen(), 10, "the agents tab")
-            await eventually(
+            await tmux.eventually(lambda: "reputation" in tmux.screen(), 10, "the agents tab")
+            await tmux.eventually(
                 lambda: all(a in tmux.screen() for a in ("ada", "grace", "maria", "sage")),
                 30,
                 "every agent listed",
@@ -102,7 +114,9 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
                 "the moderator's post reaches the room",
             )
             assert [m.author for m in inbox if m.text == "hello from the console"] == ["moderator"]
-            await eventually(lambda: "posted in compiler" in tmux.screen(), 10, "the flash line")
+            await tmux.eventually(
+                lambda: "posted in compiler" in tmux.screen(), 10, "the flash line"
+            )
 
             # a review: an agent proposes, the moderator approves after confirming
             tokens = json.loads((tmp_path / "var" / "agent-tokens.json").read_text())
@@ -115,16 +129,16 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
             tmux.keys("Escape")
             await asyncio.sleep(0.5)
             tmux.keys("3")
-            await eventually(lambda: "Tmux notes" in tmux.screen(), 20, "the proposal listed")
+            await tmux.eventually(lambda: "Tmux notes" in tmux.screen(), 20, "the proposal listed")
             tmux.keys("Home")  # the newest first
             await asyncio.sleep(0.3)
             tmux.keys("a")
-            await eventually(
+            await tmux.eventually(
                 lambda: f"Approve proposal #{proposal.id}?" in tmux.screen(), 10, "asked first"
             )
             assert "docs/tmux.md" in tmux.screen()
             tmux.keys("y")
-            await eventually(
+            await tmux.eventually(
                 lambda: "merged as docs/tmux.md v1" in tmux.screen(), 15, "the approval told"
             )
             canon = await watcher.canon("docs/tmux.md")
