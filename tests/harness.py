@@ -242,8 +242,8 @@ class _Connection:
     async def fetchrow(self, query: str, *args: Any) -> Any:
         return await self._post(query, self.conn.fetchrow(query, *args))
 
-    async def fetchmany(self, query: str, args: Any, **options: Any) -> Any:
-        return await self._post(query, self.conn.fetchmany(query, args, **options))
+    async def fetch(self, query: str, *args: Any) -> Any:
+        return await self._post(query, self.conn.fetch(query, *args))
 
     async def _post(self, query: str, call: Coroutine[Any, Any, Any]) -> Any:
         fault = self.faults.next_post if "post_message" in query else None
@@ -309,7 +309,7 @@ class FaultyPool:
 
 def fault_messages(arena: Arena) -> Faults:
     """Faults for the messages of ``arena``'s store (the rest of the store is sound); a
-    message's write (``fetchrow``) and a batch's (``fetchmany``) alike."""
+    message's write (``fetchrow``) and a batch's (``fetch``) alike."""
     faults = Faults()
     arena.store.messages.db = Database(FaultyPool(arena.store.pool, faults))  # type: ignore[arg-type]
     return faults

@@ -1,8 +1,9 @@
 """Messages: posting, history, reactions, and a room's transcript of a day.
 
-A message is stored by the database function ``post_message``, which takes the room's
-lock, so ids grow in the order messages are stored, and which finds the earlier copy of
-a message resent with the same client id instead of storing it twice. It also returns
+A message is stored by the database function ``post_message`` (a batch of one room's
+by ``post_messages``, as one set), which takes the room's lock, so ids grow in the order
+messages are stored, and which finds the earlier copy of a message resent with the same
+client id instead of storing it twice. It also returns
 the id of the room's message before the new one (``prev_id``), which the hub's push
 carries so that clients notice a message they missed. A post that may not be stored is
 refused with the error tree's class (muted, paused, unknown room, a reply to a message
@@ -57,6 +58,7 @@ HUB_CLIENT_ID_PREFIX = "hub-"
 _UNSETTLED_KEPT = 10_000
 
 _POST = "SELECT * FROM post_message($1, $2, $3, $4, $5, $6)"
+_POST_MANY = "SELECT * FROM post_messages($1, $2, $3, $4, $5, $6)"
 
 
 @dataclass(frozen=True)
@@ -193,14 +195,16 @@ class MessageRepository:
         and each is then stored, or :class:`Unavailable` (``not_stored`` or
         ``unknown``). A batch the database refuses for another reason (a statement error
         of one message) is stored one message at a time, so that only the faulty one
-        fails. One draft is posted by :meth:`post`.
+        fails (two drafts with one client id are such a batch). One draft is posted by
+        :meth:`post`.
         """
         if len(drafts) == 1:
             return [await _answer(self._post(room, drafts[0]))]
         drafts = [d.keyed() for d in drafts]
+        columns = [list(c) for c in zip(*(d.arguments() for d in drafts), strict=True)]
         conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
         try:
-            rows = await conn.fetchmany(_POST, [(room, *d.arguments()) for d in drafts])
+            rows = await conn.fetch(_POST_MANY, room, *columns)
         except UNAVAILABLE as exc:
             log.warning("store.post_batch_failed", room=room, size=len(drafts), error=repr(exc))
             return await self._settle(room, drafts)
