@@ -11,7 +11,10 @@ per core of the worker (turns / worker CPU seconds), turn latency, and resident 
 per agent (the growth over one agent). Every turn goes through the worker's whole path
 (scheduler, state reports, CrewAI, the LLM call over HTTP, checks, posting to the hub);
 memory recall is off (``memory_bench`` measures it). AgentScope reports about 100 agent
-steps per second per core with a dummy model, the figure to beat.
+steps per second per core with a dummy model, the figure to beat. Last, the part of a
+turn that is CrewAI's alone: the same ``CrewTurns`` kickoff on a model answering inside
+the process (no HTTP, no hub), its CPU per turn and the turns per core it would allow if
+the rest of BotArena cost nothing.
 
 Usage: python -m tests.bench.overhead_bench [--agents 1 20 100 500] [--seconds 20]
 [--idle-seconds 10] [--out FILE]
@@ -33,8 +36,10 @@ from typing import Any
 
 import psutil
 
-from botarena.agents.llm import OllamaBackend
+from botarena.agents import actions
+from botarena.agents.llm import OllamaBackend, _structured_class
 from botarena.agents.persona import Persona, load_personas
+from botarena.agents.pool import Slot
 from botarena.agents.turn import CrewTurns
 from botarena.agents.worker import AgentWorker
 from botarena.arenas.names import ARENAS
@@ -137,6 +142,37 @@ def _run_worker(
     out.put(asyncio.run(run()))
 
 
+def crewai_alone(turns: int = 300) -> dict[str, Any]:
+    """CPU per turn of :meth:`CrewTurns._kickoff` alone (the task, the crew, CrewAI's
+    executor and the schema check) on an LLM that answers inside the process."""
+
+    class Instant(_structured_class()):  # type: ignore[misc]
+        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
+            usage = {"prompt_tokens": 90, "completion_tokens": 12, "total_tokens": 102}
+            self._track_token_usage_internal({**usage, "successful_requests": 1})
+            return '{"act": "say", "text": "The parser keeps the plan in one place."}'
+
+    llm = Instant(model="smollm2", base_url="http://127.0.0.1:9", api="ollama")
+    member = type("InProcess", (), {"llm": lambda self, index, settings: llm})()
+    slot = Slot(member, 0, "smollm2")  # type: ignore[arg-type]
+    settings = Settings(var_dir=Path(tempfile.mkdtemp(prefix="ba-floor-")), log_level="warning")
+    runner = CrewTurns(OllamaBackend("http://127.0.0.1:9", "smollm2"), settings)
+    persona = personas(1)[0]
+    task = "Room: compiler. Mission: one parser.\nChat so far:\nada: what next?\nSay one thing."
+    action = actions.chat(replying=False)
+    runner._kickoff(persona, slot, task, action, 48)  # CrewAI's imports and first build
+    started = time.process_time()
+    for _ in range(turns):
+        outcome = runner._kickoff(persona, slot, task, action, 48)
+    ms = (time.process_time() - started) / turns * 1000
+    assert "parser" in outcome.raw, outcome
+    return {
+        "turns": turns,
+        "cpu_ms_per_turn": round(ms, 2),
+        "turns_per_second_per_core_ceiling": round(1000 / ms, 1),
+    }
+
+
 def summary(count: int, got: dict, baseline_rss: int | None) -> dict[str, Any]:
     (iw0, ic0, _), (iw1, ic1, idle_rss) = got["idle"]
     (bw0, bc0, _), (bw1, bc1, busy_rss) = got["busy"]
@@ -237,6 +273,7 @@ async def main(counts: list[int], seconds: float, idle_seconds: float) -> dict[s
         "slots": SLOTS,
         "reference": "AgentScope: about 100 agent steps per second per core with a dummy model",
         "results": results,
+        "crewai_alone": await asyncio.to_thread(crewai_alone),  # as turns run: in a thread
     }
 
 
