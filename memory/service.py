@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import chromadb
 import structlog
+from chromadb.errors import InternalError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from botarena.memory.embedder import shared_embedder
 from botarena.memory.index import Hit, KnowledgeIndex, open_chroma
@@ -31,6 +33,17 @@ from botarena.server.protocol import Message
 from botarena.server.settings import MemorySettings
 
 log = structlog.get_logger(__name__)
+
+_TRANSIENT = retry(
+    retry=retry_if_exception_type(InternalError),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.1, max=1.0),
+    reraise=True,
+)
+"""ChromaDB's server answers a query on a collection whose index it has not written yet
+with an ``InternalError`` ("Error creating hnsw segment reader: Nothing found on disk")
+that the same query a moment later does not get: such a call is tried again, briefly,
+before memory is taken for down."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,7 @@ class MemoryService:
     async def _call(self, what: str, fn: Callable[[], object]) -> object | None:
         """Run a ChromaDB operation in a thread; on failure turn degraded, return None."""
 
+        @_TRANSIENT
         def run() -> object:
             self._open()
             return fn()
