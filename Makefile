@@ -55,6 +55,7 @@ bench: setup  ## benchmarks; JSON results under tests/bench/results/
 	$(BIN)/python -m tests.bench.memory_bench --out tests/bench/results/memory.json
 	$(BIN)/python -m tests.bench.bundle_bench --out tests/bench/results/bundles.json
 	$(BIN)/python -m tests.bench.quality_bench --out tests/bench/results/quality.json
+	$(BIN)/python -m tests.bench.screening_bench --out tests/bench/results/screening.json
 
 bundle: setup  ## the demo bundle (personas, demo pack, demo model), signed: var/bundles-out/
 	$(BIN)/python -P -m botarena.bundles.demo --out var/bundles-out
