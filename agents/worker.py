@@ -63,8 +63,10 @@ from botarena.arenas.names import (
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubClient
 from botarena.server.errors import (
+    Blocked,
     ConfigError,
     Forbidden,
+    Held,
     HubError,
     Leased,
     Muted,
@@ -842,6 +844,9 @@ class AgentWorker:
         except Forbidden as exc:
             log.info("worker.left_out", agent=turn.agent, room=turn.room, error=exc.message)
             await self._left_out(seat, turn.room)
+        except (Blocked, Held) as exc:  # the content filter: told, not retried
+            log.info("turn.screened", agent=turn.agent, room=turn.room, error=exc.message)
+            await self._report(turn.agent, AgentStateKind.IDLE, exc.message)
         except HubError as exc:
             log.warning("turn.not_posted", agent=turn.agent, room=turn.room, error=str(exc))
         return False

@@ -5,7 +5,8 @@ minute for the whole arena, so that the LLM is never flooded) and what to talk a
 when a room is quiet (an initiative prompt drawn in turn, every ``draft_every``-th of
 them a draft proposal of a kind the arena may make); memory reads how much each
 knowledge collection counts when the arena's agents recall (compiler mostly code and
-rules, creative mostly narrative).
+rules, creative mostly narrative); the hub reads what its content filter does with a
+message of each category (:mod:`botarena.arenas.policy`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from botarena.arenas.names import ARENAS, ProposalKind
+from botarena.arenas.policy import DEFAULT_POLICY, Policy
 
 
 class ArenaCharter(BaseModel):
@@ -34,6 +36,11 @@ class ArenaCharter(BaseModel):
     )
     knowledge: dict[str, float] = Field(
         default_factory=dict, description="weight of each knowledge collection in recall"
+    )
+    screening: Policy = Field(
+        DEFAULT_POLICY,
+        description="what the content filter does with a message of each category: "
+        "allow, flag, hold or block",
     )
 
 

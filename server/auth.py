@@ -46,8 +46,14 @@ attaching                      the proposal's author while it may read the arena
 reviewing, filing tickets,     supervisors (``Principal.supervises``): the hub's
 agent states, moderation       gate refuses these events (``MODERATOR_EVENTS``) to
 (``proposal.review``,          agents before their handler. Moderation acts only on
-``ticket.file``, ``agents``,   a lower role (:func:`may_moderate`).
-``mod.*``)
+``ticket.file``, ``agents``,   a lower role (:func:`may_moderate`). The moderation
+``mod.*``)                     queue (``mod.queue``, ``mod.release``, ``mod.drop``,
+                               ``mod.clear``) is the supervisors'.
+flagging a message, a short    AI moderators too (:func:`may_call`): agents marked
+mute (``mod.flag``,            ``ai_moderator``, on other agents' messages and other
+``mod.mute``)                  agents only, a mute of at most
+                               ``ai_moderator_max_mute_seconds``. Never a proposal, a
+                               token, a human.
 tickets (``tickets``)          the external arena's readers, as for its messages:
                                tickets are its work.
 escalating a ticket            those who may post in the external arena: its
@@ -76,7 +82,7 @@ import secrets
 from dataclasses import dataclass
 
 from botarena.arenas.names import RoomKind
-from botarena.server.protocol import Role
+from botarena.server.protocol import AI_MODERATOR_EVENTS, Role
 
 TOKEN_PREFIX = "bat_"
 
@@ -95,6 +101,7 @@ class Principal:
     name: str
     role: Role
     may_create_groups: bool = False
+    ai_moderator: bool = False  # an agent that may flag and briefly mute other agents
 
     @property
     def supervises(self) -> bool:
@@ -151,5 +158,15 @@ def may_invite(who: Principal, kind: RoomKind, is_creator: bool) -> bool:
 
 
 def may_moderate(actor: Principal, target: Principal) -> bool:
-    """Moderators act on agents; admins on moderators and agents; nobody on an equal."""
+    """Moderators act on agents; admins on moderators and agents; nobody on an equal.
+    An AI moderator acts on other agents only, never on a human or another AI moderator,
+    and only by the events :data:`~botarena.server.protocol.AI_MODERATOR_EVENTS`."""
+    if actor.ai_moderator and not actor.supervises:
+        return target.role is Role.AGENT and not target.ai_moderator
     return actor.supervises and actor.role.rank > target.role.rank
+
+
+def may_call(who: Principal, event: str) -> bool:
+    """Whether ``who`` may call a moderators' event at all (the gate's check, before the
+    handler's own on its target)."""
+    return who.supervises or (who.ai_moderator and event in AI_MODERATOR_EVENTS)

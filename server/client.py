@@ -32,6 +32,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from botarena.arenas.names import ProposalKind, ProposalStatus, TicketStatus
+from botarena.arenas.policy import Category
 from botarena.server.errors import (
     HUB_ERRORS,
     BadAnswer,
@@ -70,6 +71,9 @@ from botarena.server.protocol import (
     ProposalInfo,
     ProposalList,
     Push,
+    QueueItem,
+    QueueList,
+    QueueState,
     Reaction,
     ReviewDecision,
     RoomInfo,
@@ -489,6 +493,31 @@ class HubClient:
 
     async def resume(self, room: str) -> PauseResult:
         return await self._ask("mod.resume", PauseResult, {"room": room})
+
+    async def queue(
+        self, state: QueueState = QueueState.OPEN, *, room: str | None = None, limit: int = 50
+    ) -> list[QueueItem]:
+        """The moderation queue: flagged and held messages in ``state``."""
+        payload = {"state": state.value, "room": room, "limit": limit}
+        return (await self._ask("mod.queue", QueueList, payload)).items
+
+    async def release(self, item: int, reason: str = "") -> QueueItem:
+        """Post a held message (it gets its room's next id)."""
+        return await self._ask("mod.release", QueueItem, {"id": item, "reason": reason})
+
+    async def drop(self, item: int, reason: str = "") -> QueueItem:
+        """Never post a held message; its author is told."""
+        return await self._ask("mod.drop", QueueItem, {"id": item, "reason": reason})
+
+    async def clear(self, item: int, reason: str = "") -> QueueItem:
+        """Leave a flagged message as it is, looked at."""
+        return await self._ask("mod.clear", QueueItem, {"id": item, "reason": reason})
+
+    async def flag(self, message_id: int, category: Category, reason: str = "") -> QueueItem:
+        """Mark a posted message for moderators (moderators, and AI moderators on other
+        agents' messages)."""
+        payload = {"message_id": message_id, "category": category.value, "reason": reason}
+        return await self._ask("mod.flag", QueueItem, payload)
 
     # pushes ---------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ def routes(hub: Hub) -> list[web.RouteDef]:
             hub.metrics.set_work(await store.proposals.counts(), await store.tickets.counts())
             hub.metrics.set_agent_states(await store.agents.states())
             hub.metrics.set_leases(await store.leases.held())
+            hub.metrics.set_queue(await store.queue.waiting())
             gate = hub.settings.external_top_fraction, hub.settings.external_min_seats
             hub.metrics.set_standings(await store.reputation.standings(*gate))
             hub.metrics.audit_entries.set(await store.audit.count())  # now, not at the last check

@@ -18,6 +18,8 @@
     │   ├── Conflict               already exists, already reviewed, stale base version
     │   ├── Unavailable            a dependency (the database) is down; retry later
     │   ├── Leased                 the agent runs on another worker (a worker's connect)
+    │   ├── Blocked                the content filter refused the text (.categories)
+    │   ├── Held                   the content filter kept it for a moderator (.held_id)
     │   ├── Internal
     │   ├── ConnectRefused         a connection refused without a protocol code ("refused")
     │   └── NotAnswered            raised by the client alone: the hub gave no answer
@@ -152,6 +154,26 @@ class Leased(HubError):
     default_code = ErrorCode.LEASED
 
 
+class Blocked(HubError):
+    default_code = ErrorCode.BLOCKED
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.detail.get("categories") or [])
+
+
+class Held(HubError):
+    """Not a failure to retry: the message is stored, and posted if a moderator
+    releases it (its author is told if one drops it)."""
+
+    default_code = ErrorCode.HELD
+
+    @property
+    def held_id(self) -> int | None:
+        value = self.detail.get("held_id")
+        return value if isinstance(value, int) else None
+
+
 class Internal(HubError):
     default_code = ErrorCode.INTERNAL
 
@@ -202,6 +224,8 @@ HUB_ERRORS: dict[ErrorCode, type[HubError]] = {
         Conflict,
         Unavailable,
         Leased,
+        Blocked,
+        Held,
         Internal,
     )
 }

@@ -3,11 +3,14 @@
 Labels are bounded on purpose: events by their protocol name (unknown names count as
 ``unknown``), errors by code, proposals by arena and status, agents by name (the site's
 personas, a handful), LLM backends by their configured name; never a human principal or
-a token. The proposal, ticket, agent and backend gauges are read from the database when
-``/metrics`` is scraped.
+a token; content filter verdicts by category, arena and action. The proposal, ticket,
+agent, backend and moderation queue gauges are read from the database when ``/metrics``
+is scraped.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -77,6 +80,35 @@ class HubMetrics:
         self.messages_stored = Counter(
             "botarena_messages_stored_total",
             "Messages persisted by this hub",
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "botarena_screening_verdicts_total",
+            "Content filter verdicts, by category, room (an arena, or dm / group) and action",
+            ["category", "room", "action"],
+            registry=self.registry,
+        )
+        self.queue_items = Gauge(
+            "botarena_moderation_queue_items",
+            "Open moderation queue items, by room and kind (flagged, held)",
+            ["room", "kind"],
+            registry=self.registry,
+        )
+        self.queue_age = Gauge(
+            "botarena_moderation_queue_oldest_seconds",
+            "How long the oldest open queue item has waited, by room and kind",
+            ["room", "kind"],
+            registry=self.registry,
+        )
+        self.ai_moderator_actions = Counter(
+            "botarena_ai_moderator_actions_total",
+            "Actions AI moderators took (flag, mute) and were refused (refused)",
+            ["action"],
+            registry=self.registry,
+        )
+        self.overrules = Counter(
+            "botarena_moderation_overrules_total",
+            "AI moderators' flags cleared and mutes lifted by a human moderator",
             registry=self.registry,
         )
         self.proposals = Gauge(
@@ -179,6 +211,15 @@ class HubMetrics:
         self.human_intervention.set(
             tickets["human"] / tickets["closed"] if tickets["closed"] else 0.0
         )
+
+    def set_queue(self, waiting: list[tuple[str, str, int, datetime | None]]) -> None:
+        """Refresh the moderation queue gauges: (room, kind, open items, oldest's time)."""
+        self.queue_items.clear()
+        self.queue_age.clear()
+        now = datetime.now(UTC)
+        for room, kind, count, oldest in waiting:
+            self.queue_items.labels(room, kind).set(count)
+            self.queue_age.labels(room, kind).set((now - oldest).total_seconds() if oldest else 0)
 
     def set_standings(self, board: list[Standing]) -> None:
         """Refresh the per-agent gauges from the store's reputation standings."""

@@ -28,6 +28,7 @@ from botarena.arenas.names import (
     TicketStatus,
     ticket_path,
 )
+from botarena.arenas.policy import Category
 
 PrincipalName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 GroupSlug = Annotated[str, StringConstraints(pattern=GROUP_PATTERN)]
@@ -76,6 +77,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"  # already exists, already reviewed
     UNAVAILABLE = "unavailable"  # a dependency (the database) is down; retry later
     LEASED = "leased"  # the agent runs on another worker (a connect naming a worker)
+    BLOCKED = "blocked"  # the content filter refused the text (detail: its categories)
+    HELD = "held"  # the content filter kept the text for a moderator (detail: held_id)
     INTERNAL = "internal"
 
 
@@ -89,6 +92,15 @@ class Ack(BaseModel):
     ok: bool
     data: Any = None
     error: ErrorBody | None = None
+
+
+class QueueState(StrEnum):
+    """A moderation queue item's state: waiting for a moderator, or what one decided."""
+
+    OPEN = "open"
+    RELEASED = "released"  # a held message, posted
+    DROPPED = "dropped"  # a held message, never posted (its author is told)
+    CLEARED = "cleared"  # a flagged message, looked at and left as it is
 
 
 class Payload(BaseModel):
@@ -140,6 +152,23 @@ class InviteRequest(Payload):
 class MuteRequest(Payload):
     principal: PrincipalName
     seconds: int = Field(ge=1, le=INTEGER_MAX)
+    reason: str = Field("", max_length=500)
+
+
+class QueueRequest(Payload):
+    state: QueueState = QueueState.OPEN
+    room: RoomName | None = None
+    limit: int = Field(50, ge=1, le=500)
+
+
+class QueueDecision(Payload):
+    id: int = Field(ge=1, le=INTEGER_MAX, description="the queue item")
+    reason: str = Field("", max_length=500)
+
+
+class FlagRequest(Payload):
+    message_id: int = Field(ge=1, le=INTEGER_MAX)
+    category: Category
     reason: str = Field("", max_length=500)
 
 
@@ -372,6 +401,11 @@ class Message(Push):
         "with history(since); ids are global, so a room's are not consecutive. None in "
         "history pages",
     )
+    flags: list[Category] = Field(
+        default_factory=list,
+        description="what the content filter or an AI moderator marked it for; queued for "
+        "moderators",
+    )
 
 
 class RoomInfo(BaseModel):
@@ -520,6 +554,9 @@ class ProposalInfo(BaseModel):
     reviewed_by: str | None
     merged_version: int | None
     created_at: IsoTime
+    flags: list[Category] = Field(
+        default_factory=list, description="what the content filter marked it for"
+    )
 
 
 class ProposalNew(ProposalInfo, Push):
@@ -663,11 +700,42 @@ class ModerationNotice(Push):
 
     event = "moderation"
 
-    action: Literal["mute", "unmute", "kick", "revoke"]
+    action: Literal["mute", "unmute", "kick", "revoke", "release", "drop"]
     by: str
     room: str | None = None
     until: datetime | None = None
     reason: str = ""
+
+
+class QueueItem(Push):
+    """A message the content filter or an AI moderator put before moderators: pushed as
+    ``queue.item`` to moderators when it is queued and when it is decided."""
+
+    event = "queue.item"
+
+    id: int
+    kind: Literal["flagged", "held"] = Field(
+        description="flagged: posted and marked; held: kept out of the room until decided"
+    )
+    room: str
+    author: str
+    author_role: Role
+    text: str
+    message_id: int | None = Field(
+        None, description="the posted message: a flagged one, or a held one once released"
+    )
+    categories: list[Category]
+    rules: list[str] = Field(default_factory=list, description="what found it, never the text")
+    source: str = Field(description="'filter', or the name of the AI moderator that flagged it")
+    state: QueueState
+    decided_by: str | None = None
+    reason: str = ""
+    created_at: datetime
+    decided_at: datetime | None = None
+
+
+class QueueList(BaseModel):
+    items: list[QueueItem]
 
 
 REQUESTS: dict[str, type[Payload]] = {
@@ -701,6 +769,11 @@ REQUESTS: dict[str, type[Payload]] = {
     "mod.kick": KickRequest,
     "mod.pause": PauseRequest,
     "mod.resume": ResumeRequest,
+    "mod.queue": QueueRequest,
+    "mod.release": QueueDecision,
+    "mod.drop": QueueDecision,
+    "mod.clear": QueueDecision,
+    "mod.flag": FlagRequest,
 }
 """Every client event and the payload it takes."""
 
@@ -735,6 +808,11 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "mod.kick": KickResult,
     "mod.pause": PauseResult,
     "mod.resume": PauseResult,
+    "mod.queue": QueueList,
+    "mod.release": QueueItem,
+    "mod.drop": QueueItem,
+    "mod.clear": QueueItem,
+    "mod.flag": QueueItem,
 }
 """Every client event and the model of the ``data`` its acknowledgement carries."""
 
@@ -753,6 +831,7 @@ PUSHES: dict[str, type[Push]] = {
         TicketWaiting,
         TicketEscalation,
         TicketChanged,
+        QueueItem,
     )
 }
 """Every event the hub pushes, and its model."""
@@ -761,7 +840,10 @@ MODERATOR_EVENTS = frozenset(
     {name for name in REQUESTS if name.startswith("mod.")}
     | {"agents", "proposal.review", "canon.revert", "ticket.file"}
 )
-"""Events only moderators and admins may call."""
+"""Events only moderators and admins may call, but :data:`AI_MODERATOR_EVENTS`."""
+
+AI_MODERATOR_EVENTS = frozenset({"mod.flag", "mod.mute"})
+"""The moderation events an AI moderator agent may call too, on other agents only."""
 
 SUPERVISORS_ROOM = "supervisors"
 """The Socket.IO room of every moderator and admin connection (agent states go there)."""

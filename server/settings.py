@@ -209,6 +209,15 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
         20, ge=1, description="refused connects an address may make at once"
     )
     max_mute_seconds: int = Field(30 * 24 * 3600, ge=1)
+    ai_moderator_max_mute_seconds: int = Field(
+        600, ge=1, description="the longest mute an AI moderator may give an agent"
+    )
+    screening: bool = Field(
+        True, description="run the content filter on messages, proposals and ticket answers"
+    )
+    screening_dir: Path | None = Field(
+        None, description="where the filter's compiled model is kept; default var/screening"
+    )
     archive_every_seconds: float = Field(
         3600.0, ge=0, description="how often the hub archives yesterday's transcripts; 0: never"
     )
@@ -254,6 +263,10 @@ class HubSettings(DatabaseSettings, ObjectStoreSettings, SigningSettings):
     max_unauthenticated_connections: int = Field(
         1024, ge=1, description="an address's connections that have not authenticated yet"
     )
+
+    @property
+    def screening_cache(self) -> Path:
+        return self.screening_dir or self.var_dir / "screening"
 
 
 class MemorySettings(CommonSettings):

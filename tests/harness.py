@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -140,9 +141,14 @@ async def create_database(pg_admin_url: str) -> str:
     return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
 
 
+SCREENING_DIR = Path(tempfile.gettempdir()) / "botarena-tests-screening"
+"""The content filter's compiled model, shared by the suite's hubs (made once per wheel)."""
+
+
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "var_dir": tmp_path / "var",
+        "screening_dir": SCREENING_DIR,
         "database_url": database_url,
         "port": 0,
         "log_level": "warning",

@@ -24,6 +24,7 @@ import pytest
 import socketio
 
 from botarena.arenas.names import EXTERNAL, ticket_path
+from botarena.arenas.policy import Category
 from botarena.server.app import running_hub
 from botarena.server.auth import Principal
 from botarena.server.protocol import REQUESTS, Role, ticket_announcement
@@ -327,6 +328,35 @@ def _attach_expect(role: str, kind: str) -> str | None:
     return "ok" if role in (*SUPERVISORS, "member") else "forbidden"
 
 
+async def _held(world: World, role: str, kind: str) -> Any:
+    """A message of ada's in the room, held by the filter for a moderator."""
+    item, _new = await world.store.queue.hold(
+        ROOM[kind],
+        world.principals["ada"],
+        f"held {world.secret[kind]}",
+        reply_to=None,
+        client_id=world.unique("held"),
+        categories=["injection"],
+        rules=["instruction_injection"],
+    )
+    return {"id": item.id, "reason": "checked"}
+
+
+async def _agent_message(world: World, role: str, kind: str) -> Any:
+    """A new message of ada's (an agent) in the room, to flag."""
+    posted = await world.store.messages.post(ROOM[kind], world.principals["ada"], "a line")
+    return {"message_id": posted.message.id, "category": "abuse", "reason": "rude"}
+
+
+async def _flagged(world: World, role: str, kind: str) -> Any:
+    """A message of ada's in the room, flagged by a moderator and waiting in the queue."""
+    posted = await world.store.messages.post(ROOM[kind], world.principals["ada"], "a line")
+    item, _new = await world.store.queue.flag(
+        posted.message, world.principals["desk"], Category.ABUSE, ""
+    )
+    return {"id": item.id}
+
+
 async def _paused(world: World, role: str, kind: str) -> Any:
     await world.store.moderation.set_paused(ROOM[kind], True, "", world.principals["desk"])
     return {"room": ROOM[kind]}
@@ -351,6 +381,11 @@ def _only_this_arena(world: World, role: str, kind: str, data: dict[str, Any]) -
     assert {p["arena"] for p in data["proposals"]} <= {ROOM[kind]}
     if kind in ("arena", "external"):
         _shows_secret(world, role, kind, data)
+
+
+def _queue_of_room(world: World, role: str, kind: str, data: dict[str, Any]) -> None:
+    assert {i["room"] for i in data["items"]} == {ROOM[kind]}, data  # the release rows'
+    assert all(i["state"] == "open" for i in data["items"])
 
 
 @dataclass(frozen=True)
@@ -429,6 +464,16 @@ TABLE: dict[str, Row] = {
     "mod.kick": Row(in_room(lambda w, r, k: {"principal": "tgt", "room": ROOM[k]}), supervisor),
     "mod.pause": Row(in_room(lambda w, r, k: {"room": ROOM[k]}), supervisor, after=_resume),
     "mod.resume": Row(_paused, supervisor, after=_resume),
+    "mod.queue": Row(
+        in_room(lambda w, r, k: {"room": ROOM[k], "state": "open"}),
+        supervisor,
+        _queue_of_room,
+    ),
+    "mod.release": Row(_held, supervisor),
+    "mod.drop": Row(_held, supervisor),
+    "mod.clear": Row(_flagged, supervisor),
+    # an agent that is not an AI moderator (tests/test_screening_hub.py has one)
+    "mod.flag": Row(_agent_message, supervisor),
 }
 
 

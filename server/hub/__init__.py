@@ -9,7 +9,8 @@ layers (server, manager, namespace handlers):
   results and errors become acknowledgements;
 * :mod:`.context`: what handlers share (store, transport, the common checks);
 * :mod:`.rooms`, :mod:`.agents`, :mod:`.proposals`, :mod:`.attachments`,
-  :mod:`.tickets`, :mod:`.moderation`: the handler groups, each with its ``EVENTS``;
+  :mod:`.tickets`, :mod:`.moderation`, :mod:`.screening` (the content filter and the
+  moderation queue): the handler groups, each with its ``EVENTS``;
 * :mod:`.events`: their union, checked against the protocol at start;
 * :mod:`.jobs`: the background jobs (control listener, audit watch, archiving).
 """

@@ -38,6 +38,7 @@ from botarena.server.protocol import (
     TicketChanged,
 )
 from botarena.server.reputation import refusal
+from botarena.server.screening import Screen, screen
 from botarena.server.settings import HubSettings
 from botarena.server.store import Room, Store
 from botarena.server.store.canon import CanonEntry
@@ -61,6 +62,9 @@ class HubContext:
         self.metrics = metrics
         self.sio = sio
         self.poster = RoomPoster(store, self._announce)
+        self.screen: Screen | None = (
+            screen(settings.screening_cache) if settings.screening else None
+        )
         self._objects: ObjectStore | None = None
 
     # the transport ------------------------------------------------------------------

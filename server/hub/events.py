@@ -1,14 +1,22 @@
 """The hub's whole event table: the handler groups' tables, checked against the protocol.
 
 Each handler group (:mod:`~botarena.server.hub.rooms`, ``agents``, ``proposals``,
-``attachments``, ``tickets``, ``moderation``) exposes ``EVENTS``, its event name ->
+``attachments``, ``tickets``, ``moderation``, ``screening``) exposes ``EVENTS``, its event name ->
 handler. :func:`event_table` joins them and refuses to start a hub where two groups
 claim one event, or where the union is not exactly the protocol's :data:`REQUESTS`.
 """
 
 from __future__ import annotations
 
-from botarena.server.hub import agents, attachments, moderation, proposals, rooms, tickets
+from botarena.server.hub import (
+    agents,
+    attachments,
+    moderation,
+    proposals,
+    rooms,
+    screening,
+    tickets,
+)
 from botarena.server.hub.gate import EventTable, Handler
 from botarena.server.protocol import REQUESTS
 
@@ -19,6 +27,7 @@ GROUPS: dict[str, EventTable] = {
     "attachments": attachments.EVENTS,
     "tickets": tickets.EVENTS,
     "moderation": moderation.EVENTS,
+    "screening": screening.EVENTS,
 }
 """Every handler group's table, by group."""
 

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from botarena.server import auth
 from botarena.server.errors import (
     Forbidden,
     HubError,
@@ -119,7 +120,7 @@ class Gate:
         args: tuple[Any, ...],
     ) -> BaseModel | None:
         session = await self._session(sid)
-        if name in MODERATOR_EVENTS and not session.principal.supervises:
+        if name in MODERATOR_EVENTS and not auth.may_call(session.principal, name):
             raise Forbidden(f"{name} is for moderators")
         if len(args) > 1:
             raise InvalidPayload(f"{name} takes one payload object")

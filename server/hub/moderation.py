@@ -1,6 +1,8 @@
 """Moderation: mute, unmute, kick and pause, by moderators over lower roles.
 
-A moderator acts on agents and an admin on moderators and agents, never on an equal.
+A moderator acts on agents and an admin on moderators and agents, never on an equal; an
+AI moderator mutes other agents only, for at most ``ai_moderator_max_mute_seconds``, and
+a human who lifts its mute overrules it (audited).
 The target is told by a ``moderation`` push; a kick reaches every hub process through
 the store's control channel (:mod:`botarena.server.hub.jobs`), and a pause is pushed to
 the room as ``room.state``.
@@ -39,11 +41,20 @@ def _moderatable(actor: Principal, target: Principal) -> None:
 
 
 async def mute(hub: HubContext, session: Session, req: MuteRequest) -> MuteResult:
-    longest = hub.settings.max_mute_seconds
+    actor = session.principal
+    ai = not actor.supervises  # the gate lets only AI moderators through otherwise
+    longest = hub.settings.ai_moderator_max_mute_seconds if ai else hub.settings.max_mute_seconds
     if req.seconds > longest:
-        raise InvalidPayload(f"a mute lasts at most {longest}s")
+        raise InvalidPayload(f"a mute by {actor.name} lasts at most {longest}s")
     target = await hub.principal(req.principal)
-    _moderatable(session.principal, target)
+    try:
+        _moderatable(actor, target)
+    except Forbidden:
+        if ai:
+            hub.metrics.ai_moderator_actions.labels("refused").inc()
+        raise
+    if ai:
+        hub.metrics.ai_moderator_actions.labels("mute").inc()
     until = datetime.now(UTC) + timedelta(seconds=req.seconds)
     await hub.store.moderation.mute(target, until, req.reason, session.principal)
     notice = ModerationNotice(
@@ -56,7 +67,9 @@ async def mute(hub: HubContext, session: Session, req: MuteRequest) -> MuteResul
 async def unmute(hub: HubContext, session: Session, req: UnmuteRequest) -> UnmuteResult:
     target = await hub.principal(req.principal)
     _moderatable(session.principal, target)
-    lifted = await hub.store.moderation.unmute(target, session.principal)
+    lifted, overruled = await hub.store.moderation.unmute(target, session.principal)
+    if overruled:
+        hub.metrics.overrules.inc()
     if lifted:
         await hub.notify(target, ModerationNotice(action="unmute", by=session.principal.name))
     return UnmuteResult(principal=target.name, lifted=lifted)

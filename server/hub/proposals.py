@@ -1,7 +1,8 @@
 """Proposals and canon: agents propose, moderators review, approved work is merged.
 
-A new proposal is pushed to moderators; a review is pushed to moderators and the
-author, and a merge to the proposal's arena (agents re-index the canon from it).
+A new proposal passes the content filter (:mod:`~botarena.server.hub.screening`:
+refused, or marked for its reviewer) and is pushed to moderators; a review is pushed to
+moderators and the author, and a merge to the proposal's arena (agents re-index the canon from it).
 Reading a proposal shows its diff against the canon's newest version and whether that
 version moved on since the proposal was based on it (for a merged one, what it merged).
 A moderator undoes an approval with ``canon.revert``: a new version restoring the text
@@ -17,6 +18,7 @@ from botarena.server.errors import InvalidPayload
 from botarena.server.hub.attachments import attachments_of
 from botarena.server.hub.context import HubContext
 from botarena.server.hub.gate import EventTable
+from botarena.server.hub.screening import screen
 from botarena.server.hub.sessions import Session, personal_room
 from botarena.server.protocol import (
     SUPERVISORS_ROOM,
@@ -39,6 +41,8 @@ from botarena.server.protocol import (
 
 async def propose(hub: HubContext, session: Session, req: ProposalCreate) -> ProposalInfo:
     await hub.still_admitted(session, req.arena)
+    text = f"{req.title}\n{req.content}"
+    screened = await screen(hub, req.arena, session.principal, text)  # Blocked: refused
     proposal = await hub.store.proposals.create(
         session.principal,
         arena=req.arena,
@@ -47,6 +51,7 @@ async def propose(hub: HubContext, session: Session, req: ProposalCreate) -> Pro
         base_version=req.base_version,
         title=req.title,
         content=req.content,
+        flags=screened.flags,
     )
     await hub.push(ProposalNew.model_validate(proposal, from_attributes=True), SUPERVISORS_ROOM)
     return proposal

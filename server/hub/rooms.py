@@ -8,7 +8,8 @@ it. A send whose write the database failed is broadcast when the store finds it 
 stored after all, and answered ``unavailable`` (resend with the same client id) when
 it was not (see :mod:`botarena.server.store.messages`). Joining enters the Socket.IO
 room before history is read, so nothing posted meanwhile slips by; a join with
-``since`` resumes from the last id seen, paged by ``history``.
+``since`` resumes from the last id seen, paged by ``history``. What is sent passes the
+content filter first (:mod:`botarena.server.hub.screening`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from botarena.server.errors import (
 )
 from botarena.server.hub.context import PRIVATE_ROOMS, HubContext
 from botarena.server.hub.gate import EventTable
+from botarena.server.hub.screening import post_screened
 from botarena.server.hub.sessions import Session
 from botarena.server.protocol import (
     DirectRequest,
@@ -101,7 +103,8 @@ async def send(hub: HubContext, session: Session, req: SendRequest) -> SendResul
         raise TooLarge(f"text is {len(req.text)} characters; the limit is {limit}")
     if not req.text.strip():
         raise InvalidPayload("text is blank")
-    posted = await hub.post(  # refused: Muted, RoomPaused, NotFound...
+    posted = await post_screened(  # refused: Blocked, Held, Muted, RoomPaused, NotFound...
+        hub,
         req.room,
         session.principal,
         req.text,

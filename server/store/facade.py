@@ -6,8 +6,8 @@ repositories share one :class:`~botarena.server.store.database.Database`, whose
 several repositories (a post and its audit entry) commits as one. Each area of the
 hub's durable state is one repository, reached as an attribute: ``store.principals``,
 ``store.rooms``, ``store.messages``, ``store.agents``, ``store.moderation``, ``store.proposals``,
-``store.canon``, ``store.tickets``, ``store.audit``, ``store.reputation`` and
-``store.artifacts``.
+``store.canon``, ``store.tickets``, ``store.audit``, ``store.reputation``,
+``store.artifacts`` and ``store.queue`` (the moderation queue).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from botarena.server.store.messages import MessageRepository
 from botarena.server.store.moderation import ModerationRepository
 from botarena.server.store.principals import PrincipalRepository
 from botarena.server.store.proposals import ProposalRepository
+from botarena.server.store.queue import ModerationQueue
 from botarena.server.store.reputation import ReputationRepository
 from botarena.server.store.rooms import RoomRepository
 from botarena.server.store.tickets import TicketRepository
@@ -56,7 +57,10 @@ class Store:
         self.moderation = ModerationRepository(db, self.audit)
         self.principals = PrincipalRepository(db, self.audit, self.moderation)
         self.rooms = RoomRepository(db, self.audit, self.moderation)
-        self.messages = MessageRepository(db, self.audit, self.moderation, settle_seconds)
+        self.queue = ModerationQueue(db, self.audit)
+        self.messages = MessageRepository(
+            db, self.audit, self.moderation, self.queue, settle_seconds
+        )
         self.agents = AgentStateRepository(db)
         self.leases = LeaseRepository(db, self.audit)
         self.canon = CanonRepository(db)
@@ -97,10 +101,15 @@ class Store:
         *,
         arenas: Sequence[str] = (),
         may_create_groups: bool = False,
+        ai_moderator: bool = False,
     ) -> tuple[Principal, str]:
         """A new token for ``name`` (created if new); see ``principals.issue_token``."""
         return await self.principals.issue_token(
-            name, role, arenas=arenas, may_create_groups=may_create_groups
+            name,
+            role,
+            arenas=arenas,
+            may_create_groups=may_create_groups,
+            ai_moderator=ai_moderator,
         )
 
     async def create_group(

@@ -1,7 +1,7 @@
 """Messages: posting, history, reactions, and a room's transcript of a day.
 
-A message is stored by the database function ``post_message`` (a batch of one room's
-by ``post_messages``, as one set), which takes the room's lock, so ids grow in the order
+A message is stored by the database function ``post_messages`` (a batch of one room's
+messages as one set, or a single one), which takes the room's lock, so ids grow in the order
 messages are stored, and which finds the earlier copy of a message resent with the same
 client id instead of storing it twice. It also returns
 the id of the room's message before the new one (``prev_id``), which the hub's push
@@ -46,19 +46,19 @@ from botarena.server.protocol import Message, Role
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.database import UNAVAILABLE, Database
 from botarena.server.store.moderation import ModerationRepository
+from botarena.server.store.queue import ModerationQueue
 
 log = structlog.get_logger(__name__)
 
 _COLUMNS = """m.id, m.room, p.name AS author, p.role AS author_role, m.text,
-              m.reply_to, m.created_at"""
+              m.reply_to, m.created_at, m.flags"""
 
 HUB_CLIENT_ID_PREFIX = "hub-"
 """Client ids the store makes up for posts that came without one."""
 
 _UNSETTLED_KEPT = 10_000
 
-_POST = "SELECT * FROM post_message($1, $2, $3, $4, $5, $6)"
-_POST_MANY = "SELECT * FROM post_messages($1, $2, $3, $4, $5, $6)"
+_POST_MANY = "SELECT * FROM post_messages($1, $2, $3, $4, $5, $6, $7)"
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ class Draft:
     reply_to: int | None = None
     client_id: str | None = None
     may_post_when_paused: bool = False
+    flags: tuple[str, ...] = ()  # the content filter's categories: posted marked, and queued
+    rules: tuple[str, ...] = ()  # what found them
 
     def keyed(self) -> Draft:
         """This draft with a client id: its own, or one the store makes up."""
@@ -87,9 +89,16 @@ class Draft:
             return self
         return replace(self, client_id=HUB_CLIENT_ID_PREFIX + uuid.uuid4().hex)
 
-    def arguments(self) -> tuple[int, str, int | None, str | None, bool]:
-        """``post_message``'s arguments after the room."""
-        return (self.author.id, self.text, self.reply_to, self.client_id, self.may_post_when_paused)
+    def arguments(self) -> tuple[int, str, int | None, str | None, bool, str]:
+        """A draft's column of ``post_messages``' arguments after the room."""
+        return (
+            self.author.id,
+            self.text,
+            self.reply_to,
+            self.client_id,
+            self.may_post_when_paused,
+            ",".join(self.flags),
+        )
 
 
 async def _answer(call: Awaitable[Posted]) -> Posted | BaseException:
@@ -127,6 +136,7 @@ def _message(row: asyncpg.Record, prev_id: int | None = None) -> Message:
         reply_to=row["reply_to"],
         created_at=row["created_at"],
         prev_id=prev_id,
+        flags=row["flags"],
     )
 
 
@@ -138,6 +148,7 @@ class MessageRepository:
         db: Database,
         audit: AuditLog,
         moderation: ModerationRepository,
+        queue: ModerationQueue,
         settle_seconds: float = 5.0,
     ) -> None:
         self.settle_seconds = settle_seconds
@@ -146,6 +157,7 @@ class MessageRepository:
         self.db = db
         self.audit = audit
         self.moderation = moderation
+        self.queue = queue
         self._unsettled: OrderedDict[tuple[int, str], None] = OrderedDict()
 
     async def post(
@@ -173,7 +185,7 @@ class MessageRepository:
         draft = draft.keyed()
         conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
         try:
-            row = await conn.fetchrow(_POST, room, *draft.arguments())
+            [row] = await self._write(conn, room, [draft])
         except UNAVAILABLE as exc:
             log.warning("store.post_failed", room=room, author=draft.author.name, error=repr(exc))
             [settled] = await self._settle(room, [draft])
@@ -201,10 +213,9 @@ class MessageRepository:
         if len(drafts) == 1:
             return [await _answer(self._post(room, drafts[0]))]
         drafts = [d.keyed() for d in drafts]
-        columns = [list(c) for c in zip(*(d.arguments() for d in drafts), strict=True)]
         conn = await self.db.pool.acquire()  # failing here, nothing was sent: unavailable
         try:
-            rows = await conn.fetch(_POST_MANY, room, *columns)
+            rows = await self._write(conn, room, drafts)
         except UNAVAILABLE as exc:
             log.warning("store.post_batch_failed", room=room, size=len(drafts), error=repr(exc))
             return await self._settle(room, drafts)
@@ -218,8 +229,25 @@ class MessageRepository:
             await _answer(self._outcome(room, d, row)) for d, row in zip(drafts, rows, strict=True)
         ]
 
+    async def _write(
+        self, conn: asyncpg.Connection, room: str, drafts: list[Draft]
+    ) -> list[asyncpg.Record]:
+        """``post_messages``' answer for ``drafts``, in one transaction: with the flagged
+        ones it stores queued for moderators in it too."""
+        columns = [list(c) for c in zip(*(d.arguments() for d in drafts), strict=True)]
+        if not any(d.flags for d in drafts):
+            return await conn.fetch(_POST_MANY, room, *columns)
+        async with conn.transaction():
+            rows = await conn.fetch(_POST_MANY, room, *columns)
+            for draft, row in zip(drafts, rows, strict=True):
+                if draft.flags and row["status"] == "ok":
+                    await self.queue.add_flagged(
+                        conn, row["message_id"], list(draft.flags), list(draft.rules)
+                    )
+        return rows
+
     async def _outcome(self, room: str, draft: Draft, row: asyncpg.Record) -> Posted:
-        """What ``post_message`` answered for ``draft``: the stored message, the earlier
+        """What ``post_messages`` answered for ``draft``: the stored message, the earlier
         copy of a resend, or the refusal (raised)."""
         author, key, reply_to = draft.author, draft.client_id, draft.reply_to
         assert key is not None
@@ -242,12 +270,9 @@ class MessageRepository:
                     found = await self._find(room, author, key, duplicate=True)
                     if found is not None:
                         return found
-                stored = await self.db.pool.fetchrow(
-                    f"""SELECT {_COLUMNS} FROM messages m
-                        JOIN principals p ON p.id = m.author_id WHERE m.id = $1""",
-                    row["message_id"],
-                )
-                return Posted(_message(stored), duplicate=True, announce=False)
+                stored = await self.get(row["message_id"])
+                assert stored is not None, "messages are never deleted"
+                return Posted(stored, duplicate=True, announce=False)
         message = Message(
             id=row["message_id"],
             room=room,
@@ -257,6 +282,7 @@ class MessageRepository:
             reply_to=reply_to,
             created_at=row["message_created"],
             prev_id=row["prev_id"],
+            flags=list(draft.flags),
         )
         return Posted(message, duplicate=False)
 
@@ -409,6 +435,15 @@ class MessageRepository:
             limit + 1,
         )
         return [_message(r) for r in reversed(rows[:limit])], len(rows) > limit
+
+    async def get(self, message_id: int) -> Message | None:
+        """The message ``message_id``, or None."""
+        row = await self.db.pool.fetchrow(
+            f"""SELECT {_COLUMNS} FROM messages m
+                JOIN principals p ON p.id = m.author_id WHERE m.id = $1""",
+            message_id,
+        )
+        return _message(row) if row else None
 
     async def react(self, who: Principal, room: str, message_id: int, value: int) -> str:
         """Set (+1, -1) or take back (0) ``who``'s reaction to a message in ``room``;

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from botarena.server.auth import Principal
+from botarena.server.errors import Muted
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.database import Database
 
@@ -66,19 +67,26 @@ class ModerationRepository:
             )
             await self.record("mute", by.id, target.id, None, reason, conn=conn)
 
-    async def unmute(self, target: Principal, by: Principal) -> bool:
-        """Lift ``target``'s mute; False when it was not muted."""
+    async def unmute(self, target: Principal, by: Principal) -> tuple[bool, list[str]]:
+        """Lift ``target``'s mute: whether it was muted, and the AI moderators whose mute
+        a human lifted (an overrule, audited as one)."""
         async with self.db.transaction() as conn:
             lifted = await conn.fetch(
-                """UPDATE mutes SET lifted_at = now(), lifted_by = $2
-                   WHERE principal_id = $1 AND lifted_at IS NULL AND until > now()
-                   RETURNING id""",
+                """UPDATE mutes u SET lifted_at = now(), lifted_by = $2
+                   FROM principals p
+                   WHERE u.principal_id = $1 AND u.lifted_at IS NULL AND u.until > now()
+                     AND p.id = u.created_by
+                   RETURNING u.id, p.name AS muted_by, p.ai_moderator""",
                 target.id,
                 by.id,
             )
             if lifted:
                 await self.record("unmute", by.id, target.id, None, "", conn=conn)
-        return bool(lifted)
+            overruled = sorted({r["muted_by"] for r in lifted if r["ai_moderator"]})
+            if overruled and not by.ai_moderator:
+                detail = {"overruled": overruled}
+                await self.record("overrule", by.id, target.id, None, "", detail=detail, conn=conn)
+        return bool(lifted), overruled if not by.ai_moderator else []
 
     async def active_mute(self, principal_id: int) -> datetime | None:
         """When the principal's mute ends, or None when it is not muted."""
@@ -87,6 +95,12 @@ class ModerationRepository:
                WHERE principal_id = $1 AND lifted_at IS NULL AND until > now()""",
             principal_id,
         )
+
+    async def refuse_if_muted(self, who: Principal) -> None:
+        """Raise :class:`Muted` (with its end) when ``who`` is muted now."""
+        until = await self.active_mute(who.id)
+        if until is not None:
+            raise Muted(f"{who.name} is muted until {until}", until=until.isoformat())
 
     async def kick(self, target: Principal, room: str | None, reason: str, by: Principal) -> None:
         """Disconnect ``target``, or revoke its admission to ``room``, on every hub."""

@@ -15,7 +15,7 @@ import asyncpg
 
 from botarena.arenas.names import ARENAS
 from botarena.server.auth import Principal, hash_token, new_token
-from botarena.server.errors import Conflict, Unauthorized, UnknownRoom
+from botarena.server.errors import Conflict, InvalidPayload, Unauthorized, UnknownRoom
 from botarena.server.protocol import Role
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.database import Database
@@ -31,8 +31,13 @@ class TokenInfo:
     revoked_at: datetime | None
 
 
+_COLUMNS = "id, name, role, may_create_groups, ai_moderator"
+
+
 def _principal(row: asyncpg.Record) -> Principal:
-    return Principal(row["id"], row["name"], Role(row["role"]), row["may_create_groups"])
+    return Principal(
+        row["id"], row["name"], Role(row["role"]), row["may_create_groups"], row["ai_moderator"]
+    )
 
 
 class PrincipalRepository:
@@ -50,36 +55,45 @@ class PrincipalRepository:
         *,
         arenas: Sequence[str] = (),
         may_create_groups: bool = False,
+        ai_moderator: bool = False,
         issued_by: str = "operator",
     ) -> tuple[Principal, str]:
         """Create the principal if new, admit it to ``arenas``, and return a fresh token.
 
         An existing principal keeps its role: asking for another role is refused rather
-        than silently promoting or demoting it.
+        than silently promoting or demoting it. ``may_create_groups`` and ``ai_moderator``
+        (an agent that may flag and briefly mute other agents) are granted, never taken
+        away, here.
         """
+        if ai_moderator and role is not Role.AGENT:
+            raise InvalidPayload("only an agent is made an AI moderator")
         unknown = sorted(set(arenas) - set(ARENAS))
         if unknown:
             raise UnknownRoom(f"not an arena: {', '.join(unknown)}")
         token = new_token()
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, name, role, may_create_groups FROM principals WHERE name = $1", name
-            )
+            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM principals WHERE name = $1", name)
             if row is None:
                 row = await conn.fetchrow(
-                    """INSERT INTO principals (name, role, may_create_groups) VALUES ($1, $2, $3)
-                       RETURNING id, name, role, may_create_groups""",
+                    f"""INSERT INTO principals (name, role, may_create_groups, ai_moderator)
+                        VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}""",
                     name,
                     role.value,
                     may_create_groups,
+                    ai_moderator,
                 )
             elif row["role"] != role.value:
                 raise Conflict(f"{name} exists with role {row['role']}, not {role.value}")
-            elif may_create_groups and not row["may_create_groups"]:
+            elif (may_create_groups and not row["may_create_groups"]) or (
+                ai_moderator and not row["ai_moderator"]
+            ):
                 row = await conn.fetchrow(
-                    """UPDATE principals SET may_create_groups = true WHERE id = $1
-                       RETURNING id, name, role, may_create_groups""",
+                    f"""UPDATE principals SET may_create_groups = may_create_groups OR $2,
+                                              ai_moderator = ai_moderator OR $3
+                        WHERE id = $1 RETURNING {_COLUMNS}""",
                     row["id"],
+                    may_create_groups,
+                    ai_moderator,
                 )
             principal = _principal(row)
             await conn.executemany(
@@ -96,7 +110,12 @@ class PrincipalRepository:
                 "token.issued",
                 actor=issued_by,
                 subject=name,
-                detail={"role": role.value, "token_id": token_id, "arenas": sorted(arenas)},
+                detail={
+                    "role": role.value,
+                    "token_id": token_id,
+                    "arenas": sorted(arenas),
+                    **({"ai_moderator": True} if principal.ai_moderator else {}),
+                },
                 conn=conn,
             )
         return principal, token
@@ -105,7 +124,8 @@ class PrincipalRepository:
         """The principal and token id a token belongs to; :class:`Unauthorized` says why it
         is refused."""
         row = await self.db.pool.fetchrow(
-            """SELECT p.id, p.name, p.role, p.may_create_groups, t.id AS token_id, t.revoked_at
+            """SELECT p.id, p.name, p.role, p.may_create_groups, p.ai_moderator,
+                      t.id AS token_id, t.revoked_at
                FROM tokens t JOIN principals p ON p.id = t.principal_id
                WHERE t.token_hash = $1""",
             hash_token(token),
@@ -119,7 +139,7 @@ class PrincipalRepository:
     async def get(self, name: str) -> Principal | None:
         """The principal named ``name``, or None."""
         row = await self.db.pool.fetchrow(
-            "SELECT id, name, role, may_create_groups FROM principals WHERE name = $1", name
+            f"SELECT {_COLUMNS} FROM principals WHERE name = $1", name
         )
         return _principal(row) if row else None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -49,7 +50,7 @@ _TICKETS = "tickets/"
 
 _SELECT = """SELECT p.id, p.arena, a.name AS author, p.kind, p.path, p.base_version, p.title,
                     p.content, p.status, p.reason, p.edited, r.name AS reviewed_by,
-                    p.merged_version, p.created_at
+                    p.merged_version, p.created_at, p.flags
              FROM proposals p JOIN principals a ON a.id = p.author_id
              LEFT JOIN principals r ON r.id = p.reviewed_by"""
 
@@ -85,6 +86,7 @@ class ProposalRepository:
         base_version: int,
         title: str,
         content: str,
+        flags: Sequence[str] = (),
     ) -> ProposalInfo:
         charter = charters().get(arena)
         if charter is None:
@@ -122,8 +124,8 @@ class ProposalRepository:
                     ) from None
             proposal_id = await conn.fetchval(
                 """INSERT INTO proposals (arena, author_id, kind, path, base_version, title,
-                                          content) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                   RETURNING id""",
+                                          content, flags)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
                 arena,
                 author.id,
                 kind,
@@ -131,6 +133,7 @@ class ProposalRepository:
                 base_version,
                 title,
                 content,
+                list(flags),
             )
             await self.audit.append(
                 "proposal.created",
@@ -142,6 +145,7 @@ class ProposalRepository:
                     "path": path,
                     "base_version": base_version,
                     "sha256": hashlib.sha256(content.encode()).hexdigest(),
+                    **({"flags": list(flags)} if flags else {}),
                 },
                 conn=conn,
             )
