@@ -118,31 +118,36 @@ class AgentsPane(ConsolePane):
 
     def action_mute(self) -> None:
         agent = self.selected
-        if not agent:
-            return
-
-        def mute(values: dict[str, str] | None) -> None:
-            if values is None:
-                return
-            try:
-                seconds = int(float(values["minutes"]) * 60)
-            except ValueError:
-                self.flash(f"not a number of minutes: {values['minutes']!r}", error=True)
-                return
-            self.post_message(self.Mute(agent, seconds, values["reason"]))
-
-        self.app.push_screen(
-            FormScreen(
-                f"Mute {agent}",
-                [Field("minutes", "minutes", "10"), Field("reason", "reason", required=False)],
-            ),
-            mute,
-        )
+        if agent:
+            mute_form(self, agent)
 
     def action_unmute(self) -> None:
         agent = self.selected
         if agent:
             self.post_message(self.Unmute(agent))
+
+
+def mute_form(pane: ConsolePane, agent: str) -> None:
+    """Ask the moderator for how long and why to mute ``agent``, then post
+    :class:`AgentsPane.Mute` up from ``pane`` (the Agents and Queue tabs)."""
+
+    def mute(values: dict[str, str] | None) -> None:
+        if values is None:
+            return
+        try:
+            seconds = int(float(values["minutes"]) * 60)
+        except ValueError:
+            pane.flash(f"not a number of minutes: {values['minutes']!r}", error=True)
+            return
+        pane.post_message(AgentsPane.Mute(agent, seconds, values["reason"]))
+
+    pane.app.push_screen(
+        FormScreen(
+            f"Mute {agent}",
+            [Field("minutes", "minutes", "10"), Field("reason", "reason", required=False)],
+        ),
+        mute,
+    )
 
 
 def clipped(text: str, width: int) -> str:

@@ -1,6 +1,6 @@
-"""The moderator console (``botarena tui``), a Textual app over a :class:`HubLink`: five
-tabs switched with 1-5, each a pane with its own keys and CSS (Rooms, Agents, Proposals,
-Tickets, Health: :mod:`botarena.tui.rooms` and its siblings); the app holds the layout (a
+"""The moderator console (``botarena tui``), a Textual app over a :class:`HubLink`: six
+tabs switched with 1-6, each a pane with its own keys and CSS (Rooms, Agents, Proposals,
+Tickets, Health, Queue: :mod:`botarena.tui.rooms` and its siblings); the app holds the layout (a
 status line, the tabs, a flash line, the footer), the global keys (the tabs, ``?`` lists
 every key, ``q`` quits, Ctrl+P opens the command palette) and the link. Data goes down:
 the link writes the :class:`ConsoleState` and names what it changed, and a few times a
@@ -33,6 +33,7 @@ from botarena.tui.health import HealthPane
 from botarena.tui.link import HubLink
 from botarena.tui.pane import TAB_KEYS, ConsolePane
 from botarena.tui.proposals import ProposalsPane
+from botarena.tui.queue import QueuePane
 from botarena.tui.rooms import RoomsPane
 from botarena.tui.screens import EditorScreen, Field, FormScreen, HelpScreen
 from botarena.tui.state import ConsoleState
@@ -44,6 +45,7 @@ PANES: tuple[type[ConsolePane], ...] = (
     ProposalsPane,
     TicketsPane,
     HealthPane,
+    QueuePane,
 )
 WRITE_ACTIONS = frozenset[str]().union(*(pane.WRITE_ACTIONS for pane in PANES))
 PARTS = frozenset({"connection", "alerts", *(part for pane in PANES for part in pane.DRAWS_FROM)})
@@ -349,6 +351,12 @@ class ConsoleApp(App[None]):
     def _unmute(self, message: AgentsPane.Unmute) -> None:
         agent = message.agent
         self._act(lambda link: link.unmute(agent), f"{agent} unmuted")
+
+    @on(QueuePane.Decide)
+    def _decide(self, message: QueuePane.Decide) -> None:
+        item, decision, reason = message.item, message.decision, message.reason
+        done = {"release": "released", "drop": "dropped", "clear": "cleared"}[decision]
+        self._act(lambda link: link.decide(item, decision, reason), f"#{item} {done}")
 
     @on(TicketsPane.File)
     def _file_ticket(self, message: TicketsPane.File) -> None:

@@ -11,7 +11,7 @@ the hub refuses, at the start or on a reconnect (revoked, or a hub restarted wit
 tokens), ends the link and calls ``on_refused`` with the hub's reason: no endless
 reconnecting.
 ``/healthz`` is polled for the dependencies' state. Every change calls ``on_change`` with
-what changed (``rooms``, ``agents``, ``proposals``, ``tickets``, ``health``,
+what changed (``rooms``, ``agents``, ``proposals``, ``tickets``, ``queue``, ``health``,
 ``connection``, and ``alerts`` when a push is to be told at once: a ticket waiting too
 long or escalated to the humans). Tickets follow ``ticket.changed``; reputation and the
 external seats are read again after each review and reaction. Actions raise
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -40,6 +40,7 @@ from botarena.server.protocol import (
     ProposalInfo,
     ProposalNew,
     ProposalReviewed,
+    QueueItem,
     Reaction,
     ReviewDecision,
     Role,
@@ -61,6 +62,11 @@ STANDINGS_DELAY = 0.2
 them is one read)."""
 REFUSAL_CHECK_SECONDS = 0.5
 """How often a dropped link looks whether the hub refuses its token now."""
+
+
+QueueDecisionKind = Literal["release", "drop", "clear"]
+"""What a moderator does with a queue item: release or drop a held message, clear a
+flagged one."""
 
 
 class HubLink:
@@ -91,6 +97,7 @@ class HubLink:
         self.client.on(TicketEscalation, self._on_ticket_escalated)
         self.client.on(TicketChanged, self._on_ticket_changed)
         self.client.on(Reaction, self._on_reaction)
+        self.client.on(QueueItem, self._on_queue_item)
         self._standings_due: asyncio.Task[None] | None = None
         self._refusals: asyncio.Task[None] | None = None  # while the link is down
 
@@ -182,8 +189,11 @@ class HubLink:
                 self.state.set_proposal(proposal)
             for ticket in (await self.client.tickets(limit=500)).tickets:
                 self.state.set_ticket(ticket)
+            self.state.queue.clear()  # what was decided while the link was down is gone
+            for item in await self.client.queue(limit=500):
+                self.state.set_queue_item(item)
         self.state.set_standings(await self.client.reputation())
-        for what in ("agents", "proposals", "tickets"):
+        for what in ("agents", "proposals", "tickets", "queue"):
             self.on_change(what)
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
@@ -258,6 +268,10 @@ class HubLink:
         self.state.set_ticket(ticket)
         self.on_change("tickets")
 
+    def _on_queue_item(self, item: QueueItem) -> None:
+        self.state.set_queue_item(item)
+        self.on_change("queue")
+
     def _on_ticket_waiting(self, push: TicketWaiting) -> None:
         self.state.ticket_waiting(push)
         self.on_change("alerts")
@@ -330,6 +344,13 @@ class HubLink:
 
     async def resume(self, room: str) -> None:
         await self.client.resume(room)
+
+    async def decide(self, item: int, decision: QueueDecisionKind, reason: str) -> QueueItem:
+        """Release or drop a held message, or clear a flagged one."""
+        act = {"release": self.client.release, "drop": self.client.drop, "clear": self.client.clear}
+        decided = await act[decision](item, reason)
+        self._on_queue_item(decided)
+        return decided
 
     async def file_ticket(self, title: str, body: str) -> TicketFiled:
         return await self.client.file_ticket(title, body)  # listed by its ticket.changed

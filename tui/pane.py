@@ -1,4 +1,4 @@
-"""The base of the console's five tab panes, and the keys that switch between them: a
+"""The base of the console's six tab panes, and the keys that switch between them: a
 :class:`ConsolePane` is one tab, given the :class:`ConsoleState` and whether the console
 is read-only (data down); it draws itself from that state when the app tells it that a
 part it shows (:attr:`ConsolePane.DRAWS_FROM`) changed, declares its own keys and CSS,
@@ -25,6 +25,7 @@ TAB_KEYS: list[BindingType] = [
     Binding("3", "app.tab('proposals')", "Proposals"),
     Binding("4", "app.tab('tickets')", "Tickets"),
     Binding("5", "app.tab('health')", "Health"),
+    Binding("6", "app.tab('queue')", "Queue"),
 ]
 
 

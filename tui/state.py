@@ -29,6 +29,8 @@ from botarena.server.protocol import (
     Message,
     ProposalDetail,
     ProposalInfo,
+    QueueItem,
+    QueueState,
     RoomInfo,
     Standings,
     TicketEscalation,
@@ -78,6 +80,7 @@ class ConsoleState:
     tickets: dict[int, TicketInfo] = field(default_factory=dict)
     overdue: set[int] = field(default_factory=set)  # tickets the hub told were waiting
     escalations: dict[int, TicketEscalation] = field(default_factory=dict)
+    queue: dict[int, QueueItem] = field(default_factory=dict)  # the moderation queue
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=100))  # not shown yet
     health: dict[str, Any] = field(default_factory=dict)  # /healthz's JSON
     health_at: datetime | None = None  # when /healthz was last read
@@ -165,6 +168,19 @@ class ConsoleState:
 
     def set_ticket(self, ticket: TicketInfo) -> None:
         self.tickets[ticket.id] = ticket
+
+    # the moderation queue --------------------------------------------------------------
+
+    def set_queue_item(self, item: QueueItem) -> None:
+        """A queue item as listed or pushed (queued, or decided: then it leaves)."""
+        if item.state is QueueState.OPEN:
+            self.queue[item.id] = item
+        else:
+            self.queue.pop(item.id, None)
+
+    def waiting(self) -> list[QueueItem]:
+        """The open queue items, oldest first (held ones first: they keep a message out)."""
+        return sorted(self.queue.values(), key=lambda i: (i.kind != "held", i.id))
 
     def ticket_waiting(self, push: TicketWaiting, now: datetime | None = None) -> None:
         """The hub told that a ticket waits for an answer: it is marked, and told."""
