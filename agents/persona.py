@@ -3,22 +3,26 @@
 A persona has CrewAI's ``role``, ``goal`` and ``backstory`` plus BotArena's own fields:
 ``id`` (its principal name in the hub), ``display_name``, ``arenas``, ``traits`` (each
 with an ``anchor`` in [0, 1] and an ``elasticity``, how fast it returns to the anchor),
-``model`` (None: the backend's default) and turn ``limits``. A malformed file is refused
+``model`` (None: the backend's default), turn ``limits`` and, for an AI moderator,
+``moderator`` (:mod:`botarena.agents.moderator`). A malformed file is refused
 with a :class:`PersonaError` naming the file, the field and the reason.
 
 Traits drift with experience and are pulled back toward their anchors: :class:`Traits`
 holds the current values, :meth:`Traits.nudge` moves one, :meth:`Traits.relax` pulls all
-back, and :meth:`Traits.drift` measures the distance from the anchors.
+back, and :meth:`Traits.drift` measures the distance from the anchors; past its persona's
+``drift_watch`` threshold the worker tells the moderators and pulls the agent back to its
+anchors (:meth:`Traits.reanchor`) or pauses it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from botarena.agents.moderator import ModeratorSpec
 from botarena.arenas.names import ARENAS, NAME_PATTERN
 from botarena.server.errors import ConfigError
 
@@ -43,6 +47,18 @@ class Trait(BaseModel):
     elasticity: float = Field(0.1, gt=0.0, le=1.0, description="share of drift undone a turn")
 
 
+class DriftWatch(BaseModel):
+    """What happens when a trait drifts too far from its anchor: the moderators are told
+    (the agent reports ``drifted``), and the agent is pulled back to its anchors or
+    paused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.3, gt=0, le=1, description="distance of a trait from its anchor")
+    on_drift: Literal["reanchor", "pause"] = "reanchor"
+    pause_seconds: float = Field(600.0, gt=0, le=86_400, description="how long a pause lasts")
+
+
 class TurnLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,6 +80,10 @@ class Persona(BaseModel):
     traits: dict[TraitName, Trait] = Field(default_factory=dict)
     model: str | None = None
     limits: TurnLimits = Field(default_factory=TurnLimits)
+    drift_watch: DriftWatch = Field(default_factory=DriftWatch)
+    moderator: ModeratorSpec | None = Field(
+        None, description="an AI moderator: how it watches its arenas (its token says so too)"
+    )
 
     def model_post_init(self, _context: object) -> None:
         unknown = [a for a in self.arenas if a not in ARENAS]
@@ -147,6 +167,15 @@ class Traits:
     def drift(self) -> dict[str, float]:
         """Each trait's signed distance from its anchor."""
         return {n: round(self.values[n] - t.anchor, 4) for n, t in self.spec.items()}
+
+    def farthest(self) -> tuple[str, float] | None:
+        """The trait farthest from its anchor and its signed distance (None: no traits)."""
+        drift = self.drift()
+        return max(drift.items(), key=lambda kv: abs(kv[1])) if drift else None
+
+    def reanchor(self) -> None:
+        """Every trait back at its anchor."""
+        self.values = {name: trait.anchor for name, trait in self.spec.items()}
 
     def describe(self) -> str:
         """The traits as words a prompt can use."""

@@ -96,7 +96,10 @@ async def issue_agent_tokens(store: Store, settings: Settings) -> dict[str, str]
         if await store.principals.get(persona.id) is not None:
             await store.principals.revoke_tokens(name=persona.id)
         _principal, tokens[persona.id] = await store.principals.issue_token(
-            persona.id, Role.AGENT, arenas=persona.arenas
+            persona.id,
+            Role.AGENT,
+            arenas=persona.arenas,
+            ai_moderator=persona.moderator is not None,
         )
     return tokens
 

@@ -48,6 +48,7 @@ import structlog
 from botarena.agents import actions, drafting, sharing, tickets
 from botarena.agents.actions import A
 from botarena.agents.echoes import is_echo
+from botarena.agents.moderator import Decision, Watch
 from botarena.agents.persona import Persona, Traits
 from botarena.agents.pool import LLMPool
 from botarena.agents.scheduler import TICKET_ATTEMPTS, Turn, TurnScheduler
@@ -60,6 +61,7 @@ from botarena.arenas.names import (
     TicketStatus,
     ticket_path,
 )
+from botarena.arenas.policy import Category
 from botarena.memory.service import MemoryService, TurnMemory
 from botarena.server.client import HubClient
 from botarena.server.errors import (
@@ -130,6 +132,7 @@ class AgentSeat:
     refused: set[str] = field(default_factory=set)  # arenas that refused it, to retry
     held: bool = False  # connected and seated by this worker
     token_refused: bool = False  # its token was refused: not tried again
+    drifted: dict[str, float] = field(default_factory=dict)  # the drift told, until reported
 
 
 class AgentWorker:
@@ -200,6 +203,12 @@ class AgentWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # per agent: its turn running
         self._names = {n for p in personas for n in (p.id, p.display_name)}
+        wardens = {p.id for p in personas if p.moderator is not None}
+        self.watches: dict[str, Watch] = {
+            p.id: Watch(p.moderator, p.id, wardens - {p.id})
+            for p in personas
+            if p.moderator is not None
+        }
 
     # connecting -------------------------------------------------------------------
 
@@ -355,6 +364,32 @@ class AgentWorker:
         if self.memory is not None and room is not None and not self._echoes(message):
             self._spawn(self.memory.observe(message, set(room.agents), mentioned))
         self.scheduler.observe(message)
+        for agent, watch in self.watches.items():
+            if room is not None and agent in room.agents and self.seats[agent].held:
+                decisions = watch.observe(message, time.monotonic())
+                if decisions:
+                    self._spawn(self._moderate(self.seats[agent], decisions))
+
+    async def _moderate(self, seat: AgentSeat, decisions: list[Decision]) -> None:
+        """Carry an AI moderator's decisions to the hub (refusals logged: the hub
+        decides what an AI moderator may do)."""
+        for decision in decisions:
+            try:
+                if decision.action == "flag":
+                    await seat.client.flag(decision.message_id, Category.NOISE, decision.reason)
+                else:
+                    await seat.client.mute(decision.agent, decision.seconds, decision.reason)
+            except HubError as exc:
+                log.info("moderator.refused", moderator=seat.persona.id, error=exc.message)
+                continue
+            log.info(
+                "moderator.acted",
+                moderator=seat.persona.id,
+                action=decision.action,
+                agent=decision.agent,
+                message=decision.message_id,
+                reason=decision.reason,
+            )
 
     def _echoes(self, message: Message) -> bool:
         """Whether ``message`` repeats a prompt (never remembered, whoever wrote it)."""
@@ -370,16 +405,19 @@ class AgentWorker:
         llm_seconds: float | None = None,
     ) -> None:
         seat = self.seats[agent]
-        if state is AgentStateKind.IDLE and self.memory is not None and self.memory.degraded:
-            state, detail = AgentStateKind.DEGRADED, f"{self.memory.degraded}; {detail}"
         if not seat.client.connected:
             return
+        drifted = self._watch_drift(seat)
+        if drifted is not None:
+            state, detail = AgentStateKind.DRIFTED, drifted
+        elif state is AgentStateKind.IDLE and self.memory is not None and self.memory.degraded:
+            state, detail = AgentStateKind.DEGRADED, f"{self.memory.degraded}; {detail}"
         backend, pool = self._pool_report()
         try:
             await seat.client.report_state(
                 state,
                 detail[:500],
-                drift=seat.traits.drift(),
+                drift=seat.drifted or seat.traits.drift(),
                 summary=seat.persona.summary()[:300],
                 llm_seconds=llm_seconds,
                 backend=backend,
@@ -389,6 +427,28 @@ class AgentWorker:
             )
         except HubError as exc:
             log.info("worker.state_not_reported", agent=agent, error=exc.message)
+        seat.drifted = {}
+
+    def _watch_drift(self, seat: AgentSeat) -> str | None:
+        """Past its persona's drift threshold, pull the agent back to its anchors or
+        pause it (as the persona says); what the moderators are told, or None. The
+        drift reported with it is the drift that passed the threshold."""
+        watch = seat.persona.drift_watch
+        farthest = seat.traits.farthest()
+        if farthest is None or abs(farthest[1]) < watch.threshold:
+            return None
+        trait, distance = farthest
+        told = f"{trait} drifted {distance:+.2f} from its anchor (threshold {watch.threshold})"
+        agent = seat.persona.id
+        if watch.on_drift == "pause":
+            self.scheduler.mute(agent, watch.pause_seconds)
+            told += f": paused for {watch.pause_seconds:g} s, then back at its anchors"
+        else:
+            told += ": pulled back to its anchors"
+        log.warning("agent.drifted", agent=agent, trait=trait, drift=distance, on=watch.on_drift)
+        seat.drifted = seat.traits.drift()
+        seat.traits.reanchor()
+        return told
 
     def _pool_report(self) -> tuple[str | None, list[BackendState] | None]:
         """The LLM pool as the worker reports it: a line for moderators (its model, each

@@ -22,6 +22,7 @@ class Category(StrEnum):
     SECRET = "secret"  # a credential written out: a token, a key, a password
     PERSONAL_DATA = "personal_data"  # e-mail addresses, phone numbers, IBANs, cards...
     INJECTION = "injection"  # instructions aimed at other agents ("ignore your rules")
+    NOISE = "noise"  # an agent repeating itself: flagged by AI moderators, not the filter
 
 
 class Action(StrEnum):

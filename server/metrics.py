@@ -106,6 +106,12 @@ class HubMetrics:
             ["action"],
             registry=self.registry,
         )
+        self.drifts = Counter(
+            "botarena_agent_drifts_total",
+            "Agents' reports that a trait passed its persona's drift threshold",
+            ["agent"],
+            registry=self.registry,
+        )
         self.overrules = Counter(
             "botarena_moderation_overrules_total",
             "AI moderators' flags cleared and mutes lifted by a human moderator",

@@ -203,6 +203,7 @@ class AgentStateKind(StrEnum):
     ERROR = "error"  # e.g. the LLM is down; detail says what
     DEGRADED = "degraded"  # talking, but without a dependency (memory); detail says what
     OFFLINE = "offline"  # set by the hub when the agent's last connection closes
+    DRIFTED = "drifted"  # a trait passed its persona's drift threshold; detail says what
 
 
 class BackendState(Payload):

@@ -38,7 +38,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_config_and_the_alert_rules() -> None:
     rules = promtool("check", "rules", str(PROMETHEUS / "alerts.yml"))
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 6 rules found" in rules.stdout
+    assert "SUCCESS: 8 rules found" in rules.stdout
     config = promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
     assert config.returncode == 0, config.stdout + config.stderr
     alerts = {
@@ -46,7 +46,7 @@ def test_promtool_accepts_the_config_and_the_alert_rules() -> None:
         for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
         for r in g["rules"]
     }
-    assert {"HubDown", "LLMSlow", "HighErrorRate", "AuditChainBroken"} <= alerts
+    assert {"HubDown", "LLMSlow", "HighErrorRate", "AuditChainBroken", "AgentDrifted"} <= alerts
 
 
 def dashboard_queries() -> dict[str, list[str]]:

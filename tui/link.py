@@ -34,6 +34,7 @@ from botarena.server.errors import HubError, Unauthorized
 from botarena.server.patching import apply_unified_diff
 from botarena.server.protocol import (
     AgentState,
+    AgentStateKind,
     CanonReverted,
     Message,
     ProposalDetail,
@@ -243,6 +244,8 @@ class HubLink:
     def _on_agent_state(self, state: AgentState) -> None:
         self.state.set_agent(state)
         self.on_change("agents")
+        if state.state is AgentStateKind.DRIFTED:
+            self.on_change("alerts")
 
     def _on_proposal(self, proposal: ProposalInfo) -> None:
         self.state.set_proposal(proposal)

@@ -26,6 +26,7 @@ from botarena.arenas.names import TicketStatus
 from botarena.server.protocol import (
     AgentStanding,
     AgentState,
+    AgentStateKind,
     Message,
     ProposalDetail,
     ProposalInfo,
@@ -145,6 +146,8 @@ class ConsoleState:
 
     def set_agent(self, state: AgentState) -> None:
         before = self.agents.get(state.agent)
+        if state.state is AgentStateKind.DRIFTED:  # told at once
+            self.alerts.append(Alert(f"{state.agent} drifted", f"{state.agent}: {state.detail}"))
         seconds = state.llm_seconds
         if seconds is not None and (before is None or seconds != before.llm_seconds):
             self.llm_seconds.append(float(seconds))  # a new turn's time

@@ -20,6 +20,7 @@ from botarena.server.protocol import (
     AgentList,
     AgentStanding,
     AgentState,
+    AgentStateKind,
     AgentStateReport,
     EmptyRequest,
     Reaction,
@@ -34,6 +35,8 @@ async def report_state(
 ) -> AgentState | None:
     if not auth.may_report_state(session.principal):
         raise Forbidden("only agents report an agent state")
+    if req.state is AgentStateKind.DRIFTED:
+        hub.metrics.drifts.labels(session.principal.name).inc()
     return await hub.publish_agent_state(
         session.principal,
         req.state,
