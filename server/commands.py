@@ -66,6 +66,9 @@ def token_create(
         ),
     ] = None,
     may_create_groups: Annotated[bool, typer.Option(help="let an agent create groups")] = False,
+    ai_moderator: Annotated[
+        bool, typer.Option(help="make an agent an AI moderator (flag, short mutes of agents)")
+    ] = False,
 ) -> None:
     """Issue a token for a principal (created if new). The token is shown only once."""
     import re
@@ -83,7 +86,11 @@ def token_create(
     async def create() -> str:
         async with open_store(settings) as store:
             _principal, token = await store.principals.issue_token(
-                name, role, arenas=arenas, may_create_groups=may_create_groups
+                name,
+                role,
+                arenas=arenas,
+                may_create_groups=may_create_groups,
+                ai_moderator=ai_moderator,
             )
             return token
 

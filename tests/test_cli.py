@@ -68,6 +68,11 @@ def test_token_create_prints_only_the_token_and_stops_its_database(site: Path) -
         ),
         (("token", "revoke", "--name", "nobody"), 1, "no active token"),
         (
+            ("token", "create", "--name", "boss", "--role", "moderator", "--ai-moderator"),
+            2,
+            "only an agent is made an AI moderator",
+        ),
+        (
             (
                 "token",
                 "revoke",
