@@ -37,6 +37,15 @@ def screen(cache_dir: Path) -> Screen:
     return Screen(cache_dir)
 
 
+JUDGED: tuple[Category, ...] = (
+    Category.ABUSE,
+    Category.SECRET,
+    Category.PERSONAL_DATA,
+    Category.INJECTION,
+)
+"""The categories the filter gives verdicts of (noise is judged by AI moderators)."""
+
+
 class Screen:
     """Judges texts (the model's weights are read when it is built: see :func:`screen`)."""
 
