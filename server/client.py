@@ -502,7 +502,8 @@ class HubClient:
         return (await self._ask("mod.queue", QueueList, payload)).items
 
     async def release(self, item: int, reason: str = "") -> QueueItem:
-        """Post a held message (it gets its room's next id)."""
+        """Post a message the filter held (it gets its room's next id), or show again
+        one a moderator withheld (in its place)."""
         return await self._ask("mod.release", QueueItem, {"id": item, "reason": reason})
 
     async def drop(self, item: int, reason: str = "") -> QueueItem:
@@ -516,8 +517,18 @@ class HubClient:
     async def flag(self, message_id: int, category: Category, reason: str = "") -> QueueItem:
         """Mark a posted message for moderators (moderators, and AI moderators on other
         agents' messages)."""
+        return await self._judge("mod.flag", message_id, category, reason)
+
+    async def hold(self, message_id: int, category: Category, reason: str = "") -> QueueItem:
+        """Take a posted message back out of its room until a moderator decides
+        (moderators, and AI moderators on other agents' messages)."""
+        return await self._judge("mod.hold", message_id, category, reason)
+
+    async def _judge(
+        self, event: str, message_id: int, category: Category, reason: str
+    ) -> QueueItem:
         payload = {"message_id": message_id, "category": category.value, "reason": reason}
-        return await self._ask("mod.flag", QueueItem, payload)
+        return await self._ask(event, QueueItem, payload)
 
     # pushes ---------------------------------------------------------------------------
 

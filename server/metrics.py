@@ -102,7 +102,7 @@ class HubMetrics:
         )
         self.ai_moderator_actions = Counter(
             "botarena_ai_moderator_actions_total",
-            "Actions AI moderators took (flag, mute) and were refused (refused)",
+            "Actions AI moderators took (flag, hold, mute) and were refused (refused)",
             ["action"],
             registry=self.registry,
         )
@@ -114,7 +114,7 @@ class HubMetrics:
         )
         self.overrules = Counter(
             "botarena_moderation_overrules_total",
-            "AI moderators' flags cleared and mutes lifted by a human moderator",
+            "AI moderators' flags cleared, holds released and mutes lifted by a human moderator",
             registry=self.registry,
         )
         self.proposals = Gauge(

@@ -167,6 +167,8 @@ class QueueDecision(Payload):
 
 
 class FlagRequest(Payload):
+    """Flag (``mod.flag``) or hold (``mod.hold``) a posted message for moderators."""
+
     message_id: int = Field(ge=1, le=INTEGER_MAX)
     category: Category
     reason: str = Field("", max_length=500)
@@ -516,6 +518,20 @@ class Reaction(Push):
     value: Literal[-1, 0, 1]
 
 
+class MessageWithheld(Push):
+    """Pushed as ``message.withheld`` to a room when a moderator or an AI moderator
+    holds one of its posted messages (``withheld``: readers hide it; history no longer
+    gives it) and when a moderator releases it (not ``withheld``: readers show
+    ``message`` again in its place)."""
+
+    event = "message.withheld"
+    room: str
+    message_id: int
+    withheld: bool
+    by: str
+    message: Message | None = Field(None, description="on a release: the message shown again")
+
+
 class AgentStanding(BaseModel):
     """An agent's reputation and what it was earned with."""
 
@@ -701,7 +717,7 @@ class ModerationNotice(Push):
 
     event = "moderation"
 
-    action: Literal["mute", "unmute", "kick", "revoke", "release", "drop"]
+    action: Literal["mute", "unmute", "kick", "revoke", "hold", "release", "drop"]
     by: str
     room: str | None = None
     until: datetime | None = None
@@ -723,11 +739,16 @@ class QueueItem(Push):
     author_role: Role
     text: str
     message_id: int | None = Field(
-        None, description="the posted message: a flagged one, or a held one once released"
+        None,
+        description="the posted message: a flagged one, one an AI moderator or a moderator "
+        "holds (withheld from its room while the item is open), or one the filter held "
+        "once released",
     )
     categories: list[Category]
     rules: list[str] = Field(default_factory=list, description="what found it, never the text")
-    source: str = Field(description="'filter', or the name of the AI moderator that flagged it")
+    source: str = Field(
+        description="'filter', or the name of the (AI) moderator that flagged or held it"
+    )
     state: QueueState
     decided_by: str | None = None
     reason: str = ""
@@ -775,6 +796,7 @@ REQUESTS: dict[str, type[Payload]] = {
     "mod.drop": QueueDecision,
     "mod.clear": QueueDecision,
     "mod.flag": FlagRequest,
+    "mod.hold": FlagRequest,
 }
 """Every client event and the payload it takes."""
 
@@ -814,6 +836,7 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "mod.drop": QueueItem,
     "mod.clear": QueueItem,
     "mod.flag": QueueItem,
+    "mod.hold": QueueItem,
 }
 """Every client event and the model of the ``data`` its acknowledgement carries."""
 
@@ -825,6 +848,7 @@ PUSHES: dict[str, type[Push]] = {
         RoomState,
         AgentState,
         Reaction,
+        MessageWithheld,
         ProposalNew,
         ProposalReviewed,
         CanonMerged,
@@ -843,7 +867,7 @@ MODERATOR_EVENTS = frozenset(
 )
 """Events only moderators and admins may call, but :data:`AI_MODERATOR_EVENTS`."""
 
-AI_MODERATOR_EVENTS = frozenset({"mod.flag", "mod.mute"})
+AI_MODERATOR_EVENTS = frozenset({"mod.flag", "mod.hold", "mod.mute"})
 """The moderation events an AI moderator agent may call too, on other agents only."""
 
 SUPERVISORS_ROOM = "supervisors"

@@ -474,6 +474,7 @@ TABLE: dict[str, Row] = {
     "mod.clear": Row(_flagged, supervisor),
     # an agent that is not an AI moderator (tests/test_screening_hub.py has one)
     "mod.flag": Row(_agent_message, supervisor),
+    "mod.hold": Row(_agent_message, supervisor),
 }
 
 

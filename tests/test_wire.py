@@ -197,6 +197,10 @@ async def _scenario(arena: Arena, wires: dict[str, Wire]) -> set[str]:
         await call(ada, "mod.clear", {"id": flagged["data"]["items"][0]["id"]})
         await call(ada, "mod.flag", {"message_id": first, "category": "abuse", "reason": "x"})
         await call(bob, "mod.flag", {"message_id": first, "category": "abuse"})
+        held_back = await call(ada, "mod.hold", {"message_id": first, "category": "noise"})
+        await call(bob, "history", {"room": "compiler", "since": 0, "limit": 2})
+        await call(ada, "mod.release", {"id": held_back["data"]["id"], "reason": "fine"})
+        await call(bob, "mod.hold", {"message_id": first, "category": "noise"})
         await call(ada, "mod.queue", {"state": "released"})
         assert rude["data"]["message"]["flags"] == ["abuse"], rude
 

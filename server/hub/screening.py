@@ -16,7 +16,10 @@ Moderators work the queue (``mod.queue``, ``mod.release``, ``mod.drop``, ``mod.c
 a release posts the held message through the room's ordinary path under its own client
 id, so it gets the room's next id, is broadcast once, and a release retried after a
 failure finds it posted. A drop tells its author. AI moderators, and moderators, flag
-posted messages (``mod.flag``); every step is pushed to moderators as ``queue.item``.
+posted messages (``mod.flag``: they stay, marked) or hold them (``mod.hold``: withheld
+from the room, which is told with ``message.withheld``, until a release shows them again
+in their place or a drop leaves them withheld); releasing an AI moderator's hold, like
+clearing its flag, is an overrule. Every step is pushed to moderators as ``queue.item``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from botarena.server.hub.sessions import Session
 from botarena.server.protocol import (
     SUPERVISORS_ROOM,
     FlagRequest,
+    Message,
+    MessageWithheld,
     ModerationNotice,
     QueueDecision,
     QueueItem,
@@ -45,6 +50,7 @@ from botarena.server.protocol import (
 )
 from botarena.server.screening import Verdict
 from botarena.server.store.messages import HUB_CLIENT_ID_PREFIX, Posted
+from botarena.server.store.queue import FILTER
 
 
 def policy(room: str) -> Policy:
@@ -191,25 +197,32 @@ async def _decided(
     decided = await hub.store.queue.decide(req.id, state, session.principal, req.reason, message_id)
     if decided is None:
         raise Conflict(f"item {req.id} was decided meanwhile")
+    if decided.source != FILTER and state is not QueueState.DROPPED:
+        hub.metrics.overrules.inc()  # an AI moderator's flag cleared, or its hold released
     await hub.push(decided, SUPERVISORS_ROOM)
     return decided
 
 
 async def release(hub: HubContext, session: Session, req: QueueDecision) -> QueueItem:
     item = await _open_item(hub, req.id, "held")
-    held = await hub.store.queue.held_text(item.id)
     author = await hub.principal(item.author)
-    assert held is not None
-    text, reply_to, client_id = held
-    posted = await hub.post(  # the room's next id; once, whatever a retry does
-        item.room,
-        author,
-        text,
-        reply_to=reply_to,
-        client_id=client_id,
-        may_post_when_paused=True,
-    )
-    decided = await _decided(hub, session, req, QueueState.RELEASED, posted.message.id)
+    if item.message_id is not None:  # withheld after it was posted: shown again
+        decided = await _decided(hub, session, req, QueueState.RELEASED)
+        shown = await hub.store.messages.get(item.message_id)
+        await _push_withheld(hub, item, session.principal, shown)
+    else:
+        held = await hub.store.queue.held_text(item.id)
+        assert held is not None
+        text, reply_to, client_id = held
+        posted = await hub.post(  # the room's next id; once, whatever a retry does
+            item.room,
+            author,
+            text,
+            reply_to=reply_to,
+            client_id=client_id,
+            may_post_when_paused=True,
+        )
+        decided = await _decided(hub, session, req, QueueState.RELEASED, posted.message.id)
     notice = ModerationNotice(
         action="release", by=session.principal.name, room=item.room, reason=req.reason
     )
@@ -228,16 +241,16 @@ async def drop(hub: HubContext, session: Session, req: QueueDecision) -> QueueIt
 
 
 async def clear(hub: HubContext, session: Session, req: QueueDecision) -> QueueItem:
-    item = await _open_item(hub, req.id, "flagged")
-    decided = await _decided(hub, session, req, QueueState.CLEARED)
-    if item.source != "filter":
-        hub.metrics.overrules.inc()
-    return decided
+    await _open_item(hub, req.id, "flagged")
+    return await _decided(hub, session, req, QueueState.CLEARED)
 
 
-async def flag(hub: HubContext, session: Session, req: FlagRequest) -> QueueItem:
-    """Flag a posted message: a moderator's, or an AI moderator's on another agent's
-    message in a room it may read."""
+async def _judged(
+    hub: HubContext, session: Session, req: FlagRequest, action: str
+) -> tuple[Message, Principal]:
+    """The posted message a flag or a hold names, and its author, when ``session`` may
+    act on them: a moderator on anyone's, an AI moderator on another agent's message in
+    a room it may read."""
     who = session.principal
     message = await hub.store.messages.get(req.message_id)
     if message is None or not await hub.arena_readable(session, message.room):
@@ -246,12 +259,52 @@ async def flag(hub: HubContext, session: Session, req: FlagRequest) -> QueueItem
     if not auth.may_moderate(who, author):
         if who.ai_moderator:
             hub.metrics.ai_moderator_actions.labels("refused").inc()
-        raise Forbidden(f"{who.name} may not flag a message of {author.name} ({author.role})")
-    item, new = await hub.store.queue.flag(message, who, req.category, req.reason)
+        raise Forbidden(f"{who.name} may not {action} a message of {author.name} ({author.role})")
+    return message, author
+
+
+async def _queued(hub: HubContext, who: Principal, item: QueueItem, action: str) -> None:
+    if who.ai_moderator:
+        hub.metrics.ai_moderator_actions.labels(action).inc()
+    await hub.push(item, SUPERVISORS_ROOM)
+
+
+async def _push_withheld(
+    hub: HubContext, item: QueueItem, by: Principal, shown: Message | None = None
+) -> None:
+    assert item.message_id is not None
+    withheld = MessageWithheld(
+        room=item.room,
+        message_id=item.message_id,
+        withheld=shown is None,
+        by=by.name,
+        message=shown,
+    )
+    await hub.push(withheld, item.room)
+
+
+async def flag(hub: HubContext, session: Session, req: FlagRequest) -> QueueItem:
+    """Flag a posted message: it stays in its room, marked, and waits in the queue."""
+    message, _ = await _judged(hub, session, req, "flag")
+    item, new = await hub.store.queue.flag(message, session.principal, req.category, req.reason)
     if new:
-        if who.ai_moderator:
-            hub.metrics.ai_moderator_actions.labels("flag").inc()
-        await hub.push(item, SUPERVISORS_ROOM)
+        await _queued(hub, session.principal, item, "flag")
+    return item
+
+
+async def hold(hub: HubContext, session: Session, req: FlagRequest) -> QueueItem:
+    """Hold a posted message: withheld from its room (its readers are told to hide it,
+    its history no longer gives it) until a moderator releases or drops it; its author
+    is told."""
+    message, author = await _judged(hub, session, req, "hold")
+    item, new = await hub.store.queue.withhold(message, session.principal, req.category, req.reason)
+    if new:
+        await _queued(hub, session.principal, item, "hold")
+        await _push_withheld(hub, item, session.principal)
+        notice = ModerationNotice(
+            action="hold", by=session.principal.name, room=item.room, reason=req.reason
+        )
+        await hub.notify(author, notice)
     return item
 
 
@@ -261,4 +314,5 @@ EVENTS: EventTable = {
     "mod.drop": drop,
     "mod.clear": clear,
     "mod.flag": flag,
+    "mod.hold": hold,
 }

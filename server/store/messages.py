@@ -410,7 +410,8 @@ class MessageRepository:
         before: int | None = None,
         limit: int = 100,
     ) -> tuple[list[Message], bool]:
-        """Messages of ``room`` oldest first, and whether more lie beyond the page.
+        """Messages of ``room`` oldest first (none withheld by a moderator), and whether
+        more lie beyond the page.
 
         ``since``: the ``limit`` messages after that id. Otherwise the ``limit`` newest
         (before ``before`` when given).
@@ -419,7 +420,8 @@ class MessageRepository:
             rows = await self.db.pool.fetch(
                 f"""SELECT {_COLUMNS} FROM messages m
                     JOIN principals p ON p.id = m.author_id
-                    WHERE m.room = $1 AND m.id > $2 ORDER BY m.id LIMIT $3""",
+                    WHERE m.room = $1 AND m.id > $2 AND NOT m.withheld
+                    ORDER BY m.id LIMIT $3""",
                 room,
                 since,
                 limit + 1,
@@ -428,7 +430,7 @@ class MessageRepository:
         rows = await self.db.pool.fetch(
             f"""SELECT {_COLUMNS} FROM messages m
                 JOIN principals p ON p.id = m.author_id
-                WHERE m.room = $1 AND ($2::bigint IS NULL OR m.id < $2)
+                WHERE m.room = $1 AND ($2::bigint IS NULL OR m.id < $2) AND NOT m.withheld
                 ORDER BY m.id DESC LIMIT $3""",
             room,
             before,
@@ -493,12 +495,13 @@ class MessageRepository:
         return sorted(r["room"] for r in rows)
 
     async def transcript(self, room: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """The messages of ``room`` stored in [start, end), oldest first: id, time,
-        author, role, reply and text."""
+        """The messages of ``room`` stored in [start, end), oldest first (none withheld
+        by a moderator): id, time, author, role, reply and text."""
         rows = await self.db.pool.fetch(
             """SELECT m.id, m.created_at, p.name AS author, p.role, m.reply_to, m.text
                FROM messages m JOIN principals p ON p.id = m.author_id
                WHERE m.room = $1 AND m.created_at >= $2 AND m.created_at < $3
+                     AND NOT m.withheld
                ORDER BY m.id""",
             room,
             start,

@@ -4,12 +4,15 @@ moderators, and what the moderators decided.
 A *flagged* item is a posted message, marked (``messages.flags``), queued in the
 transaction that stores it (:meth:`ModerationQueue.add_flagged`, called by the message
 repository) or later by an AI moderator (:meth:`ModerationQueue.flag`). A *held* item is
-a message kept out of its room: its text, reply and client id live here alone until a
-moderator releases it (the hub then posts it, with the next id of its room, under its
-own client id, so that a release retried after a failure posts it once) or drops it. A
-held message resent with the same client id finds its item again instead of a second
-one. Every step is appended to the audit chain in its own transaction; clearing an AI
-moderator's flag, or lifting an AI moderator's mute, is audited as an overrule too.
+a message kept out of its room: one the filter held has its text, reply and client id
+here alone until a moderator releases it (the hub then posts it, with the next id of its
+room, under its own client id, so that a release retried after a failure posts it once)
+or drops it; one an AI moderator took back after it was posted
+(:meth:`ModerationQueue.withhold`) stays stored, withheld from its room's history, and
+a release shows it again in its place. A held message resent with the same client id
+finds its item again instead of a second one. Every step is appended to the audit chain
+in its own transaction; clearing an AI moderator's flag, releasing its hold, or lifting
+its mute is audited as an overrule too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncpg
 
 from botarena.arenas.policy import Category
 from botarena.server.auth import Principal
+from botarena.server.errors import Conflict
 from botarena.server.protocol import Message, QueueItem, QueueState, Role
 from botarena.server.store.audit import AuditLog
 from botarena.server.store.database import Database
@@ -142,25 +146,65 @@ class ModerationQueue:
             )
             if found is not None:
                 return await self._get(conn, found), False
-            await conn.execute(
-                """UPDATE messages SET flags = array_append(flags, $2)
-                   WHERE id = $1 AND NOT $2 = ANY(flags)""",
-                message.id,
-                category.value,
+            return await self._mark(conn, "flagged", message, by, category, reason), True
+
+    async def withhold(
+        self, message: Message, by: Principal, category: Category, reason: str
+    ) -> tuple[QueueItem, bool]:
+        """Take a posted message back out of its room (``messages.withheld``: history no
+        longer gives it) and hold it for a moderator, marked like a flag; the item, and
+        False when it was held already (by anyone). :class:`Conflict` when a moderator
+        dropped it already."""
+        async with self.db.transaction() as conn:
+            withheld = await conn.fetchval(  # the row locked: one hold at a time
+                "SELECT withheld FROM messages WHERE id = $1 FOR UPDATE", message.id
             )
-            item_id = await conn.fetchval(
-                """INSERT INTO moderation_queue
-                       (kind, room, author_id, message_id, categories, source, reason)
-                   SELECT 'flagged', m.room, m.author_id, m.id, ARRAY[$2], $3, $4
-                   FROM messages m WHERE m.id = $1 RETURNING id""",
+            found = await conn.fetchval(
+                """SELECT id FROM moderation_queue WHERE kind = 'held' AND message_id = $1
+                   AND text IS NULL AND state = 'open'""",
                 message.id,
-                category.value,
-                by.name,
-                reason,
             )
-            item = await self._get(conn, item_id)
-            await self._append(conn, "flag", by.name, item, reason=reason)
-            return item, True
+            if found is not None:
+                return await self._get(conn, found), False
+            if withheld:
+                raise Conflict(f"message {message.id} was dropped by a moderator already")
+            return await self._mark(conn, "held", message, by, category, reason), True
+
+    async def _mark(
+        self,
+        conn: asyncpg.Connection,
+        kind: str,
+        message: Message,
+        by: Principal,
+        category: Category,
+        reason: str,
+    ) -> QueueItem:
+        """A moderator's flag or hold of a posted message: marked with ``category`` (a
+        hold withheld too) and queued, audited."""
+        await conn.execute(
+            """UPDATE messages SET withheld = withheld OR $3,
+                   flags = CASE WHEN $2 = ANY(flags) THEN flags
+                                ELSE array_append(flags, $2) END
+               WHERE id = $1""",
+            message.id,
+            category.value,
+            kind == "held",
+        )
+        item_id = await conn.fetchval(
+            """INSERT INTO moderation_queue
+                   (kind, room, author_id, message_id, categories, source, reason)
+               SELECT $5, m.room, m.author_id, m.id, ARRAY[$2], $3, $4
+               FROM messages m WHERE m.id = $1 RETURNING id""",
+            message.id,
+            category.value,
+            by.name,
+            reason,
+            kind,
+        )
+        item = await self._get(conn, item_id)
+        action = "withhold" if kind == "held" else "flag"
+        await self._append(conn, action, by.name, item, reason=reason)
+        return item
 
     async def get(self, item_id: int) -> QueueItem | None:
         row = await self.db.pool.fetchrow(f"{_SELECT} WHERE q.id = $1", item_id)
@@ -223,6 +267,13 @@ class ModerationQueue:
             )
             if decided is None:
                 return None
+            if state is QueueState.RELEASED:  # a withheld message shows again
+                await conn.execute(
+                    """UPDATE messages SET withheld = false WHERE id = (
+                           SELECT message_id FROM moderation_queue
+                           WHERE id = $1 AND text IS NULL)""",
+                    item_id,
+                )
             item = await self._get(conn, item_id)
             action = {
                 QueueState.RELEASED: "release",
@@ -230,7 +281,7 @@ class ModerationQueue:
                 QueueState.CLEARED: "clear",
             }[state]
             await self._append(conn, action, by.name, item, reason=reason)
-            if item.source != FILTER and state is QueueState.CLEARED:
+            if item.source != FILTER and state in (QueueState.CLEARED, QueueState.RELEASED):
                 await self._append(conn, "overrule", by.name, item, overruled=item.source)
             return item
 
