@@ -6,8 +6,10 @@ saying the same thing again and again, the loop a tiny model falls into. An AI
 moderator persona (``moderator:`` in its YAML, :class:`ModeratorSpec`) watches every
 other agent's messages in its rooms: one that repeats one of the author's recent
 messages (word overlap, Jaccard, at least ``similar``) is flagged for the human
-moderators (category ``noise``); an agent flagged ``flags_to_mute`` times within
-``window_seconds`` is muted for ``mute_seconds`` (the hub caps an AI moderator's mute).
+moderators (category ``noise``), or held, taken out of its room until they decide, when
+it repeats it nearly word for word (``hold_from``); an agent flagged or held
+``flags_to_mute`` times within ``window_seconds`` is muted for ``mute_seconds`` (the hub
+caps an AI moderator's mute).
 Humans' messages and other AI moderators are never judged: the hub would refuse it.
 The watch only decides; the worker carries its decisions to the hub.
 """
@@ -33,6 +35,13 @@ class ModeratorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     similar: float = Field(0.8, gt=0, le=1, description="word overlap from which it repeats")
+    hold_from: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="word overlap from which a repeat is held (taken out of its room until "
+        "a moderator decides), not only flagged; None: never held",
+    )
     recent: int = Field(5, ge=1, le=50, description="the author's messages compared with")
     min_words: int = Field(4, ge=1, le=100, description="shorter messages are not judged")
     flags_to_mute: int = Field(3, ge=1, le=100, description="flags that earn a mute")
@@ -42,9 +51,9 @@ class ModeratorSpec(BaseModel):
 
 @dataclass(frozen=True)
 class Decision:
-    """What the watch asks of the hub: flag a message, or mute its author."""
+    """What the watch asks of the hub: flag or hold a message, or mute its author."""
 
-    action: Literal["flag", "mute"]
+    action: Literal["flag", "hold", "mute"]
     agent: str
     message_id: int
     reason: str
@@ -82,9 +91,10 @@ class Watch:
         said.append((message.id, words))
         if best[0] < self.spec.similar:
             return []
+        held = self.spec.hold_from is not None and best[0] >= self.spec.hold_from
         decisions = [
             Decision(
-                "flag",
+                "hold" if held else "flag",
                 author,
                 message.id,
                 f"repeats message {best[1]} ({best[0]:.0%} the same words)",

@@ -170,6 +170,23 @@ class TurnScheduler:
         for agent in sorted(self.mentioned(message)):
             self._mentions.append((agent, message, 1))
 
+    def withhold(self, room_name: str, message_id: int) -> None:
+        """A moderator took a message back out of its room: no turn answers or sees it."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        room.recent = deque((m for m in room.recent if m.id != message_id), room.recent.maxlen)
+        self._mentions = deque(m for m in self._mentions if m[1].id != message_id)
+
+    def restore(self, message: Message) -> None:
+        """A moderator released a withheld message: seen again in its place (its
+        mentions are not asked again: their moment has passed)."""
+        room = self.rooms.get(message.room)
+        if room is None or any(m.id == message.id for m in room.recent):
+            return
+        ordered = sorted([*room.recent, message], key=lambda m: m.id)
+        room.recent = deque(ordered[-(room.recent.maxlen or len(ordered)) :], room.recent.maxlen)
+
     @staticmethod
     def _ticket_id(message: Message) -> int | None:
         """The ticket a human's message in the external arena announces, if any."""

@@ -81,6 +81,7 @@ from botarena.server.protocol import (
     BackendState,
     CanonMerged,
     Message,
+    MessageWithheld,
     ModerationNotice,
     ProposalInfo,
     RoomState,
@@ -199,6 +200,7 @@ class AgentWorker:
         self._retry_at = 0.0
         self._seen: OrderedDict[int, None] = OrderedDict()  # message ids already handled
         self._canon_seen: set[tuple[str, int]] = set()  # merges already indexed
+        self._withheld: set[int] = set()  # messages a moderator holds, forgotten here
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # per agent: its turn running
@@ -252,6 +254,7 @@ class AgentWorker:
         client.on(ModerationNotice, on_moderation)
         client.on(RoomState, on_room_state)
         client.on(CanonMerged, on_canon_merged)
+        client.on(MessageWithheld, self._on_withheld)
 
     async def _connect(self, seat: AgentSeat) -> None:
         """Connect and join the persona's arenas, retrying while the hub is away (a
@@ -351,6 +354,25 @@ class AgentWorker:
             return
         await self.memory.index_canon(path, version, canon.content)
 
+    def _on_withheld(self, push: MessageWithheld) -> None:
+        """A moderator held a posted message (no turn answers it, no agent remembers it)
+        or released one (seen again; remembered again if it had been forgotten here).
+        Every agent client in the room is told: handled once."""
+        if push.withheld and push.message_id not in self._withheld:
+            self._withheld.add(push.message_id)
+            self.scheduler.withhold(push.room, push.message_id)
+            if self.memory is not None:
+                self._spawn(self.memory.forget(push.message_id))
+        elif not push.withheld and push.message is not None:
+            message = push.message
+            self.scheduler.restore(message)
+            room = self.scheduler.rooms.get(push.room)
+            if message.id in self._withheld and self.memory is not None and room is not None:
+                if not self._echoes(message):
+                    agents = set(room.agents)
+                    self._spawn(self.memory.observe(message, agents, released=True))
+            self._withheld.discard(message.id)
+
     def _observe(self, message: Message) -> None:
         if message.id in self._seen:
             return  # every agent client in the room receives it: handle it once
@@ -377,6 +399,8 @@ class AgentWorker:
             try:
                 if decision.action == "flag":
                     await seat.client.flag(decision.message_id, Category.NOISE, decision.reason)
+                elif decision.action == "hold":
+                    await seat.client.hold(decision.message_id, Category.NOISE, decision.reason)
                 else:
                     await seat.client.mute(decision.agent, decision.seconds, decision.reason)
             except HubError as exc:

@@ -71,14 +71,15 @@ class Memory:
 
 
 class _Stored(TypedDict):
-    """A memory's metadata as :meth:`AgentMemory.remember` writes it (``room`` may be
-    missing from memories stored before rooms were recorded)."""
+    """A memory's metadata as :meth:`AgentMemory.remember` writes it (``room`` and
+    ``message`` may be missing from memories stored before they were recorded)."""
 
     kind: str
     importance: float
     created: float
     accessed: float
     room: NotRequired[str]
+    message: NotRequired[int]  # the hub message it observes; 0 for none
 
 
 @dataclass(frozen=True)
@@ -209,8 +210,10 @@ class AgentMemory:
         room: str = "",
         kind: str = "observation",
         vector: np.ndarray | None = None,
+        message_id: int = 0,
     ) -> str:
-        """Store a memory (``vector``: its passage embedding, when already computed)."""
+        """Store a memory (``vector``: its passage embedding, when already computed;
+        ``message_id``: the hub message it observes, so that it can be forgotten)."""
         now = self.clock()
         memory_id = uuid.uuid4().hex
         embedding = vector if vector is not None else self.embedder.passages([text])[0]
@@ -225,6 +228,7 @@ class AgentMemory:
                     "created": now,
                     "accessed": now,
                     "room": room,
+                    "message": message_id,
                 }
             ],
         )
@@ -236,6 +240,22 @@ class AgentMemory:
         if self._stored > self.max_memories:
             self.retain()
         return memory_id
+
+    def forget_message(self, message_id: int) -> int:
+        """Forget the observations of hub message ``message_id`` (a moderator withheld
+        it), before any reflection folds them; return how many were removed."""
+        with self._write_lock:
+            rows = self.collection.get(where={"message": message_id}, include=["documents"])
+            if not rows["ids"]:
+                return 0
+            self.collection.delete(ids=rows["ids"])
+            with self._access_lock:
+                for memory_id in rows["ids"]:
+                    self._accessed.pop(memory_id, None)
+        texts = set(rows["documents"] or [])
+        self._pending = [p for p in self._pending if p[0] not in texts]
+        self._stored -= len(rows["ids"])
+        return len(rows["ids"])
 
     def reflect(self) -> str | None:
         """Condense the observations since the last reflection into one reflection."""

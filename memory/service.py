@@ -3,7 +3,8 @@ behind calls that never block the event loop and never stop an agent from talkin
 
 :class:`MemoryService` opens ChromaDB (embedded or server) lazily, indexes the site's
 knowledge pack on start, stores each observed message once per agent in the room (one
-embedding, shared), and builds each turn's context: the agent's recalled memories and
+embedding, shared; forgotten for all when a moderator withholds it), and builds each
+turn's context: the agent's recalled memories and
 the knowledge its arena weighs (the turn's query embedded once for both: the embedder
 keeps it). Every ChromaDB call runs in a thread. When ChromaDB fails, the service turns
 degraded (the worker reports it to the hub), answers with empty context, and tries
@@ -16,11 +17,13 @@ import asyncio
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import chromadb
+import numpy as np
 import structlog
 from chromadb.errors import InternalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -33,6 +36,9 @@ from botarena.server.protocol import Message
 from botarena.server.settings import MemorySettings
 
 log = structlog.get_logger(__name__)
+
+_WITHHELD_KEPT = 10_000
+"""Message ids withheld by moderators that an observation still on its way must not store."""
 
 _TRANSIENT = retry(
     retry=retry_if_exception_type(InternalError),
@@ -84,6 +90,8 @@ class MemoryService:
         self._memories: dict[str, AgentMemory] = {}
         self._retry_at = 0.0
         self._opening = threading.Lock()
+        self._withholding = threading.Lock()
+        self._withheld: OrderedDict[int, None] = OrderedDict()  # message ids forgotten
 
     def describe(self) -> str:
         """Where the memories are and whether they answer, for the moderators."""
@@ -169,10 +177,17 @@ class MemoryService:
     # during the run -----------------------------------------------------------------
 
     async def observe(
-        self, message: Message, agents: set[str], mentioned: AbstractSet[str] = frozenset()
+        self,
+        message: Message,
+        agents: set[str],
+        mentioned: AbstractSet[str] = frozenset(),
+        *,
+        released: bool = False,
     ) -> None:
         """Remember ``message`` for each of ``agents`` (those in its room); ``mentioned``:
-        the agents it names, for whom it matters more."""
+        the agents it names, for whom it matters more. A message forgotten because a
+        moderator withheld it is not stored, unless ``released`` says a moderator has
+        since shown it again."""
         mine = [a for a in agents if a in self.agents]
         if not mine:
             return
@@ -180,6 +195,14 @@ class MemoryService:
         def store() -> None:
             vector = shared_embedder().passages([f"{message.author}: {message.text}"])[0]
             human = message.author_role.value != "agent"
+            with self._withholding:  # never stored after a forget of it
+                if released:
+                    self._withheld.pop(message.id, None)
+                elif message.id in self._withheld:
+                    return
+                remember(vector, human)
+
+        def remember(vector: np.ndarray, human: bool) -> None:
             for agent in mine:
                 importance = importance_of(
                     message.text,
@@ -193,9 +216,23 @@ class MemoryService:
                     importance=importance,
                     room=message.room,
                     vector=vector,
+                    message_id=message.id,
                 )
 
         await self._call("observe", store)
+
+    async def forget(self, message_id: int) -> None:
+        """Forget hub message ``message_id`` for every agent (a moderator withheld it)."""
+
+        def forget() -> None:
+            with self._withholding:
+                self._withheld[message_id] = None
+                while len(self._withheld) > _WITHHELD_KEPT:
+                    self._withheld.popitem(last=False)
+                for memory in self._memories.values():
+                    memory.forget_message(message_id)
+
+        await self._call("forget", forget)
 
     async def index_canon(self, path: str, version: int, content: str) -> bool:
         """Put a new canon version into the ``canon`` knowledge collection; True if done."""

@@ -20,6 +20,7 @@ from tests.test_agents_e2e import stop_worker
 from tests.test_personas import SHIPPED
 
 LOOP = "I will add a test for the parser and keep the fix small"
+VARIANT = "I will add a test for the parser and keep the fix tiny"
 
 
 def said(n: int, text: str, author: str = "ada", role: Role = Role.AGENT) -> Message:
@@ -46,6 +47,16 @@ def test_a_repeat_is_flagged_and_a_loop_muted() -> None:
     # the count starts again after a mute, and old flags fall out of the window
     assert [d.action for d in watch.observe(said(5, LOOP), now=100)] == ["flag"]
     assert [d.action for d in watch.observe(said(6, LOOP), now=200)] == ["flag"]
+
+
+@pytest.mark.unit
+def test_a_near_verbatim_repeat_is_held_and_counts_toward_the_mute() -> None:
+    watch = Watch(ModeratorSpec(hold_from=0.95, flags_to_mute=2), "warden")
+    watch.observe(said(1, LOOP), now=0)
+    [flag] = watch.observe(said(2, VARIANT), now=1)  # 11 of 13 words: 85%
+    [hold, mute] = watch.observe(said(3, LOOP), now=2)
+    assert (flag.action, hold.action, hold.message_id, mute.action) == ("flag", "hold", 3, "mute")
+    assert [d.action for d in Watch(ModeratorSpec(), "w").observe(said(1, LOOP), 0)] == []
 
 
 @pytest.mark.unit
@@ -95,9 +106,9 @@ async def test_the_ai_moderator_flags_a_loop_and_mutes_it(arena: Arena) -> None:
         await ada.join("compiler")
         await mod.join("compiler")
         sent = [await ada.send("compiler", LOOP)]
-        for _ in range(3):
+        for text in (LOOP, VARIANT, LOOP):  # held, flagged (85% the same), held
             await asyncio.sleep(0.2)  # each heard before the next
-            sent.append(await ada.send("compiler", LOOP))
+            sent.append(await ada.send("compiler", text))
         items: list[Any] = []
 
         async def flagged() -> bool:
@@ -108,9 +119,18 @@ async def test_the_ai_moderator_flags_a_loop_and_mutes_it(arena: Arena) -> None:
             if await flagged():
                 break
             await asyncio.sleep(0.1)
-        assert [(i.message_id, i.source, i.categories) for i in items] == [
-            (m.id, "warden", [Category.NOISE]) for m in sent[1:]
+        assert [(i.message_id, i.kind, i.source, i.categories) for i in items] == [
+            (m.id, kind, "warden", [Category.NOISE])
+            for m, kind in zip(sent[1:], ["held", "flagged", "held"], strict=True)
         ]
+        shown, _ = await mod.history("compiler", since=0)
+        assert [m.id for m in shown] == [sent[0].id, sent[2].id]  # the echoes withheld
+
+        def seen() -> list[int]:  # what the worker's turns see of the room
+            return [m.id for m in worker.scheduler.history("compiler")]
+
+        await eventually(lambda: sent[3].id not in seen(), what="the worker told")
+        assert seen() == [sent[0].id, sent[2].id]
         for _ in range(100):
             try:
                 await ada.send("compiler", "a new thought about the lexer, really")
@@ -123,7 +143,11 @@ async def test_the_ai_moderator_flags_a_loop_and_mutes_it(arena: Arena) -> None:
         await mod.send("compiler", LOOP)
         await asyncio.sleep(0.5)
         assert len(await mod.queue()) == 3
-        cleared = await mod.clear(items[0].id, "fine")
+        cleared = await mod.clear(items[1].id, "fine")
         assert cleared.state is QueueState.CLEARED
+        released = await mod.release(items[0].id, "the first one may stay")
+        assert released.state is QueueState.RELEASED
+        await eventually(lambda: sent[1].id in seen(), what="the release told")
+        assert seen()[:3] == [m.id for m in sent[:3]]  # in its place
     finally:
         await stop_worker(worker, task)
