@@ -37,6 +37,7 @@ from botarena.server.protocol import (
     AgentStateKind,
     CanonReverted,
     Message,
+    MessageWithheld,
     ProposalDetail,
     ProposalInfo,
     ProposalNew,
@@ -99,6 +100,7 @@ class HubLink:
         self.client.on(TicketChanged, self._on_ticket_changed)
         self.client.on(Reaction, self._on_reaction)
         self.client.on(QueueItem, self._on_queue_item)
+        self.client.on(MessageWithheld, self._on_withheld)
         self._standings_due: asyncio.Task[None] | None = None
         self._refusals: asyncio.Task[None] | None = None  # while the link is down
 
@@ -239,6 +241,10 @@ class HubLink:
 
     def _on_message(self, message: Message) -> None:
         self.state.add_message(message)
+        self.on_change("rooms")
+
+    def _on_withheld(self, push: MessageWithheld) -> None:
+        self.state.withhold(push)
         self.on_change("rooms")
 
     def _on_agent_state(self, state: AgentState) -> None:

@@ -77,7 +77,8 @@ class RoomsPane(ConsolePane):
         super().__init__(state, read_only=read_only)
         self.message_filter = ""
         self._items: dict[str, Label] = {}
-        self._shown: tuple[str | None, str, int] = (None, "", 0)  # room, filter, last id
+        # room, filter, its rewrites, the last id written
+        self._shown: tuple[str | None, str, int, int] = (None, "", 0, 0)
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -108,15 +109,16 @@ class RoomsPane(ConsolePane):
         self._draw_stream()
 
     def _draw_stream(self) -> None:
-        """Write the open room's new messages (all of them again when the room or the
-        filter changed)."""
+        """Write the open room's new messages (all of them again when the room, the
+        filter or a message before the last, held or released by a moderator, changed)."""
         room = self.state.current_room
         stream = self.query_one("#stream", RichLog)
         if room is None or stream.scrollable_content_region.width < stream.min_width:
             return  # not laid out (a hidden tab, a dialog over it): drawn on its resize
-        messages = self.state.room(room).messages
-        shown_room, shown_filter, shown_last = self._shown
-        if (shown_room, shown_filter) != (room, self.message_filter):
+        view = self.state.room(room)
+        messages = view.messages
+        *shown, shown_last = self._shown
+        if shown != [room, self.message_filter, view.rewrites]:
             stream.clear()
             shown_last = 0
         needle = self.message_filter.lower()
@@ -132,14 +134,14 @@ class RoomsPane(ConsolePane):
                 f"{reply}{escape(message.text)}"
             )
         last = messages[-1].id if messages else 0
-        self._shown = (room, self.message_filter, max(last, shown_last))
+        self._shown = (room, self.message_filter, view.rewrites, max(last, shown_last))
 
     # keys and events ---------------------------------------------------------------
 
     @on(events.Resize)
     def _rewrap(self) -> None:
         """The stream was wrapped at its old width: write it again at the new one."""
-        self._shown = (None, "", 0)
+        self._shown = (None, "", 0, 0)
         self._draw_stream()
 
     def action_filter(self) -> None:

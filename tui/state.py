@@ -28,6 +28,7 @@ from botarena.server.protocol import (
     AgentState,
     AgentStateKind,
     Message,
+    MessageWithheld,
     ProposalDetail,
     ProposalInfo,
     QueueItem,
@@ -53,6 +54,7 @@ class RoomView:
     may_post: bool = False
     messages: deque[Message] = field(default_factory=lambda: deque(maxlen=MAX_MESSAGES))
     unread: int = 0
+    rewrites: int = 0  # how often messages changed other than at the end (drawn anew)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,16 @@ class ConsoleState:
             self.message_times.append(time.monotonic())
             if message.room != self.current_room:
                 view.unread += 1
+
+    def withhold(self, push: MessageWithheld) -> None:
+        """A moderator held a posted message (it leaves the room's view) or released it
+        (it shows again, in its place)."""
+        view = self.room(push.room)
+        kept = [m for m in view.messages if m.id != push.message_id]
+        if push.message is not None and not push.withheld:
+            kept = sorted([*kept, push.message], key=lambda m: m.id)
+        view.messages = deque(kept[-MAX_MESSAGES:], maxlen=MAX_MESSAGES)
+        view.rewrites += 1
 
     def open_room(self, name: str) -> None:
         self.current_room = name
