@@ -50,7 +50,6 @@ from botarena.server.protocol import (
 )
 from botarena.server.screening import Verdict
 from botarena.server.store.messages import HUB_CLIENT_ID_PREFIX, Posted
-from botarena.server.store.queue import FILTER
 
 
 def policy(room: str) -> Policy:
@@ -194,11 +193,12 @@ async def _decided(
     state: QueueState,
     message_id: int | None = None,
 ) -> QueueItem:
-    decided = await hub.store.queue.decide(req.id, state, session.principal, req.reason, message_id)
-    if decided is None:
+    outcome = await hub.store.queue.decide(req.id, state, session.principal, req.reason, message_id)
+    if outcome is None:
         raise Conflict(f"item {req.id} was decided meanwhile")
-    if decided.source != FILTER and state is not QueueState.DROPPED:
-        hub.metrics.overrules.inc()  # an AI moderator's flag cleared, or its hold released
+    decided, overrules = outcome
+    if overrules:
+        hub.metrics.overrules.inc()
     await hub.push(decided, SUPERVISORS_ROOM)
     return decided
 

@@ -250,9 +250,11 @@ class ModerationQueue:
         by: Principal,
         reason: str,
         message_id: int | None = None,
-    ) -> QueueItem | None:
+    ) -> tuple[QueueItem, bool] | None:
         """Record a moderator's decision on an open item (``message_id``: the message a
-        release posted); None when the item is not open (decided already, or unknown)."""
+        release posted): the item, and whether it overrules an AI moderator (clears its
+        flag or releases its hold); None when the item is not open (decided already, or
+        unknown)."""
         async with self.db.transaction() as conn:
             decided = await conn.fetchval(
                 """UPDATE moderation_queue
@@ -281,9 +283,12 @@ class ModerationQueue:
                 QueueState.CLEARED: "clear",
             }[state]
             await self._append(conn, action, by.name, item, reason=reason)
-            if item.source != FILTER and state in (QueueState.CLEARED, QueueState.RELEASED):
+            overrules = state is not QueueState.DROPPED and await conn.fetchval(
+                "SELECT ai_moderator FROM principals WHERE name = $1", item.source
+            )
+            if overrules:
                 await self._append(conn, "overrule", by.name, item, overruled=item.source)
-            return item
+            return item, bool(overrules)
 
     async def waiting(self) -> list[tuple[str, str, int, datetime | None]]:
         """For each room and kind with open items: how many, and since when the oldest
