@@ -16,7 +16,7 @@ from pathlib import Path
 
 from botarena.arenas.policy import Category
 from botarena.server.screening.compiled import AbuseModel, compiled_path
-from botarena.server.screening.rules import RULES, Rule, fold, unmask
+from botarena.server.screening.rules import RULES, Rule, fold, lower, unmask
 
 ABUSE_THRESHOLD = 0.8
 """The English model's score from which a text is abusive (0.39 for "kill the process
@@ -65,10 +65,13 @@ class Screen:
 def by_rules(folded: str) -> list[Verdict]:
     """The verdicts of the rules on a folded text (:func:`fold`), surest first."""
     unmasked = unmask(folded)
+    views: dict[tuple[bool, bool], tuple[str, ...]] = {(False, False): (folded,)}
+    views[True, False] = (folded,) if unmasked == folded else (folded, unmasked)
+    views[False, True] = (lower(folded),)
+    views[True, True] = tuple(dict.fromkeys(lower(v) for v in views[True, False]))
     found = []
     for rule in RULES:
-        views = (folded, unmasked) if rule.unmasked and unmasked != folded else (folded,)
-        if any(_matches(rule, view) for view in views):
+        if any(_matches(rule, view) for view in views[rule.unmasked, rule.lowered]):
             found.append(Verdict(rule.category, rule.score, rule.name))
     return sorted(found, key=lambda v: -v.score)
 

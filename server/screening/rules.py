@@ -29,6 +29,7 @@ class Rule:
     check: Callable[[re.Match[str]], bool] | None = None  # a checksum, a value's shape
     unmasked: bool = False  # also reads :func:`unmask`'s view of the text ("1gn0r3", "c0n")
     needs: re.Pattern[str] | None = None  # a cheap look first: without it, no match
+    lowered: bool = False  # written in lower case and read on :func:`lower` views
 
 
 def _digits(text: str) -> str:
@@ -280,7 +281,7 @@ def _alternation(patterns: list[str]) -> re.Pattern[str]:
     worded = [p.removeprefix(r"\b") for p in patterns if p.startswith(r"\b")]
     others = [p for p in patterns if not p.startswith(r"\b")]
     alternatives = [r"(?<!\w)(?=\w)(?:" + "|".join(f"(?:{p})" for p in worded) + ")", *others]
-    return re.compile(r"(?im)" + "|".join(f"(?:{p})" for p in alternatives))
+    return re.compile(r"(?m)" + "|".join(f"(?:{p})" for p in alternatives))
 
 
 _NUMBER = re.compile(r"(?:\d[\s.()/-]{0,2}){9}")  # nine digits: phones, IBANs, cards, NIRs
@@ -408,9 +409,10 @@ RULES: list[Rule] = [
     Rule(
         Category.ABUSE,
         "abusive_word",
-        re.compile(r"(?i)(?<![\w])(?:" + "|".join(_ABUSE_WORDS) + r")(?![\w])"),
+        re.compile(r"(?<![\w])(?:" + "|".join(_ABUSE_WORDS) + r")(?![\w])"),
         0.95,
         unmasked=True,
+        lowered=True,
     ),
     Rule(
         Category.INJECTION,
@@ -418,6 +420,7 @@ RULES: list[Rule] = [
         _alternation(_INJECTION),
         0.9,
         unmasked=True,
+        lowered=True,
     ),
 ]
 
@@ -447,6 +450,15 @@ def fold(text: str) -> str:
 _LEET = str.maketrans("0134578@$!", "oieastbasi")
 _LEET_RUN = re.compile(r"(?<=[^\W\d_])[0134578@$!]+|[0134578@$!]+(?=[^\W\d_])")  # "c0n", "1gn"
 _SPACED = re.compile(r"(?<!\w)(?:\w[ .*_-]){3,}\w(?!\w)")  # "c o n n a r d", "s.a.l.o.p.e"
+
+
+def lower(text: str) -> str:
+    """``text`` in lower case, one character for one as a case-blind pattern would read
+    it ("İ" is "i", not "i" and a combining dot). The phrase and word rules are written in
+    lower case and read this view rather than match ignoring case: Python's engine skips a
+    failing alternative at its first letter only when it need not fold case, which makes
+    the long alternations two to three times faster."""
+    return text.lower().replace("i\u0307", "i")
 
 
 def unmask(folded: str) -> str:
