@@ -10,6 +10,7 @@ with each is its charter's policy (:mod:`botarena.arenas.policy`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -69,14 +70,19 @@ def by_rules(folded: str) -> list[Verdict]:
     views[True, False] = (folded,) if unmasked == folded else (folded, unmasked)
     views[False, True] = (lower(folded),)
     views[True, True] = tuple(dict.fromkeys(lower(v) for v in views[True, False]))
+    needed: dict[tuple[re.Pattern[str], bool], bool] = {}  # several rules share a look
     found = []
     for rule in RULES:
+        if rule.needs is not None:
+            key = (rule.needs, rule.unmasked)
+            if key not in needed:
+                needed[key] = any(rule.needs.search(v) for v in views[rule.unmasked, True])
+            if not needed[key]:
+                continue
         if any(_matches(rule, view) for view in views[rule.unmasked, rule.lowered]):
             found.append(Verdict(rule.category, rule.score, rule.name))
     return sorted(found, key=lambda v: -v.score)
 
 
 def _matches(rule: Rule, text: str) -> bool:
-    if rule.needs is not None and rule.needs.search(text) is None:
-        return False
     return any(rule.check is None or rule.check(m) for m in rule.pattern.finditer(text))

@@ -28,7 +28,9 @@ class Rule:
     score: float
     check: Callable[[re.Match[str]], bool] | None = None  # a checksum, a value's shape
     unmasked: bool = False  # also reads :func:`unmask`'s view of the text ("1gn0r3", "c0n")
-    needs: re.Pattern[str] | None = None  # a cheap look first: without it, no match
+    # a cheap look first, in lower case at the text's lower-cased view: without it, no
+    # match (rules that share one look it up once per text)
+    needs: re.Pattern[str] | None = None
     lowered: bool = False  # written in lower case and read on :func:`lower` views
 
 
@@ -285,7 +287,7 @@ def _alternation(patterns: list[str]) -> re.Pattern[str]:
 
 
 _NUMBER = re.compile(r"(?:\d[\s.()/-]{0,2}){9}")  # nine digits: phones, IBANs, cards, NIRs
-_SECRET_WORD = re.compile(r"(?i)pass|pwd|secret|key|token|mdp|mot.de")
+_SECRET_WORD = re.compile(r"pass|pwd|secret|key|token|mdp|mot.de")
 
 RULES: list[Rule] = [
     Rule(
@@ -300,14 +302,14 @@ RULES: list[Rule] = [
         "private_key",
         re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----"),
         1.0,
-        needs=re.compile("PRIVATE KEY"),
+        needs=re.compile("private key"),
     ),
     Rule(
         Category.SECRET,
         "aws_key",
         re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
         0.95,
-        needs=re.compile("A[KS]IA"),
+        needs=re.compile("a[ks]ia"),
     ),
     Rule(
         Category.SECRET,
