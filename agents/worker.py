@@ -89,6 +89,7 @@ from botarena.server.protocol import (
 
 log = structlog.get_logger(__name__)
 
+_IDS_KEPT = 10_000  # message ids remembered as handled, or as withheld
 _TICKET_PATH = re.compile(r"tickets/(\d+)")  # a ticket_answer's path: its ticket
 
 
@@ -200,7 +201,8 @@ class AgentWorker:
         self._retry_at = 0.0
         self._seen: OrderedDict[int, None] = OrderedDict()  # message ids already handled
         self._canon_seen: set[tuple[str, int]] = set()  # merges already indexed
-        self._withheld: set[int] = set()  # messages a moderator holds, forgotten here
+        # messages a moderator holds, forgotten here (the newest _IDS_KEPT)
+        self._withheld: OrderedDict[int, None] = OrderedDict()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # per agent: its turn running
@@ -359,7 +361,9 @@ class AgentWorker:
         or released one (seen again; remembered again if it had been forgotten here).
         Every agent client in the room is told: handled once."""
         if push.withheld and push.message_id not in self._withheld:
-            self._withheld.add(push.message_id)
+            self._withheld[push.message_id] = None
+            if len(self._withheld) > _IDS_KEPT:
+                self._withheld.popitem(last=False)
             self.scheduler.withhold(push.room, push.message_id)
             if self.memory is not None:
                 self._spawn(self.memory.forget(push.message_id))
@@ -371,13 +375,13 @@ class AgentWorker:
                 if not self._echoes(message):
                     agents = set(room.agents)
                     self._spawn(self.memory.observe(message, agents, released=True))
-            self._withheld.discard(message.id)
+            self._withheld.pop(message.id, None)
 
     def _observe(self, message: Message) -> None:
         if message.id in self._seen:
             return  # every agent client in the room receives it: handle it once
         self._seen[message.id] = None
-        if len(self._seen) > 10_000:
+        if len(self._seen) > _IDS_KEPT:
             self._seen.popitem(last=False)
         mentioned = self.scheduler.mentioned(message)
         for agent in mentioned:
