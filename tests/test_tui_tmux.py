@@ -129,9 +129,16 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
             tmux.keys("Escape")
             await asyncio.sleep(0.5)
             tmux.keys("3")
-            await tmux.eventually(lambda: "Tmux notes" in tmux.screen(), 20, "the proposal listed")
-            tmux.keys("Home")  # the newest first
-            await asyncio.sleep(0.3)
+            await tmux.eventually(
+                lambda: "docs/tmux.md" in tmux.screen(), 20, "the proposal listed"
+            )
+            tmux.keys("Home")  # the newest first; the agents propose too, before and after
+            for _ in range(5):
+                await asyncio.sleep(0.5)
+                if "Tmux notes" in tmux.screen():
+                    break
+                tmux.keys("Down")
+            await tmux.eventually(lambda: "Tmux notes" in tmux.screen(), 10, "the proposal shown")
             tmux.keys("a")
             await tmux.eventually(
                 lambda: f"Approve proposal #{proposal.id}?" in tmux.screen(), 10, "asked first"
