@@ -24,10 +24,11 @@ import functools
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import structlog
 
+from botarena.agents import crew
 from botarena.agents.actions import Action
 from botarena.agents.echoes import ECHO_REASON, is_echo
 from botarena.agents.llm import LLMBackend
@@ -42,36 +43,6 @@ from botarena.server.protocol import Message
 from botarena.server.settings import LLMSettings
 
 log = structlog.get_logger(__name__)
-
-
-class _NoReplayLog:
-    """What a crew keeps for ``crewai replay`` instead of its SQLite log: nothing.
-    CrewAI writes every task's whole output (the agent's messages included) to
-    ``latest_kickoff_task_outputs.db`` under the user's data folder, opened at every
-    crew's creation and written three times a turn: turns are kept in BotArena's own
-    store, and nothing of an agent's is written outside the var folder."""
-
-    def update(self, task_index: int, log: dict[str, Any]) -> None:
-        pass
-
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
-
-    def load(self) -> None:
-        return None
-
-
-@functools.cache
-def _crew_class() -> type:
-    """CrewAI's ``Crew``, whose crews keep a :class:`_NoReplayLog` (imported only when
-    needed)."""
-    from crewai import Crew
-
-    Crew.__private_attributes__["_task_output_handler"].default_factory = _NoReplayLog
-    return Crew
 
 
 _GREETING = r"(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening)|thanks|thank you)"
@@ -210,9 +181,7 @@ class CrewTurns:
         agent = self._agents.get(persona.id)
         if agent is not None:
             return agent
-        from crewai import Agent
-
-        agent = Agent(
+        agent = crew.crewai().Agent(
             role=persona.role,
             goal=persona.goal,
             backstory=persona.backstory,
@@ -229,10 +198,7 @@ class CrewTurns:
     def _kickoff(
         self, persona: Persona, slot: Slot, description: str, action: type[Action], max_tokens: int
     ) -> TurnOutcome:
-        from crewai import CrewOutput, Task
-
-        Crew = _crew_class()
-
+        crewai = crew.crewai()
         agent = self._agent(persona)  # an agent has one turn at a time: its LLM is this slot's
         llm = agent.llm = slot.llm(self.settings)
         llm.max_tokens = max_tokens
@@ -249,16 +215,15 @@ class CrewTurns:
 
         object.__setattr__(llm, "call", timed_call)  # measure the LLM's share of a turn
         tokens_before = llm.get_token_usage_summary().completion_tokens
-        task = Task(
+        task = crewai.Task(
             description=description,
             agent=agent,
             expected_output="The JSON object of your action.",
             response_model=action,
         )
-        crew = Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
+        one = crewai.Crew(agents=[agent], tasks=[task], memory=False, verbose=False)
         try:
-            # a crew made without stream=True returns a CrewOutput, never a streaming one
-            output = cast(CrewOutput, crew.kickoff())
+            output = one.kickoff()  # made without stream=True: a CrewOutput
         finally:
             object.__delattr__(llm, "call")
         tokens = llm.get_token_usage_summary().completion_tokens - tokens_before

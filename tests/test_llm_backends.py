@@ -5,9 +5,12 @@ and on the real tiny model."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic._internal._model_construction import ModelMetaclass
 
 from botarena.agents import actions
 from botarena.agents.embedded_llm import DEMO_MODEL_FILE, EmbeddedLlama
@@ -131,6 +134,41 @@ async def test_turns_write_nothing_outside_the_var_folder(
     # it looks for a login) holds nothing of an agent's
     kept = [p for p in written if p.name != "secret.key"]
     assert kept == [], f"a turn wrote outside the var folder: {kept}"
+
+
+async def test_turns_make_no_class_and_no_event_loop_beyond_crewais_flow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a turn costs beyond CrewAI's flow. Making a pydantic class takes about a
+    millisecond (CrewAI made one for the state of every agent's executor, the worker one
+    for every turn's action), and CrewAI ran every file-store lookup (four a turn) on an
+    event loop of its own, whose closing walks every task of the process."""
+    loops: list[asyncio.AbstractEventLoop] = []
+    classes: list[str] = []
+    new_event_loop, new_model = asyncio.events.new_event_loop, ModelMetaclass.__new__
+
+    def loop_counted() -> asyncio.AbstractEventLoop:
+        loops.append(new_event_loop())
+        return loops[-1]
+
+    def model_counted(mcs: type, name: str, *args: Any, **kwargs: Any) -> type:
+        classes.append(name)
+        return new_model(mcs, name, *args, **kwargs)
+
+    async with ollama_standin(["llama3:latest"]) as ollama:
+        turns = CrewTurns(OllamaBackend(ollama.url, "llama3"), settings())
+        ada, grace, linus = (
+            _persona("llama3").model_copy(update={"id": n}) for n in ("ada", "grace", "linus")
+        )
+        for n, persona in enumerate((ada, grace, linus, ada)):
+            if n == 1:  # after the first turn: CrewAI's imports and first build
+                monkeypatch.setattr(asyncio.events, "new_event_loop", loop_counted)
+                monkeypatch.setattr(ModelMetaclass, "__new__", model_counted)
+            task = quiet_room_task(persona, "Say what could break.")
+            outcome = await turns.run(persona, task, actions.chat(replying=False))
+            assert actions.parse(actions.chat(replying=False), outcome.raw).text == ollama.reply
+    assert classes == []
+    assert len(loops) == 3  # each kickoff's flow, and nothing else
 
 
 async def test_a_turn_on_a_model_ollama_lacks_fails_for_the_worker_to_handle() -> None:
