@@ -16,7 +16,15 @@ import socketio
 
 from botarena.arenas.names import ProposalKind
 from botarena.arenas.policy import Category
-from botarena.server.errors import Blocked, Conflict, Forbidden, Held, InvalidPayload, Muted
+from botarena.server.errors import (
+    Blocked,
+    Conflict,
+    Forbidden,
+    Held,
+    HubError,
+    InvalidPayload,
+    Muted,
+)
 from botarena.server.protocol import ModerationNotice, QueueState
 from tests.harness import Arena, eventually
 from tests.test_http import get
@@ -351,6 +359,56 @@ async def test_an_ai_moderator_holds_a_posted_message_and_a_human_releases_or_dr
     with pytest.raises(Conflict, match="dropped"):
         await warden.hold(after.id, Category.NOISE)
     assert (await arena.store.audit.verify()).ok
+
+
+async def test_bad_moderation_calls_get_their_error_and_change_nothing(arena: Arena) -> None:
+    """Malformed, oversized, unknown and out-of-reach moderation calls, from an AI
+    moderator and from a moderator: each refused with its code, the store unchanged."""
+    warden = await arena.client("warden", ai_moderator=True)
+    mod = await arena.client("mod", "moderator")
+    noisy = await arena.client("noisy")
+    for client in (warden, mod, noisy):
+        await client.join("compiler")
+    said = (await noisy.send("compiler", "the build is green")).id
+    held = await mod.hold(said, Category.NOISE, "to decide")
+    other = await arena.client("other")  # a DM the AI moderator may not read
+    await other.join((await other.call("dm.open", {"principal": "noisy"}))["name"])
+    private = (await other.send("dm:noisy+other", "just us")).id
+    hold = {"message_id": said, "category": "noise"}
+    bad: list[tuple[Any, str, Any, str]] = [
+        (warden, "mod.hold", {**hold, "message_id": "one"}, "invalid_payload"),
+        (warden, "mod.hold", {**hold, "message_id": 0}, "invalid_payload"),
+        (warden, "mod.hold", {**hold, "message_id": 2**31}, "invalid_payload"),
+        (warden, "mod.hold", {**hold, "category": "spam"}, "invalid_payload"),
+        (warden, "mod.hold", {**hold, "reason": "x" * 501}, "invalid_payload"),
+        (warden, "mod.hold", {**hold, "as": "mod"}, "invalid_payload"),
+        (warden, "mod.hold", [said, "noise"], "invalid_payload"),
+        (warden, "mod.hold", None, "invalid_payload"),
+        (warden, "mod.hold", {**hold, "message_id": 10**9}, "not_found"),
+        (warden, "mod.hold", {**hold, "message_id": private}, "not_found"),
+        (warden, "mod.flag", {**hold, "category": ""}, "invalid_payload"),
+        (warden, "mod.flag", {**hold, "message_id": private}, "not_found"),
+        (warden, "mod.release", {"id": held.id}, "forbidden"),
+        (warden, "mod.drop", {"id": held.id}, "forbidden"),
+        (warden, "mod.mute", {"principal": "mod", "seconds": 60}, "forbidden"),
+        (warden, "mod.mute", {"principal": "noisy", "seconds": 0}, "invalid_payload"),
+        (mod, "mod.release", {"id": "first"}, "invalid_payload"),
+        (mod, "mod.release", {"id": 10**9}, "not_found"),
+        (mod, "mod.release", {"id": held.id, "reason": "y" * 501}, "invalid_payload"),
+        (mod, "mod.clear", {"id": held.id}, "conflict"),  # held, not flagged
+        (mod, "mod.queue", {"limit": 10**6}, "invalid_payload"),
+        (mod, "mod.queue", {"state": "lost"}, "invalid_payload"),
+        (noisy, "mod.hold", hold, "forbidden"),
+        (noisy, "mod.queue", {}, "forbidden"),
+    ]
+    before = await arena.fingerprint()
+    for client, event, payload, code in bad:
+        with pytest.raises(HubError) as err:
+            await client.call(event, payload)
+        assert err.value.code == code, (event, payload, err.value)
+        assert err.value.message, "every error explains itself"
+    assert await arena.fingerprint() == before
+    assert all(c.connected for c in (warden, mod, noisy))
 
 
 async def test_proposals_and_ticket_answers_pass_the_filter(arena: Arena) -> None:
