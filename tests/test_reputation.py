@@ -4,12 +4,14 @@ enter the external arena."""
 from __future__ import annotations
 
 import aiohttp
+import asyncpg
 import pytest
 
 from botarena.server.client import HubClient
 from botarena.server.protocol import Message, ModerationNotice
 from botarena.server.reputation import rank, refusal, seats
 from botarena.server.settings import HubSettings
+from botarena.server.store import reputation as store_reputation
 from tests.harness import Arena, ArenaFactory, eventually, stays
 from tests.test_cli import botarena
 
@@ -222,6 +224,47 @@ async def test_a_worker_enters_external_once_its_agent_earns_a_seat(
         assert seat.refused == set()
     finally:
         await stop_worker(worker, task)
+
+
+async def test_standings_are_kept_until_anyone_changes_their_record(
+    hub_factory: ArenaFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every send in external checks the seat; the standings are computed again only
+    once their record changed, by this hub or by any other process, and at once."""
+    arena = await hub_factory(external_min_seats=1)
+    desk = ["education", "external"]
+    sage, maria = [await arena.client(n, arenas=desk) for n in ("sage", "maria")]
+    for agent in (sage, maria):
+        await agent.join("external")  # a tie: both hold the seat
+    computed: list[int] = []
+
+    def counted(records: list, fraction: float, min_seats: int) -> list:
+        computed.append(len(records))
+        return rank(records, fraction, min_seats)
+
+    monkeypatch.setattr(store_reputation, "rank", counted)
+    await sage.send("external", "first")
+    computed.clear()
+    for n in range(5):
+        await sage.send("external", f"again {n}")
+    assert computed == []  # nothing changed: the standings kept
+
+    created = await propose(maria, "education", "t/1.md")  # a pending proposal counts nothing
+    await sage.send("external", "still here")
+    assert computed == [2]
+    other = await asyncpg.connect(arena.running.hub.settings.database_url)  # another process
+    try:
+        before = await other.fetchval("SELECT version FROM standings_version")
+        async with other.transaction():  # however many rows and tables: one move
+            await other.execute("UPDATE proposals SET status = 'approved' WHERE id = $1", created)
+            await other.execute("UPDATE principals SET may_create_groups = may_create_groups")
+        assert await other.fetchval("SELECT version FROM standings_version") == before + 1
+    finally:
+        await other.close()
+    with pytest.raises(Exception, match=r"sage ranks 2 of 2 .* reputation 0; .*10 or more"):
+        await sage.send("external", "and now?")
+    await maria.send("external", "the desk is mine")
+    assert computed == [2, 2]
 
 
 async def test_a_quiet_agent_that_loses_its_seat_stops_hearing_external(hub_factory) -> None:
