@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -24,6 +25,17 @@ from tests.services import ROOT
 from tests.test_up import botarena_up
 
 pytestmark = pytest.mark.e2e
+
+
+def _shown(screen: str) -> int | None:
+    """The proposal the Proposals tab's detail shows."""
+    found = re.search(r"^#(\d+) ", screen, re.MULTILINE)
+    return int(found[1]) if found else None
+
+
+def _listed(screen: str) -> list[int]:
+    """The proposals the Proposals tab lists, in its order."""
+    return [int(n) for n in re.findall(r"^ ?(\d+) +pending ", screen, re.MULTILINE)]
 
 
 class Tmux:
@@ -132,13 +144,20 @@ async def test_the_console_in_tmux_against_make_up(tmp_path: Path) -> None:
             await tmux.eventually(
                 lambda: "docs/tmux.md" in tmux.screen(), 20, "the proposal listed"
             )
-            tmux.keys("Home")  # the newest first; the agents propose too, before and after
-            for _ in range(5):
-                await asyncio.sleep(0.5)
-                if "Tmux notes" in tmux.screen():
-                    break
+            # the newest first, and the agents propose too: from the top, down to ada's
+            tmux.keys("Home")
+            await tmux.eventually(
+                lambda: _shown(tmux.screen()) == next(iter(_listed(tmux.screen())), 0),
+                10,
+                "the top shown",
+            )
+            while (shown := _shown(tmux.screen())) != proposal.id:
+                assert shown is not None and shown > proposal.id, shown
                 tmux.keys("Down")
-            await tmux.eventually(lambda: "Tmux notes" in tmux.screen(), 10, "the proposal shown")
+                await tmux.eventually(
+                    lambda s=shown: (_shown(tmux.screen()) or s) < s, 10, "the next one shown"
+                )
+            assert "Tmux notes" in tmux.screen()
             tmux.keys("a")
             await tmux.eventually(
                 lambda: f"Approve proposal #{proposal.id}?" in tmux.screen(), 10, "asked first"
