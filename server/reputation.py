@@ -17,7 +17,7 @@ record they are applied to.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,7 +73,7 @@ def external_cutoff(scores: list[int], fraction: float, min_seats: int) -> int |
     return sorted(scores, reverse=True)[seats(len(scores), fraction, min_seats) - 1]
 
 
-def rank(records: list[Mapping[str, Any]], fraction: float, min_seats: int) -> list[Standing]:
+def rank(records: Sequence[Mapping[str, Any]], fraction: float, min_seats: int) -> list[Standing]:
     """Every agent's standing from its counts, best first (ties by name)."""
     scores = {r["agent"]: score(r) for r in records}
     cutoff = external_cutoff(

@@ -5,6 +5,8 @@ The statuses and the role the record counts are the enums' values, passed as par
 
 from __future__ import annotations
 
+from typing import Any
+
 from botarena.arenas.names import EXTERNAL, ProposalStatus
 from botarena.server.protocol import Role
 from botarena.server.reputation import Standing, rank, refusal
@@ -60,7 +62,7 @@ class ReputationRepository:
             ProposalStatus.CONFLICT.value,
             Role.AGENT.value,
         )
-        records = [dict(r) for r in rows]
+        records: list[dict[str, Any]] = [dict(r) for r in rows]
         versions = {r.pop("version") for r in records}
         board = rank(records, fraction, min_seats)
         if len(versions) == 1:  # the version the rows were read at (none: no agent yet)
